@@ -1,0 +1,143 @@
+package ktap
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"unicode"
+)
+
+// Writer prints KTAP version 1. Each line goes out in a single Write call
+// ending in "\n": a kernel writing to the same console interleaves whole
+// lines, not fragments. A Writer is for use from one goroutine at a time.
+type Writer struct {
+	out                           io.Writer
+	indent                        string
+	err                           *error // first write error, shared with subtest writers
+	next                          int    // number of the last result written
+	pass, fail, skip, xfail, errs int
+}
+
+// NewWriter returns a top-level Writer printing to w.
+func NewWriter(w io.Writer) *Writer { return &Writer{out: w, err: new(error)} }
+
+// Err returns the first error from the underlying io.Writer, from this
+// Writer or any of its subtests. Writing goes on after an error.
+func (w *Writer) Err() error { return *w.err }
+
+func (w *Writer) println(s string) {
+	_, err := io.WriteString(w.out, w.indent+s+"\n")
+	if err != nil && *w.err == nil {
+		*w.err = fmt.Errorf("ktap: writing %q: %w", s, err)
+	}
+}
+
+// Header prints the version line and the plan "1..n".
+func (w *Writer) Header(n int) {
+	w.HeaderNoPlan()
+	w.Plan(n)
+}
+
+// HeaderNoPlan prints only the version line, for when the number of tests is
+// not known yet; call Plan after the last result.
+func (w *Writer) HeaderNoPlan() { w.println(versionLine) }
+
+// Plan prints "1..n".
+func (w *Writer) Plan(n int) { w.println("1.." + strconv.Itoa(n)) }
+
+// Diag prints a diagnostic message, one "# " line per line of the message.
+func (w *Writer) Diag(format string, args ...any) {
+	msg := strings.TrimSuffix(fmt.Sprintf(format, args...), "\n")
+	for _, l := range strings.Split(msg, "\n") {
+		if l = strings.TrimRight(l, "\r"); l == "" {
+			w.println("#")
+		} else {
+			w.println("# " + l)
+		}
+	}
+}
+
+// Result prints the next result line and returns its test number: "ok 1
+// desc", "not ok 2 desc", "ok 3 desc # SKIP reason". desc is sanitized (see
+// Sanitize); the directive's reason is put on one line. A Directive with an
+// empty Kind and a Reason prints the reason as diagnostic data ("# reason").
+func (w *Writer) Result(ok bool, desc string, d Directive) int {
+	w.next++
+	s := "not ok " + strconv.Itoa(w.next)
+	if ok {
+		s = s[len("not "):]
+	}
+	if desc = Sanitize(desc); desc != "" {
+		s += " " + desc
+	}
+	kind := strings.ReplaceAll(Sanitize(d.Kind), " ", "_")
+	if tail := strings.TrimSpace(kind + " " + oneLine(d.Reason)); tail != "" {
+		s += " # " + tail
+	}
+	switch {
+	case d.Kind == DirSkip:
+		w.skip++
+	case ok:
+		w.pass++
+		if d.Kind == DirXFail {
+			w.xfail++
+		}
+	default:
+		w.fail++
+		if d.Kind == DirError {
+			w.errs++
+		}
+	}
+	w.println(s)
+	return w.next
+}
+
+// Subtest starts a nested test: it prints "KTAP version 1" and "# Subtest:
+// name" indented four spaces deeper and returns the Writer for its lines.
+// The caller then prints the subtest's own result with w.Result.
+func (w *Writer) Subtest(name string) *Writer {
+	sub := &Writer{out: w.out, indent: w.indent + "    ", err: w.err}
+	sub.HeaderNoPlan()
+	if name = Sanitize(name); name != "" {
+		sub.println("# " + subtestTag + name)
+	}
+	return sub
+}
+
+// Counts returns how many results this Writer (not its subtests) printed as
+// passed (XFAIL included), failed (ERROR and TIMEOUT included) and skipped.
+func (w *Writer) Counts() (pass, fail, skip int) { return w.pass, w.fail, w.skip }
+
+// Totals prints kselftest's summary line for this Writer's results.
+func (w *Writer) Totals() {
+	w.println(fmt.Sprintf("# Totals: pass:%d fail:%d xfail:%d xpass:0 skip:%d error:%d",
+		w.pass-w.xfail, w.fail-w.errs, w.xfail, w.skip, w.errs))
+}
+
+// Sanitize makes s safe as a test description: control characters (newlines
+// included) become spaces, '#' becomes '_' (it would start a directive),
+// runs of white space collapse to one space, and a leading "- " is dropped
+// (readers take it for TAP13's separator). Writer applies it to descriptions
+// and subtest names, so a "# Subtest:" name matches its result line.
+func Sanitize(s string) string {
+	s = oneLine(strings.ReplaceAll(s, "#", "_"))
+	for {
+		t, ok := strings.CutPrefix(s, "- ")
+		if !ok {
+			return s
+		}
+		s = strings.TrimSpace(t)
+	}
+}
+
+// oneLine turns control characters into spaces and collapses white space.
+func oneLine(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
+	return strings.Join(strings.Fields(s), " ")
+}
