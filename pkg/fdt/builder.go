@@ -266,3 +266,36 @@ func (b *Builder) Finish() ([]byte, error) {
 	b.err = fmt.Errorf("fdt: builder already finished: %w", ErrBadState)
 	return blob, nil
 }
+
+// Encode builds t's reservations and nodes with a Builder of unlimited
+// capacity and sets boot_cpuid_phys afterwards, as fdt_set_boot_cpuid_phys
+// would. Version is always 17.
+func Encode(t *Tree) ([]byte, error) {
+	if t == nil || t.Root == nil {
+		return nil, fmt.Errorf("fdt: encode: tree has no root: %w", ErrBadState)
+	}
+	b := NewBuilder(0)
+	for _, r := range t.Reserved {
+		b.AddReservation(r.Address, r.Size)
+	}
+	var walk func(n *Node)
+	walk = func(n *Node) {
+		if b.BeginNode(n.Name) != nil { // stops at MaxDepth, even on a cyclic tree
+			return
+		}
+		for _, p := range n.Props {
+			b.Property(p.Name, p.Value)
+		}
+		for _, c := range n.Children {
+			walk(c)
+		}
+		b.EndNode()
+	}
+	walk(t.Root) // errors are sticky: Finish reports the first
+	blob, err := b.Finish()
+	if err != nil {
+		return nil, err
+	}
+	binary.BigEndian.PutUint32(blob[hBootCPUID:], t.BootCPUID)
+	return blob, nil
+}

@@ -52,8 +52,14 @@ func formatNode(buf *bytes.Buffer, n *Node, level int) {
 	buf.WriteString("};\n")
 }
 
-// dtsEscapes are the control characters dtc treats as string content.
-var dtsEscapes = [256]byte{'\a': 'a', '\b': 'b', '\t': 't', '\n': 'n', '\v': 'v', '\f': 'f', '\r': 'r'}
+// dtsEscape returns the escape letter of a control character dtc treats as
+// string content, or 0.
+func dtsEscape(c byte) byte {
+	if i := bytes.IndexByte([]byte("\a\b\t\n\v\f\r"), c); c != 0 && i >= 0 {
+		return "abtnvfr"[i]
+	}
+	return 0
+}
 
 // formatValue follows dtc's guess_value_type and write_propval_*.
 func formatValue(buf *bytes.Buffer, v []byte) {
@@ -66,7 +72,7 @@ func formatValue(buf *bytes.Buffer, v []byte) {
 		switch {
 		case c == 0:
 			nul++
-		case (c < 0x20 || c > 0x7e) && dtsEscapes[c] == 0:
+		case (c < 0x20 || c > 0x7e) && dtsEscape(c) == 0:
 			notString++
 		}
 	}
@@ -80,9 +86,9 @@ func formatValue(buf *bytes.Buffer, v []byte) {
 			case c == '\\' || c == '"':
 				buf.WriteByte('\\')
 				buf.WriteByte(c)
-			case dtsEscapes[c] != 0:
+			case dtsEscape(c) != 0:
 				buf.WriteByte('\\')
-				buf.WriteByte(dtsEscapes[c])
+				buf.WriteByte(dtsEscape(c))
 			default:
 				buf.WriteByte(c)
 			}
