@@ -136,13 +136,16 @@ func (p *parser) open(l line, name string) {
 	if len(p.stack) >= maxDepth {
 		return
 	}
+	// Diagnostics before a subtest belong to the parent, not its next result.
+	top := p.top()
+	top.rep.Diags, top.diags = append(top.rep.Diags, top.diags...), nil
 	rep := &Report{Plan: -1}
 	if l.kind == kindVersion {
 		rep.Version = l.num
 	} else {
 		rep.Name = name
 	}
-	p.top().orphan()
+	top.orphan()
 	p.stack = append(p.stack, &frame{rep: rep, indent: l.indent})
 }
 
