@@ -1,0 +1,145 @@
+package flb
+
+import (
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+)
+
+// recorder collects callback events in call order.
+type recorder struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (r *recorder) add(format string, a ...any) {
+	r.mu.Lock()
+	r.events = append(r.events, fmt.Sprintf(format, a...))
+	r.mu.Unlock()
+}
+
+// take returns and clears the events.
+func (r *recorder) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ev := r.events
+	r.events = nil
+	return ev
+}
+
+func (r *recorder) expect(t *testing.T, want ...string) {
+	t.Helper()
+	if got := r.take(); !slices.Equal(got, want) {
+		t.Fatalf("events:\n got  %q\n want %q", got, want)
+	}
+}
+
+// testFLB builds FLBs whose callbacks record into a recorder; the fail maps
+// make a callback fail with the given error.
+type testFLB struct {
+	rec          *recorder
+	failPreserve map[string]error
+	failRetrieve map[string]error
+	nilObj       bool
+	mu           sync.Mutex
+}
+
+func newTestFLB() *testFLB {
+	return &testFLB{rec: &recorder{}, failPreserve: map[string]error{}, failRetrieve: map[string]error{}}
+}
+
+// dataFor is the handle .preserve returns for an FLB named name.
+func dataFor(name string) uint64 {
+	var d uint64
+	for _, c := range []byte(name) {
+		d = d*131 + uint64(c)
+	}
+	return d
+}
+
+func (tf *testFLB) flb(name string, owner *Module) *FLB {
+	short := name
+	return &FLB{Compatible: name, Ops: &Ops{
+		Preserve: func(a *OpArgs) error {
+			tf.rec.add("preserve %s", short)
+			tf.mu.Lock()
+			err := tf.failPreserve[short]
+			tf.mu.Unlock()
+			if err != nil {
+				return err
+			}
+			a.Data, a.Obj = dataFor(short), "out:"+short
+			return nil
+		},
+		Unpreserve: func(a *OpArgs) { tf.rec.add("unpreserve %s data=%#x obj=%v", short, a.Data, a.Obj) },
+		Retrieve: func(a *OpArgs) error {
+			tf.rec.add("retrieve %s data=%#x", short, a.Data)
+			tf.mu.Lock()
+			err := tf.failRetrieve[short]
+			tf.mu.Unlock()
+			if err != nil {
+				return err
+			}
+			if !tf.nilObj {
+				a.Obj = "in:" + short
+			}
+			return nil
+		},
+		Finish: func(a *OpArgs) { tf.rec.add("finish %s obj=%v", short, a.Obj) },
+		Owner:  owner,
+	}}
+}
+
+func registeredHandler() *FileHandler {
+	h := &FileHandler{}
+	h.MarkRegistered()
+	return h
+}
+
+// mustRegister links every FLB to h, failing the test on error.
+func mustRegister(t testing.TB, k *Kernel, h *FileHandler, flbs ...*FLB) {
+	t.Helper()
+	for _, f := range flbs {
+		if err := k.RegisterFLB(h, f); err != nil {
+			t.Fatalf("RegisterFLB(%q): %v", f.Compatible, err)
+		}
+	}
+}
+
+// pageEntry is an entry to lay out in a hand-made incoming page.
+type pageEntry struct {
+	name  string // raw bytes, copied as is (up to NameLen)
+	data  uint64
+	count uint64
+}
+
+// makePage builds an incoming FLB page with the given header count and
+// entries written from index 0 (entries beyond the page are dropped).
+func makePage(count uint64, entries ...pageEntry) []byte {
+	p := make([]byte, PageSize)
+	binary.LittleEndian.PutUint64(p[0:], PageCount)
+	binary.LittleEndian.PutUint64(p[8:], count)
+	for i, e := range entries {
+		off := HeaderSize + i*EntrySize
+		if off+NameLen > PageSize {
+			break
+		}
+		copy(p[off:off+NameLen], e.name)
+		if off+EntrySize <= PageSize {
+			binary.LittleEndian.PutUint64(p[off+NameLen:], e.data)
+			binary.LittleEndian.PutUint64(p[off+NameLen+8:], e.count)
+		}
+	}
+	return p
+}
+
+// fakeQuiescer counts calls and answers Quiesce with ok.
+type fakeQuiescer struct {
+	ok              bool
+	quiesce, resume int
+}
+
+func (q *fakeQuiescer) Quiesce() bool { q.quiesce++; return q.ok }
+func (q *fakeQuiescer) Resume()       { q.resume++ }
