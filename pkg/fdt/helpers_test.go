@@ -57,7 +57,7 @@ func testTrees() map[string]*Tree {
 			raw("five", 1, 2, 3, 4, 5), raw("nine", 1, 2, 3, 4, 5, 6, 7, 8, 9)},
 			node("abc", []Property{str("compatible", "x"), raw("e")}),
 			node("abcd", []Property{str("le", "y"), str("newname", "z")}),
-			node("abcde", []Property{str("compatible", "w"), str("name", "v")}))},
+			node("abcde", []Property{str("compatible", "w"), str("wname", "v")}))},
 		"reservations": {Reserved: []Reservation{{0x1000, 0x2000}, {0xffff_ffff_0000, 0x10}},
 			Root: node("", []Property{str("model", "r")})},
 		"deep":  {Root: node("", nil, deep)},

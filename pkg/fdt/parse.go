@@ -151,26 +151,32 @@ func Parse(blob []byte) (*Tree, error) {
 		t.Reserved = append(t.Reserved, r)
 	}
 	rsvSize := off - h.offRsvmap
+	if overlap(h.offRsvmap, rsvSize, h.offStrings, h.sizeStr) {
+		return nil, parseErr(hOffRsvmap, "memory reservation map overlaps strings block")
+	}
+	if overlap(h.offRsvmap, rsvSize, h.offStruct, h.sizeStruct) {
+		return nil, parseErr(hOffRsvmap, "memory reservation map overlaps struct block")
+	}
 
-	structEnd := h.offStruct + h.sizeStruct
-	if h.sizeStruct < 0 { // version 16: the struct block ends where FDT_END is found
+	exact, structEnd := h.sizeStruct >= 0, h.offStruct+h.sizeStruct
+	if !exact { // version 16: the struct block ends at FDT_END
 		structEnd = h.total
-		if h.offStrings > h.offStruct {
-			structEnd = h.offStrings
+		for _, b := range []int{h.offStrings, h.offRsvmap} {
+			if b > h.offStruct && b < structEnd {
+				structEnd = b
+			}
 		}
 	}
 	strs := blob[h.offStrings : h.offStrings+h.sizeStr]
-	root, sizeStruct, err := parseStruct(blob[:structEnd], h.offStruct, strs, h.offStrings, h.sizeStruct >= 0)
+	root, sizeStruct, err := parseStruct(blob[:structEnd], h.offStruct, strs, h.offStrings, exact)
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case overlap(h.offRsvmap, rsvSize, h.offStruct, sizeStruct):
-		return nil, parseErr(hOffRsvmap, "memory reservation map overlaps struct block")
-	case overlap(h.offRsvmap, rsvSize, h.offStrings, h.sizeStr):
-		return nil, parseErr(hOffRsvmap, "memory reservation map overlaps strings block")
-	case overlap(h.offStruct, sizeStruct, h.offStrings, h.sizeStr):
+	if !exact && overlap(h.offStruct, sizeStruct, h.offStrings, h.sizeStr) {
 		return nil, parseErr(hOffStrings, "strings block overlaps struct block")
+	}
+	if !exact && overlap(h.offRsvmap, rsvSize, h.offStruct, sizeStruct) {
+		return nil, parseErr(hOffRsvmap, "memory reservation map overlaps struct block")
 	}
 	t.Root = root
 	return t, nil
