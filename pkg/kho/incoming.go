@@ -1,0 +1,259 @@
+package kho
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/bits"
+	"slices"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kho-sim/kho-sim/pkg/fdt"
+	"github.com/kho-sim/kho-sim/pkg/physmem"
+)
+
+// Block is one preserved block: 2^Order pages starting at PA.
+type Block struct {
+	PA    uint64
+	Order uint
+}
+
+// Size is the block's length in bytes.
+func (b Block) Size() uint64 { return pageSize << b.Order }
+
+// ErrNotPreserved means the previous kernel's memory map does not list a page
+// that something asked to use.
+var ErrNotPreserved = errors.New("page not in the preserved-memory map")
+
+// Incoming is what a booting kernel learns from the previous one's KHO
+// handover (kho_populate and kho_mem_deserialize), read from untrusted
+// memory and checked.
+type Incoming struct {
+	region *physmem.Region
+	rootPA uint64
+	root   *fdt.Tree
+	blocks []Block // sorted by PA, non-overlapping
+}
+
+// maxFDTSize bounds how much of the region a sub-FDT may claim.
+const maxFDTSize = 1 << 20
+
+// ReadIncoming validates the KHO root FDT at rootPA and the memory map it
+// points to. Each check mirrors one the 7.0 kernel makes (fdt_check_header,
+// compatible "kho-v1", a non-zero map address) plus those the kernel omits
+// because it trusts its predecessor: every chunk, bitmap and preserved block
+// must lie inside the region, chunk lists must end, and counts must fit.
+func ReadIncoming(r *physmem.Region, rootPA uint64) (*Incoming, error) {
+	root, err := readFDT(r, rootPA)
+	if err != nil {
+		return nil, fmt.Errorf("kho: root FDT at %#x: %w (the kernel disables KHO revival)", rootPA, err)
+	}
+	if !root.Root.IsCompatible(Compatible) {
+		c, _ := root.Root.String("compatible")
+		return nil, fmt.Errorf("kho: root FDT at %#x is %q, not %q (the kernel disables KHO revival)", rootPA, c, Compatible)
+	}
+	mapPA, err := root.Root.U64(PropMemoryMap)
+	if err != nil {
+		return nil, fmt.Errorf("kho: root FDT: %w (the kernel disables KHO revival)", err)
+	}
+	if mapPA == 0 {
+		return nil, fmt.Errorf("kho: root FDT has an empty %s (the kernel disables KHO revival: ENOENT)", PropMemoryMap)
+	}
+	blocks, err := readMemoryMap(r, mapPA)
+	if err != nil {
+		return nil, fmt.Errorf("kho: %s: %w", PropMemoryMap, err)
+	}
+	in := &Incoming{region: r, rootPA: rootPA, root: root, blocks: blocks}
+	if err := in.check(rootPA, pageSize); err != nil {
+		return nil, fmt.Errorf("kho: root FDT page %#x: %w", rootPA, err)
+	}
+	return in, nil
+}
+
+// readFDT reads an FDT whose size comes from its own header, bounded by the
+// region and maxFDTSize.
+func readFDT(r *physmem.Region, pa uint64) (*fdt.Tree, error) {
+	hdr, err := r.Bytes(pa, 40)
+	if err != nil {
+		return nil, err
+	}
+	size, err := fdt.TotalSize(hdr)
+	if err != nil {
+		return nil, err
+	}
+	if size > maxFDTSize {
+		return nil, fmt.Errorf("totalsize %d above the %d bytes kho-sim accepts", size, maxFDTSize)
+	}
+	blob, err := r.Bytes(pa, uint64(size))
+	if err != nil {
+		return nil, fmt.Errorf("totalsize %d: %w", size, err)
+	}
+	return fdt.Parse(blob)
+}
+
+func readMemoryMap(r *physmem.Region, pa uint64) ([]Block, error) {
+	var blocks []Block
+	seen := map[uint64]bool{}
+	for pa != 0 {
+		if seen[pa] {
+			return nil, fmt.Errorf("chunk list loops back to %#x", pa)
+		}
+		seen[pa] = true
+		if pa%pageSize != 0 {
+			return nil, fmt.Errorf("chunk %#x is not page aligned", pa)
+		}
+		chunk, err := r.Bytes(pa, pageSize)
+		if err != nil {
+			return nil, fmt.Errorf("chunk: %w", err)
+		}
+		next := binary.LittleEndian.Uint64(chunk[0:])
+		order := binary.LittleEndian.Uint32(chunk[8:])
+		n := binary.LittleEndian.Uint32(chunk[12:])
+		if order > MaxPageOrder {
+			return nil, fmt.Errorf("chunk %#x: order %d above MAX_PAGE_ORDER %d", pa, order, MaxPageOrder)
+		}
+		if n > ChunkCapacity {
+			return nil, fmt.Errorf("chunk %#x: num_elms %d above %d (the kernel would read past the chunk)", pa, n, ChunkCapacity)
+		}
+		for i := range n {
+			elm := chunk[chunkHeaderSize+i*bitmapPtrSize:]
+			start := binary.LittleEndian.Uint64(elm[0:])
+			bmPA := binary.LittleEndian.Uint64(elm[8:])
+			bm, err := r.Bytes(bmPA, pageSize)
+			if err != nil {
+				return nil, fmt.Errorf("chunk %#x element %d: bitmap: %w", pa, i, err)
+			}
+			blocks, err = appendBits(blocks, r, start, uint(order), bm)
+			if err != nil {
+				return nil, fmt.Errorf("chunk %#x element %d: %w", pa, i, err)
+			}
+		}
+		pa = next
+	}
+	slices.SortFunc(blocks, func(a, b Block) int { return cmpU64(a.PA, b.PA) })
+	for i := 1; i < len(blocks); i++ {
+		if blocks[i].PA < blocks[i-1].PA+blocks[i-1].Size() {
+			return nil, fmt.Errorf("preserved blocks %#x and %#x overlap", blocks[i-1].PA, blocks[i].PA)
+		}
+	}
+	return blocks, nil
+}
+
+func appendBits(blocks []Block, r *physmem.Region, start uint64, order uint, bm []byte) ([]Block, error) {
+	for w := 0; w < len(bm); w += 8 {
+		word := binary.LittleEndian.Uint64(bm[w:])
+		for word != 0 {
+			bit := uint64(w*8 + bits.TrailingZeros64(word))
+			word &= word - 1
+			pa := start + bit<<(order+pageShift)
+			b := Block{PA: pa, Order: order}
+			if pa < start || !r.Contains(pa, b.Size()) {
+				return nil, fmt.Errorf("preserved block %#x (order %d) lies outside the region %#x-%#x; the kernel would reserve it blindly",
+					pa, order, r.Base(), r.End()-1)
+			}
+			blocks = append(blocks, b)
+		}
+	}
+	return blocks, nil
+}
+
+// RootPA is where the root FDT was read.
+func (in *Incoming) RootPA() uint64 { return in.rootPA }
+
+// Root is the parsed root FDT.
+func (in *Incoming) Root() *fdt.Tree { return in.root }
+
+// Blocks lists the preserved blocks, sorted by address.
+func (in *Incoming) Blocks() []Block { return slices.Clone(in.blocks) }
+
+// Ranges lists the preserved memory as page ranges, adjacent blocks merged.
+func (in *Incoming) Ranges() []physmem.Range {
+	var out []physmem.Range
+	for _, b := range in.blocks {
+		if n := len(out); n > 0 && out[n-1].Start+out[n-1].Size == b.PA {
+			out[n-1].Size += b.Size()
+			continue
+		}
+		out = append(out, physmem.Range{Start: b.PA, Size: b.Size()})
+	}
+	return out
+}
+
+// SubtreeNames lists the root's children in blob order.
+func (in *Incoming) SubtreeNames() []string {
+	names := make([]string, len(in.root.Root.Children))
+	for i, c := range in.root.Root.Children {
+		names[i] = c.Name
+	}
+	return names
+}
+
+// Subtree models kho_retrieve_subtree: the address of the named child's
+// FDT. ENOENT without such a child, EINVAL if its "fdt" is not a u64.
+func (in *Incoming) Subtree(name string) (uint64, error) {
+	n := in.root.Root.Child(name)
+	if n == nil {
+		return 0, fmt.Errorf("kho: no subtree %q: %w", name, unix.ENOENT)
+	}
+	pa, err := n.U64(PropSubFDT)
+	if err != nil {
+		return 0, fmt.Errorf("kho: subtree %q: %v: %w", name, err, unix.EINVAL)
+	}
+	return pa, nil
+}
+
+// SubtreeFDT reads and parses the named child's FDT, whose pages must be
+// preserved. It returns the raw blob too, for byte-level checks.
+func (in *Incoming) SubtreeFDT(name string) (*fdt.Tree, []byte, error) {
+	pa, err := in.Subtree(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	hdr, err := in.Map(pa, 40)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kho: subtree %q FDT: %w", name, err)
+	}
+	size, err := fdt.TotalSize(hdr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kho: subtree %q FDT at %#x: %w", name, pa, err)
+	}
+	blob, err := in.Map(pa, uint64(size))
+	if err != nil {
+		return nil, nil, fmt.Errorf("kho: subtree %q FDT: %w", name, err)
+	}
+	t, err := fdt.Parse(blob)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kho: subtree %q FDT at %#x: %w", name, pa, err)
+	}
+	return t, blob, nil
+}
+
+// Map gives access to [pa, pa+size) only if the previous kernel preserved
+// every page of it: the incoming side never uses memory it was not handed.
+func (in *Incoming) Map(pa, size uint64) ([]byte, error) {
+	if err := in.check(pa, size); err != nil {
+		return nil, err
+	}
+	return in.region.Bytes(pa, size)
+}
+
+// check reports whether the previous kernel preserved all of [pa, pa+size).
+func (in *Incoming) check(pa, size uint64) error {
+	if size == 0 || pa+size < pa {
+		return fmt.Errorf("range %#x+%#x: %w", pa, size, physmem.ErrOutOfRegion)
+	}
+	if !in.region.Contains(pa, size) {
+		return fmt.Errorf("range %#x+%#x outside region %#x-%#x: %w", pa, size, in.region.Base(), in.region.End()-1, physmem.ErrOutOfRegion)
+	}
+	next := pa &^ (pageSize - 1)
+	end := pa + size
+	i, _ := slices.BinarySearchFunc(in.blocks, next, func(b Block, t uint64) int { return cmpU64(b.PA+b.Size(), t+1) })
+	for ; next < end; i++ {
+		if i >= len(in.blocks) || in.blocks[i].PA > next {
+			return fmt.Errorf("page %#x of %#x+%#x: %w", next, pa, size, ErrNotPreserved)
+		}
+		next = in.blocks[i].PA + in.blocks[i].Size()
+	}
+	return nil
+}

@@ -1,0 +1,299 @@
+package kho
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/bits"
+	"slices"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kho-sim/kho-sim/pkg/fdt"
+	"github.com/kho-sim/kho-sim/pkg/physmem"
+)
+
+// Outgoing is the outgoing half of KHO for one simulated boot: the kernel's
+// kho_out, created fresh per boot instead of living in a global.
+type Outgoing struct {
+	mu     sync.Mutex
+	alloc  *physmem.Allocator
+	rootPA uint64
+	// allocs maps the start of every kho_alloc_preserve block to its size.
+	allocs map[uint64]uint64
+	// preserved maps a preserved block's first pfn to its order, as the
+	// kernel's per-order bitmaps record it.
+	preserved map[uint64]uint
+	subtrees  []subtree
+	// serialized holds the chunk and bitmap pages of the last Finalize;
+	// like kmalloc'd memory in the kernel they are not themselves preserved.
+	serialized []uint64
+}
+
+type subtree struct {
+	name string
+	pa   uint64
+}
+
+// NewOutgoing models kho_init: it allocates and preserves the root FDT page
+// and writes the empty root ("kho-v1", preserved-memory-map = 0) into it.
+func NewOutgoing(alloc *physmem.Allocator) (*Outgoing, error) {
+	o := &Outgoing{alloc: alloc, allocs: map[uint64]uint64{}, preserved: map[uint64]uint{}}
+	pa, _, err := o.AllocPreserve(pageSize)
+	if err != nil {
+		return nil, fmt.Errorf("kho: allocate root FDT: %w", err)
+	}
+	o.rootPA = pa
+	if err := o.writeRoot(0); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// RootPA is the physical address of the KHO root FDT, what a real kernel
+// passes to the next one in setup_data and kho-sim on its command line.
+func (o *Outgoing) RootPA() uint64 { return o.rootPA }
+
+// AllocPreserve models kho_alloc_preserve: a zeroed block of 2^order pages,
+// order = get_order(size), preserved across the handover. EINVAL for size 0,
+// E2BIG above MAX_PAGE_ORDER, ENOMEM when the region is full.
+func (o *Outgoing) AllocPreserve(size uint64) (uint64, []byte, error) {
+	if size == 0 {
+		return 0, nil, fmt.Errorf("kho: alloc_preserve of 0 bytes: %w", unix.EINVAL)
+	}
+	order := getOrder(size)
+	if order > MaxPageOrder {
+		return 0, nil, fmt.Errorf("kho: alloc_preserve of %d bytes needs order %d > %d: %w", size, order, MaxPageOrder, unix.E2BIG)
+	}
+	n := uint64(pageSize) << order
+	pa, mem, err := o.alloc.Alloc(n, true)
+	if err != nil {
+		return 0, nil, fmt.Errorf("kho: alloc_preserve %d bytes: %w", size, err)
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.allocs[pa] = n
+	o.preserveRange(pa, n)
+	return pa, mem, nil
+}
+
+// UnpreserveFree models kho_unpreserve_free.
+func (o *Outgoing) UnpreserveFree(pa uint64) error {
+	o.mu.Lock()
+	n, ok := o.allocs[pa]
+	if !ok {
+		o.mu.Unlock()
+		return fmt.Errorf("kho: unpreserve_free %#x: not a kho_alloc_preserve block: %w", pa, unix.EINVAL)
+	}
+	delete(o.allocs, pa)
+	o.unpreserveRange(pa, n)
+	o.mu.Unlock()
+	return o.alloc.Free(pa)
+}
+
+// preserveRange records [pa, pa+n) the way kho_preserve_pages splits it:
+// each step takes the largest order both aligned at pfn and fitting in what
+// remains, so an order-aligned folio is exactly one block.
+func (o *Outgoing) preserveRange(pa, n uint64) {
+	forEachBlock(pa>>pageShift, (pa+n)>>pageShift, func(pfn uint64, order uint) { o.preserved[pfn] = order })
+}
+
+func (o *Outgoing) unpreserveRange(pa, n uint64) {
+	forEachBlock(pa>>pageShift, (pa+n)>>pageShift, func(pfn uint64, _ uint) { delete(o.preserved, pfn) })
+}
+
+func forEachBlock(pfn, end uint64, fn func(pfn uint64, order uint)) {
+	for pfn < end {
+		order := uint(bits.Len64(end-pfn) - 1)
+		if pfn != 0 {
+			order = min(order, uint(bits.TrailingZeros64(pfn)))
+		}
+		fn(pfn, order)
+		pfn += 1 << order
+	}
+}
+
+// getOrder is the kernel's get_order: the smallest order whose block holds size.
+func getOrder(size uint64) uint {
+	pages := (size + pageSize - 1) >> pageShift
+	if pages <= 1 {
+		return 0
+	}
+	return uint(bits.Len64(pages - 1))
+}
+
+// AddSubtree models kho_add_subtree: a child of the root named name whose
+// "fdt" property is fdtPA. EEXIST if the name is taken. The kernel inserts
+// each new child before the existing ones, so the newest comes first.
+func (o *Outgoing) AddSubtree(name string, fdtPA uint64) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, s := range o.subtrees {
+		if s.name == name {
+			return fmt.Errorf("kho: add_subtree %q: %w", name, unix.EEXIST)
+		}
+	}
+	o.subtrees = append(o.subtrees, subtree{name, fdtPA})
+	return o.writeRootLocked(0)
+}
+
+// RemoveSubtree models kho_remove_subtree: the child whose fdt is fdtPA goes.
+func (o *Outgoing) RemoveSubtree(fdtPA uint64) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.subtrees = slices.DeleteFunc(o.subtrees, func(s subtree) bool { return s.pa == fdtPA })
+	return o.writeRootLocked(0)
+}
+
+// Finalize models kho_finalize: it serializes the preserved-memory map into
+// freshly allocated chunk and bitmap pages and stores the first chunk's
+// address in the root FDT. It returns the root FDT's address. Called again,
+// it frees the previous map first, as kho_update_memory_map does.
+func (o *Outgoing) Finalize() (uint64, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.freeSerializedLocked()
+	first, err := o.serializeMemoryMap()
+	if err != nil {
+		o.freeSerializedLocked()
+		return 0, err
+	}
+	if err := o.writeRootLocked(first); err != nil {
+		return 0, err
+	}
+	return o.rootPA, nil
+}
+
+// Abort releases what Finalize allocated and resets the map property, for
+// a handover that will not happen after all.
+func (o *Outgoing) Abort() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.freeSerializedLocked()
+	return o.writeRootLocked(0)
+}
+
+// Preserved lists the preserved blocks, sorted by address.
+func (o *Outgoing) Preserved() []Block {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make([]Block, 0, len(o.preserved))
+	for pfn, order := range o.preserved {
+		out = append(out, Block{PA: pfn << pageShift, Order: order})
+	}
+	slices.SortFunc(out, func(a, b Block) int { return cmpU64(a.PA, b.PA) })
+	return out
+}
+
+func (o *Outgoing) freeSerializedLocked() {
+	for _, pa := range o.serialized {
+		_ = o.alloc.Free(pa) // pages this value allocated itself; Free cannot miss them
+	}
+	o.serialized = nil
+}
+
+// serializeMemoryMap models kho_mem_serialize: one run of chunks per order,
+// ascending; within an order, one bitmap per PRESERVE_BITS blocks, ascending.
+func (o *Outgoing) serializeMemoryMap() (uint64, error) {
+	type key struct {
+		order uint
+		index uint64
+	}
+	type bitmap struct {
+		pa  uint64
+		mem []byte
+	}
+	bitmaps := map[key]bitmap{}
+	var keys []key
+	for pfn, order := range o.preserved {
+		high := pfn >> order
+		k := key{order, high / preserveBits}
+		bm, ok := bitmaps[k]
+		if !ok {
+			pa, mem, err := o.alloc.Alloc(pageSize, false)
+			if err != nil {
+				return 0, fmt.Errorf("kho: allocate memory map bitmap: %w", err)
+			}
+			o.serialized = append(o.serialized, pa)
+			bm = bitmap{pa, mem}
+			bitmaps[k] = bm
+			keys = append(keys, k)
+		}
+		bit := high % preserveBits
+		bm.mem[bit/8] |= 1 << (bit % 8)
+	}
+	slices.SortFunc(keys, func(a, b key) int {
+		if a.order != b.order {
+			return int(a.order) - int(b.order)
+		}
+		return cmpU64(a.index, b.index)
+	})
+	var first uint64
+	var chunk []byte
+	var n uint32
+	for i, k := range keys {
+		if chunk == nil || k.order != keys[i-1].order || n == ChunkCapacity {
+			pa, mem, err := o.alloc.Alloc(pageSize, false)
+			if err != nil {
+				return 0, fmt.Errorf("kho: allocate memory map chunk: %w", err)
+			}
+			o.serialized = append(o.serialized, pa)
+			binary.LittleEndian.PutUint32(mem[8:], uint32(k.order))
+			if chunk == nil {
+				first = pa
+			} else {
+				binary.LittleEndian.PutUint64(chunk[0:], pa)
+			}
+			chunk, n = mem, 0
+		}
+		elm := chunk[chunkHeaderSize+int(n)*bitmapPtrSize:]
+		binary.LittleEndian.PutUint64(elm[0:], (k.index*preserveBits)<<(k.order+pageShift))
+		binary.LittleEndian.PutUint64(elm[8:], bitmaps[k].pa)
+		n++
+		binary.LittleEndian.PutUint32(chunk[12:], n)
+	}
+	return first, nil
+}
+
+// writeRoot rebuilds the root FDT in its page. The kernel edits the tree in
+// place (fdt_add_subnode, fdt_setprop, fdt_pack); kho-sim writes the same
+// tree afresh with the sequential writer, which yields the same nodes and
+// properties in the same order.
+func (o *Outgoing) writeRoot(memMap uint64) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.writeRootLocked(memMap)
+}
+
+func (o *Outgoing) writeRootLocked(memMap uint64) error {
+	b := fdt.NewBuilder(pageSize)
+	_ = b.BeginNode("")
+	_ = b.PropertyString("compatible", Compatible)
+	_ = b.PropertyU64(PropMemoryMap, memMap)
+	for i := len(o.subtrees) - 1; i >= 0; i-- {
+		_ = b.BeginNode(o.subtrees[i].name)
+		_ = b.PropertyU64(PropSubFDT, o.subtrees[i].pa)
+		_ = b.EndNode()
+	}
+	_ = b.EndNode()
+	blob, err := b.Finish() // errors are sticky: Finish reports the first
+	if err != nil {
+		return fmt.Errorf("kho: build root FDT: %w", err)
+	}
+	page, err := o.alloc.Region().Bytes(o.rootPA, pageSize)
+	if err != nil {
+		return fmt.Errorf("kho: root FDT page: %w", err)
+	}
+	clear(page[copy(page, blob):])
+	return nil
+}
+
+func cmpU64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
