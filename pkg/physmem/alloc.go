@@ -1,6 +1,7 @@
 package physmem
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"sync"
@@ -50,7 +51,7 @@ func (a *Allocator) Reserve(rg Range) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	i := a.search(rg.Start)
+	i, _ := a.search(rg.Start)
 	for _, j := range []int{i - 1, i} {
 		if j >= 0 && j < len(a.allocs) && a.allocs[j].Overlaps(rg) {
 			return fmt.Errorf("physmem: reserve %v: %w: overlaps allocation %v", rg, unix.EBUSY, a.allocs[j].Range)
@@ -60,18 +61,10 @@ func (a *Allocator) Reserve(rg Range) error {
 	return nil
 }
 
-// search returns the index of the first allocation starting at or after pa.
-func (a *Allocator) search(pa uint64) int {
-	i, _ := slices.BinarySearchFunc(a.allocs, pa, func(al Allocation, pa uint64) int {
-		switch {
-		case al.Start < pa:
-			return -1
-		case al.Start > pa:
-			return 1
-		}
-		return 0
-	})
-	return i
+// search returns the index of the first allocation starting at or after pa,
+// and whether it starts exactly at pa.
+func (a *Allocator) search(pa uint64) (int, bool) {
+	return slices.BinarySearchFunc(a.allocs, pa, func(al Allocation, pa uint64) int { return cmp.Compare(al.Start, pa) })
 }
 
 // Alloc returns the lowest free block of size bytes rounded up to whole
@@ -109,8 +102,8 @@ func (a *Allocator) Alloc(size uint64, preserve bool) (pa uint64, mem []byte, er
 func (a *Allocator) Free(pa uint64) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	i := a.search(pa)
-	if i == len(a.allocs) || a.allocs[i].Start != pa {
+	i, found := a.search(pa)
+	if !found {
 		return fmt.Errorf("physmem: free %#x: %w: no allocation starts there", pa, unix.ENOENT)
 	}
 	a.allocs = slices.Delete(a.allocs, i, i+1)
@@ -123,8 +116,8 @@ func (a *Allocator) Free(pa uint64) error {
 func (a *Allocator) SetPreserved(pa uint64, preserved bool) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	i := a.search(pa)
-	if i == len(a.allocs) || a.allocs[i].Start != pa {
+	i, found := a.search(pa)
+	if !found {
 		return fmt.Errorf("physmem: set preserved %#x: %w: no allocation starts there", pa, unix.ENOENT)
 	}
 	a.allocs[i].Preserved = preserved

@@ -39,32 +39,25 @@ func MemmapFromCmdline(cmdline string) (r Range, found bool, err error) {
 // does: at white space outside double quotes, with the quotes removed.
 func cmdlineArgs(cmdline string) []string {
 	var args []string
-	var cur strings.Builder
+	var cur []byte
 	inQuote, started := false, false
-	flush := func() bool {
-		if started && cur.String() == "--" {
-			return false
+	for i := 0; i <= len(cmdline); i++ {
+		if i < len(cmdline) && (inQuote || strings.IndexByte(" \t\n\v\f\r", cmdline[i]) < 0) {
+			if cmdline[i] == '"' {
+				inQuote = !inQuote
+			} else {
+				cur = append(cur, cmdline[i])
+			}
+			started = true
+			continue
+		}
+		if started && string(cur) == "--" {
+			break // the rest belongs to init
 		}
 		if started {
-			args = append(args, cur.String())
+			args = append(args, string(cur))
 		}
-		cur.Reset()
-		started = false
-		return true
+		cur, started = cur[:0], false
 	}
-	for i := 0; i < len(cmdline); i++ {
-		switch c := cmdline[i]; {
-		case c == '"':
-			inQuote, started = !inQuote, true
-		case !inQuote && (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'):
-			if !flush() {
-				return args
-			}
-		default:
-			cur.WriteByte(c)
-			started = true
-		}
-	}
-	flush()
 	return args
 }

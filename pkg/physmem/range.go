@@ -1,8 +1,8 @@
 package physmem
 
 import (
-	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -42,45 +42,31 @@ func (r Range) String() string {
 // valid reports whether the range is non-empty and does not wrap.
 func (r Range) valid() bool { return r.Size > 0 && r.Start+r.Size-1 >= r.Start }
 
-func (r Range) pageAligned() bool { return r.Start%PageSize == 0 && r.Size%PageSize == 0 }
-
-var errSyntax = errors.New("invalid size")
-
-// memparse parses a leading number the way the kernel's memparse() does:
-// C-style base (0x hex, leading 0 octal, else decimal) and an optional
-// K/M/G/T/P/E suffix (either case). It returns the unparsed rest and, unlike
-// the kernel, fails on overflow instead of wrapping.
-func memparse(s string) (uint64, string, error) {
-	base, digits := 10, s
+// ParseSize parses a size or address as the kernel's memparse() does:
+// "4096", "0x1000", "16M", "1G" (suffixes K, M, G, T, P, E in either case).
+// Like the kernel, a leading 0 means octal. Unlike the kernel, it fails on
+// trailing text and on overflow instead of ignoring them.
+func ParseSize(s string) (uint64, error) {
+	digits, base, shift := s, 10, 0
 	switch {
-	case len(s) > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') && isDigit(s[2], 16):
-		base, digits = 16, s[2:]
+	case len(s) > 2 && s[0] == '0' && upper(s[1]) == 'X':
+		digits, base = s[2:], 16
 	case len(s) > 1 && s[0] == '0':
 		base = 8
 	}
-	n := 0
-	for n < len(digits) && isDigit(digits[n], base) {
-		n++
-	}
-	if n == 0 {
-		return 0, s, fmt.Errorf("%q: %w: no number", s, errSyntax)
-	}
-	v, err := strconv.ParseUint(digits[:n], base, 64)
-	if err != nil {
-		return 0, s, fmt.Errorf("%q: %w: %w", s, errSyntax, err)
-	}
-	rest := digits[n:]
-	if len(rest) > 0 {
-		if shift := strings.IndexByte("KMGTPE", upper(rest[0])); shift >= 0 {
-			shift = 10 * (shift + 1)
-			if v > ^uint64(0)>>shift {
-				return 0, s, fmt.Errorf("%q: %w: overflows 64 bits", s, errSyntax)
-			}
-			v <<= shift
-			rest = rest[1:]
+	if n := len(digits); n > 0 && !isDigit(digits[n-1], base) { // "0x1E" has no suffix
+		if i := strings.IndexByte("KMGTPE", upper(digits[n-1])); i >= 0 {
+			digits, shift = digits[:n-1], 10*(i+1)
 		}
 	}
-	return v, rest, nil
+	v, err := strconv.ParseUint(digits, base, 64)
+	if err != nil {
+		return 0, fmt.Errorf("physmem: parse size %q: %w", s, err)
+	}
+	if v > math.MaxUint64>>shift {
+		return 0, fmt.Errorf("physmem: parse size %q: %w", s, strconv.ErrRange)
+	}
+	return v << shift, nil
 }
 
 func upper(c byte) byte {
@@ -91,28 +77,7 @@ func upper(c byte) byte {
 }
 
 func isDigit(c byte, base int) bool {
-	switch {
-	case '0' <= c && c <= '9':
-		return int(c-'0') < base
-	case base == 16:
-		c = upper(c)
-		return 'A' <= c && c <= 'F'
-	}
-	return false
-}
-
-// ParseSize parses a size or address as the kernel's memparse() does:
-// "4096", "0x1000", "16M", "1G" (suffixes K, M, G, T, P, E in either case).
-// Like the kernel, a leading 0 means octal. The whole string must be used.
-func ParseSize(s string) (uint64, error) {
-	v, rest, err := memparse(s)
-	if err != nil {
-		return 0, fmt.Errorf("physmem: parse size: %w", err)
-	}
-	if rest != "" {
-		return 0, fmt.Errorf("physmem: parse size %q: %w: trailing %q", s, errSyntax, rest)
-	}
-	return v, nil
+	return strings.IndexByte("0123456789ABCDEF"[:base], upper(c)) >= 0
 }
 
 // ParseRegion parses "SIZE@ADDR", e.g. "16M@0x10000000". The range must be
@@ -143,15 +108,12 @@ func parseRange(s, size, addr string) (Range, error) {
 // MemmapArg returns the kernel parameter reserving r, e.g.
 // "memmap=16M$0x10000000".
 func MemmapArg(r Range) string {
-	size := strconv.FormatUint(r.Size, 10)
-	for _, u := range []struct {
-		suffix string
-		shift  uint
-	}{{"G", 30}, {"M", 20}, {"K", 10}} {
-		if r.Size != 0 && r.Size%(1<<u.shift) == 0 {
-			size = strconv.FormatUint(r.Size>>u.shift, 10) + u.suffix
+	size, suffix := r.Size, ""
+	for _, s := range []string{"K", "M", "G"} {
+		if size == 0 || size%1024 != 0 {
 			break
 		}
+		size, suffix = size>>10, s
 	}
-	return fmt.Sprintf("memmap=%s$%#x", size, r.Start)
+	return fmt.Sprintf("memmap=%d%s$%#x", size, suffix, r.Start)
 }

@@ -33,7 +33,7 @@ func New(base uint64, mem []byte) (*Region, error) {
 }
 
 func checkRegionRange(rg Range) error {
-	if !rg.valid() || !rg.pageAligned() || rg.Size > math.MaxInt || rg.Start > math.MaxInt64 {
+	if !rg.valid() || (rg.Start|rg.Size)%PageSize != 0 || rg.Size > math.MaxInt || rg.Start > math.MaxInt64 {
 		return fmt.Errorf("physmem: region %v: %w: base and size must be page aligned (%d), size non-zero, no wrap",
 			rg, unix.EINVAL, PageSize)
 	}
