@@ -1,0 +1,415 @@
+package flb
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// outgoingSetup registers FLBs a, b, c, d on one handler.
+func outgoingSetup(t *testing.T) (*Kernel, *testFLB, *FileHandler, []*FLB) {
+	t.Helper()
+	k := New(Options{})
+	tf := newTestFLB()
+	h := registeredHandler()
+	flbs := []*FLB{tf.flb("a", nil), tf.flb("b", nil), tf.flb("c", nil), tf.flb("d", nil)}
+	mustRegister(t, k, h, flbs...)
+	return k, tf, h, flbs
+}
+
+func TestFilePreserve_FirstFileCallsPreserve_LaterFilesOnlyCount(t *testing.T) {
+	k, tf, h, flbs := outgoingSetup(t)
+	for range 3 {
+		if err := k.FilePreserve(h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tf.rec.expect(t, "preserve a", "preserve b", "preserve c", "preserve d")
+	s := flbs[1].State()
+	if s.OutgoingCount != 3 || s.OutgoingData != dataFor("b") || s.OutgoingObj != "out:b" {
+		t.Fatalf("state %+v", s)
+	}
+	if obj, err := k.GetOutgoing(flbs[1]); err != nil || obj != "out:b" {
+		t.Fatalf("GetOutgoing = %v, %v", obj, err)
+	}
+}
+
+func TestFilePreserve_FailureRollsBackInReverse(t *testing.T) {
+	k, tf, h, flbs := outgoingSetup(t)
+	// a is already held by a file of another handler: rollback only drops
+	// the reference this call took.
+	other := registeredHandler()
+	mustRegister(t, k, other, flbs[0])
+	if err := k.FilePreserve(other); err != nil {
+		t.Fatal(err)
+	}
+	tf.rec.take()
+	tf.failPreserve["c"] = unix.ENOMEM
+	if err := k.FilePreserve(h); !errors.Is(err, unix.ENOMEM) {
+		t.Fatalf("FilePreserve = %v, want ENOMEM", err)
+	}
+	tf.rec.expect(t, "preserve b", "preserve c", fmtUnpreserve("b"))
+	for i, want := range []int64{1, 0, 0, 0} {
+		if got := flbs[i].State().OutgoingCount; got != want {
+			t.Errorf("%s count %d, want %d", flbs[i].Compatible, got, want)
+		}
+	}
+}
+
+func fmtUnpreserve(name string) string {
+	return "unpreserve " + name + " data=" + hex(dataFor(name)) + " obj=out:" + name
+}
+
+func hex(v uint64) string { return fmt.Sprintf("%#x", v) }
+
+func TestFilePreserve_FirstFLBFails_NothingToRollBack(t *testing.T) {
+	k, tf, h, _ := outgoingSetup(t)
+	tf.failPreserve["a"] = unix.EIO
+	if err := k.FilePreserve(h); !errors.Is(err, unix.EIO) {
+		t.Fatalf("FilePreserve = %v, want EIO", err)
+	}
+	tf.rec.expect(t, "preserve a")
+}
+
+func TestFileUnpreserve_ReverseOrder_LastFileCallsUnpreserve(t *testing.T) {
+	k, tf, h, flbs := outgoingSetup(t)
+	for range 2 {
+		if err := k.FilePreserve(h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tf.rec.take()
+	k.FileUnpreserve(h)
+	tf.rec.expect(t) // not the last file yet
+	k.FileUnpreserve(h)
+	tf.rec.expect(t, fmtUnpreserve("d"), fmtUnpreserve("c"), fmtUnpreserve("b"), fmtUnpreserve("a"))
+	for _, f := range flbs {
+		if s := f.State(); s.OutgoingCount != 0 || s.OutgoingData != 0 || s.OutgoingObj != nil {
+			t.Errorf("%s not cleared: %+v", f.Compatible, s)
+		}
+	}
+	// Preserve again after a full unpreserve calls .preserve again.
+	if err := k.FilePreserve(h); err != nil {
+		t.Fatal(err)
+	}
+	tf.rec.expect(t, "preserve a", "preserve b", "preserve c", "preserve d")
+}
+
+func TestGetOutgoing_BeforePreserve_Nil(t *testing.T) {
+	k, _, _, flbs := outgoingSetup(t)
+	if obj, err := k.GetOutgoing(flbs[0]); err != nil || obj != nil {
+		t.Fatalf("GetOutgoing = %v, %v; want nil, nil", obj, err)
+	}
+}
+
+// incomingSetup registers a, b, c on one handler and installs an incoming
+// page holding the given entries.
+func incomingSetup(t *testing.T, opts Options, page []byte) (*Kernel, *testFLB, *FileHandler, []*FLB) {
+	t.Helper()
+	k := New(opts)
+	tf := newTestFLB()
+	h := registeredHandler()
+	flbs := []*FLB{tf.flb("a", nil), tf.flb("b", nil), tf.flb("c", nil)}
+	mustRegister(t, k, h, flbs...)
+	if page != nil {
+		if err := k.SetupIncoming(page); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return k, tf, h, flbs
+}
+
+// abcPage holds a, b, c, each with count files.
+func abcPage(count uint64) []byte {
+	return makePage(3,
+		pageEntry{"a", dataFor("a"), count},
+		pageEntry{"b", dataFor("b"), count},
+		pageEntry{"c", dataFor("c"), count})
+}
+
+func TestGetIncoming_RetrievesAtMostOnce(t *testing.T) {
+	k, tf, _, flbs := incomingSetup(t, Options{}, abcPage(2))
+	for range 3 {
+		obj, err := k.GetIncoming(flbs[1])
+		if err != nil || obj != "in:b" {
+			t.Fatalf("GetIncoming = %v, %v", obj, err)
+		}
+	}
+	tf.rec.expect(t, "retrieve b data="+hex(dataFor("b")))
+	if s := flbs[1].State(); !s.Retrieved || s.IncomingCount != 2 || s.IncomingData != dataFor("b") {
+		t.Fatalf("state %+v", s)
+	}
+}
+
+func TestGetIncoming_RetrieveReturnsNilObj_RetrieveStillOnce(t *testing.T) {
+	k, tf, _, flbs := incomingSetup(t, Options{}, abcPage(1))
+	tf.nilObj = true
+	for range 2 {
+		if obj, err := k.GetIncoming(flbs[0]); err != nil || obj != nil {
+			t.Fatalf("GetIncoming = %v, %v", obj, err)
+		}
+	}
+	tf.rec.expect(t, "retrieve a data="+hex(dataFor("a")))
+}
+
+func TestGetIncoming_NoIncomingData_ENODATA(t *testing.T) {
+	k, tf, _, flbs := incomingSetup(t, Options{}, nil)
+	if _, err := k.GetIncoming(flbs[0]); !errors.Is(err, unix.ENODATA) {
+		t.Fatalf("GetIncoming = %v, want ENODATA", err)
+	}
+	tf.rec.expect(t)
+}
+
+func TestGetIncoming_NotInTable_ENOENT(t *testing.T) {
+	k, tf, _, _ := incomingSetup(t, Options{}, abcPage(1))
+	d := tf.flb("d", nil)
+	if _, err := k.GetIncoming(d); !errors.Is(err, unix.ENOENT) {
+		t.Fatalf("GetIncoming = %v, want ENOENT", err)
+	}
+	// Entries past the header count are not looked at.
+	k2, _, _, flbs := incomingSetup(t, Options{}, makePage(1, pageEntry{"x", 1, 1}, pageEntry{"a", 2, 1}))
+	if _, err := k2.GetIncoming(flbs[0]); !errors.Is(err, unix.ENOENT) {
+		t.Fatalf("entry past count: GetIncoming = %v, want ENOENT", err)
+	}
+}
+
+func TestGetIncoming_RetrieveError_PropagatesAndStaysUnretrieved(t *testing.T) {
+	k, tf, _, flbs := incomingSetup(t, Options{}, abcPage(4))
+	tf.failRetrieve["a"] = unix.EIO
+	if _, err := k.GetIncoming(flbs[0]); !errors.Is(err, unix.EIO) {
+		t.Fatalf("GetIncoming = %v, want EIO", err)
+	}
+	s := flbs[0].State()
+	if s.Retrieved || s.IncomingCount != 4 || s.IncomingData != dataFor("a") {
+		t.Fatalf("after failed retrieve: %+v (7.0 loads data and count before .retrieve)", s)
+	}
+	delete(tf.failRetrieve, "a")
+	if obj, err := k.GetIncoming(flbs[0]); err != nil || obj != "in:a" {
+		t.Fatalf("second GetIncoming = %v, %v", obj, err)
+	}
+	tf.rec.expect(t, "retrieve a data="+hex(dataFor("a")), "retrieve a data="+hex(dataFor("a")))
+}
+
+func TestFileFinish_AfterRetrieve_LastFileFinishesInReverse(t *testing.T) {
+	k, tf, h, flbs := incomingSetup(t, Options{}, abcPage(2))
+	for _, f := range flbs {
+		if _, err := k.GetIncoming(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tf.rec.take()
+	if err := k.FileFinish(h); err != nil {
+		t.Fatal(err)
+	}
+	tf.rec.expect(t)
+	if err := k.FileFinish(h); err != nil {
+		t.Fatal(err)
+	}
+	tf.rec.expect(t, "finish c obj=in:c", "finish b obj=in:b", "finish a obj=in:a")
+	for _, f := range flbs {
+		s := f.State()
+		if !s.Finished || s.IncomingCount != 0 || s.IncomingObj != nil || s.IncomingData != 0 {
+			t.Errorf("%s: %+v", f.Compatible, s)
+		}
+		if _, err := k.GetIncoming(f); !errors.Is(err, unix.ENODATA) {
+			t.Errorf("%s: GetIncoming after finish = %v, want ENODATA", f.Compatible, err)
+		}
+	}
+}
+
+func TestFinishBeforeRetrieve_CountUnderflows_NeverFinishes(t *testing.T) {
+	k, tf, h, flbs := incomingSetup(t, Options{}, abcPage(2))
+	for range 2 {
+		if err := k.FileFinish(h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tf.rec.expect(t) // neither .retrieve nor .finish ran
+	for _, f := range flbs {
+		if s := f.State(); s.IncomingCount != -2 || s.Finished || s.Retrieved {
+			t.Fatalf("%s: %+v, want count -2, never finished", f.Compatible, s)
+		}
+	}
+	// A late get_incoming reloads the count from the page: the two
+	// decrements are lost and two more finishes would be needed.
+	if _, err := k.GetIncoming(flbs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if c := flbs[0].State().IncomingCount; c != 2 {
+		t.Fatalf("count after late retrieve %d, want 2 (reloaded)", c)
+	}
+}
+
+func TestFinishBeforeRetrieve_Fixed_FinishesOnce(t *testing.T) {
+	k, tf, h, flbs := incomingSetup(t, Options{FixFinishBeforeRetrieve: true}, abcPage(2))
+	if err := k.FileFinish(h); err != nil {
+		t.Fatal(err)
+	}
+	tf.rec.expect(t)
+	if err := k.FileFinish(h); err != nil {
+		t.Fatal(err)
+	}
+	tf.rec.expect(t,
+		"retrieve c data="+hex(dataFor("c")), "finish c obj=in:c",
+		"retrieve b data="+hex(dataFor("b")), "finish b obj=in:b",
+		"retrieve a data="+hex(dataFor("a")), "finish a obj=in:a")
+	if err := k.FileFinish(h); err != nil {
+		t.Fatal(err)
+	}
+	tf.rec.expect(t) // finish ran once
+	for _, f := range flbs {
+		if !f.State().Finished {
+			t.Errorf("%s not finished", f.Compatible)
+		}
+	}
+}
+
+func TestGetIncomingAfterFinish_ReloadsCount_LosesDecrements(t *testing.T) {
+	tests := []struct {
+		name      string
+		fix       bool
+		wantCount int64
+	}{
+		{"7.0", false, 3},
+		{"fixed", true, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k, _, h, flbs := incomingSetup(t, Options{FixFinishBeforeRetrieve: tt.fix}, abcPage(3))
+			if err := k.FileFinish(h); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := k.GetIncoming(flbs[0]); err != nil {
+				t.Fatal(err)
+			}
+			if c := flbs[0].State().IncomingCount; c != tt.wantCount {
+				t.Fatalf("count %d, want %d", c, tt.wantCount)
+			}
+		})
+	}
+}
+
+func TestFinishFixed_NotInTable_NoDecrement(t *testing.T) {
+	k, tf, h, flbs := incomingSetup(t, Options{FixFinishBeforeRetrieve: true}, makePage(1, pageEntry{"a", 1, 1}))
+	err := k.FileFinish(h)
+	if !errors.Is(err, unix.ENOENT) {
+		t.Fatalf("FileFinish = %v, want ENOENT warnings for b and c", err)
+	}
+	tf.rec.expect(t, "retrieve a data=0x1", "finish a obj=in:a")
+	if s := flbs[1].State(); s.IncomingCount != 0 {
+		t.Fatalf("b count %d, want 0 (not decremented)", s.IncomingCount)
+	}
+}
+
+func TestFileFinish_RetrieveFailsAtLastFile_WarnsNoFinish(t *testing.T) {
+	k, tf, h, flbs := incomingSetup(t, Options{FixFinishBeforeRetrieve: true}, abcPage(1))
+	tf.failRetrieve["b"] = unix.EIO
+	if err := k.FileFinish(h); !errors.Is(err, unix.EIO) {
+		t.Fatalf("FileFinish = %v, want the EIO warning", err)
+	}
+	tf.rec.expect(t,
+		"retrieve c data="+hex(dataFor("c")), "finish c obj=in:c",
+		"retrieve b data="+hex(dataFor("b")),
+		"retrieve a data="+hex(dataFor("a")), "finish a obj=in:a")
+	if s := flbs[1].State(); s.Finished || s.IncomingCount != 0 {
+		t.Fatalf("b: %+v", s)
+	}
+}
+
+func TestRetrieve_HeaderCountAbovePage_ReadPastPage(t *testing.T) {
+	k, _, _, flbs := incomingSetup(t, Options{}, makePage(1000, pageEntry{"x", 1, 1}))
+	_, err := k.GetIncoming(flbs[0])
+	if !errors.Is(err, ErrReadPastPage) {
+		t.Fatalf("GetIncoming = %v, want ErrReadPastPage", err)
+	}
+	if errors.Is(err, unix.ENOENT) {
+		t.Fatal("read past page must be distinguishable from ENOENT")
+	}
+}
+
+func TestRetrieve_HeaderCountAboveMax_MatchInsidePage_Found(t *testing.T) {
+	// 7.0 stops at the first match, so a corrupt count goes unnoticed.
+	k, _, _, flbs := incomingSetup(t, Options{}, makePage(1<<40, pageEntry{"a", 7, 1}))
+	if _, err := k.GetIncoming(flbs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if s := flbs[0].State(); s.IncomingData != 7 {
+		t.Fatalf("data %d, want 7", s.IncomingData)
+	}
+}
+
+func TestRetrieve_MatchAtEntry63_DataPastPage(t *testing.T) {
+	// Entry 63 starts at byte 4048: its name fits, its data and count lie
+	// past the page.
+	entries := make([]pageEntry, Max+1)
+	for i := range entries {
+		entries[i] = pageEntry{name: "z"}
+	}
+	entries[Max] = pageEntry{name: "a"}
+	k, _, _, flbs := incomingSetup(t, Options{}, makePage(Max+1, entries...))
+	if _, err := k.GetIncoming(flbs[0]); !errors.Is(err, ErrReadPastPage) {
+		t.Fatalf("GetIncoming = %v, want ErrReadPastPage", err)
+	}
+}
+
+func TestRetrieve_UnterminatedName_StrcmpStopsAtDifference(t *testing.T) {
+	full := strings.Repeat("n", NameLen) // no NUL in the page entry
+	tests := []struct {
+		name    string
+		compat  string
+		wantErr error
+	}{
+		{"shorter compatible differs at its NUL", full[:NameLen-1], unix.ENOENT},
+		{"48-byte compatible runs past its array", full, unix.ENOENT},
+		{"other name", "a", unix.ENOENT},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k := New(Options{})
+			f := newTestFLB().flb(tt.compat, nil)
+			mustRegister(t, k, registeredHandler(), f)
+			if err := k.SetupIncoming(makePage(1, pageEntry{full, 1, 1})); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := k.GetIncoming(f); !errors.Is(err, tt.wantErr) {
+				t.Fatalf("GetIncoming = %v, want %v", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestRetrieve_UnterminatedLastName_ReadPastPage(t *testing.T) {
+	// A 48-byte compatible compared with a 48-byte name in entry 63 reads
+	// byte 4096 before finding the difference.
+	full := strings.Repeat("n", NameLen)
+	entries := make([]pageEntry, Max+1)
+	for i := range entries {
+		entries[i] = pageEntry{name: "z"}
+	}
+	entries[Max] = pageEntry{name: full}
+	k := New(Options{})
+	f := newTestFLB().flb(full, nil)
+	mustRegister(t, k, registeredHandler(), f)
+	if err := k.SetupIncoming(makePage(Max+1, entries...)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.GetIncoming(f); !errors.Is(err, ErrReadPastPage) {
+		t.Fatalf("GetIncoming = %v, want ErrReadPastPage", err)
+	}
+}
+
+func TestRetrieve_ShortPage_ReadPastPage(t *testing.T) {
+	for _, size := range []int{0, 8, HeaderSize, HeaderSize + 10} {
+		k, _, _, flbs := incomingSetup(t, Options{}, nil)
+		page := makePage(1, pageEntry{"a", 1, 1})[:size]
+		if err := k.SetupIncoming(page); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := k.GetIncoming(flbs[0]); !errors.Is(err, ErrReadPastPage) {
+			t.Errorf("page of %d bytes: GetIncoming = %v, want ErrReadPastPage", size, err)
+		}
+	}
+}
