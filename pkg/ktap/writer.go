@@ -50,7 +50,7 @@ func (w *Writer) Plan(n int) { w.println("1.." + strconv.Itoa(n)) }
 func (w *Writer) Diag(format string, args ...any) {
 	msg := strings.TrimSuffix(fmt.Sprintf(format, args...), "\n")
 	for _, l := range strings.Split(msg, "\n") {
-		if l = strings.TrimRight(l, "\r"); l == "" {
+		if l = strings.TrimRight(l, " \t\r"); l == "" {
 			w.println("#")
 		} else {
 			w.println("# " + l)
