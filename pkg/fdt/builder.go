@@ -55,8 +55,11 @@ func (b *Builder) fail(err error) error {
 }
 
 // need fails unless grow more bytes fit within the capacity.
-func (b *Builder) need(what string, grow int) error {
+func (b *Builder) need(what, name string, grow int) error {
 	if size := b.size() + grow; size > b.limit {
+		if name != "" {
+			what += fmt.Sprintf(" %q", name)
+		}
 		return b.fail(fmt.Errorf("fdt: %s needs totalsize %d, capacity %d: %w", what, size, b.limit, ErrNoSpace))
 	}
 	return nil
@@ -77,7 +80,7 @@ func (b *Builder) AddReservation(address, size uint64) error {
 	if len(b.reserved) >= MaxReservations {
 		return b.badState("more than %d reservations", MaxReservations)
 	}
-	if err := b.need("reservation", reserveSize); err != nil {
+	if err := b.need("reservation", "", reserveSize); err != nil {
 		return err
 	}
 	b.reserved = append(b.reserved, Reservation{address, size})
@@ -109,7 +112,7 @@ func (b *Builder) BeginNode(name string) error {
 		}
 		parent.hasChild = true
 	}
-	if err := b.need("node "+name, 4+align4(len(name)+1)); err != nil {
+	if err := b.need("node", name, 4+align4(len(name)+1)); err != nil {
 		return err
 	}
 	b.structBlk = binary.BigEndian.AppendUint32(b.structBlk, tokenBeginNode)
@@ -152,7 +155,7 @@ func (b *Builder) Property(name string, value []byte) error {
 		return b.fail(fmt.Errorf("fdt: duplicate property %q: %w", name, ErrBadName))
 	}
 	key, fromEnd := b.stringOffset(name)
-	if err := b.need("property "+name, 12+align4(len(value))+len(key)); err != nil {
+	if err := b.need("property", name, 12+align4(len(value))+len(key)); err != nil {
 		return err
 	}
 	b.revStrings = append(b.revStrings, key...)
@@ -215,7 +218,7 @@ func (b *Builder) EndNode() error {
 	if len(b.open) == 0 {
 		return b.badState("EndNode without an open node")
 	}
-	if err := b.need("end of node", 4); err != nil {
+	if err := b.need("end of node", "", 4); err != nil {
 		return err
 	}
 	b.structBlk = binary.BigEndian.AppendUint32(b.structBlk, tokenEndNode)
@@ -236,7 +239,7 @@ func (b *Builder) Finish() ([]byte, error) {
 	case !b.rootDone:
 		return nil, b.badState("Finish without a root node")
 	}
-	if err := b.need("FDT_END", 4); err != nil {
+	if err := b.need("FDT_END", "", 4); err != nil {
 		return nil, err
 	}
 	b.structBlk = binary.BigEndian.AppendUint32(b.structBlk, tokenEnd)
