@@ -1,0 +1,258 @@
+package kexec
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/u-root/u-root/pkg/cpio"
+	"golang.org/x/sys/unix"
+)
+
+// memfdName shows in /proc/PID/fd as "/memfd:kho-sim-initrd".
+const memfdName = "kho-sim-initrd"
+
+// RepackRootfs writes the tree at root ("" means "/") as an uncompressed
+// newc cpio into a sealed memfd, ready to be the next kernel's initrd, and
+// returns it positioned at 0.
+//
+// A directory on another device than root (a mount point: /proc, /sys, a
+// devtmpfs /dev, a tmpfs /tmp) is kept, empty, so the next init can mount on
+// it again. Paths in exclude (relative to root, with or without a leading
+// "/") are left out with everything under them. Symlinks are kept as links,
+// hard links as newc hard links, device nodes and FIFOs as nodes; sockets
+// are dropped. If the archive would lack dev/console, a character device
+// 5:1 is added there: the kernel opens it for init's stdio before init runs.
+//
+// The archive is reproducible: entries come parent first in byte order of
+// their names, inode numbers count up in that order, and mtimes and device
+// numbers of the holding file system are zero; owners and modes are kept.
+func RepackRootfs(root string, exclude []string) (*os.File, RepackStats, error) {
+	if root == "" {
+		root = "/"
+	}
+	p := packer{base: strings.TrimSuffix(filepath.Clean(root), "/"), skip: map[string]bool{}, links: map[[2]uint64]uint64{}}
+	for _, e := range exclude {
+		rel := strings.Trim(path.Clean("/"+e), "/")
+		if rel == "" {
+			return nil, RepackStats{}, fmt.Errorf("kexec: repack %s: exclude %q would leave out the whole tree", root, e)
+		}
+		p.skip[rel] = true
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(root, &st); err != nil {
+		return nil, RepackStats{}, fmt.Errorf("kexec: repack %s: %w", root, &fs.PathError{Op: "stat", Path: root, Err: err})
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil, RepackStats{}, fmt.Errorf("kexec: repack %s: not a directory", root)
+	}
+	p.rootDev = uint64(st.Dev) // uint32 on mips
+
+	fd, err := unix.MemfdCreate(memfdName, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, RepackStats{}, fmt.Errorf("kexec: repack %s: memfd_create: %w", root, err)
+	}
+	f := os.NewFile(uintptr(fd), "memfd:"+memfdName)
+	stats, err := p.pack(f)
+	if err != nil {
+		f.Close()
+		return nil, RepackStats{}, fmt.Errorf("kexec: repack %s: %w", root, err)
+	}
+	return f, stats, nil
+}
+
+// packer holds the state of one archive being written.
+type packer struct {
+	base    string // root without trailing "/"; "" for "/"
+	rootDev uint64
+	skip    map[string]bool      // excluded names, relative to root
+	links   map[[2]uint64]uint64 // (st_dev, st_ino) of hard-linked files -> cpio inode
+	w       cpio.RecordWriter
+	ino     uint64
+	files   int
+	dev     bool // a "dev" record was written
+	console bool // a "dev/console" record was written
+}
+
+func (p *packer) pack(f *os.File) (RepackStats, error) {
+	// newc writes a header, a name and padding per record as separate small
+	// writes: buffer them so the memfd sees large writes only.
+	buf := bufio.NewWriterSize(f, 1<<20)
+	p.w = cpio.Newc.Writer(buf)
+	if err := p.walk(""); err != nil {
+		return RepackStats{}, err
+	}
+	if !p.console {
+		if !p.dev {
+			if err := p.write(cpio.Directory("dev", 0o755)); err != nil {
+				return RepackStats{}, err
+			}
+		}
+		if err := p.write(cpio.CharDev("dev/console", 0o600, 5, 1)); err != nil {
+			return RepackStats{}, err
+		}
+	}
+	if err := cpio.WriteTrailer(p.w); err != nil {
+		return RepackStats{}, fmt.Errorf("writing trailer: %w", err)
+	}
+	if err := buf.Flush(); err != nil {
+		return RepackStats{}, fmt.Errorf("writing memfd: %w", err)
+	}
+	size, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return RepackStats{}, err
+	}
+	// Sealed, the initrd cannot change between now and kexec_file_load.
+	const seals = unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, seals); err != nil {
+		return RepackStats{}, fmt.Errorf("sealing memfd: %w", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return RepackStats{}, err
+	}
+	return RepackStats{Files: p.files, Bytes: size}, nil
+}
+
+// walk writes the entries of directory rel ("" for root), then recurses.
+func (p *packer) walk(rel string) error {
+	dir := p.base + "/" + rel
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return err
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		r := name
+		if rel != "" {
+			r = rel + "/" + name
+		}
+		if p.skip[r] {
+			continue
+		}
+		full := p.base + "/" + r
+		var st unix.Stat_t
+		if err := unix.Lstat(full, &st); errors.Is(err, unix.ENOENT) {
+			continue // gone since readdir: a live system churns
+		} else if err != nil {
+			return &fs.PathError{Op: "lstat", Path: full, Err: err}
+		}
+		if err := p.add(full, r, &st); err != nil {
+			return err
+		}
+		// A directory on another device is a mount point: keep it empty.
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR && uint64(st.Dev) == p.rootDev {
+			if err := p.walk(r); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// add writes the record for the file at full, named rel in the archive.
+func (p *packer) add(full, rel string, st *unix.Stat_t) error {
+	info := cpio.Info{
+		Mode:  uint64(st.Mode),
+		UID:   uint64(st.Uid),
+		GID:   uint64(st.Gid),
+		NLink: uint64(st.Nlink),
+		Name:  rel,
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFSOCK:
+		return nil // a socket is only meaningful with its listener
+	case unix.S_IFLNK:
+		target, err := os.Readlink(full)
+		if err != nil {
+			return err
+		}
+		return p.write(cpio.StaticRecord([]byte(target), info))
+	case unix.S_IFCHR, unix.S_IFBLK:
+		info.Rmajor, info.Rminor = uint64(unix.Major(uint64(st.Rdev))), uint64(unix.Minor(uint64(st.Rdev)))
+	case unix.S_IFREG:
+		return p.addFile(full, info, st)
+	}
+	return p.write(cpio.Record{Info: info})
+}
+
+func (p *packer) addFile(full string, info cpio.Info, st *unix.Stat_t) error {
+	if st.Nlink > 1 {
+		key := [2]uint64{uint64(st.Dev), st.Ino}
+		if ino, ok := p.links[key]; ok {
+			// The kernel links names sharing an inode number; only the
+			// first carries the data.
+			return p.writeIno(cpio.Record{Info: info}, ino)
+		}
+		p.links[key] = p.ino + 1
+	}
+	if st.Size == 0 {
+		return p.write(cpio.Record{Info: info})
+	}
+	if st.Size > math.MaxUint32 {
+		return fmt.Errorf("%s: %d bytes do not fit a newc record (4 GiB at most)", full, st.Size)
+	}
+	fd, err := unix.Open(full, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return &fs.PathError{Op: "open", Path: full, Err: err}
+	}
+	defer unix.Close(fd)
+	info.FileSize = uint64(st.Size)
+	// The section pins the size read by lstat: a file that grows meanwhile
+	// is cut there, one that shrinks fails the writer's size check.
+	if err := p.write(cpio.Record{Info: info, ReaderAt: io.NewSectionReader(fdReaderAt(fd), 0, st.Size)}); err != nil {
+		return fmt.Errorf("%s: %w", full, err)
+	}
+	return nil
+}
+
+// write gives r the next inode number and writes it.
+func (p *packer) write(r cpio.Record) error {
+	return p.writeIno(r, p.ino+1)
+}
+
+func (p *packer) writeIno(r cpio.Record, ino uint64) error {
+	r.Ino = ino
+	p.ino = max(p.ino, ino)
+	if err := p.w.WriteRecord(r); err != nil {
+		return fmt.Errorf("writing %q: %w", r.Name, err)
+	}
+	p.files++
+	p.dev = p.dev || r.Name == "dev"
+	p.console = p.console || r.Name == "dev/console"
+	return nil
+}
+
+// fdReaderAt reads a file descriptor with pread, without the per-file cost
+// of an *os.File (allocation, poller registration).
+type fdReaderAt int
+
+func (fd fdReaderAt) ReadAt(b []byte, off int64) (int, error) {
+	n := 0
+	for n < len(b) {
+		m, err := unix.Pread(int(fd), b[n:], off+int64(n))
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		if m == 0 {
+			return n, io.EOF
+		}
+		n += m
+	}
+	return n, nil
+}
