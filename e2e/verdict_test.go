@@ -1,0 +1,192 @@
+package e2e
+
+import (
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/kho-sim/kho-sim/pkg/ktap"
+)
+
+func readLog(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("testdata/qemu-3boots.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// cutAfter returns log up to and including the first line containing marker.
+func cutAfter(t *testing.T, log, marker string) string {
+	t.Helper()
+	i := strings.Index(log, marker)
+	if i < 0 {
+		t.Fatalf("marker %q not in log", marker)
+	}
+	return log[:i+len(marker)] + "\n"
+}
+
+func replaceOnce(t *testing.T, log, old, new string) string {
+	t.Helper()
+	if !strings.Contains(log, old) {
+		t.Fatalf("%q not in log", old)
+	}
+	return strings.Replace(log, old, new, 1)
+}
+
+func TestJudge(t *testing.T) {
+	full := readLog(t)
+	tests := []struct {
+		name         string
+		log          string
+		boots        int
+		wantPass     bool
+		wantOK       []bool // per boot
+		wantProblems []string
+	}{
+		{name: "real 3-boot QEMU log", log: full, boots: 3, wantPass: true, wantOK: []bool{true, true, true}},
+		{name: "boots taken from plan", log: full, boots: 0, wantPass: true, wantOK: []bool{true, true, true}},
+		{name: "more boots wanted", log: full, boots: 4, wantOK: []bool{true, true, true},
+			wantProblems: []string{"plan is 1..3, want 1..4", "3 boots reported, want 4"}},
+		{name: "subtest result fails",
+			log:          replaceOnce(t, full, "    ok 3 handover intact", "    not ok 3 handover intact"),
+			boots:        3,
+			wantOK:       []bool{true, false, true},
+			wantProblems: []string{"boot 2 (boot-2 hop 1): failed: 3 handover intact"}},
+		{name: "top-level result fails",
+			log:          replaceOnce(t, full, "ok 3 boot-3 hop 2", "not ok 3 boot-3 hop 2"),
+			boots:        3,
+			wantOK:       []bool{true, true, false},
+			wantProblems: []string{"boot 3 (boot-3 hop 2): failed"}},
+		{name: "log cut inside the last boot",
+			log:    cutAfter(t, full, "    # Subtest: boot-3 hop 2"),
+			boots:  3,
+			wantOK: []bool{true, true, false},
+			wantProblems: []string{
+				"boot 3 (boot-3 hop 2): no result line (the boot died or the log was cut)",
+				`no "# kho-sim: done" line: the last boot did not finish`,
+			}},
+		{name: "last boot never came",
+			log:    cutAfter(t, full, "ok 2 boot-2 hop 1"),
+			boots:  3,
+			wantOK: []bool{true, true},
+			wantProblems: []string{
+				"2 boots reported, want 3",
+				`no "# kho-sim: done" line: the last boot did not finish`,
+			}},
+		{name: "no done line",
+			log:          replaceOnce(t, full, "# kho-sim: done", "# kho-sim: still going"),
+			boots:        3,
+			wantOK:       []bool{true, true, true},
+			wantProblems: []string{`no "# kho-sim: done" line: the last boot did not finish`}},
+		{name: "boot without subtest",
+			log:          "KTAP version 1\n1..1\nok 1 boot-1 cold\n# kho-sim: done\n",
+			boots:        1,
+			wantOK:       []bool{false},
+			wantProblems: []string{"boot 1 (boot-1 cold): no subtest"}},
+		{name: "subtest without results",
+			log:          "KTAP version 1\n1..1\n    KTAP version 1\n    # Subtest: boot-1 cold\n    1..0\nok 1 boot-1 cold\n# kho-sim: done\n",
+			boots:        1,
+			wantOK:       []bool{true},
+			wantProblems: []string{"boot 1 (boot-1 cold): subtest has no results"}},
+		{name: "misnumbered results",
+			log: "KTAP version 1\n1..2\n" +
+				"    KTAP version 1\n    1..1\n    ok 1 a\nok 1 boot-1 cold\n" +
+				"    KTAP version 1\n    1..1\n    ok 1 a\nok 1 boot-2 hop 1\n# kho-sim: done\n",
+			boots:        2,
+			wantPass:     false,
+			wantOK:       []bool{true, true},
+			wantProblems: []string{"report did not pass (numbering or plan mismatch)"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rep, err := ktap.Parse(strings.NewReader(tt.log))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			v := Judge(rep, tt.boots)
+			if got := v.Passed(); got != tt.wantPass {
+				t.Errorf("Passed() = %v, want %v; problems %q", got, tt.wantPass, v.Problems)
+			}
+			var gotOK []bool
+			for _, b := range v.Boots {
+				gotOK = append(gotOK, b.OK)
+			}
+			if !slices.Equal(gotOK, tt.wantOK) {
+				t.Errorf("per-boot OK = %v, want %v", gotOK, tt.wantOK)
+			}
+			if !slices.Equal(v.Problems, tt.wantProblems) {
+				t.Errorf("problems:\n got %q\nwant %q", v.Problems, tt.wantProblems)
+			}
+		})
+	}
+}
+
+func TestJudgeCollectsPhases(t *testing.T) {
+	rep, err := ktap.Parse(strings.NewReader(readLog(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := Judge(rep, 3)
+	for i, b := range v.Boots {
+		if len(b.Phases) != 1 || !strings.HasPrefix(b.Phases[0], "phase preserve ") {
+			t.Errorf("boot %d phases = %q, want one preserve phase", i+1, b.Phases)
+		}
+	}
+	want := []string{"phase repack", "phase kexec-load", "phase repack", "phase kexec-load"}
+	if len(v.Phases) != len(want) {
+		t.Fatalf("top-level phases = %q, want %d", v.Phases, len(want))
+	}
+	for i, p := range v.Phases {
+		if !strings.HasPrefix(p, want[i]+" ") {
+			t.Errorf("top-level phase %d = %q, want prefix %q", i, p, want[i])
+		}
+	}
+}
+
+func TestJudgeNilReport(t *testing.T) {
+	v := Judge(nil, 3)
+	if v.Passed() || len(v.Boots) != 0 {
+		t.Errorf("Judge(nil) = %+v, want a failure without boots", v)
+	}
+}
+
+func TestWriteSummary(t *testing.T) {
+	tests := []struct {
+		name string
+		log  string
+		want []string
+	}{
+		{name: "pass", log: readLog(t), want: []string{
+			"ok   1 boot-1 cold: 2/2 subtests passed\n",
+			"ok   2 boot-2 hop 1: 3/3 subtests passed\n",
+			"       phase preserve 20.1 ms\n",
+			"top-level phases:\n",
+			"PASS: 3 boots, 2 kexec hops\n",
+		}},
+		{name: "fail", log: replaceOnce(t, readLog(t), "    ok 2 map /dev/mem", "    not ok 2 map /dev/mem"), want: []string{
+			"FAIL 1 boot-1 cold: 1/2 subtests passed\n",
+			"problem: boot 1 (boot-1 cold): failed: 2 map /dev/mem\n",
+			"FAIL\n",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rep, err := ktap.Parse(strings.NewReader(tt.log))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sb strings.Builder
+			if err := Judge(rep, 3).WriteSummary(&sb); err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(sb.String(), w) {
+					t.Errorf("summary lacks %q:\n%s", w, sb.String())
+				}
+			}
+		})
+	}
+}
