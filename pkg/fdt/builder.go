@@ -38,8 +38,8 @@ func NewBuilder(capacity int) *Builder {
 	switch {
 	case capacity < 0:
 		b.err = fmt.Errorf("fdt: capacity %d: %w", capacity, ErrNoSpace)
-	case capacity == 0 || capacity > math.MaxUint32:
-		b.limit = math.MaxUint32
+	case capacity == 0 || capacity > math.MaxInt32: // libfdt's sizes are ints
+		b.limit = math.MaxInt32
 	}
 	return b
 }
@@ -145,8 +145,6 @@ func (b *Builder) Property(name string, value []byte) error {
 		return b.badState("property %q after a subnode", name)
 	case b.props >= MaxProperties:
 		return b.badState("more than %d properties", MaxProperties)
-	case len(value) > math.MaxInt32:
-		return b.fail(fmt.Errorf("fdt: property %q of %d bytes: %w", name, len(value), ErrNoSpace))
 	}
 	if why := validName(name, false); why != "" {
 		return b.fail(fmt.Errorf("fdt: property: %s: %w", why, ErrBadName))

@@ -106,13 +106,11 @@ func readHeader(b []byte) (header, error) {
 			*k.size = int(size)
 		}
 	}
-	if h.sizeStruct >= 0 {
-		if h.sizeStruct%4 != 0 {
-			return h, parseErr(hSizeStruct, "size_dt_struct %d not a multiple of 4", h.sizeStruct)
-		}
-		if overlap(h.offStruct, h.sizeStruct, h.offStrings, h.sizeStr) {
-			return h, parseErr(hOffStrings, "strings block overlaps struct block")
-		}
+	if h.sizeStruct%4 > 0 { // -1 (version 16) passes
+		return h, parseErr(hSizeStruct, "size_dt_struct %d not a multiple of 4", h.sizeStruct)
+	}
+	if overlap(h.offStruct, h.sizeStruct, h.offStrings, h.sizeStr) {
+		return h, parseErr(hOffStrings, "strings block overlaps struct block")
 	}
 	return h, nil
 }
@@ -151,11 +149,8 @@ func Parse(blob []byte) (*Tree, error) {
 		t.Reserved = append(t.Reserved, r)
 	}
 	rsvSize := off - h.offRsvmap
-	if overlap(h.offRsvmap, rsvSize, h.offStrings, h.sizeStr) {
-		return nil, parseErr(hOffRsvmap, "memory reservation map overlaps strings block")
-	}
-	if overlap(h.offRsvmap, rsvSize, h.offStruct, h.sizeStruct) {
-		return nil, parseErr(hOffRsvmap, "memory reservation map overlaps struct block")
+	if err := checkOverlaps(h, rsvSize, h.sizeStruct); err != nil {
+		return nil, err
 	}
 
 	exact, structEnd := h.sizeStruct >= 0, h.offStruct+h.sizeStruct
@@ -172,14 +167,24 @@ func Parse(blob []byte) (*Tree, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !exact && overlap(h.offStruct, sizeStruct, h.offStrings, h.sizeStr) {
-		return nil, parseErr(hOffStrings, "strings block overlaps struct block")
-	}
-	if !exact && overlap(h.offRsvmap, rsvSize, h.offStruct, sizeStruct) {
-		return nil, parseErr(hOffRsvmap, "memory reservation map overlaps struct block")
+	if err := checkOverlaps(h, rsvSize, sizeStruct); err != nil { // version 16 learns sizeStruct late
+		return nil, err
 	}
 	t.Root = root
 	return t, nil
+}
+
+// checkOverlaps rejects blocks sharing bytes; a negative size is unknown.
+func checkOverlaps(h header, rsvSize, sizeStruct int) error {
+	switch {
+	case overlap(h.offRsvmap, rsvSize, h.offStrings, h.sizeStr):
+		return parseErr(hOffRsvmap, "memory reservation map overlaps strings block")
+	case overlap(h.offRsvmap, rsvSize, h.offStruct, sizeStruct):
+		return parseErr(hOffRsvmap, "memory reservation map overlaps struct block")
+	case overlap(h.offStruct, sizeStruct, h.offStrings, h.sizeStr):
+		return parseErr(hOffStrings, "strings block overlaps struct block")
+	}
+	return nil
 }
 
 type parseFrame struct {

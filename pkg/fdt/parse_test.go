@@ -170,6 +170,7 @@ func TestParseAccepts(t *testing.T) {
 			&Tree{Root: node("", []Property{raw("a", 1)}, node("a@1", nil))}},
 		{"name is a suffix", withStruct(tokenBeginNode, "", prop(6, 'x', 0), tokenEndNode, tokenEnd),
 			&Tree{Root: node("", []Property{str("ible", "x")})}},
+		{"version 16", set(set(mustEncode(luoTree()), hVersion, 16), hSizeStruct, 0xdeadbeef), luoTree()},
 		{"max depth", withStruct(append(append([]any{tokenBeginNode, ""}, repeat(MaxDepth-1, tokenBeginNode, "d")...),
 			append(repeat(MaxDepth, tokenEndNode), tokenEnd)...)...), nil},
 	}
@@ -186,6 +187,14 @@ func TestParseAccepts(t *testing.T) {
 			}
 		})
 	}
+}
+
+func mustEncode(tree *Tree) []byte {
+	blob, err := Encode(tree)
+	if err != nil {
+		panic(err)
+	}
+	return blob
 }
 
 func repeat(n int, items ...any) []any {
