@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -20,28 +21,20 @@ const (
 
 const (
 	versionLine = "KTAP version 1"
-	indentStep  = 4
-	subtestTag  = "Subtest: "
-	// maxLine bounds the memory spent on one line; longer lines are never KTAP.
-	maxLine = 64 << 10
+	indentStep  = 4 // spaces per nesting level, as KUnit prints them
+	subtestTag  = "# Subtest: "
+	maxLine     = 64 << 10 // longer lines are skipped unread: never KTAP
 )
 
-// Directive is the part of a result line after "#": Kind is one of the Dir
-// constants or "" (then Reason is plain diagnostic data).
-type Directive struct {
-	Kind   string
-	Reason string
-}
+// Directive is what follows "#" in a result line: Kind is one of the Dir
+// constants, or "" when Reason is plain diagnostic data.
+type Directive struct{ Kind, Reason string }
 
 // Skip returns a SKIP directive with the given reason.
 func Skip(reason string) Directive { return Directive{Kind: DirSkip, Reason: reason} }
 
-func isDirective(word string) bool {
-	switch word {
-	case DirSkip, DirTodo, DirXFail, DirTimeout, DirError:
-		return true
-	}
-	return false
+func isDirective(w string) bool {
+	return w == DirSkip || w == DirTodo || w == DirXFail || w == DirTimeout || w == DirError
 }
 
 // parseDirective reads the text after '#' leniently: the keyword in any case.
@@ -54,6 +47,13 @@ func parseDirective(tail string) Directive {
 	return Directive{Reason: t}
 }
 
+// The line grammar. Numbers have at most nine digits: they cannot overflow.
+var (
+	versionRE = regexp.MustCompile(`^K?TAP version ([0-9]{1,9})$`)
+	planRE    = regexp.MustCompile(`^1\.\.([0-9]{1,9})(?: #(.*))?$`)
+	resultRE  = regexp.MustCompile(`^(not )?ok ([0-9]{1,9})(?: ([^#]*)(?:#(.*))?)?$`)
+)
+
 type lineKind uint8
 
 const (
@@ -64,86 +64,75 @@ const (
 	kindDiag
 )
 
-// line is one input line split by the KTAP grammar.
+// line is one input line split by the grammar.
 type line struct {
 	kind   lineKind
 	indent int    // leading spaces
 	body   string // the line without its indentation
 	num    int    // version, planned count or test number
-	tap    bool   // version line says "TAP", not "KTAP"
 	ok     bool
 	desc   string // result description, trimmed, without a TAP13 "- "
-	hash   bool   // result or plan line has a '#'
-	tail   string // text after the '#' of a result, plan or diagnostic line
+	tail   string // after the '#' of a result, plan or diagnostic line
 }
 
-// classify splits s by the grammar; anything else is kindUnknown.
 func classify(s string) line {
 	body := strings.TrimLeft(s, " ")
 	l := line{indent: len(s) - len(body), body: body}
-	if rest, ok := strings.CutPrefix(body, "#"); ok {
-		l.kind, l.tail = kindDiag, rest
-		return l
-	}
-	if rest, ok := strings.CutPrefix(body, "KTAP version "); ok {
-		if l.num, ok = wholeNumber(rest); ok {
-			l.kind = kindVersion
+	if m := versionRE.FindStringSubmatch(body); m != nil {
+		l.kind, l.num = kindVersion, atoi(m[1])
+	} else if m := planRE.FindStringSubmatch(body); m != nil {
+		l.kind, l.num, l.tail = kindPlan, atoi(m[1]), m[2]
+	} else if m := resultRE.FindStringSubmatch(body); m != nil {
+		desc := strings.TrimSpace(m[3])
+		if d, ok := strings.CutPrefix(desc, "- "); ok {
+			desc = strings.TrimSpace(d)
 		}
-		return l
+		l.kind, l.ok, l.num, l.desc, l.tail = kindResult, m[1] == "", atoi(m[2]), desc, m[4]
+	} else if tail, ok := strings.CutPrefix(body, "#"); ok {
+		l.kind, l.tail = kindDiag, tail
 	}
-	if rest, ok := strings.CutPrefix(body, "TAP version "); ok {
-		if l.num, ok = wholeNumber(rest); ok {
-			l.kind, l.tap = kindVersion, true
-		}
-		return l
-	}
-	if rest, ok := strings.CutPrefix(body, "1.."); ok {
-		n, rest, ok := leadingNumber(rest)
-		if ok && (rest == "" || strings.HasPrefix(rest, " #")) {
-			l.kind, l.num = kindPlan, n
-			_, l.tail, l.hash = strings.Cut(rest, "#")
-		}
-		return l
-	}
-	rest, ok := strings.CutPrefix(body, "ok ")
-	if l.ok = ok; !ok {
-		if rest, ok = strings.CutPrefix(body, "not ok "); !ok {
-			return l
-		}
-	}
-	n, rest, ok := leadingNumber(rest)
-	if !ok || (rest != "" && rest[0] != ' ') {
-		return l
-	}
-	desc, tail, hash := strings.Cut(rest, "#")
-	desc = strings.TrimSpace(desc)
-	if d, ok := strings.CutPrefix(desc, "- "); ok {
-		desc = strings.TrimSpace(d)
-	}
-	l.kind, l.num, l.desc, l.tail, l.hash = kindResult, n, desc, tail, hash
 	return l
 }
 
-// leadingNumber reads the decimal number at the start of s (at most nine
-// digits, so it cannot overflow) and returns what follows it.
-func leadingNumber(s string) (int, string, bool) {
-	i := 0
-	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-		i++
+// canonical renders l as Writer would print it, less the indentation.
+func (l line) canonical() string {
+	tail := strings.TrimSpace(l.tail)
+	switch l.kind {
+	case kindVersion:
+		return versionLine
+	case kindPlan:
+		return withTail("1.."+strconv.Itoa(l.num), tail)
+	case kindResult:
+		return resultLine(l.ok, l.num, l.desc, tail)
 	}
-	if i == 0 || i > 9 {
-		return 0, s, false
-	}
-	n, err := strconv.Atoi(s[:i])
-	return n, s[i:], err == nil
+	return strings.TrimSpace("# " + strings.TrimPrefix(l.tail, " "))
 }
 
-func wholeNumber(s string) (int, bool) {
-	n, rest, ok := leadingNumber(s)
-	return n, ok && rest == ""
+// resultLine renders "ok N desc # tail", each part after N optional.
+func resultLine(ok bool, n int, desc, tail string) string {
+	s := "not ok " + strconv.Itoa(n)
+	if ok {
+		s = s[len("not "):]
+	}
+	if desc != "" {
+		s += " " + desc
+	}
+	return withTail(s, tail)
 }
 
-// eachLine calls fn for every line of r, numbered from 1, without the "\n".
+func withTail(s, tail string) string {
+	if tail != "" {
+		s += " # " + tail
+	}
+	return s
+}
+
+func atoi(digits string) int {
+	n, _ := strconv.Atoi(digits) // at most nine digits, checked by the grammar
+	return n
+}
+
+// eachLine calls fn for every line of r, numbered from 1, without its "\n".
 // A line longer than maxLine is passed as "" with tooLong set.
 func eachLine(r io.Reader, fn func(n int, s string, tooLong bool)) error {
 	br := bufio.NewReaderSize(r, maxLine)
@@ -156,9 +145,9 @@ func eachLine(r io.Reader, fn func(n int, s string, tooLong bool)) error {
 		if len(b) > 0 || tooLong {
 			s := ""
 			if !tooLong {
-				s = string(b)
+				s = strings.TrimSuffix(string(b), "\n")
 			}
-			fn(n, strings.TrimSuffix(s, "\n"), tooLong)
+			fn(n, s, tooLong)
 		}
 		if errors.Is(err, io.EOF) {
 			return nil

@@ -9,7 +9,8 @@ import (
 // ErrNoKTAP reports input without any KTAP version line.
 var ErrNoKTAP = errors.New("ktap: no KTAP version line")
 
-// maxDepth bounds nesting so hostile input cannot grow the tree without end.
+// maxDepth bounds nesting, so that hostile input cannot deepen the tree (and
+// the recursion of Passed and Find) without end.
 const maxDepth = 64
 
 // Result is one test result line, with the subtest it closes, if any.
@@ -28,7 +29,7 @@ type Report struct {
 	Version int // 1 for "KTAP version 1"; 13 or 14 for "TAP version N"
 	Plan    int // -1 if no plan line was seen
 	Results []Result
-	Diags   []string // diagnostic lines not followed by a result at this level
+	Diags   []string // diagnostic lines not attached to a result
 	Name    string   // from "# Subtest: "
 }
 
@@ -42,13 +43,13 @@ type frame struct {
 
 type parser struct{ stack []*frame }
 
-// Parse reads KTAP from a serial console log. Lines that do not fit the
-// grammar at the indentation of an open test are ignored: kernel messages,
-// init output, noise. A trailing "\r" is dropped. A version line (or a legacy
-// "# Subtest:" line) indented deeper than the open test begins a subtest,
-// which is attached to the next result at the parent's level; so subtests
-// printed by successive boots join the one top-level report the first boot
-// started, and a top-level version line printed again is ignored.
+// Parse reads KTAP from a serial console log. It drops a trailing "\r" and
+// ignores every line that does not fit the grammar at the indentation of an
+// open test: kernel messages, init output, noise. A version line indented
+// deeper (by four spaces, or two in older output) than the open test begins
+// a subtest, attached to the next result at the parent's level; so subtests
+// printed by successive boots join the one top-level report that the first
+// boot began, and a later top-level version line is ignored.
 //
 // A subtest whose result line never comes (the log was cut, or its boot died)
 // is kept as a Result with Number 0, Line 0, OK false and an ERROR directive,
@@ -67,68 +68,51 @@ func Parse(r io.Reader) (*Report, error) {
 	if len(p.stack) == 0 {
 		return nil, ErrNoKTAP
 	}
-	for len(p.stack) > 1 {
-		p.pop()
-	}
-	root := p.stack[0]
-	root.orphan()
-	root.rep.Diags = append(root.rep.Diags, root.diags...)
-	return root.rep, nil
+	p.seek(p.stack[0].indent)
+	p.stack[0].close()
+	return p.stack[0].rep, nil
 }
 
 func (p *parser) top() *frame { return p.stack[len(p.stack)-1] }
 
 func (p *parser) line(n int, s string) {
-	l := classify(s)
-	name, isSubtest := strings.CutPrefix(l.tail, " "+subtestTag)
-	isSubtest = isSubtest && l.kind == kindDiag
-	switch {
+	switch l := classify(s); {
 	case l.kind == kindUnknown:
 	case len(p.stack) == 0:
 		if l.kind == kindVersion {
 			p.stack = []*frame{{rep: &Report{Version: l.num, Plan: -1}, indent: l.indent}}
 		}
-	case l.kind == kindVersion || (isSubtest && l.indent > p.top().indent):
-		p.open(l, strings.TrimSpace(name))
+	case l.kind == kindVersion:
+		p.open(l)
 	case p.seek(l.indent):
-		p.apply(n, l, isSubtest, strings.TrimSpace(name))
+		p.apply(n, l)
 	}
 }
 
 // seek closes the subtests indented deeper than indent and reports whether
 // a test open at exactly that indentation remains.
 func (p *parser) seek(indent int) bool {
-	i := len(p.stack) - 1
-	for i >= 0 && p.stack[i].indent > indent {
-		i--
+	for i := len(p.stack) - 1; i >= 0 && p.stack[i].indent >= indent; i-- {
+		if p.stack[i].indent == indent {
+			for len(p.stack)-1 > i {
+				p.pop()
+			}
+			return true
+		}
 	}
-	if i < 0 || p.stack[i].indent != indent {
-		return false
-	}
-	for len(p.stack)-1 > i {
-		p.pop()
-	}
-	return true
+	return false
 }
 
-// open handles a version line or a "# Subtest:" line that may begin a test.
-func (p *parser) open(l line, name string) {
+// open begins a subtest at a version line.
+func (p *parser) open(l line) {
 	if l.indent < p.stack[0].indent {
 		return
 	}
-	for len(p.stack) > 1 && p.top().indent > l.indent {
+	for p.top().indent > l.indent {
 		p.pop()
 	}
-	if top := p.top(); top.indent == l.indent {
-		fresh := top.rep.Plan < 0 && len(top.rep.Results) == 0 && top.pending == nil
-		switch {
-		case l.kind == kindVersion && fresh && top.rep.Version == 0:
-			top.rep.Version = l.num // "# Subtest:" came first
-			return
-		case l.kind == kindDiag && fresh && top.rep.Name == "":
-			top.rep.Name = name
-			return
-		case len(p.stack) == 1:
+	if p.top().indent == l.indent {
+		if len(p.stack) == 1 {
 			return // a later boot repeating the top-level header
 		}
 		p.pop() // a subtest cut short, then a new one
@@ -139,60 +123,49 @@ func (p *parser) open(l line, name string) {
 	// Diagnostics before a subtest belong to the parent, not its next result.
 	top := p.top()
 	top.rep.Diags, top.diags = append(top.rep.Diags, top.diags...), nil
-	rep := &Report{Plan: -1}
-	if l.kind == kindVersion {
-		rep.Version = l.num
-	} else {
-		rep.Name = name
-	}
 	top.orphan()
-	p.stack = append(p.stack, &frame{rep: rep, indent: l.indent})
+	p.stack = append(p.stack, &frame{rep: &Report{Version: l.num, Plan: -1}, indent: l.indent})
 }
 
 // pop closes the innermost subtest and hands it to its parent.
 func (p *parser) pop() {
 	f := p.top()
 	p.stack = p.stack[:len(p.stack)-1]
+	f.close()
+	p.top().pending = f.rep
+}
+
+func (f *frame) close() {
 	f.orphan()
-	f.rep.Diags = append(f.rep.Diags, f.diags...)
-	parent := p.top()
-	parent.orphan()
-	parent.pending = f.rep
+	f.rep.Diags, f.diags = append(f.rep.Diags, f.diags...), nil
 }
 
 // orphan records a pending subtest that got no result line.
 func (f *frame) orphan() {
-	if f.pending == nil {
-		return
+	if f.pending != nil {
+		f.rep.Results = append(f.rep.Results, Result{Description: f.pending.Name, Sub: f.pending,
+			Directive: Directive{Kind: DirError, Reason: "no result line for this subtest"}})
+		f.pending = nil
 	}
-	f.rep.Results = append(f.rep.Results, Result{
-		Description: f.pending.Name,
-		Directive:   Directive{Kind: DirError, Reason: "no result line for this subtest"},
-		Sub:         f.pending,
-	})
-	f.pending = nil
 }
 
-func (p *parser) apply(n int, l line, isSubtest bool, name string) {
+func (p *parser) apply(n int, l line) {
 	f := p.top()
 	switch l.kind {
 	case kindDiag:
-		if isSubtest && f.rep.Name == "" && len(f.rep.Results) == 0 {
-			f.rep.Name = name
-			return
+		if name, ok := strings.CutPrefix(l.body, subtestTag); ok && f.rep.Name == "" && len(f.rep.Results) == 0 {
+			f.rep.Name = strings.TrimSpace(name)
+		} else {
+			f.diags = append(f.diags, strings.TrimPrefix(l.tail, " "))
 		}
-		f.diags = append(f.diags, strings.TrimPrefix(l.tail, " "))
 	case kindPlan:
 		if f.rep.Plan < 0 {
 			f.rep.Plan = l.num
 		}
-		f.rep.Diags = append(f.rep.Diags, f.diags...)
-		f.diags = nil
+		f.rep.Diags, f.diags = append(f.rep.Diags, f.diags...), nil
 	case kindResult:
-		f.rep.Results = append(f.rep.Results, Result{
-			Number: l.num, OK: l.ok, Description: l.desc, Directive: parseDirective(l.tail),
-			Diags: f.diags, Sub: f.pending, Line: n,
-		})
+		f.rep.Results = append(f.rep.Results, Result{Number: l.num, OK: l.ok, Description: l.desc,
+			Directive: parseDirective(l.tail), Diags: f.diags, Sub: f.pending, Line: n})
 		f.diags, f.pending = nil, nil
 	}
 }
@@ -205,28 +178,25 @@ func (r *Report) Passed() bool {
 		return false
 	}
 	for i, res := range r.Results {
-		if res.Number != i+1 || (!res.OK && res.Directive.Kind != DirSkip) {
-			return false
-		}
-		if res.Sub != nil && !res.Sub.Passed() {
+		if res.Number != i+1 || (!res.OK && res.Directive.Kind != DirSkip) || (res.Sub != nil && !res.Sub.Passed()) {
 			return false
 		}
 	}
 	return true
 }
 
-// Find returns the first result, depth first, whose description is desc, or
-// nil. Writer sanitizes descriptions: look for Sanitize(desc).
+// Find returns the first result whose description is desc, looking at each
+// result before its subtest, or nil. Writer sanitizes descriptions: to find
+// what it printed for d, look for Sanitize(d).
 func (r *Report) Find(desc string) *Result {
 	if r == nil {
 		return nil
 	}
 	for i := range r.Results {
-		res := &r.Results[i]
-		if res.Description == desc {
-			return res
+		if r.Results[i].Description == desc {
+			return &r.Results[i]
 		}
-		if found := res.Sub.Find(desc); found != nil {
+		if found := r.Results[i].Sub.Find(desc); found != nil {
 			return found
 		}
 	}

@@ -12,23 +12,23 @@ import (
 // ending in "\n": a kernel writing to the same console interleaves whole
 // lines, not fragments. A Writer is for use from one goroutine at a time.
 type Writer struct {
-	out                           io.Writer
-	indent                        string
-	err                           *error // first write error, shared with subtest writers
-	next                          int    // number of the last result written
+	out    io.Writer
+	indent string
+	err    *error // first write error, shared with subtest writers
+	next   int    // number of the last result written
+
 	pass, fail, skip, xfail, errs int
 }
 
 // NewWriter returns a top-level Writer printing to w.
 func NewWriter(w io.Writer) *Writer { return &Writer{out: w, err: new(error)} }
 
-// Err returns the first error from the underlying io.Writer, from this
-// Writer or any of its subtests. Writing goes on after an error.
+// Err returns the first error from the io.Writer, met by this Writer or by
+// one of its subtests. Writing goes on after an error.
 func (w *Writer) Err() error { return *w.err }
 
 func (w *Writer) println(s string) {
-	_, err := io.WriteString(w.out, w.indent+s+"\n")
-	if err != nil && *w.err == nil {
+	if _, err := io.WriteString(w.out, w.indent+s+"\n"); err != nil && *w.err == nil {
 		*w.err = fmt.Errorf("ktap: writing %q: %w", s, err)
 	}
 }
@@ -40,7 +40,7 @@ func (w *Writer) Header(n int) {
 }
 
 // HeaderNoPlan prints only the version line, for when the number of tests is
-// not known yet; call Plan after the last result.
+// not known yet: call Plan after the last result.
 func (w *Writer) HeaderNoPlan() { w.println(versionLine) }
 
 // Plan prints "1..n".
@@ -48,33 +48,19 @@ func (w *Writer) Plan(n int) { w.println("1.." + strconv.Itoa(n)) }
 
 // Diag prints a diagnostic message, one "# " line per line of the message.
 func (w *Writer) Diag(format string, args ...any) {
-	msg := strings.TrimSuffix(fmt.Sprintf(format, args...), "\n")
-	for _, l := range strings.Split(msg, "\n") {
-		if l = strings.TrimRight(l, " \t\r"); l == "" {
-			w.println("#")
-		} else {
-			w.println("# " + l)
-		}
+	for _, l := range strings.Split(strings.TrimSuffix(fmt.Sprintf(format, args...), "\n"), "\n") {
+		w.println(strings.TrimRight("# "+l, " \t\r"))
 	}
 }
 
 // Result prints the next result line and returns its test number: "ok 1
 // desc", "not ok 2 desc", "ok 3 desc # SKIP reason". desc is sanitized (see
-// Sanitize); the directive's reason is put on one line. A Directive with an
-// empty Kind and a Reason prints the reason as diagnostic data ("# reason").
+// Sanitize) and the reason put on one line. A Directive with an empty Kind
+// and a Reason prints the reason as diagnostic data: "ok 4 desc # reason".
 func (w *Writer) Result(ok bool, desc string, d Directive) int {
 	w.next++
-	s := "not ok " + strconv.Itoa(w.next)
-	if ok {
-		s = s[len("not "):]
-	}
-	if desc = Sanitize(desc); desc != "" {
-		s += " " + desc
-	}
 	kind := strings.ReplaceAll(Sanitize(d.Kind), " ", "_")
-	if tail := strings.TrimSpace(kind + " " + oneLine(d.Reason)); tail != "" {
-		s += " # " + tail
-	}
+	w.println(resultLine(ok, w.next, Sanitize(desc), strings.TrimSpace(kind+" "+oneLine(d.Reason))))
 	switch {
 	case d.Kind == DirSkip:
 		w.skip++
@@ -89,18 +75,17 @@ func (w *Writer) Result(ok bool, desc string, d Directive) int {
 			w.errs++
 		}
 	}
-	w.println(s)
 	return w.next
 }
 
-// Subtest starts a nested test: it prints "KTAP version 1" and "# Subtest:
-// name" indented four spaces deeper and returns the Writer for its lines.
+// Subtest begins a nested test: it prints "KTAP version 1" and "# Subtest:
+// name" four spaces deeper and returns the Writer for the subtest's lines.
 // The caller then prints the subtest's own result with w.Result.
 func (w *Writer) Subtest(name string) *Writer {
-	sub := &Writer{out: w.out, indent: w.indent + "    ", err: w.err}
+	sub := &Writer{out: w.out, indent: w.indent + strings.Repeat(" ", indentStep), err: w.err}
 	sub.HeaderNoPlan()
 	if name = Sanitize(name); name != "" {
-		sub.println("# " + subtestTag + name)
+		sub.println(subtestTag + name)
 	}
 	return sub
 }
@@ -116,19 +101,16 @@ func (w *Writer) Totals() {
 }
 
 // Sanitize makes s safe as a test description: control characters (newlines
-// included) become spaces, '#' becomes '_' (it would start a directive),
+// included) become spaces, '#' becomes '_' (it would begin a directive),
 // runs of white space collapse to one space, and a leading "- " is dropped
 // (readers take it for TAP13's separator). Writer applies it to descriptions
-// and subtest names, so a "# Subtest:" name matches its result line.
+// and to subtest names, so that a "# Subtest:" name matches its result line.
 func Sanitize(s string) string {
 	s = oneLine(strings.ReplaceAll(s, "#", "_"))
-	for {
-		t, ok := strings.CutPrefix(s, "- ")
-		if !ok {
-			return s
-		}
-		s = strings.TrimSpace(t)
+	for strings.HasPrefix(s, "- ") {
+		s = strings.TrimSpace(s[2:])
 	}
+	return s
 }
 
 // oneLine turns control characters into spaces and collapses white space.
