@@ -159,3 +159,15 @@ func TestSanitize(t *testing.T) {
 		}
 	}
 }
+
+func TestSetNextResumesNumbering(t *testing.T) {
+	var b strings.Builder
+	w := NewWriter(&b)
+	w.SetNext(3)
+	if n := w.Result(true, "boot-3", Directive{}); n != 3 {
+		t.Fatalf("number %d, want 3", n)
+	}
+	if got := b.String(); got != "ok 3 boot-3\n" {
+		t.Fatalf("got %q", got)
+	}
+}
