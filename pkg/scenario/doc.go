@@ -32,9 +32,19 @@
 //   - register-flb: {handler: vfio-v1, flb: extra, expect: EEXIST}
 //   - fault: {flb: iommu-core, op: preserve, nth: 1, errno: ENOMEM}
 //
-// Operations: preserve-all, unpreserve-all, retrieve-all, get-incoming-all,
-// finish-all, create-session NAME, preserve S/T, unpreserve S/T, abort,
-// retrieve-session NAME, retrieve-file S/T, finish NAME, get-incoming FLB,
-// get-outgoing FLB, register-handler H, register-flb {handler, flb},
-// unregister-flb {handler, flb}, fault {flb|handler, op, nth, errno}.
+// Operations (S/T is SESSION/TOKEN):
+//
+//	preserve-all         create every session and preserve every file
+//	retrieve-all         retrieve every incoming session and its files
+//	get-incoming-all     liveupdate_flb_get_incoming for every handed-over FLB
+//	finish-all           finish every retrieved session
+//	abort                close every outgoing session (a cancelled reboot)
+//	create-session S     retrieve-session S     finish S     close S
+//	preserve S/T         retrieve-file S/T
+//	get-incoming FLB     get-outgoing FLB
+//	register-handler H   register-flb {handler, flb}   unregister-flb {handler, flb}
+//	fault {flb|handler, op, nth, errno}   make the nth call of op fail
+//
+// Fault ops are preserve and retrieve (of an FLB) and file-preserve,
+// file-retrieve and can-finish (of a handler).
 package scenario

@@ -393,10 +393,10 @@ func (sc *Scenario) validate() error {
 // stepArgs lists, per operation, its argument form: "" none, "session",
 // "file" (S/T), "flb", "handler", or the keys of its map.
 var stepArgs = map[string][]string{
-	"preserve-all": nil, "unpreserve-all": nil, "retrieve-all": nil,
+	"preserve-all": nil, "retrieve-all": nil,
 	"get-incoming-all": nil, "finish-all": nil, "abort": nil,
-	"create-session": {"session"}, "retrieve-session": {"session"}, "finish": {"session"},
-	"preserve": {"file"}, "unpreserve": {"file"}, "retrieve-file": {"file"},
+	"create-session": {"session"}, "retrieve-session": {"session"}, "finish": {"session"}, "close": {"session"},
+	"preserve": {"file"}, "retrieve-file": {"file"},
 	"get-incoming": {"flb"}, "get-outgoing": {"flb"},
 	"register-handler": {"handler"},
 	"register-flb":     {"handler", "flb"}, "unregister-flb": {"handler", "flb"},

@@ -1,0 +1,106 @@
+// Command kho-sim simulates Linux's Live Update Orchestrator FLB lifecycle
+// on top of Kexec HandOver, in-process (sim) or on real memory across real
+// kexec reboots (run), and reports in KTAP.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// command is one subcommand.
+type command struct {
+	name    string
+	summary string
+	run     func(args []string, stdout, stderr io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"sim", "run a scenario in-process, a file standing in for physical memory", runSim},
+		{"run", "run a scenario at boot on real memory, kexec'ing between boots", runRun},
+	}
+}
+
+// usageError is a mistake on the command line: exit status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func main() {
+	os.Exit(mainWithArgs(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func mainWithArgs(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			err := c.run(args[1:], stdout, stderr)
+			switch {
+			case err == nil:
+				return 0
+			case errors.Is(err, flag.ErrHelp):
+				return 0
+			case errors.As(err, new(usageError)):
+				fmt.Fprintf(stderr, "kho-sim %s: %v\n", c.name, err)
+				return 2
+			case errors.Is(err, errFailed):
+				return 1
+			default:
+				fmt.Fprintf(stderr, "kho-sim %s: %v\n", c.name, err)
+				return 1
+			}
+		}
+	}
+	fmt.Fprintf(stderr, "kho-sim: unknown command %q\n", args[0])
+	usage(stderr)
+	return 2
+}
+
+// errFailed means the run reported failures in its KTAP; nothing more to say.
+var errFailed = errors.New("failures reported")
+
+func usage(w io.Writer) {
+	var b strings.Builder
+	b.WriteString("usage: kho-sim COMMAND [flags]\n\ncommands:\n")
+	for _, c := range commands() {
+		fmt.Fprintf(&b, "  %-10s %s\n", c.name, c.summary)
+	}
+	b.WriteString("\nRun 'kho-sim COMMAND --help' for a command's flags.\n")
+	io.WriteString(w, b.String())
+}
+
+// newFlags makes a FlagSet that returns errors instead of exiting.
+func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: kho-sim %s\n\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses and rejects stray arguments.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	return nil
+}

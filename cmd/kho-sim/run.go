@@ -1,0 +1,264 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kho-sim/kho-sim/pkg/kexec"
+	"github.com/kho-sim/kho-sim/pkg/physmem"
+	"github.com/kho-sim/kho-sim/pkg/sim"
+	"github.com/kho-sim/kho-sim/pkg/timing"
+)
+
+// The kernel command line parameters kho-sim reads and writes. They ride on
+// the command line because a stock kernel ignores KHO's setup_data.
+const (
+	paramFDT      = "kho_sim.fdt"      // KHO root FDT address, set by the previous boot
+	paramBoot     = "kho_sim.boot"     // this boot's number, set by the previous boot
+	paramScenario = "kho_sim.scenario" // scenario name
+	paramHops     = "kho_sim.hops"     // kexec hops in the run
+	paramFix      = "kho_sim.fix"      // 1: finish-before-retrieve fixed
+	paramStay     = "kho_sim.stay"     // 1: do not power off at the end
+)
+
+// initramfsMarker is shipped by kho-sim's own initramfs; together with being
+// started by PID 1 it tells kho-sim it owns the machine it would reboot.
+const initramfsMarker = "/etc/kho-sim/initramfs"
+
+type runFlags struct {
+	scenario, region, nextKernel, cmdlineFile string
+	hops                                      int
+	fix, stay, dryRun, allowKexec             bool
+}
+
+func runRun(args []string, stdout, stderr io.Writer) error {
+	start := time.Now()
+	bootToStart := timing.SinceBoot()
+	fs := newFlags("run", "run [--scenario NAME|FILE] [--hops N] [--region SIZE@ADDR] [--next-kernel PATH] [--dry-run] [--allow-kexec] [--stay]", stderr)
+	var f runFlags
+	fs.StringVar(&f.scenario, "scenario", "", "scenario (default: "+paramScenario+"= on the command line, else default)")
+	fs.IntVar(&f.hops, "hops", -1, "kexec hops in the run (default: "+paramHops+"= on the command line, else 2)")
+	fs.StringVar(&f.region, "region", "", "reserved region SIZE@ADDR (default: the memmap=SIZE$ADDR on the command line)")
+	fs.StringVar(&f.nextKernel, "next-kernel", "/kernels/next", "kernel image to kexec into")
+	fs.StringVar(&f.cmdlineFile, "cmdline-file", "/proc/cmdline", "where to read the kernel command line")
+	fs.BoolVar(&f.fix, "fix-finish-before-retrieve", false, "run the model with the 7.0 finish-before-retrieve flaw fixed")
+	fs.BoolVar(&f.stay, "stay", false, "do not power off after the last boot")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "preserve, write the image and load the next kernel, then unload it and run the abort path: no reboot")
+	fs.BoolVar(&f.allowKexec, "allow-kexec", false, "allow kexec outside kho-sim's own initramfs")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+
+	raw, err := os.ReadFile(f.cmdlineFile)
+	if err != nil {
+		return fmt.Errorf("read the kernel command line: %w", err)
+	}
+	cmdline := strings.TrimSpace(string(raw))
+	params := cmdlineParams(cmdline)
+	cfg, err := f.resolve(params, cmdline)
+	if err != nil {
+		return err
+	}
+	moreBoots := cfg.In.Boot < cfg.Boots
+	if moreBoots && !f.dryRun && !f.allowKexec && !ownsMachine() {
+		return usageError{"refusing to kexec: this is not kho-sim's initramfs (not PID 1, not its uinit). " +
+			"Use --dry-run to prove the set-up without a reboot, or --allow-kexec to reboot this machine into " + f.nextKernel}
+	}
+	if moreBoots {
+		if err := preflight(f.nextKernel); err != nil {
+			return err
+		}
+	}
+
+	t0 := time.Now()
+	region, err := physmem.OpenDevMem(physmem.DevMemSpec{Range: cfg.rg})
+	if err != nil {
+		return err
+	}
+	defer region.Close()
+	cfg.Config.Region = region
+	cfg.Config.Out = stdout
+	cfg.Config.Phases = []timing.Phase{{Name: "boot to start", D: bootToStart}, {Name: "region map", D: time.Since(t0)}}
+	cfg.Config.Load = func(next sim.Handover) ([]timing.Phase, error) {
+		return loadNext(f, cmdline, next, start)
+	}
+	cfg.Config.DryRun = f.dryRun
+	out := sim.Run(cfg.Config)
+
+	switch {
+	case f.dryRun || (!moreBoots && (f.stay || cfg.stay || !ownsMachine())):
+	case out.Last:
+		drainConsole()
+		return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	default:
+		drainConsole()
+		out.StampReboot()
+		if err := kexec.Reboot(); err != nil {
+			return fmt.Errorf("reboot into the loaded kernel: %w", err)
+		}
+	}
+	if !out.OK {
+		return errFailed
+	}
+	return nil
+}
+
+// runConfig is the run's resolved configuration.
+type runConfig struct {
+	sim.Config
+	rg   physmem.Range
+	stay bool
+}
+
+// resolve merges flags and command line parameters; flags win.
+func (f runFlags) resolve(p map[string]string, cmdline string) (runConfig, error) {
+	var c runConfig
+	name := firstNonEmpty(f.scenario, p[paramScenario], "default")
+	sc, err := loadScenario(name)
+	if err != nil {
+		return c, err
+	}
+	c.Scenario = sc
+	hops := f.hops
+	if hops < 0 {
+		hops = 2
+		if v, ok := p[paramHops]; ok {
+			if hops, err = strconv.Atoi(v); err != nil || hops < 0 || hops > 1000 {
+				return c, usageError{fmt.Sprintf("%s=%q: want a count from 0 to 1000", paramHops, v)}
+			}
+		}
+	}
+	c.Boots = hops + 1
+	c.Fix = f.fix || p[paramFix] == "1"
+	c.stay = p[paramStay] == "1"
+	c.In.Boot = 1
+	if v, ok := p[paramBoot]; ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > c.Boots {
+			return c, usageError{fmt.Sprintf("%s=%q: want a boot number from 1 to %d", paramBoot, v, c.Boots)}
+		}
+		c.In.Boot = n
+	}
+	if v, ok := p[paramFDT]; ok {
+		pa, err := strconv.ParseUint(v, 0, 64)
+		if err != nil || pa == 0 {
+			return c, usageError{fmt.Sprintf("%s=%q: want a physical address", paramFDT, v)}
+		}
+		c.In.RootPA = pa
+		if _, ok := p[paramBoot]; !ok {
+			return c, usageError{fmt.Sprintf("%s without %s: the previous boot always sets both", paramFDT, paramBoot)}
+		}
+	}
+	if f.region != "" {
+		c.rg, err = physmem.ParseRegion(f.region)
+		if err != nil {
+			return c, usageError{fmt.Sprintf("--region: %v", err)}
+		}
+		return c, nil
+	}
+	rg, found, err := physmem.MemmapFromCmdline(cmdline)
+	if err != nil {
+		return c, usageError{fmt.Sprintf("memmap= on the command line: %v", err)}
+	}
+	if !found {
+		return c, usageError{"no region: boot with memmap=16M$0x10000000 (or another free range) on the kernel command line, or pass --region SIZE@ADDR of a range /proc/iomem shows as Reserved"}
+	}
+	c.rg = rg
+	return c, nil
+}
+
+// loadNext repacks the running root filesystem and loads the next kernel
+// with a command line that carries the handover.
+func loadNext(f runFlags, cmdline string, next sim.Handover, start time.Time) ([]timing.Phase, error) {
+	phases := []timing.Phase{{Name: "start to load", D: time.Since(start)}}
+	t0 := time.Now()
+	initrd, st, err := kexec.RepackRootfs("/", nil)
+	phases = append(phases, timing.Phase{Name: fmt.Sprintf("initramfs repack (%d files, %d KiB)", st.Files, st.Bytes>>10), D: time.Since(t0)})
+	if err != nil {
+		return phases, fmt.Errorf("repack the root filesystem as the next initramfs: %w", err)
+	}
+	defer initrd.Close()
+	set := map[string]string{paramBoot: strconv.Itoa(next.Boot)}
+	drop := []string{paramFDT}
+	if next.RootPA != 0 {
+		set[paramFDT] = fmt.Sprintf("%#x", next.RootPA)
+		drop = nil
+	}
+	t0 = time.Now()
+	err = kexec.FileLoad(kexec.LoadOptions{Kernel: f.nextKernel, Initrd: initrd, Cmdline: kexec.RewriteCmdline(cmdline, set, drop)})
+	phases = append(phases, timing.Phase{Name: "kexec_file_load", D: time.Since(t0)})
+	if err != nil {
+		return phases, err
+	}
+	if f.dryRun {
+		if err := kexec.Unload(); err != nil {
+			return phases, fmt.Errorf("dry run: unload the kernel again: %w", err)
+		}
+	}
+	return phases, nil
+}
+
+// preflight explains up front what would stop the kexec.
+func preflight(kernel string) error {
+	p, err := kexec.ReadPreflight("")
+	if err != nil {
+		return err
+	}
+	problems := p.Problems()
+	if err := kexec.CheckKernelImage(kernel); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if len(problems) > 0 {
+		return errors.New("cannot kexec:\n  " + strings.Join(problems, "\n  "))
+	}
+	return nil
+}
+
+// ownsMachine reports whether kho-sim runs as PID 1 or as the uinit of its
+// own initramfs: the only places it may reboot the machine unasked.
+func ownsMachine() bool {
+	if os.Getpid() == 1 {
+		return true
+	}
+	_, err := os.Stat(initramfsMarker)
+	return err == nil && os.Getppid() == 1
+}
+
+// drainConsole waits for the console to send what was written, so the last
+// KTAP lines survive the reboot.
+func drainConsole() {
+	_ = unix.IoctlSetInt(int(os.Stdout.Fd()), unix.TCSBRK, 1)
+	unix.Sync()
+	time.Sleep(20 * time.Millisecond)
+}
+
+// cmdlineParams returns key=value parameters of a kernel command line, up
+// to "--" (what follows belongs to init).
+func cmdlineParams(cmdline string) map[string]string {
+	p := map[string]string{}
+	for _, w := range strings.Fields(cmdline) {
+		if w == "--" {
+			break
+		}
+		if k, v, ok := strings.Cut(w, "="); ok {
+			p[k] = strings.Trim(v, `"`)
+		}
+	}
+	return p
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}

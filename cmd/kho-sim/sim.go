@@ -1,0 +1,84 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/kho-sim/kho-sim/pkg/physmem"
+	"github.com/kho-sim/kho-sim/pkg/sim"
+)
+
+func runSim(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("sim", "sim --image FILE [--base ADDR] [--size SIZE] [--scenario NAME|FILE] [--hops N] [--fix-finish-before-retrieve] | sim --list", stderr)
+	image := fs.String("image", "", "file standing in for physical memory (created if missing)")
+	base := fs.String("base", "0x10000000", "physical address of the file's first byte (page aligned)")
+	size := fs.String("size", "16M", "region size (page aligned)")
+	name := fs.String("scenario", "default", "built-in scenario name or scenario file")
+	hops := fs.Int("hops", 2, "kexec hops to simulate (boots = hops + 1)")
+	fix := fs.Bool("fix-finish-before-retrieve", false, "run the model with the 7.0 finish-before-retrieve flaw fixed")
+	list := fs.Bool("list", false, "list the built-in scenarios and exit")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *list {
+		return listScenarios(stdout)
+	}
+	if *image == "" {
+		return usageError{"--image FILE is required"}
+	}
+	if *hops < 0 || *hops > 1000 {
+		return usageError{fmt.Sprintf("--hops %d: want 0 to 1000", *hops)}
+	}
+	sc, err := loadScenario(*name)
+	if err != nil {
+		return err
+	}
+	rg, err := regionFlags(*base, *size)
+	if err != nil {
+		return err
+	}
+
+	boots := *hops + 1
+	in := sim.Handover{Boot: 1}
+	ok := true
+	for range boots {
+		// Each boot maps the file afresh and builds every object anew: only
+		// the bytes and the handover parameters cross the simulated reboot.
+		region, err := physmem.OpenFile(*image, rg.Start, rg.Size)
+		if err != nil {
+			return err
+		}
+		out := sim.Run(sim.Config{Region: region, Scenario: sc, In: in, Boots: boots, Fix: *fix, Out: stdout})
+		if err := region.Close(); err != nil {
+			return err
+		}
+		ok = ok && out.OK
+		if out.Last {
+			break
+		}
+		in = out.Next
+	}
+	if !ok {
+		return errFailed
+	}
+	return nil
+}
+
+// regionFlags validates --base and --size.
+func regionFlags(base, size string) (physmem.Range, error) {
+	b, err := physmem.ParseSize(base)
+	if err != nil {
+		return physmem.Range{}, usageError{fmt.Sprintf("--base: %v", err)}
+	}
+	s, err := physmem.ParseSize(size)
+	if err != nil {
+		return physmem.Range{}, usageError{fmt.Sprintf("--size: %v", err)}
+	}
+	if b%physmem.PageSize != 0 || s%physmem.PageSize != 0 || s == 0 {
+		return physmem.Range{}, usageError{fmt.Sprintf("--base %#x and --size %#x must be page aligned (4096) and the size non-zero", b, s)}
+	}
+	if s < 1<<20 {
+		return physmem.Range{}, usageError{fmt.Sprintf("--size %#x: kho-sim needs at least 1 MiB", s)}
+	}
+	return physmem.Range{Start: b, Size: s}, nil
+}
