@@ -482,8 +482,10 @@ func (b *boot) releaseIncoming() {
 // preserved it.
 type memory struct{ b *boot }
 
-func (m memory) AllocPreserve(size uint64) (uint64, []byte, error) { return m.b.out.AllocPreserve(size) }
-func (m memory) UnpreserveFree(pa uint64) error                   { return m.b.out.UnpreserveFree(pa) }
+func (m memory) AllocPreserve(size uint64) (uint64, []byte, error) {
+	return m.b.out.AllocPreserve(size)
+}
+func (m memory) UnpreserveFree(pa uint64) error { return m.b.out.UnpreserveFree(pa) }
 func (m memory) Map(pa, size uint64) ([]byte, error) {
 	if m.b.in == nil {
 		return nil, fmt.Errorf("no incoming handover: %w", unix.ENODATA)
