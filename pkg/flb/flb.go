@@ -126,7 +126,8 @@ type Options struct {
 
 // Kernel models struct luo_flb_global for one boot.
 type Kernel struct {
-	opts Options
+	opts     Options
+	disabled atomic.Bool // liveupdate_enabled() == false
 
 	// regMu guards list and count and each FLB's users/listed. The kernel
 	// relies on luo_session_quiesce alone; a Go lock is needed besides, as
@@ -141,11 +142,17 @@ type Kernel struct {
 
 // New returns the FLB state of a freshly booted kernel.
 func New(opts Options) *Kernel {
-	return &Kernel{opts: opts}
+	k := &Kernel{opts: opts}
+	k.disabled.Store(opts.Disabled)
+	return k
 }
 
 // Enabled models liveupdate_enabled().
-func (k *Kernel) Enabled() bool { return !k.opts.Disabled }
+func (k *Kernel) Enabled() bool { return !k.disabled.Load() }
+
+// Disable models luo_global.enabled = false, which LUO sets when its own
+// initialisation fails; from then on the FLB API returns EOPNOTSUPP.
+func (k *Kernel) Disable() { k.disabled.Store(true) }
 
 // Registered returns the globally registered FLBs in registration order.
 func (k *Kernel) Registered() []*FLB {

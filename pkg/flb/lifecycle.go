@@ -185,7 +185,7 @@ func (k *Kernel) FileFinish(h *FileHandler) error {
 // the incoming table), ErrReadPastPage, or the .retrieve error.
 // Differs from 7.0: the kernel reads obj without the lock; the model locks.
 func (k *Kernel) GetIncoming(f *FLB) (any, error) {
-	if k.opts.Disabled {
+	if !k.Enabled() {
 		return nil, fmt.Errorf("FLB %q get incoming: %w", f.Compatible, unix.EOPNOTSUPP)
 	}
 	if f.Ops == nil || f.Ops.Retrieve == nil {
@@ -207,7 +207,7 @@ func (k *Kernel) GetIncoming(f *FLB) (any, error) {
 // GetOutgoing models liveupdate_flb_get_outgoing: the object .preserve
 // returned (nil before the first dependent file). Errors: EOPNOTSUPP.
 func (k *Kernel) GetOutgoing(f *FLB) (any, error) {
-	if k.opts.Disabled {
+	if !k.Enabled() {
 		return nil, fmt.Errorf("FLB %q get outgoing: %w", f.Compatible, unix.EOPNOTSUPP)
 	}
 	f.outgoing.mu.Lock()

@@ -26,7 +26,7 @@ import (
 // list_del (poisoned); the model returns the EINVAL the code intends.
 // ENOMEM is not modelled.
 func (k *Kernel) RegisterFLB(h *FileHandler, f *FLB) error {
-	if k.opts.Disabled {
+	if !k.Enabled() {
 		return fmt.Errorf("register FLB %q: %w", f.Compatible, unix.EOPNOTSUPP)
 	}
 	if f.Ops == nil || f.Ops.Preserve == nil || f.Ops.Unpreserve == nil ||
@@ -86,7 +86,7 @@ func (k *Kernel) RegisterFLB(h *FileHandler, f *FLB) error {
 // the last link, removes f from the global list and puts its owner module.
 // Errors: EOPNOTSUPP, EBUSY (sessions exist), ENOENT (f not linked to h).
 func (k *Kernel) UnregisterFLB(h *FileHandler, f *FLB) error {
-	if k.opts.Disabled {
+	if !k.Enabled() {
 		return fmt.Errorf("unregister FLB %q: %w", f.Compatible, unix.EOPNOTSUPP)
 	}
 	if !k.quiesce() {

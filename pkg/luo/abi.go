@@ -1,0 +1,90 @@
+package luo
+
+import (
+	"bytes"
+	"encoding/binary"
+
+	"github.com/kho-sim/kho-sim/pkg/flb"
+)
+
+// LUO FDT names, include/linux/kho/abi/luo.h.
+const (
+	FDTSize              = 4096 // LUO_FDT_SIZE
+	FDTKHOEntryName      = "LUO"
+	FDTCompatible        = "luo-v1"
+	FDTLiveupdateNum     = "liveupdate-number"
+	FDTSessionNode       = "luo-session"
+	FDTSessionCompatible = "luo-session-v2"
+	FDTSessionHeader     = "luo-session-header"
+	FDTFLBNode           = "luo-flb"
+	FDTFLBCompatible     = "luo-flb-v1"
+	FDTFLBHeader         = "luo-flb-header"
+)
+
+// Serialized session and file blocks (packed, little endian):
+//
+//	struct luo_session_header_ser { u64 count; };
+//	struct luo_session_ser { char name[64]; u64 files; u64 count; };
+//	struct luo_file_ser { char compatible[48]; u64 data; u64 token; };
+const (
+	PageSize = 4096
+
+	SessionPages      = 16 // LUO_SESSION_PGCNT
+	SessionBlockSize  = SessionPages * PageSize
+	SessionHeaderSize = 8
+	SessionEntrySize  = 80
+	SessionNameLen    = 64                                                        // LIVEUPDATE_SESSION_NAME_LENGTH
+	SessionMax        = (SessionBlockSize - SessionHeaderSize) / SessionEntrySize // 819
+
+	FilePages        = 2 // LUO_FILE_PGCNT
+	FileBlockSize    = FilePages * PageSize
+	FileEntrySize    = 64
+	FileMax          = FileBlockSize / FileEntrySize // 128
+	HandlerCompatLen = 48                            // LIVEUPDATE_HNDL_COMPAT_LENGTH
+
+	FLBPageSize = flb.PageCount * flb.PageSize
+)
+
+var le = binary.LittleEndian
+
+// cstring returns b up to its first NUL (all of b if none).
+func cstring(b []byte) string {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		return string(b[:i])
+	}
+	return string(b)
+}
+
+// strscpy models strscpy(dst, src, len(dst)) of a C string: at most
+// len(dst)-1 bytes, a NUL, no padding.
+func strscpy(dst []byte, src string) {
+	if i := bytes.IndexByte([]byte(src), 0); i >= 0 {
+		src = src[:i]
+	}
+	n := copy(dst[:len(dst)-1], src)
+	dst[n] = 0
+}
+
+// handlerCompat models a `const char compatible[48]` of a file handler: the
+// string up to its NUL and whether the array holds a NUL; ok is false when
+// the literal would not fit (does not compile in C).
+func handlerCompat(s string) (name string, terminated, ok bool) {
+	if len(s) > HandlerCompatLen {
+		return "", false, false
+	}
+	if i := bytes.IndexByte([]byte(s), 0); i >= 0 {
+		return s[:i], true, true
+	}
+	return s, len(s) < HandlerCompatLen, true
+}
+
+// compatMatches models strcmp(handler->compatible, ser) == 0 for a serialized
+// 48-byte compatible field followed by the rest of its entry. An unterminated
+// handler compatible runs past its array into pointers and matches nothing.
+func compatMatches(handler string, ser []byte) bool {
+	name, terminated, _ := handlerCompat(handler)
+	if !terminated || len(ser) <= len(name) {
+		return false
+	}
+	return string(ser[:len(name)]) == name && ser[len(name)] == 0
+}

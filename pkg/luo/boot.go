@@ -1,0 +1,204 @@
+package luo
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/kho-sim/kho-sim/pkg/fdt"
+	"golang.org/x/sys/unix"
+)
+
+// SetupOutgoing models luo_fdt_setup (luo_late_startup): it allocates the
+// LUO FDT page, then, inside luo_session_setup_outgoing and
+// luo_flb_setup_outgoing, the session block (16 pages) and the FLB page, and
+// builds the FDT in the kernel's order: root compatible, liveupdate-number
+// (incoming + 1, 1 on a cold boot), luo-session, luo-flb. It returns the LUO
+// FDT's physical address, which KHO publishes as the "LUO" subtree. On
+// failure LUO is disabled, and as in 7.0 only the FDT page is freed.
+// Errors: EOPNOTSUPP when live update is disabled (the kernel then builds
+// nothing), EALREADY on a second call, allocation and FDT errors.
+func (c *Core) SetupOutgoing() (uint64, error) {
+	if !c.Enabled() {
+		return 0, fmt.Errorf("LUO setup outgoing: %w", unix.EOPNOTSUPP)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fdtOutSet {
+		return 0, fmt.Errorf("LUO setup outgoing: %w", unix.EALREADY)
+	}
+	pa, err := c.fdtSetup()
+	if err != nil {
+		c.flb.Disable()
+		return 0, fmt.Errorf("LUO setup outgoing: %w", err)
+	}
+	c.fdtOutPA, c.fdtOutSet = pa, true
+	return pa, nil
+}
+
+// fdtSetup follows luo_fdt_setup, which ORs the errors of every step and
+// runs them all before checking.
+func (c *Core) fdtSetup() (uint64, error) {
+	fdtPA, fdtMem, err := c.mem.AllocPreserve(FDTSize)
+	if err != nil {
+		return 0, fmt.Errorf("allocate FDT: %w", err)
+	}
+	b := fdt.NewBuilder(FDTSize)
+	var errs []error
+	add := func(err error) { errs = append(errs, err) }
+	add(b.BeginNode(""))
+	add(b.PropertyString("compatible", FDTCompatible))
+	add(b.PropertyU64(FDTLiveupdateNum, c.liveupdateNum+1))
+	add(c.sessionSetupOutgoing(b))
+	add(c.flbSetupOutgoing(b))
+	add(b.EndNode())
+	blob, err := b.Finish()
+	add(err)
+	if err := errors.Join(errs...); err != nil {
+		if ferr := c.mem.UnpreserveFree(fdtPA); ferr != nil {
+			err = errors.Join(err, ferr)
+		}
+		return 0, err
+	}
+	if len(blob) > len(fdtMem) {
+		return 0, fmt.Errorf("FDT of %d bytes in a %d-byte page: %w", len(blob), len(fdtMem), unix.ENOSPC)
+	}
+	copy(fdtMem, blob)
+	return fdtPA, nil
+}
+
+// sessionSetupOutgoing models luo_session_setup_outgoing.
+func (c *Core) sessionSetupOutgoing(b *fdt.Builder) error {
+	pa, block, err := c.mem.AllocPreserve(SessionBlockSize)
+	if err != nil {
+		return fmt.Errorf("allocate session block: %w", err)
+	}
+	if err := errors.Join(b.BeginNode(FDTSessionNode),
+		b.PropertyString("compatible", FDTSessionCompatible),
+		b.PropertyU64(FDTSessionHeader, pa),
+		b.EndNode()); err != nil {
+		return errors.Join(err, c.mem.UnpreserveFree(pa))
+	}
+	c.outgoing.rw.Lock()
+	c.outgoing.block, c.outgoing.active = block, true
+	c.outgoing.rw.Unlock()
+	return nil
+}
+
+// flbSetupOutgoing models luo_flb_setup_outgoing.
+func (c *Core) flbSetupOutgoing(b *fdt.Builder) error {
+	pa, page, err := c.mem.AllocPreserve(FLBPageSize)
+	if err != nil {
+		return fmt.Errorf("allocate FLB page: %w", err)
+	}
+	if err := errors.Join(b.BeginNode(FDTFLBNode),
+		b.PropertyString("compatible", FDTFLBCompatible),
+		b.PropertyU64(FDTFLBHeader, pa),
+		b.EndNode()); err != nil {
+		return errors.Join(err, c.mem.UnpreserveFree(pa))
+	}
+	return c.flb.SetupOutgoing(page)
+}
+
+// subnode models fdt_subnode_offset: a name without a unit address also
+// matches "name@unit".
+func subnode(n *fdt.Node, name string) *fdt.Node {
+	for _, ch := range n.Children {
+		if ch.Name == name || strings.HasPrefix(ch.Name, name+"@") {
+			return ch
+		}
+	}
+	return nil
+}
+
+// headerPA reads a node's u64 header property: exactly 8 bytes.
+func headerPA(n *fdt.Node, prop string) (uint64, error) {
+	v, ok := n.Prop(prop)
+	if !ok || len(v) != 8 {
+		return 0, fmt.Errorf("property %q missing or not 8 bytes: %w", prop, unix.EINVAL)
+	}
+	return le.Uint64(v), nil
+}
+
+func panicErr(format string, a ...any) error {
+	return &BootError{Err: fmt.Errorf(format, a...), KernelAction: ActionPanic}
+}
+
+// SetupIncoming models luo_early_startup once KHO has found the "LUO"
+// subtree: luoFDT is that FDT. It checks what 7.0 checks (root compatible,
+// an 8-byte liveupdate-number, then luo_session_setup_incoming and
+// luo_flb_setup_incoming: node, compatible, 8-byte header address), each
+// failure being a *BootError with ActionPanic, as liveupdate_early_init
+// panics. Beyond 7.0 it parses the FDT strictly and maps the session block
+// and the FLB page through Memory.Map; a block the previous kernel did not
+// preserve is a *BootError with ActionReadUnpreserved. Nothing else is
+// read until Open. On any error LUO is disabled.
+func (c *Core) SetupIncoming(luoFDT []byte) error {
+	err := c.setupIncoming(luoFDT)
+	if err != nil {
+		c.flb.Disable()
+		return fmt.Errorf("LUO setup incoming: %w", err)
+	}
+	return nil
+}
+
+func (c *Core) setupIncoming(blob []byte) error {
+	tree, err := fdt.Parse(blob)
+	if err != nil {
+		return panicErr("LUO FDT: %w: %w", err, unix.EINVAL)
+	}
+	root := tree.Root
+	if !root.IsCompatible(FDTCompatible) {
+		return panicErr("LUO FDT not compatible with %q: %w", FDTCompatible, unix.EINVAL)
+	}
+	num, err := headerPA(root, FDTLiveupdateNum)
+	if err != nil {
+		return panicErr("LUO FDT: %w", err)
+	}
+
+	sn := subnode(root, FDTSessionNode)
+	if sn == nil {
+		return panicErr("no %q node: %w", FDTSessionNode, unix.EINVAL)
+	}
+	if !sn.IsCompatible(FDTSessionCompatible) {
+		return panicErr("%q node not compatible with %q: %w", FDTSessionNode, FDTSessionCompatible, unix.EINVAL)
+	}
+	sessPA, err := headerPA(sn, FDTSessionHeader)
+	if err != nil {
+		return panicErr("%q node: %w", FDTSessionNode, err)
+	}
+
+	fn := subnode(root, FDTFLBNode)
+	if fn == nil {
+		return panicErr("no %q node: %w", FDTFLBNode, unix.ENOENT)
+	}
+	if !fn.IsCompatible(FDTFLBCompatible) {
+		return panicErr("%q node not compatible with %q: %w", FDTFLBNode, FDTFLBCompatible, unix.EINVAL)
+	}
+	flbPA, err := headerPA(fn, FDTFLBHeader)
+	if err != nil {
+		return panicErr("%q node: %w", FDTFLBNode, err)
+	}
+
+	sessBlock, err := c.mem.Map(sessPA, SessionBlockSize)
+	if err != nil {
+		return &BootError{Err: fmt.Errorf("session block at %#x: %w", sessPA, err), KernelAction: ActionReadUnpreserved}
+	}
+	flbPage, err := c.mem.Map(flbPA, FLBPageSize)
+	if err != nil {
+		return &BootError{Err: fmt.Errorf("FLB page at %#x: %w", flbPA, err), KernelAction: ActionReadUnpreserved}
+	}
+	if len(sessBlock) < SessionBlockSize || len(flbPage) < FLBPageSize {
+		return &BootError{Err: fmt.Errorf("mapped blocks too short: %w", unix.EFAULT), KernelAction: ActionReadUnpreserved}
+	}
+	if err := c.flb.SetupIncoming(flbPage); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.liveupdateNum = num
+	c.mu.Unlock()
+	c.incoming.rw.Lock()
+	c.incoming.block, c.incoming.active = sessBlock[:SessionBlockSize], true
+	c.incoming.rw.Unlock()
+	return nil
+}

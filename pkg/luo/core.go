@@ -1,0 +1,155 @@
+package luo
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/kho-sim/kho-sim/pkg/flb"
+)
+
+// Memory is what LUO needs from KHO.
+type Memory interface {
+	// AllocPreserve models kho_alloc_preserve: zeroed memory, listed in the
+	// preserved-memory map handed to the next kernel.
+	AllocPreserve(size uint64) (pa uint64, mem []byte, err error)
+	// UnpreserveFree models kho_unpreserve_free.
+	UnpreserveFree(pa uint64) error
+	// Map models phys_to_virt of memory the previous kernel preserved; it
+	// fails if [pa, pa+size) was not preserved.
+	Map(pa, size uint64) ([]byte, error)
+}
+
+// Options configure one simulated boot.
+type Options struct {
+	// FLB configures the FLB layer. Disabled is liveupdate_enabled() ==
+	// false for all of LUO; Quiescer is ignored: the Core is the quiescer.
+	FLB flb.Options
+	// PropagateFileDeserializeErrors applies upstream commit 307e0c58
+	// ("liveupdate: propagate file deserialization failures", backported to
+	// 6.19-stable in April 2026). Without it, as at cab056f2, a file whose
+	// compatible matches no handler stops that session's file restore
+	// silently and the session is still restored.
+	PropagateFileDeserializeErrors bool
+}
+
+// KernelAction says what Linux 7.0 does with an incoming handover that the
+// model refuses.
+type KernelAction string
+
+// What 7.0 does with bad incoming state.
+const (
+	ActionPanic           KernelAction = "panics at boot (luo_restore_fail)"
+	ActionReadPastBlock   KernelAction = "reads past the end of a preserved block"
+	ActionReadUnpreserved KernelAction = "reads memory the previous kernel did not preserve"
+)
+
+// BootError reports incoming state that 7.0 cannot handle: Err says what is
+// wrong (an errno where the kernel returns one), KernelAction what the kernel
+// does about it.
+type BootError struct {
+	Err          error
+	KernelAction KernelAction
+}
+
+func (e *BootError) Error() string {
+	return fmt.Sprintf("%v: Linux 7.0 %s", e.Err, e.KernelAction)
+}
+
+func (e *BootError) Unwrap() error { return e.Err }
+
+// sessionList models struct luo_session_header: one list of sessions and
+// its serialization block.
+type sessionList struct {
+	rw       sync.RWMutex
+	sessions []*Session
+	block    []byte // luo_session_header_ser followed by the luo_session_ser array
+	active   bool
+}
+
+// Core is LUO in one simulated boot: luo_global, luo_session_global,
+// luo_file_handler_list and the FLB state.
+type Core struct {
+	mem  Memory
+	opts Options
+	flb  *flb.Kernel
+
+	// handlersMu guards handlers; the kernel relies on session quiesce.
+	handlersMu sync.RWMutex
+	handlers   []*FileHandler
+
+	outgoing, incoming sessionList
+
+	mu            sync.Mutex // guards the fields below
+	liveupdateNum uint64     // incoming number; 0 on a cold boot
+	fdtOutPA      uint64
+	fdtOutSet     bool
+	warnings      []error
+
+	openMu        sync.Mutex // guards the deserialization result
+	deserialized  bool
+	deserializeEr error
+}
+
+// New returns LUO for a freshly booted kernel.
+func New(mem Memory, opts Options) *Core {
+	c := &Core{mem: mem, opts: opts}
+	fo := opts.FLB
+	fo.Quiescer = c
+	c.flb = flb.New(fo)
+	return c
+}
+
+// FLB returns the FLB layer of this boot.
+func (c *Core) FLB() *flb.Kernel { return c.flb }
+
+// Enabled models liveupdate_enabled().
+func (c *Core) Enabled() bool { return c.flb.Enabled() }
+
+// LiveupdateNumber returns the number read from the previous kernel (0 on a
+// cold boot) and the one this kernel hands over (incoming + 1).
+func (c *Core) LiveupdateNumber() (incoming, outgoing uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.liveupdateNum, c.liveupdateNum + 1
+}
+
+// Warnings returns what the kernel would have logged with WARN_ON or
+// pr_warn, in order: failures it does not report to any caller.
+func (c *Core) Warnings() []error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]error(nil), c.warnings...)
+}
+
+func (c *Core) warn(err error) {
+	if err == nil {
+		return
+	}
+	c.mu.Lock()
+	c.warnings = append(c.warnings, err)
+	c.mu.Unlock()
+}
+
+// Quiesce models luo_session_quiesce: it write-locks both session lists and
+// succeeds only if neither holds a session (incoming sessions count until
+// they are retrieved and closed). On false nothing stays locked.
+func (c *Core) Quiesce() bool {
+	c.incoming.rw.Lock()
+	c.outgoing.rw.Lock()
+	if len(c.incoming.sessions) > 0 || len(c.outgoing.sessions) > 0 {
+		c.outgoing.rw.Unlock()
+		c.incoming.rw.Unlock()
+		return false
+	}
+	return true
+}
+
+// Resume models luo_session_resume.
+func (c *Core) Resume() {
+	c.outgoing.rw.Unlock()
+	c.incoming.rw.Unlock()
+}
+
+// errDisabled is returned where userspace would find no /dev/liveupdate.
+var errDisabled = errors.New("live update disabled: no /dev/liveupdate")

@@ -1,0 +1,16 @@
+// Package luo models the parts of Linux 7.0's Live Update Orchestrator that
+// File-Lifecycle-Bound objects depend on: file handlers, sessions and their
+// files (kernel/liveupdate/luo_file.c, luo_session.c), the LUO FDT, the
+// reboot-time serialization and the incoming deserialization (luo_core.c),
+// as of commit cab056f2 which introduced FLBs. pkg/flb holds the FLB logic;
+// a Core wires it to the session layer as the kernel does.
+//
+// A Core is one simulated boot. It allocates and maps memory only through a
+// Memory (KHO's kho_alloc_preserve, kho_unpreserve_free and phys_to_virt of
+// preserved memory). Everything read back from a previous kernel is treated
+// as untrusted: where 7.0 would read outside a block or panic, the model
+// returns a *BootError saying what the kernel would do.
+//
+// Callbacks a 7.0 kernel runs without reporting (WARN_ON, pr_warn) are kept
+// in Core.Warnings.
+package luo

@@ -1,0 +1,165 @@
+package luo
+
+import (
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// Serialize models liveupdate_reboot, run by reboot(LINUX_REBOOT_CMD_KEXEC):
+// luo_session_serialize, then luo_flb_serialize (kho_finalize belongs to
+// KHO). Sessions are serialized in creation order: each session's files are
+// frozen and written to its file block, then its name (strscpy, 63 bytes)
+// into the session block, then the session count. If a Freeze fails, that
+// session's earlier files are unfrozen, the sessions before it are unfrozen
+// in reverse with their entries' names cleared, FLBs are not serialized, and
+// the error is returned; the files stay preserved (Abort drops them).
+// A disabled LUO serializes nothing and succeeds, as in 7.0.
+func (c *Core) Serialize() error {
+	if !c.Enabled() {
+		return nil
+	}
+	if err := c.serializeSessions(); err != nil {
+		return fmt.Errorf("liveupdate reboot: %w", err)
+	}
+	if err := c.flb.Serialize(); err != nil {
+		return fmt.Errorf("liveupdate reboot: %w", err)
+	}
+	return nil
+}
+
+func sessionEntry(block []byte, i int) []byte {
+	return block[SessionHeaderSize+i*SessionEntrySize:][:SessionEntrySize]
+}
+
+// serializeSessions models luo_session_serialize.
+func (c *Core) serializeSessions() error {
+	l := &c.outgoing
+	l.rw.Lock()
+	defer l.rw.Unlock()
+	if !l.active {
+		return fmt.Errorf("session serialize: outgoing block not set up: %w", unix.EINVAL)
+	}
+	for i, s := range l.sessions {
+		e := sessionEntry(l.block, i)
+		s.mu.Lock()
+		err := s.freeze(e)
+		s.mu.Unlock()
+		if err != nil {
+			for j := i - 1; j >= 0; j-- {
+				prev := l.sessions[j]
+				pe := sessionEntry(l.block, j)
+				prev.mu.Lock()
+				prev.unfreeze(pe)
+				prev.mu.Unlock()
+				clear(pe[:SessionNameLen])
+			}
+			return err
+		}
+		strscpy(e[:SessionNameLen], s.name)
+	}
+	le.PutUint64(l.block, uint64(len(l.sessions)))
+	return nil
+}
+
+// deserialize models luo_session_deserialize, run by the first open of
+// /dev/liveupdate. Its result is sticky. Sessions are restored in block
+// order (name by strscpy, 63 bytes); a duplicate name fails with EEXIST,
+// leaving the sessions restored so far in place, as in 7.0.
+func (c *Core) deserialize() error {
+	c.openMu.Lock()
+	defer c.openMu.Unlock()
+	if c.deserialized {
+		return c.deserializeEr
+	}
+	c.deserialized = true
+	c.deserializeEr = c.deserializeSessions()
+	return c.deserializeEr
+}
+
+func (c *Core) deserializeSessions() error {
+	l := &c.incoming
+	l.rw.RLock()
+	block, active := l.block, l.active
+	l.rw.RUnlock()
+	if !active {
+		return nil
+	}
+	n := le.Uint64(block)
+	if n > SessionMax {
+		return &BootError{
+			Err:          fmt.Errorf("session count %d exceeds %d: %w", n, SessionMax, unix.EINVAL),
+			KernelAction: ActionReadPastBlock,
+		}
+	}
+	for i := range int(n) {
+		e := sessionEntry(block, i)
+		s := &Session{core: c, incoming: true, name: sessionName(cstring(e[:SessionNameLen]))}
+		if err := l.insert(s, false); err != nil {
+			c.warn(fmt.Errorf("deserialize: insert session: %w", err))
+			return err
+		}
+		s.mu.Lock()
+		err := c.deserializeFiles(s, le.Uint64(e[64:]), le.Uint64(e[72:]))
+		s.mu.Unlock()
+		if err == nil {
+			continue
+		}
+		var refused *BootError
+		if errors.As(err, &refused) || c.opts.PropagateFileDeserializeErrors {
+			return fmt.Errorf("session %q: %w", s.name, err)
+		}
+		c.warn(fmt.Errorf("session %q: file deserialize error ignored: %w", s.name, err))
+	}
+	// kho_restore_free of the session block: the model only drops it.
+	l.rw.Lock()
+	l.block = nil
+	l.rw.Unlock()
+	return nil
+}
+
+// deserializeFiles models luo_file_deserialize: count and block are taken
+// first, then each entry is matched to a registered handler by strcmp; the
+// first entry without one ends the walk with ENOENT (the files before it
+// stay). Beyond 7.0: a count above FileMax or an unpreserved block is a
+// *BootError instead of a read outside the block.
+func (c *Core) deserializeFiles(s *Session, pa, count uint64) error {
+	if pa == 0 {
+		if count != 0 {
+			c.warn(fmt.Errorf("session %q: WARN_ON: %d files but no file block", s.name, count))
+		}
+		return nil
+	}
+	if count > FileMax {
+		return &BootError{
+			Err:          fmt.Errorf("file count %d exceeds %d: %w", count, FileMax, unix.EINVAL),
+			KernelAction: ActionReadPastBlock,
+		}
+	}
+	block, err := c.mem.Map(pa, FileBlockSize)
+	if err == nil && len(block) < FileBlockSize {
+		err = fmt.Errorf("mapped %d bytes: %w", len(block), unix.EFAULT)
+	}
+	if err != nil {
+		return &BootError{Err: fmt.Errorf("file block at %#x: %w", pa, err), KernelAction: ActionReadUnpreserved}
+	}
+	s.set.count = int64(count)
+	s.set.block, s.set.blockPA, s.set.mapped = block[:FileBlockSize], pa, true
+	handlers := c.handlerList()
+	for i := range int(count) {
+		e := block[i*FileEntrySize:][:FileEntrySize]
+		var fh *FileHandler
+		for _, h := range handlers {
+			if compatMatches(h.Compatible, e) {
+				fh = h
+				break
+			}
+		}
+		if fh == nil {
+			return fmt.Errorf("no registered handler for compatible %q: %w", cstring(e[:HandlerCompatLen]), unix.ENOENT)
+		}
+		s.set.files = append(s.set.files, &luoFile{fh: fh, data: le.Uint64(e[48:]), token: le.Uint64(e[56:])})
+	}
+	return nil
+}
