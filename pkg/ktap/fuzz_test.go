@@ -63,6 +63,7 @@ func FuzzWriter(f *testing.F) {
 	f.Add("hop-0", "preserve", "no kexec\n#2", true)
 	f.Add("a#b", "- x\r\ny", "", false)
 	f.Add("", "", "ok 1 # TIMEOUT", true)
+	f.Add("x", "y", "\v", false)
 	f.Fuzz(func(t *testing.T, name, desc, reason string, ok bool) {
 		var b strings.Builder
 		w := NewWriter(&b)

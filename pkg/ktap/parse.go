@@ -178,7 +178,8 @@ func (r *Report) Passed() bool {
 		return false
 	}
 	for i, res := range r.Results {
-		if res.Number != i+1 || (!res.OK && res.Directive.Kind != DirSkip) || (res.Sub != nil && !res.Sub.Passed()) {
+		failed := !res.OK && res.Directive.Kind != DirSkip
+		if failed || res.Number != i+1 || (res.Sub != nil && !res.Sub.Passed()) {
 			return false
 		}
 	}

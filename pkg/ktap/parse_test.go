@@ -169,3 +169,16 @@ func TestParseLongLine(t *testing.T) {
 		t.Fatalf("Parse = %v, %v; want a passing report with the result on line 4", r, err)
 	}
 }
+
+func BenchmarkParse(b *testing.B) {
+	log, err := os.ReadFile("testdata/two-boots.log")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(log)))
+	for b.Loop() {
+		if _, err := Parse(strings.NewReader(string(log))); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -167,7 +167,7 @@ func (v *validator) result(n int, l line, f *vframe) {
 // it seems to attempt.
 func unknownLine(body string) string {
 	low := strings.ToLower(body)
-	switch w := strings.Fields(low + " ."); {
+	switch w := strings.Fields(low + " ."); { // the "." keeps w[1] in range
 	case w[0] == "ok" || w[0] == "not" && w[1] == "ok" || resultRE.MatchString(low):
 		return fmt.Sprintf("malformed result line %.60q: want \"ok N description\" or \"not ok N description\"", body)
 	case strings.HasPrefix(body, "1.."):

@@ -85,3 +85,15 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
+
+func BenchmarkValidate(b *testing.B) {
+	var sb strings.Builder
+	tree(NewWriter(&sb))
+	out := sb.String()
+	b.SetBytes(int64(len(out)))
+	for b.Loop() {
+		if probs := Validate(strings.NewReader(out)); probs != nil {
+			b.Fatal(probs)
+		}
+	}
+}

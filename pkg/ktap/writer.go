@@ -49,29 +49,29 @@ func (w *Writer) Plan(n int) { w.println("1.." + strconv.Itoa(n)) }
 // Diag prints a diagnostic message, one "# " line per line of the message.
 func (w *Writer) Diag(format string, args ...any) {
 	for _, l := range strings.Split(strings.TrimSuffix(fmt.Sprintf(format, args...), "\n"), "\n") {
-		w.println(strings.TrimRight("# "+l, " \t\r"))
+		w.println(strings.TrimRightFunc("# "+l, unicode.IsSpace))
 	}
 }
 
 // Result prints the next result line and returns its test number: "ok 1
 // desc", "not ok 2 desc", "ok 3 desc # SKIP reason". desc is sanitized (see
-// Sanitize) and the reason put on one line. A Directive with an empty Kind
-// and a Reason prints the reason as diagnostic data: "ok 4 desc # reason".
+// Sanitize), the kind upper-cased and the reason put on one line. With an
+// empty Kind, a Reason is diagnostic data: "ok 4 desc # reason".
 func (w *Writer) Result(ok bool, desc string, d Directive) int {
 	w.next++
-	kind := strings.ReplaceAll(Sanitize(d.Kind), " ", "_")
+	kind := strings.ToUpper(strings.ReplaceAll(Sanitize(d.Kind), " ", "_"))
 	w.println(resultLine(ok, w.next, Sanitize(desc), strings.TrimSpace(kind+" "+oneLine(d.Reason))))
 	switch {
-	case d.Kind == DirSkip:
+	case kind == DirSkip:
 		w.skip++
 	case ok:
 		w.pass++
-		if d.Kind == DirXFail {
+		if kind == DirXFail {
 			w.xfail++
 		}
 	default:
 		w.fail++
-		if d.Kind == DirError {
+		if kind == DirError {
 			w.errs++
 		}
 	}

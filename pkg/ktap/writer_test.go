@@ -72,10 +72,11 @@ func TestWriter(t *testing.T) {
 			w.Result(false, "t", Directive{Kind: DirTimeout, Reason: "30 seconds"})
 			w.Result(false, "e", Directive{Kind: DirError, Reason: "ENOSYS"})
 			w.Result(true, "d", Directive{Reason: "rcode=0"})
-			w.Result(true, "k", Directive{Kind: "MY KIND"})
+			w.Result(true, "k", Directive{Kind: "my kind"})
+			w.Result(true, "s", Directive{Kind: "skip"})
 			w.Totals()
-		}, "not ok 1 t # TIMEOUT 30 seconds\nnot ok 2 e # ERROR ENOSYS\nok 3 d # rcode=0\nok 4 k # MY_KIND\n" +
-			"# Totals: pass:2 fail:1 xfail:0 xpass:0 skip:0 error:1\n"},
+		}, "not ok 1 t # TIMEOUT 30 seconds\nnot ok 2 e # ERROR ENOSYS\nok 3 d # rcode=0\nok 4 k # MY_KIND\nok 5 s # SKIP\n" +
+			"# Totals: pass:2 fail:1 xfail:0 xpass:0 skip:1 error:1\n"},
 		{"nested twice", func(w *Writer) {
 			w.Subtest("a").Subtest("b").Result(true, "c", Directive{})
 		}, "    KTAP version 1\n    # Subtest: a\n        KTAP version 1\n        # Subtest: b\n        ok 1 c\n"},
