@@ -111,6 +111,9 @@ func TestParse(t *testing.T) {
 1 ok=true "a" "" "" diags=[] line=3
 3 ok=true "b" "" "" diags=[] line=4
 `, false},
+		{"indented top level", "  KTAP version 1\n  1..1\nKTAP version 1\nok 1 outside\n  ok 1 a\n", `v1 plan=1 name="" diags=[]
+1 ok=true "a" "" "" diags=[] line=5
+`, true},
 		{"no plan, no results", "KTAP version 1\n", "v1 plan=-1 name=\"\" diags=[]\n", false},
 		{"skip all", "KTAP version 1\n1..0 # SKIP no devices\n", "v1 plan=0 name=\"\" diags=[]\n", true},
 	}
@@ -180,5 +183,23 @@ func BenchmarkParse(b *testing.B) {
 		if _, err := Parse(strings.NewReader(string(log))); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestParseDepthLimit(t *testing.T) {
+	var b strings.Builder
+	for i := range 2 * maxDepth {
+		fmt.Fprintf(&b, "%sKTAP version 1\n", strings.Repeat(" ", 4*i))
+	}
+	r, err := Parse(strings.NewReader(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	depth := 1
+	for ; len(r.Results) == 1 && r.Results[0].Sub != nil; depth++ {
+		r = r.Results[0].Sub
+	}
+	if depth != maxDepth {
+		t.Errorf("tree depth %d, want the limit %d", depth, maxDepth)
 	}
 }

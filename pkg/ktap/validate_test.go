@@ -1,8 +1,11 @@
 package ktap
 
 import (
+	"errors"
+	"io"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 func TestValidateWriterOutput(t *testing.T) {
@@ -95,5 +98,20 @@ func BenchmarkValidate(b *testing.B) {
 		if probs := Validate(strings.NewReader(out)); probs != nil {
 			b.Fatal(probs)
 		}
+	}
+}
+
+func TestReadErrors(t *testing.T) {
+	in := io.MultiReader(strings.NewReader("KTAP version 1\n1..0\n"), iotest.ErrReader(errConsole))
+	if _, err := Parse(in); !errors.Is(err, errConsole) {
+		t.Errorf("Parse error %v, want %v", err, errConsole)
+	}
+	in = io.MultiReader(strings.NewReader("KTAP version 1\n1..0\n"), iotest.ErrReader(errConsole))
+	if probs := Validate(in); len(probs) != 1 || probs[0].Line != 0 || !strings.Contains(probs[0].Msg, errConsole.Error()) {
+		t.Errorf("Validate = %v, want one problem for the read error", probs)
+	}
+	long := "KTAP version 1\n1..0\n# " + strings.Repeat("x", maxLine) + "\n"
+	if probs := Validate(strings.NewReader(long)); len(probs) != 1 || probs[0].Line != 3 || !strings.Contains(probs[0].Msg, "longer than") {
+		t.Errorf("Validate(long line) = %v, want one problem on line 3", probs)
 	}
 }
