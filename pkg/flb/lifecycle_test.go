@@ -38,24 +38,41 @@ func TestFilePreserve_FirstFileCallsPreserve_LaterFilesOnlyCount(t *testing.T) {
 }
 
 func TestFilePreserve_FailureRollsBackInReverse(t *testing.T) {
-	k, tf, h, flbs := outgoingSetup(t)
-	// a is already held by a file of another handler: rollback only drops
-	// the reference this call took.
-	other := registeredHandler()
-	mustRegister(t, k, other, flbs[0])
-	if err := k.FilePreserve(other); err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name      string
+		aHeld     bool // a already preserved by a file of another handler
+		want      []string
+		wantCount []int64
+	}{
+		{"fresh", false,
+			[]string{"preserve a", "preserve b", "preserve c", fmtUnpreserve("b"), fmtUnpreserve("a")},
+			[]int64{0, 0, 0, 0}},
+		{"a held elsewhere only drops this reference", true,
+			[]string{"preserve b", "preserve c", fmtUnpreserve("b")},
+			[]int64{1, 0, 0, 0}},
 	}
-	tf.rec.take()
-	tf.failPreserve["c"] = unix.ENOMEM
-	if err := k.FilePreserve(h); !errors.Is(err, unix.ENOMEM) {
-		t.Fatalf("FilePreserve = %v, want ENOMEM", err)
-	}
-	tf.rec.expect(t, "preserve b", "preserve c", fmtUnpreserve("b"))
-	for i, want := range []int64{1, 0, 0, 0} {
-		if got := flbs[i].State().OutgoingCount; got != want {
-			t.Errorf("%s count %d, want %d", flbs[i].Compatible, got, want)
-		}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k, tf, h, flbs := outgoingSetup(t)
+			if tt.aHeld {
+				other := registeredHandler()
+				mustRegister(t, k, other, flbs[0])
+				if err := k.FilePreserve(other); err != nil {
+					t.Fatal(err)
+				}
+				tf.rec.take()
+			}
+			tf.failPreserve["c"] = unix.ENOMEM
+			if err := k.FilePreserve(h); !errors.Is(err, unix.ENOMEM) {
+				t.Fatalf("FilePreserve = %v, want ENOMEM", err)
+			}
+			tf.rec.expect(t, tt.want...)
+			for i, want := range tt.wantCount {
+				if got := flbs[i].State().OutgoingCount; got != want {
+					t.Errorf("%s count %d, want %d", flbs[i].Compatible, got, want)
+				}
+			}
+		})
 	}
 }
 
