@@ -11,6 +11,8 @@
 // as untrusted: where 7.0 would read outside a block or panic, the model
 // returns a *BootError saying what the kernel would do.
 //
-// Callbacks a 7.0 kernel runs without reporting (WARN_ON, pr_warn) are kept
-// in Core.Warnings.
+// Failures a 7.0 kernel only logs (WARN_ON, pr_warn) are kept in
+// Core.Warnings. Not modelled: ioctl plumbing, exclusive opening of
+// /dev/liveupdate, file references (fget/fput), kho_restore_free and
+// kho_finalize.
 package luo
