@@ -33,18 +33,11 @@ const (
 	maxElfcorehdrStrLen = 30
 )
 
-// arm64 Image header (Documentation/arch/arm64/booting.rst).
-const (
-	offARM64Magic = 0x38
-	arm64Magic    = "ARM\x64"
-)
-
-// CheckKernelImage reports why kexec_file_load on this architecture would
-// not accept the file at path. On amd64 it repeats bzImage64_probe's checks
+// CheckKernelImage reports why kexec_file_load would not accept the file at
+// path. On amd64 it repeats bzImage64_probe's checks
 // (arch/x86/kernel/kexec-bzimage64.c) plus the relocatable flag; an EFI stub
-// ("MZ" at 0) is fine, since the setup header sits behind it. On arm64 it
-// wants the Image magic or an EFI zboot image. Other architectures only need
-// a readable file.
+// ("MZ" at 0) is fine, since the setup header sits behind it. Elsewhere it
+// only wants a readable regular file.
 func CheckKernelImage(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -72,19 +65,10 @@ func CheckKernelImage(path string) error {
 // imageProblem returns why an image starting with hdr, size bytes long,
 // would not load on arch, or "" when it would.
 func imageProblem(hdr []byte, size int64, arch string) string {
-	switch arch {
-	case "amd64":
-		return bzImage64Problem(hdr, size)
-	case "arm64":
-		if len(hdr) >= offARM64Magic+4 && string(hdr[offARM64Magic:offARM64Magic+4]) == arm64Magic {
-			return ""
-		}
-		if len(hdr) >= 8 && string(hdr[:2]) == "MZ" && string(hdr[4:8]) == "zimg" {
-			return ""
-		}
-		return "is not an arm64 Image (no \"ARM\\x64\" magic at 0x38) nor an EFI zboot image"
+	if arch != "amd64" {
+		return ""
 	}
-	return ""
+	return bzImage64Problem(hdr, size)
 }
 
 func bzImage64Problem(hdr []byte, size int64) string {

@@ -35,9 +35,6 @@ func TestImageProblem(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	arm64Image := make([]byte, 64)
-	copy(arm64Image[offARM64Magic:], arm64Magic)
-	zboot := append([]byte("MZ\x00\x00zimg"), make([]byte, 56)...)
 	tests := []struct {
 		name   string
 		hdr    []byte
@@ -58,10 +55,7 @@ func TestImageProblem(t *testing.T) {
 		{name: "truncated", hdr: realHdr, size: 4096, arch: "amd64", want: "truncated"},
 		{name: "one sector", hdr: synthBzImage()[:512], arch: "amd64", want: "too short"},
 		{name: "empty", hdr: nil, arch: "amd64", want: "too short"},
-		{name: "arm64 Image", hdr: arm64Image, arch: "arm64"},
-		{name: "arm64 zboot", hdr: zboot, arch: "arm64"},
-		{name: "bzImage on arm64", hdr: realHdr, arch: "arm64", want: "not an arm64 Image"},
-		{name: "unchecked architecture", hdr: []byte("#!/bin/sh"), arch: "riscv64"},
+		{name: "unchecked architecture", hdr: []byte("#!/bin/sh"), arch: "arm64"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -49,38 +49,26 @@ func FileLoad(opts LoadOptions) error {
 		return fmt.Errorf("kexec: kernel image: %w", err)
 	}
 	defer kernel.Close()
-	initrdFd, flags := -1, 0
+	initrdFd, flags := -1, unix.KEXEC_FILE_NO_INITRAMFS
 	if opts.Initrd != nil {
-		initrdFd = int(opts.Initrd.Fd())
-	} else {
-		flags |= unix.KEXEC_FILE_NO_INITRAMFS
+		initrdFd, flags = int(opts.Initrd.Fd()), 0
 	}
-	kernelFd := int(kernel.Fd())
-	err = kexecFileLoad(kernelFd, initrdFd, opts.Cmdline, flags)
-	runtime.KeepAlive(opts.Initrd)
-	if err == nil {
-		return nil
-	}
-	le := &LoadError{Kernel: opts.Kernel, KernelFd: kernelFd, InitrdFd: initrdFd, Cmdline: opts.Cmdline, Flags: flags}
-	if !errors.As(err, &le.Errno) {
-		return fmt.Errorf("kexec: SYS_kexec_file_load(kernel=%s): %w", opts.Kernel, err)
-	}
-	le.Detail = loadDetail(le.Errno, opts, "/")
-	return le
+	defer runtime.KeepAlive(opts.Initrd)
+	return fileLoad(opts, int(kernel.Fd()), initrdFd, flags)
 }
 
 // Unload drops the loaded kexec image, if any (KEXEC_FILE_UNLOAD).
 func Unload() error {
-	const flags = unix.KEXEC_FILE_UNLOAD
-	err := kexecFileLoad(-1, -1, "", flags)
-	if err == nil {
+	return fileLoad(LoadOptions{}, -1, -1, unix.KEXEC_FILE_UNLOAD)
+}
+
+func fileLoad(opts LoadOptions, kernelFd, initrdFd, flags int) error {
+	errno, failed := kexecFileLoad(kernelFd, initrdFd, opts.Cmdline, flags).(unix.Errno) // x/sys fails with Errno values only
+	if !failed {
 		return nil
 	}
-	le := &LoadError{KernelFd: -1, InitrdFd: -1, Flags: flags}
-	if !errors.As(err, &le.Errno) {
-		return fmt.Errorf("kexec: SYS_kexec_file_load(unload): %w", err)
-	}
-	return le
+	return &LoadError{Kernel: opts.Kernel, KernelFd: kernelFd, InitrdFd: initrdFd, Cmdline: opts.Cmdline, Flags: flags,
+		Errno: errno, Detail: loadDetail(errno, opts, "/")}
 }
 
 // Reboot syncs file systems and jumps into the loaded kexec image. It only
@@ -88,15 +76,16 @@ func Unload() error {
 func Reboot() error {
 	unix.Sync()
 	err := unix.Reboot(unix.LINUX_REBOOT_CMD_KEXEC)
+	why := ""
 	switch {
+	case err == nil:
+		return nil
 	case errors.Is(err, unix.EINVAL):
-		return fmt.Errorf("reboot(LINUX_REBOOT_CMD_KEXEC) = %w: no kexec image is loaded (/sys/kernel/kexec_loaded is 0: FileLoad first), or this process is in a non-initial PID namespace", err)
+		why = ": no kexec image is loaded (/sys/kernel/kexec_loaded is 0: FileLoad first), or this process is in a non-initial PID namespace"
 	case errors.Is(err, unix.EPERM):
-		return fmt.Errorf("reboot(LINUX_REBOOT_CMD_KEXEC) = %w: CAP_SYS_BOOT is missing in the initial user namespace", err)
-	case err != nil:
-		return fmt.Errorf("reboot(LINUX_REBOOT_CMD_KEXEC) = %w", err)
+		why = ": CAP_SYS_BOOT is missing in the initial user namespace"
 	}
-	return nil
+	return fmt.Errorf("reboot(LINUX_REBOOT_CMD_KEXEC) = %w%s", err, why)
 }
 
 // explainErrno says what an errno from kexec_file_load means, naming the
@@ -126,7 +115,7 @@ func explainErrno(errno unix.Errno) string {
 	case unix.ENOSYS:
 		return "the running kernel has no kexec_file_load: built without CONFIG_KEXEC_FILE, an architecture without it, or a seccomp filter (container) blocks the call"
 	case unix.EINVAL:
-		return "an argument was refused: unknown flags, a kernel or initrd fd that is not a regular file, or a command line without its NUL or longer than the image's setup_header.cmdline_size minus the 30 bytes kept for elfcorehdr="
+		return "an argument was refused: unknown flags, a kernel or initrd that is empty or not a regular file, or a command line without its NUL or longer than the image's setup_header.cmdline_size minus the 30 bytes kept for elfcorehdr="
 	case unix.ENOMEM:
 		return "the kernel could not allocate memory to copy the kernel, initrd and purgatory into: give the machine more RAM or shrink the initrd"
 	case unix.EADDRNOTAVAIL:
@@ -136,7 +125,7 @@ func explainErrno(errno unix.Errno) string {
 	case unix.ETXTBSY:
 		return "the kernel or initrd file is open for writing somewhere (kernel_read_file denies write access while it reads)"
 	case unix.EBADF:
-		return "a file descriptor is not open for reading"
+		return "a kernel or initrd file descriptor is not open (an initrd fd of -1 needs KEXEC_FILE_NO_INITRAMFS)"
 	}
 	return "no kexec_file_load-specific meaning known for this errno; see dmesg"
 }

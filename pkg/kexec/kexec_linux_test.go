@@ -29,12 +29,12 @@ func TestExplainErrno(t *testing.T) {
 		{unix.ENOEXEC, []string{"bzImage", "XLF_KERNEL_64", "another architecture"}},
 		{unix.EBUSY, []string{"kexec_lock", "crash"}},
 		{unix.ENOSYS, []string{"CONFIG_KEXEC_FILE", "seccomp"}},
-		{unix.EINVAL, []string{"cmdline_size", "flags", "regular file"}},
+		{unix.EINVAL, []string{"cmdline_size", "flags", "empty", "regular file"}},
 		{unix.ENOMEM, []string{"memory"}},
 		{unix.EADDRNOTAVAIL, []string{"memmap="}},
 		{unix.EFBIG, []string{"kernel_read_file"}},
 		{unix.ETXTBSY, []string{"open for writing"}},
-		{unix.EBADF, []string{"not open for reading"}},
+		{unix.EBADF, []string{"not open", "KEXEC_FILE_NO_INITRAMFS"}},
 		{unix.EXDEV, []string{"no kexec_file_load-specific meaning"}},
 	}
 	seen := map[string]unix.Errno{}

@@ -1,7 +1,6 @@
 package kexec
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -86,9 +85,9 @@ func ReadPreflight(root string) (Preflight, error) {
 	return p, nil
 }
 
-// Problems returns, one sentence each, what will make kexec_file_load fail
-// with EPERM or ENOSYS-like results on this machine; it is empty when nothing
-// is known to stop a load.
+// Problems returns, one sentence each, what will make every
+// kexec_file_load on this machine fail; it is empty when nothing is known to
+// stop a load.
 func (p Preflight) Problems() []string {
 	var out []string
 	if !p.KexecCore {
@@ -148,25 +147,18 @@ func readBool(root, rel string) (ok, v bool, err error) {
 
 // readCapSysBoot reports whether CapEff in a /proc/PID/status file holds CAP_SYS_BOOT.
 func readCapSysBoot(path string) (bool, error) {
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return false, fmt.Errorf("kexec: reading capabilities (is /proc mounted?): %w", err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		hex, found := strings.CutPrefix(sc.Text(), "CapEff:")
-		if !found {
-			continue
-		}
-		caps, err := strconv.ParseUint(strings.TrimSpace(hex), 16, 64)
-		if err != nil {
-			return false, fmt.Errorf("kexec: %s: CapEff: %w", path, err)
-		}
-		return caps&(1<<capSysBoot) != 0, nil
+	_, after, found := strings.Cut(string(b), "\nCapEff:")
+	if !found {
+		return false, fmt.Errorf("kexec: %s: no CapEff line", path)
 	}
-	if err := sc.Err(); err != nil {
-		return false, fmt.Errorf("kexec: %s: %w", path, err)
+	hex, _, _ := strings.Cut(after, "\n")
+	caps, err := strconv.ParseUint(strings.TrimSpace(hex), 16, 64)
+	if err != nil {
+		return false, fmt.Errorf("kexec: %s: CapEff: %w", path, err)
 	}
-	return false, fmt.Errorf("kexec: %s: no CapEff line", path)
+	return caps&(1<<capSysBoot) != 0, nil
 }

@@ -102,7 +102,7 @@ func TestReadPreflightErrors(t *testing.T) {
 		{"no /proc/self/status", map[string]string{loadDisabledPath: "0"}, "is /proc mounted"},
 		{"garbage flag", map[string]string{loadDisabledPath: "yes", statusPath: capEffRoot}, "want 0 or 1"},
 		{"garbage limit", map[string]string{limitRebootPath: "many", statusPath: capEffRoot}, "kexec_load_limit_reboot"},
-		{"garbage CapEff", map[string]string{statusPath: "CapEff:\tzz\n"}, "CapEff"},
+		{"garbage CapEff", map[string]string{statusPath: "Name:\tx\nCapEff:\tzz\n"}, "CapEff: strconv"},
 		{"no CapEff", map[string]string{statusPath: "Name:\tx\n"}, "no CapEff line"},
 	}
 	for _, tt := range tests {

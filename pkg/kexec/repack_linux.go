@@ -87,24 +87,21 @@ func (p *packer) pack(f *os.File) (RepackStats, error) {
 	// writes: buffer them so the memfd sees large writes only.
 	buf := bufio.NewWriterSize(f, 1<<20)
 	p.w = cpio.Newc.Writer(buf)
-	if err := p.walk(""); err != nil {
+	err := p.walk("")
+	if err == nil && !p.console && !p.dev {
+		err = p.write(cpio.Directory("dev", 0o755))
+	}
+	if err == nil && !p.console {
+		err = p.write(cpio.CharDev("dev/console", 0o600, 5, 1))
+	}
+	if err == nil {
+		err = cpio.WriteTrailer(p.w)
+	}
+	if err == nil {
+		err = buf.Flush()
+	}
+	if err != nil {
 		return RepackStats{}, err
-	}
-	if !p.console {
-		if !p.dev {
-			if err := p.write(cpio.Directory("dev", 0o755)); err != nil {
-				return RepackStats{}, err
-			}
-		}
-		if err := p.write(cpio.CharDev("dev/console", 0o600, 5, 1)); err != nil {
-			return RepackStats{}, err
-		}
-	}
-	if err := cpio.WriteTrailer(p.w); err != nil {
-		return RepackStats{}, fmt.Errorf("writing trailer: %w", err)
-	}
-	if err := buf.Flush(); err != nil {
-		return RepackStats{}, fmt.Errorf("writing memfd: %w", err)
 	}
 	size, err := f.Seek(0, io.SeekCurrent)
 	if err != nil {
@@ -113,12 +110,10 @@ func (p *packer) pack(f *os.File) (RepackStats, error) {
 	// Sealed, the initrd cannot change between now and kexec_file_load.
 	const seals = unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
 	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, seals); err != nil {
-		return RepackStats{}, fmt.Errorf("sealing memfd: %w", err)
+		return RepackStats{}, fmt.Errorf("sealing the memfd: %w", err)
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return RepackStats{}, err
-	}
-	return RepackStats{Files: p.files, Bytes: size}, nil
+	_, err = f.Seek(0, io.SeekStart)
+	return RepackStats{Files: p.files, Bytes: size}, err
 }
 
 // walk writes the entries of directory rel ("" for root), then recurses.
@@ -204,15 +199,15 @@ func (p *packer) addFile(full string, info cpio.Info, st *unix.Stat_t) error {
 	if st.Size > math.MaxUint32 {
 		return fmt.Errorf("%s: %d bytes do not fit a newc record (4 GiB at most)", full, st.Size)
 	}
-	fd, err := unix.Open(full, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	f, err := os.Open(full)
 	if err != nil {
-		return &fs.PathError{Op: "open", Path: full, Err: err}
+		return err
 	}
-	defer unix.Close(fd)
+	defer f.Close()
 	info.FileSize = uint64(st.Size)
-	// The section pins the size read by lstat: a file that grows meanwhile
-	// is cut there, one that shrinks fails the writer's size check.
-	if err := p.write(cpio.Record{Info: info, ReaderAt: io.NewSectionReader(fdReaderAt(fd), 0, st.Size)}); err != nil {
+	// The section pins the size lstat saw: a file that grows meanwhile is
+	// cut there, one that shrinks fails the writer's size check.
+	if err := p.write(cpio.Record{Info: info, ReaderAt: io.NewSectionReader(f, 0, st.Size)}); err != nil {
 		return fmt.Errorf("%s: %w", full, err)
 	}
 	return nil
@@ -233,26 +228,4 @@ func (p *packer) writeIno(r cpio.Record, ino uint64) error {
 	p.dev = p.dev || r.Name == "dev"
 	p.console = p.console || r.Name == "dev/console"
 	return nil
-}
-
-// fdReaderAt reads a file descriptor with pread, without the per-file cost
-// of an *os.File (allocation, poller registration).
-type fdReaderAt int
-
-func (fd fdReaderAt) ReadAt(b []byte, off int64) (int, error) {
-	n := 0
-	for n < len(b) {
-		m, err := unix.Pread(int(fd), b[n:], off+int64(n))
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return n, err
-		}
-		if m == 0 {
-			return n, io.EOF
-		}
-		n += m
-	}
-	return n, nil
 }
