@@ -26,7 +26,8 @@ const memfdName = "kho-sim-initrd"
 //
 // A directory on another device than root (a mount point: /proc, /sys, a
 // devtmpfs /dev, a tmpfs /tmp) is kept, empty, so the next init can mount on
-// it again. Paths in exclude (relative to root, with or without a leading
+// it again; a tmpfs or ramfs mounted elsewhere (u-root's /etc) is packed
+// with its contents. Paths in exclude (relative to root, with or without a leading
 // "/") are left out with everything under them. Symlinks are kept as links,
 // hard links as newc hard links, device nodes and FIFOs as nodes; sockets
 // are dropped. If the archive would lack dev/console, a character device
@@ -147,14 +148,34 @@ func (p *packer) walk(rel string) error {
 		if err := p.add(full, r, &st); err != nil {
 			return err
 		}
-		// A directory on another device is a mount point: keep it empty.
-		if st.Mode&unix.S_IFMT == unix.S_IFDIR && uint64(st.Dev) == p.rootDev {
+		// A directory on another device is a mount point: keep it empty,
+		// unless it holds running state in memory (see carriesState).
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR && (uint64(st.Dev) == p.rootDev || carriesState(full, r)) {
 			if err := p.walk(r); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// volatileMounts are mount points whose contents belong to one boot only;
+// the next init mounts them afresh.
+var volatileMounts = map[string]bool{"dev": true, "proc": true, "sys": true, "run": true, "tmp": true}
+
+// carriesState reports whether a mount point at rel holds part of the
+// running root filesystem: a tmpfs or ramfs outside the volatile mount
+// points. u-root's init, for one, moves /etc onto a tmpfs (a bind mount of
+// /tmp/etc), and the uinit's flags live there.
+func carriesState(full, rel string) bool {
+	if volatileMounts[strings.SplitN(rel, "/", 2)[0]] {
+		return false
+	}
+	var fs unix.Statfs_t
+	if unix.Statfs(full, &fs) != nil {
+		return false
+	}
+	return fs.Type == unix.TMPFS_MAGIC || fs.Type == unix.RAMFS_MAGIC
 }
 
 // add writes the record for the file at full, named rel in the archive.
