@@ -15,7 +15,8 @@ import (
 // such as foo="a b", and repeated parameters. Keys match as the kernel
 // matches them, with '-' and '_' equal. An empty value gives a bare flag
 // ("quiet"); a value with white space is double-quoted (it cannot itself
-// hold a double quote). Words are joined by single spaces.
+// hold a double quote). Words are joined by single spaces, and a final
+// unterminated quote is closed, which the kernel reads the same way.
 func RewriteCmdline(current string, set map[string]string, drop []string) string {
 	remove := make(map[string]bool, len(set)+len(drop))
 	for _, k := range drop {
@@ -69,6 +70,11 @@ func cmdlineWords(s string) []string {
 		if c == '"' {
 			inQuote = !inQuote
 		}
+	}
+	if inQuote {
+		// The kernel reads an unterminated quote to the end of the line;
+		// closing it keeps that meaning and keeps appended words apart.
+		return append(words, s[start:]+`"`)
 	}
 	if start >= 0 {
 		words = append(words, s[start:])

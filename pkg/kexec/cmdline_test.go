@@ -2,6 +2,7 @@ package kexec
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -63,6 +64,12 @@ func TestRewriteCmdline(t *testing.T) {
 			want:    "a=3",
 		},
 		{
+			name:    "an unterminated quote is closed before appending",
+			current: `console=ttyS0 x="a b`,
+			set:     map[string]string{"y": "1"},
+			want:    `console=ttyS0 x="a b" y=1`,
+		},
+		{
 			name:    "empty line",
 			current: "",
 			set:     map[string]string{"x": "1"},
@@ -99,11 +106,39 @@ func TestCmdlineWords(t *testing.T) {
 		{"", nil},
 		{" a  b ", []string{"a", "b"}},
 		{`x="1 2" "y=3 4"z w`, []string{`x="1 2"`, `"y=3 4"z`, "w"}},
-		{`open="unterminated quote`, []string{`open="unterminated quote`}},
+		{`open="unterminated quote`, []string{`open="unterminated quote"`}},
+		{`a "b=c -- d`, []string{"a", `"b=c -- d"`}},
 	}
 	for _, tt := range tests {
 		if got := cmdlineWords(tt.in); !slices.Equal(got, tt.want) {
 			t.Errorf("cmdlineWords(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
+}
+
+func FuzzRewriteCmdline(f *testing.F) {
+	f.Add("console=ttyS0 memmap=16M$0x10000000 kho_sim.fdt=0x1 -- a b", "kho_sim.fdt", "0x10000000", "console")
+	f.Add(`x="a b" "y=c d" --`, "y", "e f", "x")
+	f.Fuzz(func(t *testing.T, current, key, value, drop string) {
+		if key == "" || strings.ContainsAny(key, "=\" \t\n\r\v\f") || strings.HasPrefix(key, "-") || strings.Contains(value, `"`) {
+			return
+		}
+		set := map[string]string{key: value}
+		once := RewriteCmdline(current, set, []string{drop})
+		if twice := RewriteCmdline(once, set, []string{drop}); twice != once {
+			t.Fatalf("not idempotent:\n once %q\ntwice %q", once, twice)
+		}
+		words := cmdlineWords(once)
+		if !slices.Contains(words, formatParam(key, value)) {
+			t.Fatalf("%q lacks %q", once, formatParam(key, value))
+		}
+		// What follows "--" belongs to init and is never touched.
+		in, out := cmdlineWords(current), words
+		if i := slices.Index(in, "--"); i >= 0 {
+			j := slices.Index(out, "--")
+			if j < 0 || !slices.Equal(in[i:], out[j:]) {
+				t.Fatalf("init arguments changed: %q -> %q", current, once)
+			}
+		}
+	})
 }

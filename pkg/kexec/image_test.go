@@ -136,3 +136,15 @@ func TestCmdlineLimit(t *testing.T) {
 		}
 	}
 }
+
+// Any bytes at all must give an answer, never a panic.
+func FuzzImageProblem(f *testing.F) {
+	f.Add(synthBzImage(), int64(x86HeaderLen))
+	f.Add([]byte("MZ"), int64(2))
+	f.Fuzz(func(t *testing.T, hdr []byte, size int64) {
+		got := imageProblem(hdr, size, "amd64")
+		if len(hdr) < x86HeaderLen && got == "" {
+			t.Fatalf("a %d-byte header was accepted", len(hdr))
+		}
+	})
+}
