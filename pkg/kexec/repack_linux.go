@@ -27,8 +27,8 @@ const memfdName = "kho-sim-initrd"
 // A directory on another device than root (a mount point: /proc, /sys, a
 // devtmpfs /dev, a tmpfs /tmp) is kept, empty, so the next init can mount on
 // it again; a tmpfs or ramfs mounted elsewhere (u-root's /etc) is packed
-// with its contents. Paths in exclude (relative to root, with or without a leading
-// "/") are left out with everything under them. Symlinks are kept as links,
+// with its contents. Paths in exclude (relative to root, with or without a
+// leading "/") are left out with everything under them. Symlinks are kept as links,
 // hard links as newc hard links, device nodes and FIFOs as nodes; sockets
 // are dropped. If the archive would lack dev/console, a character device
 // 5:1 is added there: the kernel opens it for init's stdio before init runs.
@@ -159,23 +159,22 @@ func (p *packer) walk(rel string) error {
 	return nil
 }
 
-// volatileMounts are mount points whose contents belong to one boot only;
-// the next init mounts them afresh.
-var volatileMounts = map[string]bool{"dev": true, "proc": true, "sys": true, "run": true, "tmp": true}
-
 // carriesState reports whether a mount point at rel holds part of the
-// running root filesystem: a tmpfs or ramfs outside the volatile mount
-// points. u-root's init, for one, moves /etc onto a tmpfs (a bind mount of
+// running root filesystem: a tmpfs or ramfs outside the mount points whose
+// contents belong to one boot only (the next init mounts those afresh).
+// u-root's init, for one, moves /etc onto a tmpfs (a bind mount of
 // /tmp/etc), and the uinit's flags live there.
 func carriesState(full, rel string) bool {
-	if volatileMounts[strings.SplitN(rel, "/", 2)[0]] {
+	top, _, _ := strings.Cut(rel, "/")
+	switch top {
+	case "dev", "proc", "sys", "run", "tmp":
 		return false
 	}
-	var fs unix.Statfs_t
-	if unix.Statfs(full, &fs) != nil {
+	var sfs unix.Statfs_t
+	if unix.Statfs(full, &sfs) != nil {
 		return false
 	}
-	return fs.Type == unix.TMPFS_MAGIC || fs.Type == unix.RAMFS_MAGIC
+	return sfs.Type == unix.TMPFS_MAGIC || sfs.Type == unix.RAMFS_MAGIC
 }
 
 // add writes the record for the file at full, named rel in the archive.

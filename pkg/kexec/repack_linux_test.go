@@ -212,8 +212,8 @@ func repackBytes(t *testing.T, root string) []byte {
 	return b
 }
 
-// A directory on another device is kept empty; /dev/console comes from the
-// tree when it is there.
+// A volatile mount point is kept empty, a tmpfs elsewhere is packed whole;
+// /dev/console comes from the tree when it is there.
 func TestRepackRootfsMountPointsAndConsole(t *testing.T) {
 	root := t.TempDir()
 	mustDo(t, os.MkdirAll(filepath.Join(root, "proc"), 0o555), os.MkdirAll(filepath.Join(root, "dev"), 0o755))
@@ -222,6 +222,13 @@ func TestRepackRootfsMountPointsAndConsole(t *testing.T) {
 	}
 	t.Cleanup(func() { unix.Unmount(filepath.Join(root, "proc"), unix.MNT_DETACH) })
 	mustDo(t, os.WriteFile(filepath.Join(root, "proc", "leak"), []byte("must not be packed"), 0o644))
+	// A tmpfs elsewhere holds running state (u-root's /etc): packed whole.
+	mustDo(t, os.MkdirAll(filepath.Join(root, "etc"), 0o755))
+	mustDo(t, unix.Mount("tmpfs", filepath.Join(root, "etc"), "tmpfs", 0, "size=1m,mode=0755"))
+	t.Cleanup(func() { unix.Unmount(filepath.Join(root, "etc"), unix.MNT_DETACH) })
+	mustDo(t, os.MkdirAll(filepath.Join(root, "etc", "sub"), 0o755), os.Chmod(filepath.Join(root, "etc", "sub"), 0o755))
+	mustDo(t, os.WriteFile(filepath.Join(root, "etc", "sub", "flags"), []byte("-v"), 0o644))
+	mustDo(t, os.Chmod(filepath.Join(root, "etc", "sub", "flags"), 0o644))
 	if err := unix.Mknod(filepath.Join(root, "dev", "console"), unix.S_IFCHR|0o620, int(unix.Mkdev(5, 1))); err != nil {
 		t.Skipf("cannot mknod: %v", err)
 	}
@@ -236,6 +243,9 @@ func TestRepackRootfsMountPointsAndConsole(t *testing.T) {
 		{name: "dev", mode: unix.S_IFDIR | 0o755},
 		{name: "dev/console", mode: unix.S_IFCHR | 0o620, rdev: [2]uint64{5, 1}},
 		{name: "dev/null", mode: unix.S_IFCHR | 0o666, rdev: [2]uint64{1, 3}},
+		{name: "etc", mode: unix.S_IFDIR | 0o755},
+		{name: "etc/sub", mode: unix.S_IFDIR | 0o755},
+		{name: "etc/sub/flags", mode: unix.S_IFREG | 0o644, data: "-v"},
 		{name: "proc", mode: unix.S_IFDIR | 0o555},
 	}
 	if !slices.Equal(got, want) {
