@@ -17,7 +17,8 @@ const DoneDiag = "kho-sim: done"
 // result and the subtest printed before it.
 type BootVerdict struct {
 	Number      int      // top-level test number; 0 if the boot printed no result line
-	Description string   // "boot-2 hop 1"
+	Description string   // of the top-level result: "boot-2"
+	Name        string   // of the subtest: "boot-2 hop 1, scenario default"
 	OK          bool     // the result is ok and its subtest passed
 	Passed      int      // subtest results that passed or were skipped
 	Total       int      // subtest results
@@ -86,9 +87,7 @@ func Judge(rep *ktap.Report, boots int) *Verdict {
 func judgeBoot(res ktap.Result) BootVerdict {
 	b := BootVerdict{Number: res.Number, Description: res.Description}
 	if res.Sub != nil {
-		if b.Description == "" {
-			b.Description = res.Sub.Name
-		}
+		b.Name = res.Sub.Name
 		b.Phases = phases(res.Sub)
 		for _, sr := range res.Sub.Results {
 			b.Total++
@@ -135,7 +134,11 @@ func (v *Verdict) WriteSummary(w io.Writer) error {
 		if !b.OK {
 			status = "FAIL"
 		}
-		fmt.Fprintf(&sb, "%-4s %d %s: %d/%d subtests passed\n", status, b.Number, b.Description, b.Passed, b.Total)
+		name := b.Name
+		if name == "" {
+			name = b.Description
+		}
+		fmt.Fprintf(&sb, "%-4s %d %s: %d/%d passed\n", status, b.Number, name, b.Passed, b.Total)
 		for _, p := range b.Phases {
 			fmt.Fprintf(&sb, "       %s\n", p)
 		}

@@ -51,25 +51,25 @@ func TestJudge(t *testing.T) {
 		{name: "more boots wanted", log: full, boots: 4, wantOK: []bool{true, true, true},
 			wantProblems: []string{"plan is 1..3, want 1..4", "3 boots reported, want 4"}},
 		{name: "subtest result fails",
-			log:          replaceOnce(t, full, "    ok 3 handover intact", "    not ok 3 handover intact"),
+			log:          replaceOnce(t, full, "    ok 3 LUO FDT", "    not ok 3 LUO FDT"),
 			boots:        3,
 			wantOK:       []bool{true, false, true},
-			wantProblems: []string{"boot 2 (boot-2 hop 1): failed: 3 handover intact"}},
+			wantProblems: []string{"boot 2 (boot-2): failed: 3 LUO FDT and FLB table match what the previous boot preserved"}},
 		{name: "top-level result fails",
-			log:          replaceOnce(t, full, "ok 3 boot-3 hop 2", "not ok 3 boot-3 hop 2"),
+			log:          replaceOnce(t, full, "\nok 3 boot-3", "\nnot ok 3 boot-3"),
 			boots:        3,
 			wantOK:       []bool{true, true, false},
-			wantProblems: []string{"boot 3 (boot-3 hop 2): failed"}},
+			wantProblems: []string{"boot 3 (boot-3): failed"}},
 		{name: "log cut inside the last boot",
-			log:    cutAfter(t, full, "    # Subtest: boot-3 hop 2"),
+			log:    cutAfter(t, full, "    # Subtest: boot-3 hop 2, scenario default"),
 			boots:  3,
 			wantOK: []bool{true, true, false},
 			wantProblems: []string{
-				"boot 3 (boot-3 hop 2): no result line (the boot died or the log was cut)",
+				"boot 3 (boot-3 hop 2, scenario default): no result line (the boot died or the log was cut)",
 				`no "# kho-sim: done" line: the last boot did not finish`,
 			}},
 		{name: "last boot never came",
-			log:    cutAfter(t, full, "ok 2 boot-2 hop 1"),
+			log:    cutAfter(t, full, "\nok 2 boot-2"),
 			boots:  3,
 			wantOK: []bool{true, true},
 			wantProblems: []string{
@@ -130,19 +130,40 @@ func TestJudgeCollectsPhases(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := Judge(rep, 3)
+	want := [][]string{
+		{"boot to start", "region map", "steps", "serialize", "start to load", "initramfs repack", "kexec_file_load"},
+		{"boot to start", "region map", "blackout", "handover read", "steps", "serialize", "start to load", "initramfs repack", "kexec_file_load"},
+		{"boot to start", "region map", "blackout", "handover read", "steps"},
+	}
+	if len(v.Boots) != len(want) {
+		t.Fatalf("%d boots, want %d", len(v.Boots), len(want))
+	}
 	for i, b := range v.Boots {
-		if len(b.Phases) != 1 || !strings.HasPrefix(b.Phases[0], "phase preserve ") {
-			t.Errorf("boot %d phases = %q, want one preserve phase", i+1, b.Phases)
+		if len(b.Phases) != len(want[i]) {
+			t.Errorf("boot %d phases = %q, want %d", i+1, b.Phases, len(want[i]))
+			continue
+		}
+		for j, p := range b.Phases {
+			if !strings.HasPrefix(p, "phase "+want[i][j]+" ") {
+				t.Errorf("boot %d phase %d = %q, want %q", i+1, j, p, want[i][j])
+			}
 		}
 	}
-	want := []string{"phase repack", "phase kexec-load", "phase repack", "phase kexec-load"}
-	if len(v.Phases) != len(want) {
-		t.Fatalf("top-level phases = %q, want %d", v.Phases, len(want))
+	if len(v.Phases) != 0 {
+		t.Errorf("top-level phases = %q, want none", v.Phases)
 	}
-	for i, p := range v.Phases {
-		if !strings.HasPrefix(p, want[i]+" ") {
-			t.Errorf("top-level phase %d = %q, want prefix %q", i, p, want[i])
-		}
+}
+
+func TestJudgeTopLevelPhases(t *testing.T) {
+	log := "KTAP version 1\n1..1\n    KTAP version 1\n    1..1\n    ok 1 a\n    # phase steps 1 ms\n" +
+		"ok 1 boot-1\n# phase kexec 2 ms\n# not a phase\n# kho-sim: done\n"
+	rep, err := ktap.Parse(strings.NewReader(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := Judge(rep, 1)
+	if !v.Passed() || !slices.Equal(v.Phases, []string{"phase kexec 2 ms"}) || !slices.Equal(v.Boots[0].Phases, []string{"phase steps 1 ms"}) {
+		t.Errorf("Judge = %+v", v)
 	}
 }
 
@@ -160,15 +181,14 @@ func TestWriteSummary(t *testing.T) {
 		want []string
 	}{
 		{name: "pass", log: readLog(t), want: []string{
-			"ok   1 boot-1 cold: 2/2 subtests passed\n",
-			"ok   2 boot-2 hop 1: 3/3 subtests passed\n",
-			"       phase preserve 20.1 ms\n",
-			"top-level phases:\n",
+			"ok   1 boot-1 cold boot, scenario default: 11/11 passed\n",
+			"ok   2 boot-2 hop 1, scenario default: 16/16 passed\n",
+			"       phase blackout 3902.0 ms\n",
 			"PASS: 3 boots, 2 kexec hops\n",
 		}},
-		{name: "fail", log: replaceOnce(t, readLog(t), "    ok 2 map /dev/mem", "    not ok 2 map /dev/mem"), want: []string{
-			"FAIL 1 boot-1 cold: 1/2 subtests passed\n",
-			"problem: boot 1 (boot-1 cold): failed: 2 map /dev/mem\n",
+		{name: "fail", log: replaceOnce(t, readLog(t), "    ok 10 handover image written", "    not ok 10 handover image written"), want: []string{
+			"FAIL 1 boot-1 cold boot, scenario default: 10/11 passed\n",
+			"problem: boot 1 (boot-1): failed: 10 handover image written\n",
 			"FAIL\n",
 		}},
 	}

@@ -29,7 +29,7 @@ func TestRun(t *testing.T) {
 	}{
 		{"pass", write("good.log", string(good)), 3, 0, "PASS: 3 boots"},
 		{"too few boots", write("good2.log", string(good)), 5, 1, "3 boots reported, want 5"},
-		{"failed hop", write("bad.log", strings.Replace(string(good), "ok 2 boot-2", "not ok 2 boot-2", 1)), 3, 1, "FAIL 2 boot-2 hop 1"},
+		{"failed hop", write("bad.log", strings.Replace(string(good), "\nok 2 boot-2", "\nnot ok 2 boot-2", 1)), 3, 1, "FAIL 2 boot-2 hop 1"},
 		{"no KTAP", write("empty.log", "guest printed nothing\n"), 3, 1, "FAIL: "},
 		{"missing file", filepath.Join(dir, "absent.log"), 3, 2, ""},
 	}
