@@ -90,6 +90,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		return loadNext(f, cmdline, next, start)
 	}
 	cfg.Config.DryRun = f.dryRun
+	cfg.Config.TSCHz = timing.CalibrateTSC(2 * time.Millisecond)
 	out := sim.Run(cfg.Config)
 
 	switch {

@@ -23,7 +23,8 @@
 // runs its steps in order, then ends as its "end" says: "kexec" (the default
 // while boots remain), "cold" (a reboot without handover), or "kexec-fails"
 // (the load fails after preserve, so the abort path runs and the run stops).
-// A scenario run for more boots than it lists repeats its last boot.
+// A scenario run for more boots than it lists repeats its last boot, so a
+// last boot that preserves again makes a chain of any length.
 //
 // A step is an operation name, alone or with an argument or a map of
 // arguments; any step may say which errno it must fail with:

@@ -54,6 +54,9 @@ type Config struct {
 	// Timings measured before Run was called (boot to start, ...), printed
 	// with the boot's own.
 	Phases []timing.Phase
+	// TSCHz is the time-stamp counter's frequency, handed to the next boot
+	// to measure the blackout; 0 where no reboot happens.
+	TSCHz uint64
 }
 
 // Outcome is how a boot ended.
@@ -65,6 +68,10 @@ type Outcome struct {
 	Last bool
 	// OK is the boot's verdict.
 	OK bool
+	// Events are the FLB callbacks of this boot, in order, and Violations
+	// the promises they broke (known flaws included).
+	Events     []check.Event
+	Violations []check.Violation
 	// rebootTSC points at the metadata's tsc-reboot value in the region.
 	rebootTSC []byte
 }
@@ -90,6 +97,7 @@ type boot struct {
 	boots int
 	top   *ktap.Writer
 	t     *ktap.Writer
+	name  string // the subtest's name and the boot's top-level description
 
 	alloc *physmem.Allocator
 	in    *kho.Incoming
@@ -151,7 +159,8 @@ func (b *boot) run() *Outcome {
 	if !cold {
 		kind = fmt.Sprintf("hop %d", b.n-1)
 	}
-	b.t = b.top.Subtest(fmt.Sprintf("boot-%d %s, scenario %s", b.n, kind, b.sc.Name))
+	b.name = fmt.Sprintf("boot-%d %s, scenario %s", b.n, kind, b.sc.Name)
+	b.t = b.top.Subtest(b.name)
 
 	ok := true
 	if !cold {
@@ -374,12 +383,12 @@ func (b *boot) finish(o *Outcome) *Outcome {
 	for _, p := range b.phases.List() {
 		b.t.Diag("phase %s %s", p.Name, timing.Ms(p.D))
 	}
-	pass, fail, _ := b.t.Counts()
-	b.t.Plan(pass + fail)
+	pass, fail, skip := b.t.Counts()
+	b.t.Plan(pass + fail + skip)
 	o.OK = fail == 0
+	o.Events, o.Violations = b.chk.Events(), b.chk.Violations()
 	b.top.SetNext(b.n)
-	desc := fmt.Sprintf("boot-%d", b.n)
-	b.top.Result(o.OK, desc, ktap.Directive{})
+	b.top.Result(o.OK, b.name, ktap.Directive{})
 	if o.Last {
 		passed, failed := b.totals[0], b.totals[1]
 		if o.OK {
@@ -416,7 +425,7 @@ func (b *boot) writeImage() (uint64, []byte, error) {
 	m := &Meta{
 		Scenario: b.sc.Name, Boot: b.n, Boots: b.boots, Fix: b.cfg.Fix,
 		Passed: b.totals[0], Failed: b.totals[1], Skipped: b.totals[2],
-		TSCHz: timing.CalibrateTSC(2 * time.Millisecond), TSCReboot: tscPlaceholder,
+		TSCHz: b.cfg.TSCHz, TSCReboot: tscPlaceholder,
 	}
 	pass, fail, _ := b.t.Counts()
 	if fail == 0 && pass > 0 {
