@@ -71,18 +71,17 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		return usageError{"refusing to kexec: this is not kho-sim's initramfs (not PID 1, not its uinit). " +
 			"Use --dry-run to prove the set-up without a reboot, or --allow-kexec to reboot this machine into " + f.nextKernel}
 	}
-	if moreBoots {
-		if err := preflight(f.nextKernel); err != nil {
-			return err
-		}
-	}
-
 	t0 := time.Now()
 	region, err := physmem.OpenDevMem(physmem.DevMemSpec{Range: cfg.rg})
 	if err != nil {
 		return err
 	}
 	defer region.Close()
+	if moreBoots {
+		if err := preflight(f.nextKernel); err != nil {
+			return err
+		}
+	}
 	cfg.Config.Region = region
 	cfg.Config.Out = stdout
 	cfg.Config.Phases = []timing.Phase{{Name: "boot to start", D: bootToStart}, {Name: "region map", D: time.Since(t0)}}
