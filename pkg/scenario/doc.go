@@ -45,6 +45,13 @@
 //	get-incoming FLB     get-outgoing FLB
 //	register-handler H   register-flb {handler, flb}   unregister-flb {handler, flb}
 //	fault {flb|handler, op, nth, errno}   make the nth call of op fail
+//	churn {parallel, rounds}   goroutines each create, fill and close their
+//	                     sessions, rounds times, all at once
+//
+// preserve-all, retrieve-all and finish-all take {parallel: N} to spread
+// the sessions over N goroutines. A session with "copies: N" stands for N
+// sessions NAME-0 .. NAME-(N-1); a file with "count: N" for N files with
+// consecutive tokens.
 //
 // Fault ops are preserve and retrieve (of an FLB) and file-preserve,
 // file-retrieve and can-finish (of a handler).

@@ -22,7 +22,10 @@ type Scenario struct {
 	Summary string `yaml:"summary"`
 	// Flaw names a known 7.0 flaw this scenario exposes; its broken
 	// promises are then expected failures on the 7.0 model.
-	Flaw     string    `yaml:"flaw"`
+	Flaw string `yaml:"flaw"`
+	// Cycle is how many of the last boots a longer run repeats, in turn
+	// (default 1: the last boot).
+	Cycle    int       `yaml:"cycle"`
 	FLBs     []FLB     `yaml:"flbs"`
 	Handlers []Handler `yaml:"handlers"`
 	Sessions []Session `yaml:"sessions"`
@@ -68,15 +71,21 @@ type Handler struct {
 func (h Handler) AutoRegister() bool { return h.Register == nil || *h.Register }
 
 // Session declares a session and its files.
+//
+// Copies N declares N sessions NAME-0 .. NAME-(N-1) with the same files.
 type Session struct {
-	Name  string `yaml:"name"`
-	Files []File `yaml:"files"`
-	Line  int    `yaml:"-"`
+	Name   string `yaml:"name"`
+	Copies int    `yaml:"copies"`
+	Files  []File `yaml:"files"`
+	Line   int    `yaml:"-"`
 }
 
 // File declares one preserved file.
+//
+// Count N declares N files with tokens Token .. Token+N-1.
 type File struct {
 	Token   uint64 `yaml:"token"`
+	Count   int    `yaml:"count"`
 	Handler string `yaml:"handler"`
 	Payload Size   `yaml:"payload"`
 	Line    int    `yaml:"-"`
@@ -301,10 +310,49 @@ func Parse(file string, r io.Reader) (*Scenario, error) {
 	if err := doc.Decode(sc); err != nil {
 		return nil, fmt.Errorf("%s:%s", file, strings.TrimPrefix(strings.TrimPrefix(err.Error(), "yaml: "), "line "))
 	}
+	if err := sc.expand(); err != nil {
+		return nil, fmt.Errorf("%s:%w", file, err)
+	}
 	if err := sc.validate(); err != nil {
 		return nil, fmt.Errorf("%s:%w", file, err)
 	}
 	return sc, nil
+}
+
+// maxExpanded bounds what copies and count may declare.
+const maxExpanded = 4096
+
+// expand turns copies and count into plain declarations.
+func (sc *Scenario) expand() error {
+	var sessions []Session
+	for _, s := range sc.Sessions {
+		var files []File
+		for _, f := range s.Files {
+			if f.Count < 0 || f.Count > maxExpanded {
+				return errAt(f.Line, "count %d: want 0 to %d", f.Count, maxExpanded)
+			}
+			for i := range max(f.Count, 1) {
+				g := f
+				g.Token, g.Count = f.Token+uint64(i), 0
+				files = append(files, g)
+			}
+		}
+		s.Files = files
+		if s.Copies < 0 || s.Copies > maxExpanded || s.Copies*len(files) > maxExpanded {
+			return errAt(s.Line, "copies %d of %d files: want at most %d files in all", s.Copies, len(files), maxExpanded)
+		}
+		if s.Copies == 0 {
+			sessions = append(sessions, s)
+			continue
+		}
+		for i := range s.Copies {
+			c := s
+			c.Name, c.Copies = fmt.Sprintf("%s-%d", s.Name, i), 0
+			sessions = append(sessions, c)
+		}
+	}
+	sc.Sessions = sessions
+	return nil
 }
 
 type lineError struct {
@@ -375,6 +423,9 @@ func (sc *Scenario) validate() error {
 	if len(sc.Boots) == 0 {
 		return errAt(1, "a scenario needs at least one boot")
 	}
+	if sc.Cycle < 0 || sc.Cycle > len(sc.Boots)-1 && sc.Cycle > 1 {
+		return errAt(1, "cycle %d: want 1 to %d (the boots after the cold boot)", sc.Cycle, len(sc.Boots)-1)
+	}
 	for i, b := range sc.Boots {
 		switch b.End {
 		case "", EndKexec, EndCold, EndKexecFails:
@@ -393,8 +444,9 @@ func (sc *Scenario) validate() error {
 // stepArgs lists, per operation, its argument form: "" none, "session",
 // "file" (S/T), "flb", "handler", or the keys of its map.
 var stepArgs = map[string][]string{
-	"preserve-all": nil, "retrieve-all": nil,
-	"get-incoming-all": nil, "finish-all": nil, "abort": nil,
+	"preserve-all": {"parallel?"}, "retrieve-all": {"parallel?"},
+	"get-incoming-all": nil, "finish-all": {"parallel?"}, "abort": nil,
+	"churn":          {"parallel", "rounds"},
 	"create-session": {"session"}, "retrieve-session": {"session"}, "finish": {"session"}, "close": {"session"},
 	"preserve": {"file"}, "retrieve-file": {"file"},
 	"get-incoming": {"flb"}, "get-outgoing": {"flb"},
@@ -416,6 +468,8 @@ func (sc *Scenario) validateStep(st Step, flbs, handlers map[string]bool) error 
 		if st.Arg != "" || len(st.Args) != 0 {
 			return errAt(st.Line, "%s takes no argument", st.Op)
 		}
+	case form[0] == "parallel?" || st.Op == "churn":
+		return validateParallel(st)
 	case len(form) == 1:
 		if len(st.Args) > 1 || (len(st.Args) == 1 && st.Args[form[0]] == "") {
 			return errAt(st.Line, "%s takes only %s (and expect)", st.Op, form[0])
@@ -443,6 +497,34 @@ func (sc *Scenario) validateStep(st Step, flbs, handlers map[string]bool) error 
 		}
 	}
 	return nil
+}
+
+// validateParallel checks the counts of a step that runs goroutines.
+func validateParallel(st Step) error {
+	if st.Arg != "" {
+		return errAt(st.Line, "%s takes {parallel: N} only", st.Op)
+	}
+	for k, v := range st.Args {
+		if k != "parallel" && !(st.Op == "churn" && k == "rounds") {
+			return errAt(st.Line, "%s: unknown argument %q", st.Op, k)
+		}
+		if n, err := strconv.Atoi(v); err != nil || n < 1 || n > 256 {
+			return errAt(st.Line, "%s: %s must be a count from 1 to 256, got %q", st.Op, k, v)
+		}
+	}
+	if st.Op == "churn" && (st.Args["parallel"] == "" || st.Args["rounds"] == "") {
+		return errAt(st.Line, "churn needs parallel and rounds")
+	}
+	return nil
+}
+
+// Parallel is the goroutine count a step asks for (1 when it does not).
+func (s Step) Parallel() int {
+	n, err := strconv.Atoi(s.Args["parallel"])
+	if err != nil || n < 1 {
+		return 1
+	}
+	return n
 }
 
 // Fault ops a scenario may break.
@@ -542,10 +624,15 @@ func (sc *Scenario) FLB(name string) *FLB {
 	return nil
 }
 
-// Boot returns what boot i (0 = cold boot) does: a scenario repeats its
-// last boot. The end defaults to kexec while boots remain.
+// Boot returns what boot i (0 = cold boot) does: past its list a scenario
+// repeats its last Cycle boots in turn. The end defaults to kexec while
+// boots remain.
 func (sc *Scenario) Boot(i, total int) Boot {
-	b := sc.Boots[min(i, len(sc.Boots)-1)]
+	n, cycle, j := len(sc.Boots), max(sc.Cycle, 1), i
+	if j >= n {
+		j = n - cycle + (j-n)%cycle
+	}
+	b := sc.Boots[j]
 	if b.End == "" {
 		b.End = EndKexec
 	}

@@ -108,3 +108,17 @@ func TestLookupUnknown(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestBootCycle(t *testing.T) {
+	sc, err := Lookup("many-hops")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// boots 0..3 as listed, then the last three in turn: 1 2 3 1 2 3 ...
+	want := []int{0, 1, 2, 3, 1, 2, 3, 1}
+	for i, w := range want {
+		if got := sc.Boot(i, 20); got.Line != sc.Boots[w].Line {
+			t.Errorf("boot %d runs the boot at line %d, want line %d", i, got.Line, sc.Boots[w].Line)
+		}
+	}
+}

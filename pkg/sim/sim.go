@@ -8,6 +8,8 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -119,6 +121,11 @@ type boot struct {
 	faults     []*fault
 	deps       map[string][]string // handler -> FLBs, as kho-sim registered them
 	luoPA      uint64
+
+	// mu guards the maps and simFLB state below against the goroutines
+	// of parallel steps and the callbacks they cause.
+	mu       sync.Mutex
+	parallel atomic.Bool
 
 	stepErrs    []string
 	payloadErrs []string

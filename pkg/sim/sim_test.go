@@ -256,3 +256,53 @@ func BenchmarkHop(b *testing.B) {
 		in = o.Next
 	}
 }
+
+// TestLoad_ConcurrentPromisesHold: goroutines preserve, close, retrieve and
+// finish files of handlers sharing FLBs at once; every promise holds.
+func TestLoad_ConcurrentPromisesHold(t *testing.T) {
+	outs, log := chain(t, lookup(t, "load"), 3, false)
+	for i, o := range outs {
+		if !o.OK || len(o.Violations) != 0 {
+			t.Fatalf("boot %d: ok=%v violations %v\n%s", i+1, o.OK, o.Violations, log)
+		}
+	}
+	pres, unpres := 0, 0
+	for _, e := range outs[0].Events {
+		if e.FLB == "iommu-core" && e.Kind == check.Preserve {
+			pres++
+		}
+		if e.FLB == "iommu-core" && e.Kind == check.Unpreserve {
+			unpres++
+		}
+	}
+	// churn saves and drops the state at least once, then preserve-all
+	// leaves it saved.
+	if pres < 2 || pres != unpres+1 {
+		t.Fatalf("iommu-core preserved %d, unpreserved %d times", pres, unpres)
+	}
+}
+
+// TestManyHops: ten hops with FLBs coming and going; liveupdate-number
+// and every payload are checked at each hop.
+func TestManyHops(t *testing.T) {
+	outs, log := chain(t, lookup(t, "many-hops"), 11, false)
+	if len(outs) != 11 {
+		t.Fatalf("%d boots ran, want 11", len(outs))
+	}
+	for i, o := range outs {
+		if !o.OK {
+			t.Fatalf("boot %d failed:\n%s", i+1, log)
+		}
+	}
+	seen := map[string]int{}
+	for _, o := range outs[1:] {
+		for _, e := range o.Events {
+			if e.Kind == check.Retrieve {
+				seen[e.FLB]++
+			}
+		}
+	}
+	if seen["iommu-core"] < 3 || seen["memfd-shared"] < 3 {
+		t.Fatalf("retrieves per FLB over ten hops: %v", seen)
+	}
+}

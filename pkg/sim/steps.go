@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -61,6 +62,8 @@ type fault struct {
 
 // trip counts a call and reports the errno if this call must fail.
 func (b *boot) trip(op, target string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	for _, f := range b.faults {
 		if f.op == op && f.target == target {
 			f.calls++
@@ -117,13 +120,18 @@ func (b *boot) flbOps(f *simFLB) *flb.Ops {
 				return err
 			}
 			a.Data, a.Obj = pa, &retrieved{name: f.compat, data: pa, info: info}
+			b.mu.Lock()
 			f.live, f.data, f.info = true, pa, info
+			b.mu.Unlock()
 			b.chk.Record(check.Event{Kind: check.Preserve, FLB: f.compat, Data: pa})
 			return nil
 		},
 		Unpreserve: func(a *flb.OpArgs) {
 			b.chk.Record(check.Event{Kind: check.Unpreserve, FLB: f.compat, Data: a.Data})
-			if err := b.out.UnpreserveFree(a.Data); err != nil {
+			err := b.out.UnpreserveFree(a.Data)
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			if err != nil {
 				b.payloadErrs = append(b.payloadErrs, fmt.Sprintf("FLB %s: unpreserve: %v", f.compat, err))
 			}
 			f.live, f.data = false, 0
@@ -143,10 +151,10 @@ func (b *boot) flbOps(f *simFLB) *flb.Ops {
 			info, err := b.readPayload(a.Data, payload.Info{Name: payloadName(f.compat), Size: want.Size, Seed: want.Seed, CRC: want.CRC})
 			if err != nil {
 				b.chk.PayloadMismatch(f.compat, err.Error())
-				b.payloadErrs = append(b.payloadErrs, fmt.Sprintf("FLB %s: %v", f.compat, err))
+				b.payloadErr(fmt.Sprintf("FLB %s: %v", f.compat, err))
 				return fmt.Errorf("FLB %s: %v: %w", f.compat, err, unix.EIO)
 			}
-			b.live[a.Data] = payload.HeaderSize + info.Size
+			b.setLive(a.Data, payload.HeaderSize+info.Size)
 			a.Obj = &retrieved{name: f.compat, data: a.Data, info: info}
 			return nil
 		},
@@ -156,7 +164,7 @@ func (b *boot) flbOps(f *simFLB) *flb.Ops {
 				data = r.data
 			}
 			b.chk.Record(check.Event{Kind: check.Finish, FLB: f.compat, Data: data})
-			delete(b.live, data)
+			b.setLive(data, 0)
 		},
 	}
 }
@@ -177,17 +185,22 @@ func (b *boot) fileOps(handler string) luo.FileOps {
 				return err
 			}
 			a.SerializedData, a.PrivateData = pa, f
+			b.mu.Lock()
 			f.data, f.info = pa, info
+			b.mu.Unlock()
 			return nil
 		},
 		Unpreserve: func(a *luo.FileOpArgs) {
-			if err := b.out.UnpreserveFree(a.SerializedData); err != nil {
+			err := b.out.UnpreserveFree(a.SerializedData)
+			b.mu.Lock()
+			if err != nil {
 				b.payloadErrs = append(b.payloadErrs, fmt.Sprintf("file of %s: unpreserve: %v", handler, err))
 			}
 			if f, ok := a.PrivateData.(*simFile); ok && f.preserved {
 				f.preserved = false
-				b.countFiles(handler, -1)
+				b.countFilesLocked(handler, -1)
 			}
+			b.mu.Unlock()
 			b.chk.FileUnpreserved(handler)
 		},
 		Retrieve: func(a *luo.FileOpArgs) error {
@@ -200,10 +213,10 @@ func (b *boot) fileOps(handler string) luo.FileOps {
 			}
 			info, err := b.readPayload(a.SerializedData, payload.Info{Name: payloadName(fmt.Sprintf("%s/%d", want.Session, want.Token)), Size: want.Size, Seed: want.Seed, CRC: want.CRC})
 			if err != nil {
-				b.payloadErrs = append(b.payloadErrs, fmt.Sprintf("file %s/%d: %v", want.Session, want.Token, err))
+				b.payloadErr(fmt.Sprintf("file %s/%d: %v", want.Session, want.Token, err))
 				return fmt.Errorf("file %s/%d: %v: %w", want.Session, want.Token, err, unix.EIO)
 			}
-			b.live[a.SerializedData] = payload.HeaderSize + info.Size
+			b.setLive(a.SerializedData, payload.HeaderSize+info.Size)
 			a.File = &retrieved{name: fmt.Sprintf("%s/%d", want.Session, want.Token), data: a.SerializedData, info: info}
 			return nil
 		},
@@ -214,9 +227,26 @@ func (b *boot) fileOps(handler string) luo.FileOps {
 			// The handler finishes before its FLBs (luo_file_finish_one), so
 			// the checker learns of the file first.
 			b.chk.FileFinished(handler)
-			delete(b.live, a.SerializedData)
+			b.setLive(a.SerializedData, 0)
 		},
 	}
+}
+
+// setLive records (n > 0) or forgets an incoming payload still in use.
+func (b *boot) setLive(pa, n uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if n == 0 {
+		delete(b.live, pa)
+	} else {
+		b.live[pa] = n
+	}
+}
+
+func (b *boot) payloadErr(msg string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.payloadErrs = append(b.payloadErrs, msg)
 }
 
 // payloadName fits a name into the payload header.
@@ -301,6 +331,8 @@ func (b *boot) stepErr(st scenario.Step, err error) {
 }
 
 func (b *boot) failStep(st scenario.Step, format string, args ...any) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	where := ""
 	if st.Line > 0 {
 		where = fmt.Sprintf(" (%s:%d)", b.sc.Source, st.Line)
@@ -312,16 +344,27 @@ func (b *boot) failStep(st scenario.Step, format string, args ...any) {
 func (b *boot) step(st scenario.Step) {
 	switch st.Op {
 	case "preserve-all":
-		for _, s := range b.sc.Sessions {
-			if _, ok := b.sessions[s.Name]; !ok {
-				b.stepErr(st, b.createSession(s.Name))
+		b.inParallel(st, b.declaredSessions(), func(name string) {
+			if !b.hasSession(name) {
+				b.stepErr(st, b.createSession(name))
 			}
-			for _, f := range s.Files {
-				if k := (fileKey{s.Name, f.Token}); b.files[k] == nil || !b.files[k].preserved {
+			for _, f := range b.sc.Session(name).Files {
+				if k := (fileKey{name, f.Token}); !b.isPreserved(k) {
 					b.stepErr(st, b.preserve(k))
 				}
 			}
-		}
+		})
+	case "churn":
+		rounds, _ := strconv.Atoi(st.Args["rounds"])
+		b.inParallel(st, b.declaredSessions(), func(name string) {
+			for range rounds {
+				b.stepErr(st, b.createSession(name))
+				for _, f := range b.sc.Session(name).Files {
+					b.stepErr(st, b.preserve(fileKey{name, f.Token}))
+				}
+				b.stepErr(st, b.closeSession(name))
+			}
+		})
 	case "create-session":
 		b.stepErr(st, b.createSession(st.Target()))
 	case "preserve":
@@ -333,14 +376,19 @@ func (b *boot) step(st scenario.Step) {
 		b.stepErr(st, b.core.Abort())
 		b.afterAbort()
 	case "retrieve-all":
-		for _, m := range b.inMetaSessions() {
-			if _, ok := b.inSessions[m]; !ok {
-				b.stepErr(st, b.retrieveSession(m))
+		b.inParallel(st, b.inMetaSessions(), func(name string) {
+			b.mu.Lock()
+			_, ok := b.inSessions[name]
+			b.mu.Unlock()
+			if !ok {
+				b.stepErr(st, b.retrieveSession(name))
 			}
-		}
-		for _, f := range b.inMetaFiles() {
-			b.stepErr(st, b.retrieveFile(f.Session, f.Token))
-		}
+			for _, f := range b.inMetaFiles() {
+				if f.Session == name {
+					b.stepErr(st, b.retrieveFile(f.Session, f.Token))
+				}
+			}
+		})
 	case "retrieve-session":
 		b.stepErr(st, b.retrieveSession(st.Target()))
 	case "retrieve-file":
@@ -360,9 +408,10 @@ func (b *boot) step(st scenario.Step) {
 		_, err := b.core.FLB().GetOutgoing(b.flbs[st.Target()].flb)
 		b.stepErr(st, err)
 	case "finish-all":
-		for _, name := range sortedKeys(b.inSessions) {
-			b.stepErr(st, b.finishSession(name))
-		}
+		b.mu.Lock()
+		names := sortedKeys(b.inSessions)
+		b.mu.Unlock()
+		b.inParallel(st, names, func(name string) { b.stepErr(st, b.finishSession(name)) })
 	case "finish":
 		b.stepErr(st, b.finishSession(st.Target()))
 	case "register-handler":
@@ -390,55 +439,123 @@ func (b *boot) step(st scenario.Step) {
 	}
 }
 
+// inParallel runs fn for every name on the goroutines the step asks for.
+// While goroutines run, other goroutines' file operations are half done, so
+// the FLB invariant is checked once they have all finished.
+func (b *boot) inParallel(st scenario.Step, names []string, fn func(name string)) {
+	n := st.Parallel()
+	if n == 1 {
+		for _, name := range names {
+			fn(name)
+		}
+		return
+	}
+	b.parallel.Store(true)
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			for name := range work {
+				fn(name)
+			}
+		})
+	}
+	for _, name := range names {
+		work <- name
+	}
+	close(work)
+	wg.Wait()
+	b.parallel.Store(false)
+	b.chk.Settle(st.Op)
+}
+
+func (b *boot) declaredSessions() []string {
+	names := make([]string, len(b.sc.Sessions))
+	for i, s := range b.sc.Sessions {
+		names[i] = s.Name
+	}
+	return names
+}
+
+func (b *boot) hasSession(name string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, ok := b.sessions[name]
+	return ok
+}
+
+func (b *boot) isPreserved(k fileKey) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.files[k] != nil && b.files[k].preserved
+}
+
 func (b *boot) createSession(name string) error {
 	s, err := b.core.CreateSession(name)
 	if err == nil {
+		b.mu.Lock()
 		b.sessions[name] = s
+		b.mu.Unlock()
 	}
 	return err
 }
 
 func (b *boot) preserve(k fileKey) error {
+	d := b.sc.File(k.session, k.token)
+	b.mu.Lock()
 	s, ok := b.sessions[k.session]
 	if !ok {
+		b.mu.Unlock()
 		return fmt.Errorf("session %q not created in this boot: %w", k.session, unix.ENOENT)
 	}
-	d := b.sc.File(k.session, k.token)
 	f := b.files[k]
 	if f == nil {
 		f = &simFile{handler: d.Handler}
 		b.files[k] = f
 	}
-	f.info = payload.Info{Name: payloadName(fmt.Sprintf("%s/%d", k.session, k.token)), Size: uint64(d.Payload), Seed: payload.Seed(fmt.Sprintf("%s/%d", k.session, k.token), b.n)}
+	name := fmt.Sprintf("%s/%d", k.session, k.token)
+	f.info = payload.Info{Name: payloadName(name), Size: uint64(d.Payload), Seed: payload.Seed(name, b.n)}
+	b.mu.Unlock()
 	err := s.PreserveFile(k.token, f)
 	if err == nil {
+		b.mu.Lock()
 		f.preserved = true
+		b.countFilesLocked(d.Handler, +1)
+		b.mu.Unlock()
 		b.chk.FilePreserved(d.Handler)
-		b.countFiles(d.Handler, +1)
 	}
-	b.chk.Settle(fmt.Sprintf("preserve %s/%d", k.session, k.token))
+	if !b.parallel.Load() {
+		b.chk.Settle("preserve " + name)
+	}
 	return err
 }
 
-// countFiles keeps kho-sim's own count of preserved files per FLB, which
-// the metadata hands over as the expected serialized count.
-func (b *boot) countFiles(handler string, d int) {
+// countFilesLocked keeps kho-sim's own count of preserved files per FLB,
+// which the metadata hands over as the expected serialized count.
+func (b *boot) countFilesLocked(handler string, d int) {
 	for _, name := range b.deps[handler] {
 		b.flbs[name].files += d
 	}
 }
 
 func (b *boot) closeSession(name string) error {
-	if s, ok := b.sessions[name]; ok {
-		err := s.Close()
-		delete(b.sessions, name)
-		b.afterAbort()
-		return err
-	}
-	if s, ok := b.inSessions[name]; ok {
-		err := s.Close()
+	b.mu.Lock()
+	out, isOut := b.sessions[name]
+	in, isIn := b.inSessions[name]
+	delete(b.sessions, name)
+	if !isOut {
 		delete(b.inSessions, name)
+	}
+	b.mu.Unlock()
+	switch {
+	case isOut:
+		err := out.Close()
+		if !b.parallel.Load() {
+			b.chk.Settle("close " + name)
+		}
 		return err
+	case isIn:
+		return in.Close()
 	}
 	return fmt.Errorf("session %q is not open: %w", name, unix.ENOENT)
 }
@@ -446,24 +563,30 @@ func (b *boot) closeSession(name string) error {
 // afterAbort forgets closed sessions and checks the FLBs settled.
 func (b *boot) afterAbort() {
 	open, _ := b.core.Sessions()
+	b.mu.Lock()
 	for name := range b.sessions {
 		if !slices.Contains(open, name) {
 			delete(b.sessions, name)
 		}
 	}
+	b.mu.Unlock()
 	b.chk.Settle("abort")
 }
 
 func (b *boot) retrieveSession(name string) error {
 	s, err := b.core.RetrieveSession(name)
 	if err == nil {
+		b.mu.Lock()
 		b.inSessions[name] = s
+		b.mu.Unlock()
 	}
 	return err
 }
 
 func (b *boot) retrieveFile(session string, token uint64) error {
+	b.mu.Lock()
 	s, ok := b.inSessions[session]
+	b.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("session %q not retrieved: %w", session, unix.ENOENT)
 	}
@@ -472,13 +595,17 @@ func (b *boot) retrieveFile(session string, token uint64) error {
 }
 
 func (b *boot) finishSession(name string) error {
+	b.mu.Lock()
 	s, ok := b.inSessions[name]
+	b.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("session %q not retrieved: %w", name, unix.ENOENT)
 	}
 	err := s.Finish()
 	if err == nil {
+		b.mu.Lock()
 		delete(b.inSessions, name)
+		b.mu.Unlock()
 	}
 	return err
 }
