@@ -1,0 +1,443 @@
+package corrupt
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/kho-sim/kho-sim/pkg/flb"
+	"github.com/kho-sim/kho-sim/pkg/kho"
+	"github.com/kho-sim/kho-sim/pkg/luo"
+	"github.com/kho-sim/kho-sim/pkg/payload"
+	"github.com/kho-sim/kho-sim/pkg/physmem"
+)
+
+// Names the image is navigated by.
+const (
+	luoSubtree       = luo.FDTKHOEntryName
+	luoSessionNode   = luo.FDTSessionNode
+	luoFLBNode       = luo.FDTFLBNode
+	luoFLBHeader     = luo.FDTFLBHeader
+	luoLiveupdateNum = luo.FDTLiveupdateNum
+	// metaSubtree is sim.MetaName, spelled out so that pkg/sim's own tests
+	// may use this package without an import cycle.
+	metaSubtree = "kho-sim"
+	// payloadMagic opens every kho-sim payload header (pkg/payload).
+	payloadMagic = "KHOSIMPL"
+
+	pageShift = 12
+	pageSize  = 1 << pageShift
+	// Memory-map chunk layout (kho.Outgoing.serializeMemoryMap).
+	chunkHeaderSize = 16
+	bitmapPtrSize   = 16
+	bitsPerBitmap   = pageSize * 8
+	// maxChunks bounds the chunk walk; a map larger than the region is
+	// impossible anyway.
+	maxChunks = 1 << 16
+)
+
+var le = binary.LittleEndian
+
+// image is a handover image in a region, read the way the next boot reads it.
+type image struct {
+	r      *physmem.Region
+	rootPA uint64
+}
+
+func (im image) root() (*blob, error) { return readBlob(im.r, im.rootPA, "KHO root FDT") }
+
+// sub reads the root's child FDT called name.
+func (im image) sub(name string) (*blob, error) {
+	root, err := im.root()
+	if err != nil {
+		return nil, err
+	}
+	pa, err := root.u64("/"+name, kho.PropSubFDT)
+	if err != nil {
+		return nil, err
+	}
+	return readBlob(im.r, pa, name+" FDT")
+}
+
+func (im image) withRoot(fn func(*blob) ([]edit, error)) ([]edit, error) {
+	b, err := im.root()
+	if err != nil {
+		return nil, err
+	}
+	return fn(b)
+}
+
+func (im image) withSub(name string, fn func(*blob) ([]edit, error)) ([]edit, error) {
+	b, err := im.sub(name)
+	if err != nil {
+		return nil, err
+	}
+	return fn(b)
+}
+
+// badMagic flips the lowest bit of the FDT magic, as a single-bit memory
+// error would.
+func badMagic(b *blob) ([]edit, error) {
+	old := b.raw[hMagic : hMagic+4]
+	nu := bytes.Clone(old)
+	nu[3] ^= 1
+	return []edit{{
+		pa: b.at(hMagic), old: bytes.Clone(old), new: nu, what: b.what + " magic",
+		from: fmt.Sprintf("%#08x", be.Uint32(old)), to: fmt.Sprintf("%#08x", be.Uint32(nu)),
+	}}, nil
+}
+
+// truncate sets totalsize to the middle of the struct block, as a blob
+// copied or sized short would claim.
+func truncate(b *blob) ([]edit, error) {
+	offStruct, sizeStruct := be.Uint32(b.raw[hOffStruct:]), be.Uint32(b.raw[hSizeStruct:])
+	total := be.Uint32(b.raw[hTotalSize:])
+	cut := offStruct + sizeStruct/2&^3
+	if sizeStruct < 8 || cut >= total {
+		return nil, fmt.Errorf("%s struct block of %d bytes cannot be cut: %w", b.what, sizeStruct, ErrNotApplicable)
+	}
+	return []edit{u32BE(b.at(hTotalSize), b.raw[hTotalSize:], cut, b.what+" totalsize",
+		fmt.Sprint(total), fmt.Sprintf("%d (struct block ends at %d)", cut, offStruct+sizeStruct))}, nil
+}
+
+// compatible changes the last character of the node's first compatible
+// string in place, keeping its length: "kho-v1" becomes "kho-v9".
+func compatible(path string) func(*blob) ([]edit, error) {
+	return func(b *blob) ([]edit, error) {
+		p, err := b.prop(path, "compatible")
+		if err != nil {
+			return nil, err
+		}
+		v := b.raw[p.value : p.value+p.size]
+		n := bytes.IndexByte(v, 0)
+		if n < 1 {
+			return nil, fmt.Errorf("%s %s compatible %q is not a string: %w", b.what, path, v, ErrNotApplicable)
+		}
+		last := byte('9')
+		if v[n-1] == last {
+			last = '8'
+		}
+		nu := bytes.Clone(v[:n])
+		nu[n-1] = last
+		return []edit{{
+			pa: b.at(p.value + n - 1), old: bytes.Clone(v[n-1 : n]), new: nu[n-1:],
+			what: fmt.Sprintf("%s %s compatible", b.what, path), from: fmt.Sprintf("%q", v[:n]), to: fmt.Sprintf("%q", nu),
+		}}, nil
+	}
+}
+
+// nopNode overwrites a node, FDT_BEGIN_NODE through FDT_END_NODE, with
+// FDT_NOP tokens: the blob stays valid and the node is gone, as
+// fdt_nop_node leaves it.
+func nopNode(path string) func(*blob) ([]edit, error) {
+	return func(b *blob) ([]edit, error) {
+		n, err := b.node(path)
+		if err != nil {
+			return nil, err
+		}
+		if path == "/" {
+			return nil, fmt.Errorf("%s: the root node cannot be removed: %w", b.what, ErrNotApplicable)
+		}
+		old := b.raw[n.begin:n.end]
+		nu := make([]byte, len(old))
+		for i := 0; i+4 <= len(nu); i += 4 {
+			be.PutUint32(nu[i:], tokenNop)
+		}
+		return []edit{{
+			pa: b.at(n.begin), old: bytes.Clone(old), new: nu, what: fmt.Sprintf("%s node %s", b.what, path),
+			from: fmt.Sprintf("%d bytes of tokens", len(old)), to: fmt.Sprintf("%d FDT_NOP tokens", len(nu)/4),
+		}}, nil
+	}
+}
+
+// shrinkU64 turns an 8-byte property into a 4-byte one holding the low half,
+// followed by an FDT_NOP where the high half was, so the blob stays valid.
+func shrinkU64(path, name string) func(*blob) ([]edit, error) {
+	return func(b *blob) ([]edit, error) {
+		p, err := b.prop(path, name)
+		if err != nil {
+			return nil, err
+		}
+		if p.size != 8 {
+			return nil, fmt.Errorf("%s %s is %d bytes, not 8: %w", b.what, propPath(path, name), p.size, ErrNotApplicable)
+		}
+		what := b.what + " " + propPath(path, name)
+		hi := b.raw[p.value+4 : p.value+8]
+		var nop [4]byte
+		be.PutUint32(nop[:], tokenNop)
+		return []edit{
+			u32BE(b.at(p.tok+4), b.raw[p.tok+4:], 4, what+" length", "8", "4"),
+			{pa: b.at(p.value + 4), old: bytes.Clone(hi), new: nop[:], what: what + " high half",
+				from: fmt.Sprintf("% x", hi), to: "FDT_NOP"},
+		}, nil
+	}
+}
+
+// addU64 adds delta to a u64 property.
+func addU64(path, name string, delta uint64) func(*blob) ([]edit, error) {
+	return func(b *blob) ([]edit, error) {
+		v, err := b.u64(path, name)
+		if err != nil {
+			return nil, err
+		}
+		p, _ := b.prop(path, name) // found by u64
+		return []edit{u64LE(b.at(p.value), b.raw[p.value:], v+delta, b.what+" "+propPath(path, name))}, nil
+	}
+}
+
+// flbPage is the FLB page the LUO FDT's luo-flb-header points to.
+func (im image) flbPage() (uint64, []byte, error) {
+	b, err := im.sub(luoSubtree)
+	if err != nil {
+		return 0, nil, err
+	}
+	pa, err := b.u64("/"+luoFLBNode, luoFLBHeader)
+	if err != nil {
+		return 0, nil, err
+	}
+	page, err := im.r.Bytes(pa, flb.PageSize)
+	if err != nil {
+		return 0, nil, fmt.Errorf("FLB page: %w", err)
+	}
+	return pa, page, nil
+}
+
+// firstFLB is entry 0 of the FLB table; the header must list at least one.
+func (im image) firstFLB() (uint64, []byte, flb.Entry, error) {
+	pa, page, err := im.flbPage()
+	if err != nil {
+		return 0, nil, flb.Entry{}, err
+	}
+	_, count, _ := flb.ReadHeader(page) // page is a whole page
+	if count == 0 {
+		return 0, nil, flb.Entry{}, fmt.Errorf("FLB page %#x lists no FLB: %w", pa, ErrNotApplicable)
+	}
+	e, _ := flb.ReadEntry(page, 0) // entry 0 lies in any page
+	return pa, page, e, nil
+}
+
+func setHeader(field string, off int, v uint64) func(im image) ([]edit, error) {
+	return func(im image) ([]edit, error) {
+		pa, page, err := im.flbPage()
+		if err != nil {
+			return nil, err
+		}
+		return []edit{u64LE(pa+uint64(off), page[off:], v, "FLB header "+field)}, nil
+	}
+}
+
+const (
+	flbPgcntOff = 0
+	flbCountOff = 8
+	flbDataOff  = flb.HeaderSize + flb.NameLen
+)
+
+func planCountMax(im image) ([]edit, error) {
+	return setHeader("count", flbCountOff, flb.Max+1)(im)
+}
+
+// planCountPgcnt claims 100 entries in one page: the table would run 2416
+// bytes past it.
+func planCountPgcnt(im image) ([]edit, error) {
+	a, err := setHeader("pgcnt", flbPgcntOff, 1)(im)
+	if err != nil {
+		return nil, err
+	}
+	c, err := setHeader("count", flbCountOff, 100)(im)
+	return append(a, c...), err
+}
+
+func planPgcnt(im image) ([]edit, error) {
+	return setHeader("pgcnt", flbPgcntOff, 0)(im)
+}
+
+// planNameNUL replaces every NUL of the first entry's name with 'x', so the
+// name runs into the data field as strcmp reads it.
+func planNameNUL(im image) ([]edit, error) {
+	pa, page, e, err := im.firstFLB()
+	if err != nil {
+		return nil, err
+	}
+	old := page[flb.HeaderSize : flb.HeaderSize+flb.NameLen]
+	nu := bytes.Clone(old)
+	for i, c := range nu {
+		if c == 0 {
+			nu[i] = 'x'
+		}
+	}
+	name, _ := e.NameString()
+	return []edit{{
+		pa: pa + flb.HeaderSize, old: bytes.Clone(old), new: nu, what: "FLB entry 0 name",
+		from: fmt.Sprintf("%q", name), to: fmt.Sprintf("%q (no NUL)", nu),
+	}}, nil
+}
+
+// planDataOutside points the first entry's data at the first page after the
+// region (or the last before it, for a region ending at the top of memory).
+func planDataOutside(im image) ([]edit, error) {
+	pa, page, e, err := im.firstFLB()
+	if err != nil {
+		return nil, err
+	}
+	outside := im.r.End()
+	if outside < im.r.Base() || outside == 0 {
+		if im.r.Base() < pageSize {
+			return nil, fmt.Errorf("the region spans all of memory, nothing lies outside it: %w", ErrNotApplicable)
+		}
+		outside = im.r.Base() - pageSize
+	}
+	name, _ := e.NameString()
+	ed := u64LE(pa+flbDataOff, page[flbDataOff:], outside, fmt.Sprintf("FLB entry 0 (%q) data", name))
+	ed.to += fmt.Sprintf(" (outside region %#x-%#x)", im.r.Base(), im.r.End()-1)
+	return []edit{ed}, nil
+}
+
+// firstPayload is the first FLB's payload: its address, name and size as
+// its header records them. The size is checked against the region.
+func (im image) firstPayload() (uint64, string, uint64, error) {
+	_, _, e, err := im.firstFLB()
+	if err != nil {
+		return 0, "", 0, err
+	}
+	name, _ := e.NameString()
+	hdr, err := im.r.Bytes(e.Data, payload.HeaderSize)
+	if err != nil {
+		return 0, "", 0, fmt.Errorf("FLB %q payload header: %w", name, err)
+	}
+	if string(hdr[:len(payloadMagic)]) != payloadMagic {
+		return 0, "", 0, fmt.Errorf("FLB %q data %#x holds no kho-sim payload (magic % x): %w", name, e.Data, hdr[:8], ErrNotApplicable)
+	}
+	size := le.Uint64(hdr[8:])
+	if !im.r.Contains(e.Data+payload.HeaderSize, size) {
+		return 0, "", 0, fmt.Errorf("FLB %q payload of %d bytes at %#x runs outside the region: %w", name, size, e.Data, ErrNotApplicable)
+	}
+	return e.Data, name, size, nil
+}
+
+// planBitflip flips bit 4 of the body's middle byte.
+func planBitflip(im image) ([]edit, error) {
+	pa, name, size, err := im.firstPayload()
+	if err != nil {
+		return nil, err
+	}
+	if size == 0 {
+		return nil, fmt.Errorf("FLB %q payload has an empty body: %w", name, ErrNotApplicable)
+	}
+	at := pa + payload.HeaderSize + size/2
+	old, _ := im.r.Bytes(at, 1) // inside the body checked above
+	return []edit{{
+		pa: at, old: bytes.Clone(old), new: []byte{old[0] ^ 0x10},
+		what: fmt.Sprintf("FLB %q payload body byte %#x", name, size/2),
+		from: fmt.Sprintf("%#02x", old[0]), to: fmt.Sprintf("%#02x", old[0]^0x10),
+	}}, nil
+}
+
+// chunk is one memory-map chunk page.
+type chunk struct {
+	pa    uint64
+	mem   []byte
+	order uint32
+	n     uint32
+}
+
+// chunks walks the memory-map chunk list, refusing loops and malformed
+// chunks.
+func (im image) chunks() ([]chunk, error) {
+	root, err := im.root()
+	if err != nil {
+		return nil, err
+	}
+	pa, err := root.u64("/", kho.PropMemoryMap)
+	if err != nil {
+		return nil, err
+	}
+	if pa == 0 {
+		return nil, fmt.Errorf("KHO root FDT has no memory map: %w", ErrNotApplicable)
+	}
+	var out []chunk
+	seen := map[uint64]bool{}
+	for ; pa != 0; pa = le.Uint64(out[len(out)-1].mem) {
+		if seen[pa] || len(out) >= maxChunks {
+			return nil, fmt.Errorf("memory-map chunk list loops back to %#x: %w", pa, ErrNotApplicable)
+		}
+		seen[pa] = true
+		mem, err := im.r.Bytes(pa, pageSize)
+		if err != nil {
+			return nil, fmt.Errorf("memory-map chunk: %w", err)
+		}
+		c := chunk{pa: pa, mem: mem, order: le.Uint32(mem[8:]), n: le.Uint32(mem[12:])}
+		if c.order > kho.MaxPageOrder || c.n > kho.ChunkCapacity {
+			return nil, fmt.Errorf("memory-map chunk %#x: order %d, %d elements: %w", pa, c.order, c.n, ErrNotApplicable)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+func planMemmapLoop(im image) ([]edit, error) {
+	cs, err := im.chunks()
+	if err != nil {
+		return nil, err
+	}
+	return []edit{u64LE(cs[0].pa, cs[0].mem, cs[0].pa, "memory-map chunk next")}, nil
+}
+
+// planUnpreserve clears the bit of the preserved block that holds the first
+// FLB's payload header, so the next boot finds that page missing.
+func planUnpreserve(im image) ([]edit, error) {
+	pa, name, _, err := im.firstPayload()
+	if err != nil {
+		return nil, err
+	}
+	cs, err := im.chunks()
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range cs {
+		shift := c.order + pageShift
+		for i := range c.n {
+			elm := c.mem[chunkHeaderSize+i*bitmapPtrSize:]
+			start, bmPA := le.Uint64(elm), le.Uint64(elm[8:])
+			if pa < start || (pa-start)>>shift >= bitsPerBitmap {
+				continue
+			}
+			bit := (pa - start) >> shift
+			bm, err := im.r.Bytes(bmPA+bit/8, 1)
+			if err != nil {
+				return nil, fmt.Errorf("memory-map chunk %#x element %d: bitmap: %w", c.pa, i, err)
+			}
+			mask := byte(1) << (bit % 8)
+			if bm[0]&mask == 0 {
+				continue
+			}
+			return []edit{{
+				pa: bmPA + bit/8, old: []byte{bm[0]}, new: []byte{bm[0] &^ mask},
+				what: fmt.Sprintf("memory-map bitmap %#x bit %d (order-%d block %#x holding FLB %q payload %#x)",
+					bmPA, bit, c.order, start+bit<<shift, name, pa),
+				from: fmt.Sprintf("%#02x", bm[0]), to: fmt.Sprintf("%#02x", bm[0]&^mask),
+			}}, nil
+		}
+	}
+	return nil, fmt.Errorf("no memory-map bit covers FLB %q payload %#x: %w", name, pa, ErrNotApplicable)
+}
+
+// u64LE is an edit setting the little-endian u64 at the start of cur.
+func u64LE(pa uint64, cur []byte, v uint64, what string) edit {
+	nu := le.AppendUint64(nil, v)
+	old := le.Uint64(cur)
+	return edit{pa: pa, old: bytes.Clone(cur[:8]), new: nu, what: what, from: hexOrDec(old), to: hexOrDec(v)}
+}
+
+// u32BE is an edit setting the big-endian u32 (an FDT header or token
+// field) at the start of cur.
+func u32BE(pa uint64, cur []byte, v uint32, what, from, to string) edit {
+	return edit{pa: pa, old: bytes.Clone(cur[:4]), new: be.AppendUint32(nil, v), what: what, from: from, to: to}
+}
+
+// hexOrDec shows counts in decimal and addresses in hex.
+func hexOrDec(v uint64) string {
+	if v < 1<<16 {
+		return fmt.Sprint(v)
+	}
+	return fmt.Sprintf("%#x", v)
+}
