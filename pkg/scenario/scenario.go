@@ -636,7 +636,7 @@ func (sc *Scenario) Boot(i, total int) Boot {
 	if b.End == "" {
 		b.End = EndKexec
 	}
-	if i == total-1 && b.End == EndKexec {
+	if i == total-1 && b.End != EndKexecFails {
 		b.End = ""
 	}
 	return b

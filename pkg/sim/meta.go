@@ -19,6 +19,9 @@ type Meta struct {
 	Scenario string
 	Boot     int // 1-based number of the boot that wrote this
 	Boots    int // boots planned for the run
+	// LUONumber is the liveupdate-number kho-sim expects in this boot's
+	// LUO FDT: one more than the previous boot's, 1 after a cold boot.
+	LUONumber uint64
 	Fix      bool
 	// Totals of the top-level results so far, so the last boot can print
 	// the run's totals.
@@ -62,6 +65,7 @@ func (m *Meta) Encode() ([]byte, error) {
 	_ = b.PropertyString("scenario", m.Scenario)
 	_ = b.PropertyU64("boot", uint64(m.Boot))
 	_ = b.PropertyU64("boots", uint64(m.Boots))
+	_ = b.PropertyU64("liveupdate-number", m.LUONumber)
 	_ = b.PropertyU32("fix", boolU32(m.Fix))
 	_ = b.PropertyU64("passed", uint64(m.Passed))
 	_ = b.PropertyU64("failed", uint64(m.Failed))
@@ -109,6 +113,7 @@ func DecodeMeta(t *fdt.Tree) (*Meta, error) {
 		Scenario:  d.str(r, "scenario"),
 		Boot:      int(d.u64(r, "boot")),
 		Boots:     int(d.u64(r, "boots")),
+		LUONumber: d.u64(r, "liveupdate-number"),
 		Fix:       d.u32(r, "fix") != 0,
 		Passed:    int(d.u64(r, "passed")),
 		Failed:    int(d.u64(r, "failed")),

@@ -397,13 +397,17 @@ func (b *boot) finish(o *Outcome) *Outcome {
 	b.top.SetNext(b.n)
 	b.top.Result(o.OK, b.name, ktap.Directive{})
 	if o.Last {
+		// A run that stops early still accounts for every planned boot.
+		for i := b.n + 1; i <= b.boots; i++ {
+			b.top.Result(true, fmt.Sprintf("boot-%d", i), ktap.Skip(fmt.Sprintf("no boot: the run stopped at boot %d", b.n)))
+		}
 		passed, failed := b.totals[0], b.totals[1]
 		if o.OK {
 			passed++
 		} else {
 			failed++
 		}
-		b.top.Diag("Totals: pass:%d fail:%d xfail:0 xpass:0 skip:%d error:0", passed, failed, b.totals[2])
+		b.top.Diag("Totals: pass:%d fail:%d xfail:0 xpass:0 skip:%d error:0", passed, failed, b.totals[2]+max(b.boots-b.n, 0))
 		b.top.Diag("kho-sim: done")
 	}
 	return o
@@ -432,7 +436,10 @@ func (b *boot) writeImage() (uint64, []byte, error) {
 	m := &Meta{
 		Scenario: b.sc.Name, Boot: b.n, Boots: b.boots, Fix: b.cfg.Fix,
 		Passed: b.totals[0], Failed: b.totals[1], Skipped: b.totals[2],
-		TSCHz: b.cfg.TSCHz, TSCReboot: tscPlaceholder,
+		TSCHz: b.cfg.TSCHz, TSCReboot: tscPlaceholder, LUONumber: 1,
+	}
+	if b.inMeta != nil {
+		m.LUONumber = b.inMeta.LUONumber + 1
 	}
 	pass, fail, _ := b.t.Counts()
 	if fail == 0 && pass > 0 {

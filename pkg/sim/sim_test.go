@@ -215,7 +215,7 @@ func luoFDT(t *testing.T, r *physmem.Region, root uint64) uint64 {
 }
 
 func TestMetaRoundTrip(t *testing.T) {
-	m := &Meta{Scenario: "s", Boot: 2, Boots: 5, Fix: true, Passed: 1, TSCHz: 3e9, TSCReboot: 7,
+	m := &Meta{Scenario: "s", Boot: 2, Boots: 5, LUONumber: 2, Fix: true, Passed: 1, TSCHz: 3e9, TSCReboot: 7,
 		FLBs:  []MetaFLB{{Name: "a", Data: 1, Count: 2, Size: 3, Seed: 4, CRC: 5}},
 		Files: []MetaFile{{Session: "s", Token: 9, Handler: "h", Data: 8, Size: 7, Seed: 6, CRC: 5}}}
 	blob, err := m.Encode()
@@ -304,5 +304,73 @@ func TestManyHops(t *testing.T) {
 	}
 	if seen["iommu-core"] < 3 || seen["memfd-shared"] < 3 {
 		t.Fatalf("retrieves per FLB over ten hops: %v", seen)
+	}
+}
+
+func kinds(events []check.Event) []string {
+	var out []string
+	for _, e := range events {
+		s := string(e.Kind) + " " + e.FLB
+		if e.Err != nil {
+			s += " failed"
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// TestFaults_HandlerPreserveFailureUnpreservesFLBsInReverse: luo_file.c
+// preserves the FLBs before the handler, so a failing handler preserve
+// unpreserves them again, newest first.
+func TestFaults_HandlerPreserveFailureUnpreservesFLBsInReverse(t *testing.T) {
+	outs, log := chain(t, lookup(t, "faults"), 2, false)
+	want := []string{
+		"preserve iommu-core", "preserve kvm-global", "unpreserve kvm-global", "unpreserve iommu-core",
+		"preserve iommu-core", "preserve kvm-global",
+	}
+	if got := kinds(outs[0].Events); !slices.Equal(got, want) {
+		t.Fatalf("boot 1 callbacks\n got %q\nwant %q", got, want)
+	}
+	got := kinds(outs[1].Events)
+	if len(got) < 3 || got[0] != "retrieve iommu-core failed" || got[1] != "retrieve iommu-core" {
+		t.Fatalf("boot 2 callbacks %q: want a failed retrieve, then a retry", got)
+	}
+	if !outs[0].OK || !outs[1].OK {
+		t.Fatalf("a fault the scenario expects failed the boot:\n%s", log)
+	}
+}
+
+// TestKexecFails_AbortUnpreservesEachFLBOnce: the run stops after the abort
+// path, and the remaining boots are accounted for as skipped.
+func TestKexecFails_AbortUnpreservesEachFLBOnce(t *testing.T) {
+	outs, log := chain(t, lookup(t, "kexec-fails"), 3, false)
+	if len(outs) != 1 || !outs[0].Last || !outs[0].OK {
+		t.Fatalf("want one passing, last boot; got %d\n%s", len(outs), log)
+	}
+	n := map[string]int{}
+	for _, e := range outs[0].Events {
+		if e.Kind == check.Unpreserve {
+			n[e.FLB]++
+		}
+	}
+	if n["iommu-core"] != 1 || n["kvm-global"] != 1 {
+		t.Fatalf("unpreserve counts %v", n)
+	}
+	if !strings.Contains(log, "ok 3 boot-3 # SKIP no boot: the run stopped at boot 1") {
+		t.Fatalf("remaining boots not skipped:\n%s", log)
+	}
+}
+
+// TestColdReboot_NoHandover: after a cold reboot get_incoming is ENODATA
+// and liveupdate-number starts again at 1.
+func TestColdReboot_NoHandover(t *testing.T) {
+	outs, log := chain(t, lookup(t, "cold-reboot"), 5, false)
+	for i, o := range outs {
+		if !o.OK {
+			t.Fatalf("boot %d failed:\n%s", i+1, log)
+		}
+	}
+	if !strings.Contains(log, "boot-2 cold boot") || !strings.Contains(log, "boot-4 cold boot") {
+		t.Fatalf("boots 2 and 4 should start cold:\n%s", log)
 	}
 }

@@ -395,6 +395,9 @@ func (b *boot) step(st scenario.Step) {
 		s, tok, _ := scenario.SplitFile(st.Target())
 		b.stepErr(st, b.retrieveFile(s, tok))
 	case "get-incoming-all":
+		if b.inMeta == nil {
+			break
+		}
 		for _, f := range b.inMeta.FLBs {
 			if sf := b.byCompat(f.Name); sf != nil {
 				_, err := b.core.FLB().GetIncoming(sf.flb)

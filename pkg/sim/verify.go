@@ -56,8 +56,8 @@ func (b *boot) checkLUO() error {
 	if err != nil {
 		return finding(PanicsAtBoot, "LUO FDT: %v", err)
 	}
-	if num != uint64(b.inMeta.Boot) {
-		return finding("", "liveupdate-number %d, want %d (one more per hop, 1 on a cold boot)", num, b.inMeta.Boot)
+	if num != b.inMeta.LUONumber {
+		return finding("", "liveupdate-number %d, want %d (one more per hop, 1 after a cold boot)", num, b.inMeta.LUONumber)
 	}
 	if err := checkNode(r, luo.FDTSessionNode, luo.FDTSessionCompatible, luo.FDTSessionHeader); err != nil {
 		return err
