@@ -22,7 +22,7 @@ type Meta struct {
 	// LUONumber is the liveupdate-number kho-sim expects in this boot's
 	// LUO FDT: one more than the previous boot's, 1 after a cold boot.
 	LUONumber uint64
-	Fix      bool
+	Fix       bool
 	// Totals of the top-level results so far, so the last boot can print
 	// the run's totals.
 	Passed, Failed, Skipped int
