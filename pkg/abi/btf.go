@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -35,13 +36,28 @@ func LoadBTF(path string) (*btf.Spec, error) {
 		return nil, err
 	}
 	if !info.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: %w: not a regular file (%s)", path, ErrNotBTF, info.Mode().Type())
+		return nil, fmt.Errorf("%s: %w: %s, not a regular file", path, ErrNotBTF, fileKind(info.Mode()))
 	}
 	spec, err := LoadBTFFromReader(f)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return spec, nil
+}
+
+// fileKind names a non-regular file's type.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "a special file"
 }
 
 // LoadBTFFromReader is LoadBTF on the bytes of r. An ELF file's .BTF
