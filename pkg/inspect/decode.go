@@ -1,0 +1,576 @@
+package inspect
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/kho-sim/kho-sim/pkg/fdt"
+	"github.com/kho-sim/kho-sim/pkg/flb"
+	"github.com/kho-sim/kho-sim/pkg/kho"
+	"github.com/kho-sim/kho-sim/pkg/luo"
+	"github.com/kho-sim/kho-sim/pkg/payload"
+	"github.com/kho-sim/kho-sim/pkg/physmem"
+	"github.com/kho-sim/kho-sim/pkg/sim"
+)
+
+// Where a finding was made (Finding.Where).
+const (
+	whereRoot     = "kho root"
+	whereMap      = "preserved-memory map"
+	whereLUO      = "LUO FDT"
+	whereFLB      = "FLB table"
+	whereSessions = "sessions"
+	whereMeta     = "kho-sim metadata"
+	wherePayloads = "payloads"
+)
+
+// What 7.0 does with bad session state, in sim.KernelAction's wording
+// (pkg/sim names only what its own checks meet).
+const (
+	readsPastBlock sim.KernelAction = "the 7.0 kernel reads past the end of a preserved block"
+	failsOpen      sim.KernelAction = "the 7.0 kernel fails the first open of /dev/liveupdate (luo_session_deserialize) and restores no session after it"
+	warnsNoFiles   sim.KernelAction = "the 7.0 kernel WARNs and restores none of the session's files"
+	stopsAtFile    sim.KernelAction = "the 7.0 kernel's strcmp runs past the entry; the files after it are not restored"
+)
+
+// maxRootSize bounds the root FDT as kho.ReadIncoming does.
+const maxRootSize = 1 << 20
+
+var le = binary.LittleEndian
+
+// decoder carries one Decode.
+type decoder struct {
+	r   *physmem.Region
+	in  *kho.Incoming
+	rep *Report
+}
+
+// Decode reads the handover whose KHO root FDT is at rootPA in r. It never
+// fails: whatever cannot be read or is wrong becomes a Finding, and decoding
+// goes on wherever the rest does not depend on it. Memory is untrusted:
+// every address, count and string is checked, and beyond the root FDT only
+// pages the preserved-memory map lists are read (kho.Incoming.Map). When no
+// root FDT exists at rootPA, Report.KHO is nil and RootError says why.
+func Decode(r *physmem.Region, rootPA uint64) *Report {
+	d := &decoder{r: r, rep: &Report{
+		Schema: SchemaVersion, RootPA: Hex(rootPA),
+		Subtrees: []Subtree{}, Notes: []string{}, Findings: []Finding{},
+	}}
+	if r == nil {
+		d.find(whereRoot, "", "no FDT at %#x: no memory to read", rootPA)
+		return d.rep
+	}
+	d.rep.Region = Span{Start: Hex(r.Base()), Size: r.Size()}
+	root := d.root(rootPA)
+	if root == nil {
+		return d.rep
+	}
+	if d.rootUsable(root) {
+		in, err := kho.ReadIncoming(r, rootPA)
+		if err != nil {
+			d.find(whereMap, "", "%v", err)
+		}
+		d.in = in
+	}
+	if d.in == nil {
+		d.note("nothing past the root FDT was read: without a valid preserved-memory map no page is known to be preserved")
+		d.listChildren(root)
+		return d.rep
+	}
+	d.memory()
+	trees := d.subtrees()
+	d.luo(trees[luo.FDTKHOEntryName])
+	d.meta(trees[sim.MetaName])
+	return d.rep
+}
+
+func (d *decoder) find(where string, k sim.KernelAction, format string, args ...any) {
+	d.rep.Findings = append(d.rep.Findings, Finding{Where: where, What: fmt.Sprintf(format, args...), Kernel: string(k)})
+}
+
+func (d *decoder) note(format string, args ...any) {
+	d.rep.Notes = append(d.rep.Notes, fmt.Sprintf(format, args...))
+}
+
+// root reads the root FDT straight from the region: its address comes from
+// the command line, not from preserved memory.
+func (d *decoder) root(pa uint64) *fdt.Tree {
+	hdr, err := d.r.Bytes(pa, 40)
+	if err != nil {
+		d.find(whereRoot, "", "no FDT at %#x: outside the region %v", pa, d.r.Range())
+		return nil
+	}
+	size, err := fdt.TotalSize(hdr)
+	if err != nil {
+		d.find(whereRoot, "", "no FDT at %#x: %s", pa, parseReason(err))
+		return nil
+	}
+	if size > maxRootSize {
+		d.find(whereRoot, sim.DisablesRevival, "root FDT at %#x: totalsize %d above the %d bytes a root may have", pa, size, maxRootSize)
+		return nil
+	}
+	blob, err := d.r.Bytes(pa, uint64(size))
+	if err != nil {
+		d.find(whereRoot, sim.DisablesRevival, "root FDT at %#x: totalsize %d runs past the region's end %#x", pa, size, d.r.End())
+		return nil
+	}
+	t, err := fdt.Parse(blob)
+	if err != nil {
+		d.find(whereRoot, sim.DisablesRevival, "root FDT at %#x: %s", pa, parseReason(err))
+		return nil
+	}
+	compat, _ := t.Root.Prop("compatible")
+	mapPA, _ := t.Root.U64(kho.PropMemoryMap)
+	d.rep.KHO = &KHORoot{PA: Hex(pa), Size: size, Compatible: cstring(compat), MemoryMapPA: Hex(mapPA), DTS: dts(t)}
+	return t
+}
+
+// rootUsable checks what 7.0's kho_populate checks of the root, and says
+// whether the memory map is worth reading.
+func (d *decoder) rootUsable(t *fdt.Tree) bool {
+	ok := true
+	if !t.Root.IsCompatible(kho.Compatible) {
+		d.find(whereRoot, sim.DisablesRevival, "root FDT compatible %q, want %q", d.rep.KHO.Compatible, kho.Compatible)
+		ok = false
+	}
+	mapPA, err := t.Root.U64(kho.PropMemoryMap)
+	switch {
+	case err != nil:
+		d.find(whereRoot, sim.DisablesRevival, "root FDT: %v", err)
+		ok = false
+	case mapPA == 0:
+		d.find(whereRoot, sim.DisablesRevival, "root FDT has an empty %s: nothing was preserved", kho.PropMemoryMap)
+		ok = false
+	}
+	return ok
+}
+
+// listChildren records the root's children when their FDTs cannot be read.
+func (d *decoder) listChildren(t *fdt.Tree) {
+	for _, c := range t.Root.Children {
+		pa, _ := c.U64(kho.PropSubFDT)
+		d.rep.Subtrees = append(d.rep.Subtrees, Subtree{Name: c.Name, FDTPA: Hex(pa)})
+	}
+}
+
+func (d *decoder) memory() {
+	m := &Memory{Ranges: []MemRange{}}
+	for _, b := range d.in.Blocks() {
+		m.Blocks++
+		m.Bytes += b.Size()
+	}
+	for _, rg := range d.in.Ranges() {
+		m.Ranges = append(m.Ranges, MemRange{Start: Hex(rg.Start), End: Hex(rg.End()), Size: rg.Size, Pages: rg.Size / physmem.PageSize})
+	}
+	d.rep.Memory = m
+}
+
+// subtrees reads every child FDT and returns the parsed ones by name.
+func (d *decoder) subtrees() map[string]*fdt.Tree {
+	trees := map[string]*fdt.Tree{}
+	for _, name := range d.in.SubtreeNames() {
+		s := Subtree{Name: name}
+		pa, err := d.in.Subtree(name)
+		if err == nil {
+			s.FDTPA = Hex(pa)
+			var t *fdt.Tree
+			var blob []byte
+			t, blob, err = d.in.SubtreeFDT(name)
+			if err == nil {
+				compat, _ := t.Root.Prop("compatible")
+				s.Size, s.Compatible, s.DTS = len(blob), cstring(compat), dts(t)
+				trees[name] = t
+			}
+		}
+		if err != nil {
+			var k sim.KernelAction
+			if name == luo.FDTKHOEntryName {
+				k = sim.PanicsAtBoot
+			}
+			d.find("subtree "+name, k, "%v", err)
+		}
+		d.rep.Subtrees = append(d.rep.Subtrees, s)
+	}
+	return trees
+}
+
+// luo decodes the LUO FDT, the FLB page and the session and file blocks.
+func (d *decoder) luo(t *fdt.Tree) {
+	if t == nil {
+		if !d.hasChild(luo.FDTKHOEntryName) {
+			d.note("no %s subtree: no live update state was handed over", luo.FDTKHOEntryName)
+		}
+		return
+	}
+	r := t.Root
+	compat, _ := r.Prop("compatible")
+	l := &LUO{Compatible: cstring(compat)}
+	d.rep.LUO = l
+	if !r.IsCompatible(luo.FDTCompatible) {
+		d.find(whereLUO, sim.PanicsAtBoot, "LUO FDT compatible %q, want %q", l.Compatible, luo.FDTCompatible)
+	}
+	num, err := r.U64(luo.FDTLiveupdateNum)
+	if err != nil {
+		d.find(whereLUO, sim.PanicsAtBoot, "LUO FDT: %v", err)
+	}
+	l.LiveupdateNumber = num
+	sessPA, sessOK := d.luoNode(r, luo.FDTSessionNode, luo.FDTSessionCompatible, luo.FDTSessionHeader)
+	flbPA, flbOK := d.luoNode(r, luo.FDTFLBNode, luo.FDTFLBCompatible, luo.FDTFLBHeader)
+	l.SessionHeaderPA, l.FLBHeaderPA = Hex(sessPA), Hex(flbPA)
+	if flbOK {
+		page, err := d.in.Map(flbPA, luo.FLBPageSize)
+		if err != nil {
+			d.find(whereFLB, sim.UsesBadAddress, "FLB page %#x: %v", flbPA, err)
+		} else {
+			l.FLB = d.flbTable(flbPA, page)
+		}
+	}
+	if sessOK {
+		block, err := d.in.Map(sessPA, luo.SessionBlockSize)
+		if err != nil {
+			d.find(whereSessions, sim.UsesBadAddress, "session block %#x: %v", sessPA, err)
+		} else {
+			l.Sessions = d.sessions(sessPA, block)
+		}
+	}
+}
+
+func (d *decoder) hasChild(name string) bool {
+	for _, s := range d.rep.Subtrees {
+		if s.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// luoNode checks a LUO subnode as luo_session_setup_incoming and
+// luo_flb_setup_incoming do (a name with a unit address matches too) and
+// returns its header address.
+func (d *decoder) luoNode(r *fdt.Node, name, compat, prop string) (uint64, bool) {
+	n := r.Child(name)
+	for _, c := range r.Children {
+		if n == nil && strings.HasPrefix(c.Name, name+"@") {
+			n = c
+		}
+	}
+	if n == nil {
+		d.find(whereLUO, sim.PanicsAtBoot, "LUO FDT has no %s node", name)
+		return 0, false
+	}
+	ok := true
+	if !n.IsCompatible(compat) {
+		c, _ := n.Prop("compatible")
+		d.find(whereLUO, sim.PanicsAtBoot, "%s compatible %q, want %q", name, cstring(c), compat)
+		ok = false
+	}
+	pa, err := n.U64(prop)
+	if err != nil {
+		d.find(whereLUO, sim.PanicsAtBoot, "%s: %v", name, err)
+		return 0, false
+	}
+	return pa, ok
+}
+
+// flbTable decodes the FLB page with the checks 7.0 omits: pgcnt, the
+// count against LUO_FLB_MAX, terminated and unique names.
+func (d *decoder) flbTable(pa uint64, page []byte) *FLBTable {
+	pgcnt, count, err := flb.ReadHeader(page)
+	t := &FLBTable{PA: Hex(pa), PageCount: pgcnt, Count: count, Entries: []FLBEntry{}}
+	if err != nil {
+		d.find(whereFLB, sim.ReadsPastPage, "FLB header: %v", err)
+		return t
+	}
+	if pgcnt != flb.PageCount {
+		d.find(whereFLB, sim.ReadsPastPage, "FLB header pgcnt %d, want %d", pgcnt, flb.PageCount)
+	}
+	n := count
+	if count > flb.Max {
+		d.find(whereFLB, sim.ReadsPastPage, "FLB header count %d above LUO_FLB_MAX %d", count, flb.Max)
+		n = flb.Max
+	}
+	first := map[string]int{}
+	for i := range int(n) {
+		e, err := flb.ReadEntry(page, i)
+		if err != nil {
+			d.find(whereFLB, sim.ReadsPastPage, "FLB entry %d: %v", i, err)
+			break
+		}
+		name, terminated := e.NameString()
+		t.Entries = append(t.Entries, FLBEntry{Index: i, Name: name, NameTerminated: terminated, Data: Hex(e.Data), Count: e.Count})
+		if !terminated {
+			d.find(whereFLB, sim.ReadsPastPage, "FLB entry %d: name %q has no NUL in its %d bytes (strcmp runs past it)", i, name, flb.NameLen)
+			continue
+		}
+		if j, dup := first[name]; dup {
+			d.find(whereFLB, "", "FLB entry %d repeats the name %q of entry %d; the 7.0 kernel only ever finds the first", i, name, j)
+			continue
+		}
+		first[name] = i
+	}
+	return t
+}
+
+// sessions decodes the session block and every session's file block.
+func (d *decoder) sessions(pa uint64, block []byte) *SessionTable {
+	count := le.Uint64(block)
+	t := &SessionTable{PA: Hex(pa), Count: count, Sessions: []Session{}}
+	n := count
+	if count > luo.SessionMax {
+		d.find(whereSessions, readsPastBlock, "session header count %d above LUO_SESSION_MAX %d", count, luo.SessionMax)
+		n = luo.SessionMax
+	}
+	first := map[string]int{}
+	for i := range int(n) {
+		e := block[luo.SessionHeaderSize+i*luo.SessionEntrySize:][:luo.SessionEntrySize]
+		name, terminated := cfield(e[:luo.SessionNameLen])
+		s := Session{Index: i, Name: name, NameTerminated: terminated, FilesPA: Hex(le.Uint64(e[64:])), Count: le.Uint64(e[72:]), Files: []File{}}
+		where := fmt.Sprintf("session %d %q", i, name)
+		if !terminated {
+			d.find(whereSessions, "", "%s: name has no NUL in its %d bytes; the kernel keeps %d of them", where, luo.SessionNameLen, luo.SessionNameLen-1)
+			name = name[:luo.SessionNameLen-1]
+		}
+		if j, dup := first[name]; dup {
+			d.find(whereSessions, failsOpen, "%s repeats the name of session %d (EEXIST)", where, j)
+		} else {
+			first[name] = i
+		}
+		d.files(&s, where)
+		t.Sessions = append(t.Sessions, s)
+	}
+	return t
+}
+
+// files decodes one session's file block as luo_file_deserialize reads it.
+func (d *decoder) files(s *Session, where string) {
+	pa := uint64(s.FilesPA)
+	if pa == 0 {
+		if s.Count != 0 {
+			d.find(whereSessions, warnsNoFiles, "%s: %d files but no file block", where, s.Count)
+		}
+		return
+	}
+	n := s.Count
+	if n > luo.FileMax {
+		d.find(whereSessions, readsPastBlock, "%s: file count %d above LUO_FILE_MAX %d", where, n, luo.FileMax)
+		n = luo.FileMax
+	}
+	block, err := d.in.Map(pa, luo.FileBlockSize)
+	if err != nil {
+		d.find(whereSessions, sim.UsesBadAddress, "%s: file block %#x: %v", where, pa, err)
+		return
+	}
+	tokens := map[uint64]int{}
+	for i := range int(n) {
+		e := block[i*luo.FileEntrySize:][:luo.FileEntrySize]
+		compat, terminated := cfield(e[:luo.HandlerCompatLen])
+		f := File{Index: i, Compatible: compat, CompatibleTerminated: terminated, Data: Hex(le.Uint64(e[48:])), Token: Hex(le.Uint64(e[56:]))}
+		s.Files = append(s.Files, f)
+		if !terminated {
+			d.find(whereSessions, stopsAtFile, "%s file %d: compatible %q has no NUL in its %d bytes", where, i, compat, luo.HandlerCompatLen)
+		}
+		if j, dup := tokens[uint64(f.Token)]; dup {
+			d.find(whereSessions, "", "%s file %d repeats token %#x of file %d; retrieving it finds the first", where, i, uint64(f.Token), j)
+		} else {
+			tokens[uint64(f.Token)] = i
+		}
+	}
+}
+
+// meta decodes kho-sim's metadata and checks the handover against it.
+func (d *decoder) meta(t *fdt.Tree) {
+	if t == nil {
+		if !d.hasChild(sim.MetaName) {
+			d.note("no %s subtree: kho-sim metadata absent (a kernel's own handover), so nothing is checked against what was meant to be handed over", sim.MetaName)
+		}
+		return
+	}
+	m, err := sim.DecodeMeta(t)
+	if err != nil {
+		d.find(whereMeta, "", "%v", err)
+		return
+	}
+	out := &Meta{
+		Scenario: m.Scenario, Boot: m.Boot, Boots: m.Boots, LUONumber: m.LUONumber, Fix: m.Fix,
+		Passed: m.Passed, Failed: m.Failed, Skipped: m.Skipped, TSCHz: m.TSCHz,
+		FLBs: []MetaFLB{}, Files: []MetaFile{},
+	}
+	d.rep.KHOSim = out
+	for _, f := range m.FLBs {
+		want := payload.Info{Name: payloadName(f.Name), Size: f.Size, Seed: f.Seed, CRC: f.CRC}
+		err := d.payload(f.Data, want)
+		if err != nil {
+			d.find(wherePayloads, "", "FLB %q payload at %#x: %v", f.Name, f.Data, err)
+		}
+		out.FLBs = append(out.FLBs, MetaFLB{Name: f.Name, Data: Hex(f.Data), Count: f.Count, Size: f.Size, Seed: Hex(f.Seed), CRC: Hex(f.CRC), PayloadOK: err == nil})
+	}
+	for _, f := range m.Files {
+		id := fmt.Sprintf("%s/%d", f.Session, f.Token)
+		want := payload.Info{Name: payloadName(id), Size: f.Size, Seed: f.Seed, CRC: f.CRC}
+		err := d.payload(f.Data, want)
+		if err != nil {
+			d.find(wherePayloads, "", "file %s payload at %#x: %v", id, f.Data, err)
+		}
+		out.Files = append(out.Files, MetaFile{Session: f.Session, Token: Hex(f.Token), Handler: f.Handler, Data: Hex(f.Data), Size: f.Size, Seed: Hex(f.Seed), CRC: Hex(f.CRC), PayloadOK: err == nil})
+	}
+	d.checkAgainstMeta(m)
+}
+
+// checkAgainstMeta compares the kernel structures with what kho-sim says
+// it handed over, in pkg/sim's wording.
+func (d *decoder) checkAgainstMeta(m *sim.Meta) {
+	l := d.rep.LUO
+	if l == nil {
+		d.find(whereMeta, sim.LosesFLBState, "the metadata lists %d FLBs and %d files, but there is no readable %s subtree", len(m.FLBs), len(m.Files), luo.FDTKHOEntryName)
+		return
+	}
+	if l.LiveupdateNumber != m.LUONumber {
+		d.find(whereLUO, "", "liveupdate-number %d, want %d (one more per hop, 1 after a cold boot)", l.LiveupdateNumber, m.LUONumber)
+	}
+	if l.FLB != nil {
+		d.checkFLBData(l.FLB.Entries)
+		d.compareFLBs(l.FLB.Entries, m.FLBs)
+	}
+	if l.Sessions != nil {
+		d.compareFiles(l.Sessions.Sessions, m.Files)
+	}
+}
+
+// checkFLBData checks that each FLB's data, which kho-sim's FLBs set to
+// their payload's address, is preserved memory: a kernel FLB would
+// phys_to_virt it unchecked. Only kho-sim's own FLBs are known to hold an
+// address there.
+func (d *decoder) checkFLBData(table []FLBEntry) {
+	for _, e := range table {
+		switch _, err := d.in.Map(uint64(e.Data), 1); {
+		case errors.Is(err, physmem.ErrOutOfRegion):
+			d.find(whereFLB, sim.UsesBadAddress, "FLB entry %d (%s): data %#x lies outside the region %#x-%#x", e.Index, e.Name, uint64(e.Data), d.r.Base(), d.r.End()-1)
+		case errors.Is(err, kho.ErrNotPreserved):
+			d.find(whereFLB, sim.UsesBadAddress, "FLB entry %d (%s): data %#x is not in the preserved-memory map", e.Index, e.Name, uint64(e.Data))
+		}
+	}
+}
+
+func (d *decoder) compareFLBs(table []FLBEntry, want []sim.MetaFLB) {
+	got := map[string]FLBEntry{}
+	for _, e := range table {
+		if _, dup := got[e.Name]; !dup && e.NameTerminated {
+			got[e.Name] = e
+		}
+	}
+	for _, w := range want {
+		g, ok := got[w.Name]
+		switch {
+		case !ok:
+			d.find(whereFLB, sim.LosesFLBState, "FLB %q missing from the table", w.Name)
+		case uint64(g.Data) != w.Data || g.Count != w.Count:
+			d.find(whereFLB, "", "FLB %q: table has data %#x count %d, expected data %#x count %d", w.Name, uint64(g.Data), g.Count, w.Data, w.Count)
+		}
+		delete(got, w.Name)
+	}
+	for _, e := range table {
+		if _, left := got[e.Name]; left {
+			d.find(whereFLB, "", "FLB %q in the table but never preserved", e.Name)
+			delete(got, e.Name)
+		}
+	}
+}
+
+func (d *decoder) compareFiles(sessions []Session, want []sim.MetaFile) {
+	type key struct {
+		session string
+		token   uint64
+	}
+	got := map[key]File{}
+	var order []key
+	for _, s := range sessions {
+		for _, f := range s.Files {
+			k := key{s.Name, uint64(f.Token)}
+			if _, dup := got[k]; !dup {
+				got[k] = f
+				order = append(order, k)
+			}
+		}
+	}
+	for _, w := range want {
+		k := key{w.Session, w.Token}
+		g, ok := got[k]
+		switch {
+		case !ok:
+			d.find(whereSessions, "", "file %s/%d missing from the session blocks; its state is lost", w.Session, w.Token)
+		case g.Compatible != w.Handler || uint64(g.Data) != w.Data:
+			d.find(whereSessions, "", "file %s/%d: session block has handler %q data %#x, expected handler %q data %#x",
+				w.Session, w.Token, g.Compatible, uint64(g.Data), w.Handler, w.Data)
+		}
+		delete(got, k)
+	}
+	for _, k := range order {
+		if _, left := got[k]; left {
+			d.find(whereSessions, "", "file %s/%d in the session blocks but never preserved", k.session, k.token)
+		}
+	}
+}
+
+// payload verifies a kho-sim payload as the next boot would; the size
+// comes from the metadata, and only preserved pages are read.
+func (d *decoder) payload(pa uint64, want payload.Info) error {
+	hdr, err := d.in.Map(pa, payload.HeaderSize)
+	if err != nil {
+		return err
+	}
+	got, err := payload.ReadHeader(hdr)
+	if err != nil {
+		return err
+	}
+	body, err := d.in.Map(pa+payload.HeaderSize, max(want.Size, 1))
+	if err != nil {
+		return err
+	}
+	return payload.Verify(got, body[:want.Size], want)
+}
+
+// payloadName is how kho-sim names a payload in its 32-byte header.
+func payloadName(s string) string {
+	if len(s) > 31 {
+		return s[:31]
+	}
+	return s
+}
+
+// cfield returns a fixed-size C string field up to its first NUL, and
+// whether it has one.
+func cfield(b []byte) (string, bool) {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		return string(b[:i]), true
+	}
+	return string(b), false
+}
+
+// cstring shows an FDT string property as text: up to the first NUL.
+func cstring(v []byte) string {
+	s, _ := cfield(v)
+	return s
+}
+
+// parseReason drops fdt's generic prefix from a header or parse error.
+func parseReason(err error) string {
+	var pe *fdt.ParseError
+	if errors.As(err, &pe) {
+		if pe.Offset == 0 {
+			return pe.Reason
+		}
+		return fmt.Sprintf("%s (offset %#x)", pe.Reason, pe.Offset)
+	}
+	return err.Error()
+}
+
+func dts(t *fdt.Tree) string {
+	var b strings.Builder
+	if err := fdt.Format(&b, t); err != nil {
+		return ""
+	}
+	return b.String()
+}

@@ -1,0 +1,48 @@
+package inspect
+
+import (
+	"io"
+	"path/filepath"
+	"testing"
+
+	"github.com/kho-sim/kho-sim/pkg/physmem"
+	"github.com/kho-sim/kho-sim/pkg/scenario"
+	"github.com/kho-sim/kho-sim/pkg/sim"
+)
+
+const (
+	testBase = 0x10000000
+	testSize = 16 << 20
+)
+
+// simImage runs boot 1 of the scenario on a file region and returns the
+// file and the KHO root address it handed over.
+func simImage(t testing.TB, name string, boots int) (string, uint64) {
+	t.Helper()
+	sc, err := scenario.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "mem")
+	r, err := physmem.OpenFile(path, testBase, testSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	out := sim.Run(sim.Config{Region: r, Scenario: sc, In: sim.Handover{Boot: 1}, Boots: boots, Out: io.Discard})
+	if out.Next.RootPA == 0 {
+		t.Fatalf("scenario %s boot 1 handed nothing over (OK %v)", name, out.OK)
+	}
+	return path, out.Next.RootPA
+}
+
+// openImage maps an image file as the test region.
+func openImage(t testing.TB, path string) *physmem.Region {
+	t.Helper()
+	r, err := physmem.OpenFile(path, testBase, testSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
