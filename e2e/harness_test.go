@@ -92,3 +92,14 @@ func TestAbiNumber(t *testing.T) {
 		t.Errorf("newest kernel sorted first: %q", paths)
 	}
 }
+
+func TestBannerVersions(t *testing.T) {
+	log := "[    0.000000] Linux version 7.3-cloud-amd64 (debian-kernel@lists.debian.org) (gcc)\r\n" +
+		"KTAP version 1\r\n" +
+		"[    0.000000] Linux version 6.1.0-56-cloud-amd64 (debian-kernel@lists.debian.org)\r\n" +
+		"Linux version \r\n"
+	want := []string{"7.3-cloud-amd64", "6.1.0-56-cloud-amd64"}
+	if got := bannerVersions([]byte(log)); !slices.Equal(got, want) {
+		t.Errorf("bannerVersions = %q, want %q", got, want)
+	}
+}

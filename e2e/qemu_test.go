@@ -20,15 +20,16 @@ import (
 
 // Environment of the QEMU tests.
 const (
-	envRequired  = "KHO_SIM_E2E"       // "required": fail instead of skipping
-	envKernel    = "KHO_SIM_KERNEL"    // bzImage to boot
-	envCache     = "KHO_SIM_CACHE"     // scripts/fetch-kernel.sh's cache
-	envInitramfs = "KHO_SIM_INITRAMFS" // prebuilt initramfs (else built by initramfs/build.sh)
-	envAccel     = "KHO_SIM_ACCEL"     // "kvm" to use KVM; TCG otherwise
-	envHops      = "KHO_SIM_HOPS"      // kexec hops, at least 2
-	envScenario  = "KHO_SIM_SCENARIO"  // kho_sim.scenario=; kho-sim's default if empty
-	envTimeout   = "KHO_SIM_TIMEOUT"   // seconds for the whole run
-	envSilence   = "KHO_SIM_SILENCE"   // seconds without console output before giving up
+	envRequired  = "KHO_SIM_E2E"        // "required": fail instead of skipping
+	envKernel    = "KHO_SIM_KERNEL"     // bzImage to boot
+	envKernelAlt = "KHO_SIM_KERNEL_ALT" // Linux 7.x bzImage for the cross-version chain
+	envCache     = "KHO_SIM_CACHE"      // scripts/fetch-kernel.sh's cache
+	envInitramfs = "KHO_SIM_INITRAMFS"  // prebuilt initramfs (else built by initramfs/build.sh)
+	envAccel     = "KHO_SIM_ACCEL"      // "kvm" to use KVM; TCG otherwise
+	envHops      = "KHO_SIM_HOPS"       // kexec hops, at least 2
+	envScenario  = "KHO_SIM_SCENARIO"   // kho_sim.scenario=; kho-sim's default if empty
+	envTimeout   = "KHO_SIM_TIMEOUT"    // seconds for the whole run
+	envSilence   = "KHO_SIM_SILENCE"    // seconds without console output before giving up
 )
 
 const (
@@ -42,6 +43,8 @@ const (
 
 // TestQEMUHandover boots a Debian kernel with the kho-sim initramfs and lets
 // kho-sim chain its kexec hops; every boot must report a passing subtest.
+// The chain runs on Debian 6.1 throughout, then, when a Linux 7.x kernel is
+// at hand, once more starting from 7.x: a hop between kernel versions.
 //
 // QEMU runs under os/exec rather than github.com/hugelgupf/vmtest/qemu:
 // that package needs github.com/Netflix/go-expect and github.com/creack/pty,
@@ -51,27 +54,50 @@ const (
 // -no-reboot; a timeout). A watchdog stops a guest that stops printing.
 func TestQEMUHandover(t *testing.T) {
 	env := newE2EEnv(t)
-	hops := env.intEnv(envHops, defaultHops)
-	if hops < 2 {
-		t.Fatalf("%s=%d: the test wants at least 2 hops", envHops, hops)
-	}
-	boots := hops + 1
 	kernel := env.kernel()
 	initramfs := env.initramfs(kernel)
 
+	t.Run("6.1", func(t *testing.T) {
+		runChain(t, env, kernel, initramfs, nil)
+	})
+	t.Run("7.x-to-6.1", func(t *testing.T) {
+		first := altKernel(t)
+		// loglevel=6 after quiet lets the kernel's version banner (a
+		// notice) through, to tell which kernel each boot ran.
+		log := runChain(t, env, first, initramfs, []string{"loglevel=6"})
+		versions := bannerVersions(log)
+		t.Logf("kernels booted: %q", versions)
+		if len(versions) != env.boots() {
+			t.Fatalf("%d kernel banners in the log, want %d", len(versions), env.boots())
+		}
+		if !strings.HasPrefix(versions[0], "7.") {
+			t.Errorf("boot 1 ran Linux %s, want 7.x", versions[0])
+		}
+		for i, v := range versions[1:] {
+			if !strings.HasPrefix(v, "6.1.") {
+				t.Errorf("boot %d ran Linux %s, want /kernels/next, 6.1", i+2, v)
+			}
+		}
+	})
+}
+
+// runChain boots kernel with initramfs, judges the KTAP of every boot and
+// returns the serial log.
+func runChain(t *testing.T, env *e2eEnv, kernel, initramfs string, extraArgs []string) []byte {
+	t.Helper()
 	// The log outlives the test (out/ is ignored by git) for a look after a
 	// failure; every line is also in the test's own log.
-	logPath := filepath.Join(repoRoot(t), "out", "e2e-"+t.Name()+".log")
+	logPath := filepath.Join(repoRoot(t), "out", "e2e-"+strings.ReplaceAll(t.Name(), "/", "-")+".log")
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"console=ttyS0", "quiet", memmap, "kho_sim.hops=" + strconv.Itoa(hops)}
+	args := []string{"console=ttyS0", "quiet", memmap, "kho_sim.hops=" + strconv.Itoa(env.hops)}
 	if s := os.Getenv(envScenario); s != "" {
 		args = append(args, "kho_sim.scenario="+s)
 	}
-	run := runQEMU(t, kernel, initramfs, logPath, args,
-		env.secondsEnv(envTimeout, defaultTimeout), env.secondsEnv(envSilence, defaultSilence))
-	t.Logf("wall time %.1f s for %d boots", run.wall.Seconds(), boots)
+	args = append(args, extraArgs...)
+	run := runQEMU(t, kernel, initramfs, logPath, args, env.timeout, env.silence)
+	t.Logf("wall time %.1f s for %d boots", run.wall.Seconds(), env.boots())
 
 	if run.stalled != "" {
 		t.Errorf("QEMU stopped: %s", run.stalled)
@@ -86,7 +112,7 @@ func TestQEMUHandover(t *testing.T) {
 	if err != nil {
 		t.Fatalf("serial log %s: %v", logPath, err)
 	}
-	v := Judge(rep, boots)
+	v := Judge(rep, env.boots())
 	var summary strings.Builder
 	if err := v.WriteSummary(&summary); err != nil {
 		t.Fatal(err)
@@ -95,13 +121,59 @@ func TestQEMUHandover(t *testing.T) {
 	for _, p := range v.Problems {
 		t.Errorf("KTAP: %s", p)
 	}
+	return log
+}
+
+// bannerVersions returns the release of every "Linux version" banner in a
+// console log, in order: one per boot.
+func bannerVersions(log []byte) []string {
+	const banner = "Linux version "
+	var out []string
+	for _, line := range strings.Split(string(log), "\n") {
+		_, rest, ok := strings.Cut(line, banner)
+		if !ok {
+			continue
+		}
+		if f := strings.Fields(rest); len(f) > 0 {
+			out = append(out, f[0])
+		}
+	}
+	return out
+}
+
+// altKernel returns KHO_SIM_KERNEL_ALT or the newest Linux 7.x kernel that
+// scripts/fetch-kernel.sh sid|experimental left in its cache; without one
+// the test skips, even when the QEMU tests are required: the second kernel
+// version is optional.
+func altKernel(t *testing.T) string {
+	t.Helper()
+	if k := envPath(t, envKernelAlt); k != "" {
+		if _, err := os.Stat(k); err != nil {
+			t.Fatalf("%s: %v", envKernelAlt, err)
+		}
+		return k
+	}
+	found, err := filepath.Glob(filepath.Join(cacheDir(t), "linux-binary-7.*-cloud-amd64", "usr", "lib", "modules", "*", "vmlinuz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(found) == 0 {
+		t.Skipf("no Linux 7.x kernel: set %s or run scripts/fetch-kernel.sh experimental", envKernelAlt)
+	}
+	slices.Sort(found) // names differ in their version only
+	return found[len(found)-1]
 }
 
 // e2eEnv decides between skipping and failing when something is missing.
 type e2eEnv struct {
 	t        *testing.T
 	required bool
+	hops     int
+	timeout  time.Duration // whole run
+	silence  time.Duration // no console output
 }
+
+func (e *e2eEnv) boots() int { return e.hops + 1 }
 
 func newE2EEnv(t *testing.T) *e2eEnv {
 	t.Helper()
@@ -112,6 +184,12 @@ func newE2EEnv(t *testing.T) *e2eEnv {
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		e.missing("qemu-system-x86_64 not found: apt-get install -y --no-install-recommends qemu-system-x86")
 	}
+	e.hops = e.intEnv(envHops, defaultHops)
+	if e.hops < 2 {
+		t.Fatalf("%s=%d: the test wants at least 2 hops", envHops, e.hops)
+	}
+	e.timeout = e.secondsEnv(envTimeout, defaultTimeout)
+	e.silence = e.secondsEnv(envSilence, defaultSilence)
 	return e
 }
 
@@ -151,20 +229,36 @@ func repoRoot(t *testing.T) string {
 	return root
 }
 
+// envPath returns the path in the environment variable name; a relative one
+// is taken from the repository's root, where the scripts run, not from the
+// package directory go test runs in.
+func envPath(t *testing.T, name string) string {
+	p := os.Getenv(name)
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(repoRoot(t), p)
+}
+
+// cacheDir is where scripts/fetch-kernel.sh keeps kernels.
+func cacheDir(t *testing.T) string {
+	if c := envPath(t, envCache); c != "" {
+		return c
+	}
+	return filepath.Join(repoRoot(t), ".cache", "kernels")
+}
+
 // kernel returns KHO_SIM_KERNEL or the newest Debian 6.1 kernel that
 // scripts/fetch-kernel.sh left in its cache. It never downloads.
 func (e *e2eEnv) kernel() string {
 	e.t.Helper()
-	if k := os.Getenv(envKernel); k != "" {
+	if k := envPath(e.t, envKernel); k != "" {
 		if _, err := os.Stat(k); err != nil {
 			e.t.Fatalf("%s: %v", envKernel, err)
 		}
 		return k
 	}
-	cache := os.Getenv(envCache)
-	if cache == "" {
-		cache = filepath.Join(repoRoot(e.t), ".cache", "kernels")
-	}
+	cache := cacheDir(e.t)
 	found, err := filepath.Glob(filepath.Join(cache, "linux-image-6.1.0-*-cloud-amd64", "boot", "vmlinuz-*"))
 	if err != nil {
 		e.t.Fatal(err)
@@ -197,7 +291,7 @@ func abiNumber(path string) int {
 // initramfs returns KHO_SIM_INITRAMFS or builds one with kernel inside.
 func (e *e2eEnv) initramfs(kernel string) string {
 	e.t.Helper()
-	if p := os.Getenv(envInitramfs); p != "" {
+	if p := envPath(e.t, envInitramfs); p != "" {
 		if _, err := os.Stat(p); err != nil {
 			e.t.Fatalf("%s: %v", envInitramfs, err)
 		}
