@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -26,6 +27,8 @@ const (
 	paramHops     = "kho_sim.hops"     // kexec hops in the run
 	paramFix      = "kho_sim.fix"      // 1: finish-before-retrieve fixed
 	paramStay     = "kho_sim.stay"     // 1: do not power off at the end
+	paramCorrupt  = "kho_sim.corrupt"  // KIND[@BOOT]: damage the handover that boot writes
+	paramKernels  = "kho_sim.kernels"  // comma-separated kernels that boots 1, 2, ... kexec into, in turn
 )
 
 // initramfsMarker is shipped by kho-sim's own initramfs; together with being
@@ -66,6 +69,10 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if v := params[paramKernels]; v != "" && !flagSet(fs, "next-kernel") {
+		list := strings.Split(v, ",")
+		f.nextKernel = list[(cfg.In.Boot-1)%len(list)]
+	}
 	moreBoots := cfg.In.Boot < cfg.Boots
 	if moreBoots && !f.dryRun && !f.allowKexec && !ownsMachine() {
 		return usageError{"refusing to kexec: this is not kho-sim's initramfs (not PID 1, not its uinit). " +
@@ -89,6 +96,9 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		return loadNext(f, cmdline, next, start)
 	}
 	cfg.Config.DryRun = f.dryRun
+	if cfg.damage.kind != "" && cfg.damage.boot == cfg.In.Boot {
+		cfg.Config.Damage = cfg.damage.apply
+	}
 	cfg.Config.TSCHz = timing.CalibrateTSC(2 * time.Millisecond)
 	out := sim.Run(cfg.Config)
 
@@ -113,8 +123,9 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 // runConfig is the run's resolved configuration.
 type runConfig struct {
 	sim.Config
-	rg   physmem.Range
-	stay bool
+	rg     physmem.Range
+	stay   bool
+	damage damage
 }
 
 // resolve merges flags and command line parameters; flags win.
@@ -137,6 +148,9 @@ func (f runFlags) resolve(p map[string]string, cmdline string) (runConfig, error
 	}
 	c.Boots = hops + 1
 	c.Fix = f.fix || p[paramFix] == "1"
+	if c.damage, err = parseDamage(p[paramCorrupt]); err != nil {
+		return c, err
+	}
 	c.stay = p[paramStay] == "1"
 	c.In.Boot = 1
 	if v, ok := p[paramBoot]; ok {
@@ -203,6 +217,13 @@ func loadNext(f runFlags, cmdline string, next sim.Handover, start time.Time) ([
 		}
 	}
 	return phases, nil
+}
+
+// flagSet reports whether the command line gave the flag.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // preflight explains up front what would stop the kexec.

@@ -19,11 +19,19 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 	list := fs.Bool("list", false, "list the built-in scenarios and exit")
 	root := fs.String("fdt", "", "resume from a handover already in the image: the KHO root FDT address (kho_sim.fdt=)")
 	bootN := fs.Int("boot", 2, "with --fdt: the number of the boot that reads it (kho_sim.boot=)")
+	damage := fs.String("corrupt", "", "damage the handover that boot N writes, KIND[@N] (N defaults to 1); --corrupt list shows the kinds")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *list {
 		return listScenarios(stdout)
+	}
+	if *damage == "list" {
+		return listCorruptions(stdout)
+	}
+	dmg, err := parseDamage(*damage)
+	if err != nil {
+		return err
 	}
 	if *image == "" {
 		return usageError{"--image FILE is required"}
@@ -60,7 +68,11 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		out := sim.Run(sim.Config{Region: region, Scenario: sc, In: in, Boots: boots, Fix: *fix, Out: stdout})
+		cfg := sim.Config{Region: region, Scenario: sc, In: in, Boots: boots, Fix: *fix, Out: stdout}
+		if dmg.kind != "" && dmg.boot == in.Boot {
+			cfg.Damage = dmg.apply
+		}
+		out := sim.Run(cfg)
 		if err := region.Close(); err != nil {
 			return err
 		}

@@ -97,7 +97,7 @@ func readMemoryMap(r *physmem.Region, pa uint64) ([]Block, error) {
 	seen := map[uint64]bool{}
 	for pa != 0 {
 		if seen[pa] {
-			return nil, fmt.Errorf("chunk list loops back to %#x", pa)
+			return nil, fmt.Errorf("chunk list loops back to %#x (the 7.0 kernel loops forever in kho_mem_deserialize)", pa)
 		}
 		seen[pa] = true
 		if pa%pageSize != 0 {

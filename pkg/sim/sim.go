@@ -50,6 +50,10 @@ type Config struct {
 	// mode) and returns the phases it measured. Its error sends the boot
 	// down the abort path.
 	Load func(next Handover) ([]timing.Phase, error)
+	// Damage, when set, is applied to the image once it is written and
+	// before the next kernel is loaded, and returns what it changed: the
+	// corrupted-handover tests.
+	Damage func(r *physmem.Region, rootPA uint64) (string, error)
 	// DryRun runs the abort path after a successful Load instead of
 	// handing over: the whole outgoing side is proven without a reboot.
 	DryRun bool
@@ -338,6 +342,13 @@ func (b *boot) handover() *Outcome {
 	}
 	next := Handover{RootPA: root, Boot: b.n + 1}
 	b.t.Diag("handover: kho_sim.fdt=%#x for boot %d", root, next.Boot)
+	if b.cfg.Damage != nil {
+		what, err := b.cfg.Damage(b.cfg.Region, root)
+		if !b.result(err == nil, "image damaged as asked", err) {
+			return &Outcome{Last: true}
+		}
+		b.t.Diag("damaged: %s", what)
+	}
 	if b.cfg.Load != nil {
 		phases, err := b.cfg.Load(next)
 		for _, p := range phases {

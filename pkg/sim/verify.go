@@ -7,7 +7,9 @@ import (
 	"github.com/kho-sim/kho-sim/pkg/check"
 	"github.com/kho-sim/kho-sim/pkg/fdt"
 	"github.com/kho-sim/kho-sim/pkg/flb"
+	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
+	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
 // KernelAction says what a real 7.0 kernel does with a handover that fails
@@ -20,6 +22,7 @@ const (
 	ReadsPastPage   KernelAction = "the 7.0 kernel reads past the FLB page"
 	LosesFLBState   KernelAction = "the 7.0 kernel does not find the FLB (ENOENT) and its state is lost"
 	UsesBadAddress  KernelAction = "the 7.0 kernel dereferences the address with phys_to_virt unchecked"
+	UsesUnpreserved KernelAction = "the 7.0 kernel hands the subsystem memory the new kernel may already have reused"
 	DisablesRevival KernelAction = "the 7.0 kernel disables KHO revival and boots without the handover"
 )
 
@@ -74,6 +77,14 @@ func (b *boot) checkLUO() error {
 	if err != nil {
 		return err
 	}
+	for i, e := range entries {
+		switch _, err := b.in.Map(e.Data, 1); {
+		case errors.Is(err, physmem.ErrOutOfRegion):
+			return finding(UsesBadAddress, "FLB entry %d (%s): data %#x lies outside the region %#x-%#x", i, e.Name, e.Data, b.cfg.Region.Base(), b.cfg.Region.End()-1)
+		case errors.Is(err, kho.ErrNotPreserved):
+			return finding(UsesUnpreserved, "FLB entry %d (%s): data %#x is not in the preserved-memory map", i, e.Name, e.Data)
+		}
+	}
 	return compareEntries(entries, b.inEntries())
 }
 
@@ -105,7 +116,7 @@ func ReadFLBTable(page []byte) ([]check.Entry, error) {
 		return nil, finding(ReadsPastPage, "FLB header pgcnt %d, want %d", pgcnt, flb.PageCount)
 	}
 	if count > flb.Max {
-		return nil, finding(ReadsPastPage, "FLB header count %d above LUO_FLB_MAX %d", count, flb.Max)
+		return nil, finding(ReadsPastPage, "FLB header count %d above LUO_FLB_MAX %d (one page of pgcnt holds %d entries)", count, flb.Max, flb.Max)
 	}
 	var out []check.Entry
 	for i := range int(count) {
