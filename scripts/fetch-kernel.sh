@@ -12,8 +12,9 @@
 #                       system's apt configuration is not touched.
 #
 # Environment:
-#   KHO_SIM_KERNEL  a bzImage to use as is (nothing is fetched).
-#   KHO_SIM_CACHE   cache directory (default: <repo>/.cache/kernels).
+#   KHO_SIM_KERNEL      a bzImage to use as is instead of bookworm's.
+#   KHO_SIM_KERNEL_ALT  a bzImage to use as is instead of sid's or experimental's.
+#   KHO_SIM_CACHE       cache directory (default: <repo>/.cache/kernels).
 #
 # A kernel already unpacked in the cache is reused without network access.
 set -euo pipefail
@@ -23,9 +24,11 @@ die() { log "$*"; exit 1; }
 
 suite=${1:-bookworm}
 
-if [[ -n ${KHO_SIM_KERNEL:-} ]]; then
-	[[ -r $KHO_SIM_KERNEL ]] || die "KHO_SIM_KERNEL=$KHO_SIM_KERNEL is not readable"
-	printf '%s\n' "$KHO_SIM_KERNEL"
+given=KHO_SIM_KERNEL
+[[ $suite == bookworm ]] || given=KHO_SIM_KERNEL_ALT
+if [[ -n ${!given:-} ]]; then
+	[[ -r ${!given} ]] || die "$given=${!given} is not readable"
+	printf '%s\n' "${!given}"
 	exit 0
 fi
 
