@@ -17,7 +17,7 @@ const (
 	// testBase lies above 4 GiB so every address in the image has a
 	// non-zero high half, which flb-header-size must cope with.
 	testBase   = 0x1_0000_0000
-	regionSize = 8 << 20
+	regionSize = 1 << 20
 )
 
 // handover is a real image: the first boot of a scenario run by pkg/sim.
