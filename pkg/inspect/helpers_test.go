@@ -2,6 +2,7 @@ package inspect
 
 import (
 	"io"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -45,4 +46,14 @@ func openImage(t testing.TB, path string) *physmem.Region {
 	}
 	t.Cleanup(func() { r.Close() })
 	return r
+}
+
+// readFile returns the image's bytes, for damage on a private copy.
+func readFile(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
