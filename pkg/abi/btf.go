@@ -277,7 +277,7 @@ func slotOf(m btf.Member) Slot {
 	}
 	size, err := btf.Sizeof(m.Type)
 	if err != nil {
-		problems = append(problems, fmt.Sprintf("type without a size (%v)", err))
+		problems = append(problems, fmt.Sprintf("type %s without a size", m.Type))
 	}
 	s.Size = size
 	if len(problems) > 0 {

@@ -36,7 +36,6 @@ func fieldStrings(s Struct) []string {
 	return out
 }
 
-
 func TestLayouts_MatchKernelHeaders(t *testing.T) {
 	layouts := Layouts()
 	if len(layouts) != len(kernelLayouts) {
