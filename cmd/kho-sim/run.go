@@ -29,6 +29,8 @@ const (
 	paramStay     = "kho_sim.stay"     // 1: do not power off at the end
 	paramCorrupt  = "kho_sim.corrupt"  // KIND[@BOOT]: damage the handover that boot writes
 	paramKernels  = "kho_sim.kernels"  // comma-separated kernels that boots 1, 2, ... kexec into, in turn
+	paramRegion   = "kho_sim.region"   // SIZE@ADDR, instead of the memmap= on the command line
+	paramDryRun   = "kho_sim.dry_run"  // 1: as --dry-run
 )
 
 // initramfsMarker is shipped by kho-sim's own initramfs; together with being
@@ -48,7 +50,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	var f runFlags
 	fs.StringVar(&f.scenario, "scenario", "", "scenario (default: "+paramScenario+"= on the command line, else default)")
 	fs.IntVar(&f.hops, "hops", -1, "kexec hops in the run (default: "+paramHops+"= on the command line, else 2)")
-	fs.StringVar(&f.region, "region", "", "reserved region SIZE@ADDR (default: the memmap=SIZE$ADDR on the command line)")
+	fs.StringVar(&f.region, "region", "", "reserved region SIZE@ADDR (default: "+paramRegion+"= or the memmap=SIZE$ADDR on the command line)")
 	fs.StringVar(&f.nextKernel, "next-kernel", "/kernels/next", "kernel image to kexec into")
 	fs.StringVar(&f.cmdlineFile, "cmdline-file", "/proc/cmdline", "where to read the kernel command line")
 	fs.BoolVar(&f.fix, "fix-finish-before-retrieve", false, "run the model with the 7.0 finish-before-retrieve flaw fixed")
@@ -65,6 +67,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	}
 	cmdline := strings.TrimSpace(string(raw))
 	params := cmdlineParams(cmdline)
+	f.dryRun = f.dryRun || params[paramDryRun] == "1"
 	cfg, err := f.resolve(params, cmdline)
 	if err != nil {
 		return err
@@ -170,10 +173,10 @@ func (f runFlags) resolve(p map[string]string, cmdline string) (runConfig, error
 			return c, usageError{fmt.Sprintf("%s without %s: the previous boot always sets both", paramFDT, paramBoot)}
 		}
 	}
-	if f.region != "" {
-		c.rg, err = physmem.ParseRegion(f.region)
+	if r := firstNonEmpty(f.region, p[paramRegion]); r != "" {
+		c.rg, err = physmem.ParseRegion(r)
 		if err != nil {
-			return c, usageError{fmt.Sprintf("--region: %v", err)}
+			return c, usageError{fmt.Sprintf("region %q: %v", r, err)}
 		}
 		return c, nil
 	}
