@@ -150,3 +150,20 @@ func TestHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestREADMEListsEverything keeps the README's tables in step with the
+// built-in scenarios and corruption kinds.
+func TestREADMEListsEverything(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, list, _ := run("sim", "--list")
+	_, kinds, _ := run("sim", "--corrupt", "list")
+	for _, line := range strings.Split(strings.TrimSpace(list+kinds), "\n") {
+		name := strings.Fields(line)[0]
+		if !strings.Contains(string(readme), "| `"+name+"` |") {
+			t.Errorf("README lacks a row for %q", name)
+		}
+	}
+}
