@@ -16,7 +16,8 @@ const (
 	SourceLUOSession = "kernel/liveupdate/luo_session.c"
 	SourceLUOFile    = "kernel/liveupdate/luo_file.c"
 	SourceLUOFLB     = "kernel/liveupdate/luo_flb.c"
-	SourceX86        = "arch/x86 (4 KiB pages, MAX_PAGE_ORDER 10)"
+	SourcePageSize   = "arch/x86/include/asm/page_types.h"
+	SourceMaxOrder   = "include/linux/mmzone.h (x86-64 default)"
 )
 
 // Constant is a kernel macro that kho-sim's handover depends on: a number
@@ -64,8 +65,8 @@ func text(name, v, source string) Constant {
 // page size, KHO root, LUO FDT, sessions, files, FLBs.
 func Constants() []Constant {
 	return []Constant{
-		number("PAGE_SIZE", flb.PageSize, SourceX86),
-		number("MAX_PAGE_ORDER", kho.MaxPageOrder, SourceX86),
+		number("PAGE_SIZE", flb.PageSize, SourcePageSize),
+		number("MAX_PAGE_ORDER", kho.MaxPageOrder, SourceMaxOrder),
 
 		text("KHO_FDT_COMPATIBLE", kho.Compatible, SourceKHOABI),
 		text("KHO_FDT_MEMORY_MAP_PROP_NAME", kho.PropMemoryMap, SourceKHOABI),
