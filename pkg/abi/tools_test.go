@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/cilium/ebpf/btf"
 )
 
 // These tests hold the Go description against what gcc makes of C
@@ -185,18 +187,32 @@ func TestPahole_CheckBTF(t *testing.T) {
 		// wantDiffs maps a mismatching struct to its differences; every
 		// other struct must match.
 		wantDiffs map[string][]string
+		// strip drops the symbol table, as a distribution's vmlinux has
+		// none: btf.LoadSpec refuses such a file, LoadBTF must not.
+		strip bool
 	}{
-		{"kernel declarations", header, nil},
+		{"kernel declarations", header, nil, false},
+		{"kernel declarations, stripped", header, nil, true},
 		{"luo_flb_ser data and count swapped", swapFLBFields(t, header), map[string][]string{
 			"luo_flb_ser": {
 				"field data: kho-sim offset 48 size 8, kernel offset 56 size 8",
 				"field count: kho-sim offset 56 size 8, kernel offset 48 size 8",
 			},
-		}},
+		}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			spec, err := LoadBTF(btfObject(t, tt.header))
+			obj := btfObject(t, tt.header)
+			if tt.strip {
+				requireTool(t, "strip", "--version")
+				if out, err := exec.Command("strip", "--strip-all", obj).CombinedOutput(); err != nil {
+					t.Fatalf("strip: %v\n%s", err, out)
+				}
+				if _, err := btf.LoadSpec(obj); err == nil {
+					t.Fatal("btf.LoadSpec reads the stripped object: the case tests nothing")
+				}
+			}
+			spec, err := LoadBTF(obj)
 			if err != nil {
 				t.Fatal(err)
 			}
