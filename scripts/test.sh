@@ -53,7 +53,9 @@ done_step
 fuzz() {
 	local pkg=$1 target=$2
 	step "fuzz $pkg $target for $fuzztime"
-	if ! go test -list "^$target\$" "$pkg" | grep -qx "$target"; then
+	local listed
+	listed=$(go test -list "^$target\$" "$pkg")
+	if ! grep -qx "$target" <<<"$listed"; then
 		echo "fuzz: $pkg has no $target"
 		exit 1
 	fi
