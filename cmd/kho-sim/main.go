@@ -23,6 +23,8 @@ func commands() []command {
 	return []command{
 		{"sim", "run a scenario in-process, a file standing in for physical memory", runSim},
 		{"run", "run a scenario at boot on real memory, kexec'ing between boots", runRun},
+		{"inspect", "print a handover image from /dev/mem or a file, with every finding", runInspect},
+		{"preflight", "check this machine for a kho-sim run and say what to fix (KTAP)", runPreflight},
 		{"abi", "print the handover layouts kho-sim writes; check them against a kernel's BTF", runABI},
 	}
 }
