@@ -447,9 +447,9 @@ func (d *decoder) checkFLBData(table []FLBEntry) {
 	for _, e := range table {
 		switch _, err := d.in.Map(uint64(e.Data), 1); {
 		case errors.Is(err, physmem.ErrOutOfRegion):
-			d.find(whereFLB, sim.UsesBadAddress, "FLB entry %d (%s): data %#x lies outside the region %#x-%#x", e.Index, e.Name, uint64(e.Data), d.r.Base(), d.r.End()-1)
+			d.find(whereFLB, sim.UsesBadAddress, "FLB entry %d (%q): data %#x lies outside the region %#x-%#x", e.Index, e.Name, uint64(e.Data), d.r.Base(), d.r.End()-1)
 		case errors.Is(err, kho.ErrNotPreserved):
-			d.find(whereFLB, sim.UsesBadAddress, "FLB entry %d (%s): data %#x is not in the preserved-memory map", e.Index, e.Name, uint64(e.Data))
+			d.find(whereFLB, sim.UsesBadAddress, "FLB entry %d (%q): data %#x is not in the preserved-memory map", e.Index, e.Name, uint64(e.Data))
 		}
 	}
 }
@@ -509,7 +509,7 @@ func (d *decoder) compareFiles(sessions []Session, want []sim.MetaFile) {
 	}
 	for _, k := range order {
 		if _, left := got[k]; left {
-			d.find(whereSessions, "", "file %s/%d in the session blocks but never preserved", k.session, k.token)
+			d.find(whereSessions, "", "file %q/%d in the session blocks but never preserved", k.session, k.token)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 )
 
@@ -63,12 +64,12 @@ func WriteText(w io.Writer, r *Report) error {
 	if len(r.Notes) > 0 {
 		b.WriteString("\n== notes ==\n")
 		for _, n := range r.Notes {
-			fmt.Fprintf(&b, "- %s\n", n)
+			fmt.Fprintf(&b, "- %s\n", printable(n))
 		}
 	}
 	fmt.Fprintf(&b, "\n== findings: %d ==\n", len(r.Findings))
 	for _, f := range r.Findings {
-		fmt.Fprintf(&b, "- %s\n", f)
+		fmt.Fprintf(&b, "- %s\n", printable(f.String()))
 	}
 	if _, err := w.Write(b.Bytes()); err != nil {
 		return fmt.Errorf("inspect: write text: %w", err)
@@ -133,6 +134,21 @@ func textMeta(b *bytes.Buffer, m *Meta) {
 		}
 		tw.Flush()
 	}
+}
+
+// printable escapes what is not printable ASCII as \xNN: findings quote
+// the strings they take from memory, and this keeps it so whatever a
+// message carries.
+func printable(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e {
+			fmt.Fprintf(&b, "\\x%02x", c)
+		} else {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 func table(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 8, 2, ' ', 0) }
