@@ -34,7 +34,7 @@ const (
 )
 
 // preflightEnv is the machine preflight looks at: root holds proc/, sys/,
-// dev/mem and kernels/ ("/" on a real machine, a fake tree in tests).
+// dev/mem and kernels/ ("/" on a real machine; --sysroot, a fake tree in tests).
 type preflightEnv struct {
 	root string
 	// probe calls KEXEC_FILE_UNLOAD to learn whether kexec_file_load
@@ -71,10 +71,10 @@ func runPreflight(args []string, stdout, stderr io.Writer) error {
 // preflightStatus parses the flags, runs the checks and returns the exit
 // status: 0 when a run can go ahead, ksftSkip when something rules it out.
 func preflightStatus(args []string, stdout, stderr io.Writer, probe func() error) (int, error) {
-	flags := newFlags("preflight", "preflight [--region SIZE@ADDR] [--next-kernel PATH] [--root DIR]", stderr)
+	flags := newFlags("preflight", "preflight [--region SIZE@ADDR] [--next-kernel PATH] [--sysroot DIR]", stderr)
 	region := flags.String("region", "", "reserved region SIZE@ADDR (default: the memmap=SIZE$ADDR on the command line)")
 	next := flags.String("next-kernel", "/kernels/next", "kernel image kho-sim run would kexec into")
-	root := flags.String("root", "/", "look at proc/, sys/, dev/mem, kernels/ and --next-kernel under DIR instead of / (kexec_file_load is then not probed)")
+	sysroot := flags.String("sysroot", "/", "look at proc/, sys/, dev/mem, kernels/ and --next-kernel under DIR instead of / (kexec_file_load is then not probed)")
 	if err := parseFlags(flags, args); err != nil {
 		return 0, err
 	}
@@ -86,8 +86,8 @@ func preflightStatus(args []string, stdout, stderr io.Writer, probe func() error
 		}
 		rg = &r
 	}
-	env := preflightEnv{root: *root}
-	if filepath.Clean(*root) == "/" {
+	env := preflightEnv{root: *sysroot}
+	if filepath.Clean(*sysroot) == "/" {
 		env.probe = probe
 	}
 	checks := env.checks(rg, *next)
@@ -260,7 +260,7 @@ func (e preflightEnv) checkKexecFile(p kexec.Preflight) preflightCheck {
 	c := preflightCheck{name: "kexec_file_load supported"}
 	switch {
 	case e.probe == nil:
-		c.note = "not probed: --root is not this machine"
+		c.note = "not probed: --sysroot is not this machine"
 		return c
 	case p.KexecLoaded:
 		c.note = "not probed: a kexec image is loaded and probing would unload it"

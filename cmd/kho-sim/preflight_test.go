@@ -227,29 +227,29 @@ func TestPreflightLeavesLoadedImage(t *testing.T) {
 func TestPreflightFlags(t *testing.T) {
 	root := fakeMachine(t)
 	var out, errs bytes.Buffer
-	code, err := preflightStatus([]string{"--root", root}, &out, &errs, func() error {
-		t.Error("probed kexec_file_load under --root")
+	code, err := preflightStatus([]string{"--sysroot", root}, &out, &errs, func() error {
+		t.Error("probed kexec_file_load under --sysroot")
 		return nil
 	})
-	if err != nil || code != 0 || !strings.Contains(out.String(), "not probed: --root is not this machine") {
+	if err != nil || code != 0 || !strings.Contains(out.String(), "not probed: --sysroot is not this machine") {
 		t.Errorf("exit %d, %v\n%s", code, err, out.String())
 	}
 
 	writeUnder(t, root, "proc/cmdline", "quiet\n")
 	out.Reset()
-	code, err = preflightStatus([]string{"--root", root, "--region", "16M@0x10000000", "--next-kernel", "/kernels/next"}, &out, &errs, nil)
+	code, err = preflightStatus([]string{"--sysroot", root, "--region", "16M@0x10000000", "--next-kernel", "/kernels/next"}, &out, &errs, nil)
 	if err != nil || code != 0 || !strings.Contains(out.String(), "ok 1 "+chkRegion+" # region [0x10000000-0x10ffffff] from --region") {
 		t.Errorf("--region: exit %d, %v\n%s", code, err, out.String())
 	}
 
 	out.Reset()
-	code, err = preflightStatus([]string{"--root", root, "--next-kernel", "/boot/none"}, &out, &errs, nil)
+	code, err = preflightStatus([]string{"--sysroot", root, "--next-kernel", "/boot/none"}, &out, &errs, nil)
 	if err != nil || code != ksftSkip || !strings.Contains(out.String(), "/boot/none") {
 		t.Errorf("--next-kernel: exit %d, %v\n%s", code, err, out.String())
 	}
 
 	for _, args := range [][]string{{"--region", "16M"}, {"stray"}, {"--bogus"}} {
-		if code, _, errs := runCLI(append([]string{"preflight", "--root", root}, args...)...); code != 2 || strings.Count(errs, "\n") < 1 {
+		if code, _, errs := runCLI(append([]string{"preflight", "--sysroot", root}, args...)...); code != 2 || strings.Count(errs, "\n") < 1 {
 			t.Errorf("%v: exit %d, stderr %q", args, code, errs)
 		}
 	}
@@ -272,7 +272,7 @@ func TestPreflightExitStatus(t *testing.T) {
 		root := fakeMachine(t)
 		writeUnder(t, root, "proc/cmdline", tt.cmdline)
 		cmd := exec.Command(os.Args[0], "-test.run=^TestPreflightExitStatus$")
-		cmd.Env = append(os.Environ(), "KHO_SIM_PREFLIGHT_ARGS=preflight\n--root\n"+root)
+		cmd.Env = append(os.Environ(), "KHO_SIM_PREFLIGHT_ARGS=preflight\n--sysroot\n"+root)
 		out, err := cmd.Output()
 		code := 0
 		if ee, ok := err.(*exec.ExitError); ok {
