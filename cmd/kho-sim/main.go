@@ -49,6 +49,7 @@ func mainWithArgs(args []string, stdout, stderr io.Writer) int {
 	for _, c := range commands() {
 		if c.name == args[0] {
 			err := c.run(args[1:], stdout, stderr)
+			var status exitStatus
 			switch {
 			case err == nil:
 				return 0
@@ -59,6 +60,8 @@ func mainWithArgs(args []string, stdout, stderr io.Writer) int {
 				return 2
 			case errors.Is(err, errFailed):
 				return 1
+			case errors.As(err, &status):
+				return int(status)
 			default:
 				fmt.Fprintf(stderr, "kho-sim %s: %v\n", c.name, err)
 				return 1
@@ -69,6 +72,12 @@ func mainWithArgs(args []string, stdout, stderr io.Writer) int {
 	usage(stderr)
 	return 2
 }
+
+// exitStatus is a command's chosen exit status, its output already said
+// why (preflight's KSFT_SKIP, 4).
+type exitStatus int
+
+func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
 // errFailed means the run reported failures in its KTAP; nothing more to say.
 var errFailed = errors.New("failures reported")

@@ -55,15 +55,14 @@ type preflightCheck struct {
 }
 
 // runPreflight prints one KTAP result per check and exits with
-// KSFT_SKIP (4) when any check rules a run out. Exiting here is the only
-// way to give that status: main maps errors to 1 and 2 only.
+// KSFT_SKIP (4) when any check rules a run out.
 func runPreflight(args []string, stdout, stderr io.Writer) error {
 	code, err := preflightStatus(args, stdout, stderr, kexec.Unload)
 	if err != nil {
 		return err
 	}
 	if code != 0 {
-		os.Exit(code)
+		return exitStatus(code)
 	}
 	return nil
 }
