@@ -23,7 +23,7 @@ set -euo pipefail
 
 usage() {
 	sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
-	exit 2
+	exit "${1:-2}"
 }
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -51,7 +51,7 @@ while [[ $# -gt 0 ]]; do
 	--memory) memory=$2; shift 2 ;;
 	--interactive) interactive=1; shift ;;
 	--no-verdict) verdict=0; shift ;;
-	-h | --help) usage ;;
+	-h | --help) usage 0 ;;
 	--) shift; break ;;
 	-*) echo "run.sh: unknown option $1" >&2; usage ;;
 	*) break ;;
