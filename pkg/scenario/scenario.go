@@ -38,6 +38,9 @@ type Scenario struct {
 // Known flaws of the 7.0 seed that a scenario may declare.
 const (
 	FlawFinishBeforeRetrieve = "finish-before-retrieve"
+	// FlawLongCompatible: a 48-character compatible has no room for its
+	// NUL; serialization cuts it to 47 and the next kernel never finds it.
+	FlawLongCompatible = "long-compatible"
 )
 
 // FLB declares one File-Lifecycle-Bound object. Its compatible string is
@@ -417,8 +420,8 @@ func (sc *Scenario) validate() error {
 			tokens[f.Token] = true
 		}
 	}
-	if sc.Flaw != "" && sc.Flaw != FlawFinishBeforeRetrieve {
-		return errAt(1, "unknown flaw %q (known: %s)", sc.Flaw, FlawFinishBeforeRetrieve)
+	if sc.Flaw != "" && sc.Flaw != FlawFinishBeforeRetrieve && sc.Flaw != FlawLongCompatible {
+		return errAt(1, "unknown flaw %q (known: %s, %s)", sc.Flaw, FlawFinishBeforeRetrieve, FlawLongCompatible)
 	}
 	if len(sc.Boots) == 0 {
 		return errAt(1, "a scenario needs at least one boot")

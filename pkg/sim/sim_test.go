@@ -374,3 +374,26 @@ func TestColdReboot_NoHandover(t *testing.T) {
 		t.Fatalf("boots 2 and 4 should start cold:\n%s", log)
 	}
 }
+
+// TestLongCompatible_StateLost: a 48-character compatible is cut to 47 when
+// serialized, so the next kernel never retrieves or finishes that FLB.
+func TestLongCompatible_StateLost(t *testing.T) {
+	const long = "vfio-iommu-core-state-with-a-48-character-compat"
+	outs, log := chain(t, lookup(t, "long-compatible"), 2, false)
+	if !outs[0].OK || !outs[1].OK {
+		t.Fatalf("the known flaw failed a boot:\n%s", log)
+	}
+	for _, e := range outs[1].Events {
+		if e.FLB == long && (e.Kind == check.Retrieve || e.Kind == check.Finish) {
+			t.Fatalf("the cut FLB was %s in the next kernel", e.Kind)
+		}
+	}
+	if !strings.Contains(log, `FLB "`+long[:47]+`" in the table but never preserved`) {
+		t.Fatalf("the cut name is not reported:\n%s", log)
+	}
+	if !slices.ContainsFunc(outs[1].Violations, func(v check.Violation) bool {
+		return v.Promise == check.FinishedOnceAtLast && v.FLB == long
+	}) {
+		t.Fatalf("violations %v: want finish never called for %s", outs[1].Violations, long)
+	}
+}
