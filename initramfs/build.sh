@@ -9,6 +9,10 @@
 #   /bbin/{kho-sim,gosh,ls,cat,dmesg,poweroff}  one busybox binary, symlinked
 #   /kernels/next         KERNEL: what kho-sim run kexecs into
 #   /kernels/alt          KERNEL2, if given (cross-version hops)
+#   /usr/sbin/kexec       Debian's kexec-tools with the shared libraries and the
+#                         dynamic loader it needs (u-root's -files resolves them
+#                         with the host's ld.so --list): the baseline loader of
+#                         kho_sim.loader=kexec-tools; installed here if missing
 #   /etc/kho-sim/initramfs  the marker kho-sim checks before it kexecs
 #
 # The command set is small on purpose: every hop repacks the whole rootfs into
@@ -38,6 +42,16 @@ done
 case $out in /*) ;; *) out=$PWD/$out ;; esac
 mkdir -p "$(dirname "$out")"
 
+kexec_tools=/usr/sbin/kexec
+if [[ ! -x $kexec_tools ]]; then
+	[[ $(id -u) == 0 ]] || { echo "build.sh: $kexec_tools missing; run as root to install kexec-tools, or install it yourself" >&2; exit 1; }
+	echo "build.sh: installing kexec-tools" >&2
+	# Never let the package take over this host's reboots.
+	echo 'kexec-tools kexec-tools/load_kexec boolean false' | debconf-set-selections
+	apt-get update >&2
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends kexec-tools >&2
+fi
+
 # The busybox binary's mode comes from go build, i.e. from the umask.
 umask 022
 stage=$(mktemp -d)
@@ -53,6 +67,7 @@ chmod 0644 "$stage/next"
 files=(
 	-files "$stage/etc/kho-sim/initramfs:etc/kho-sim/initramfs"
 	-files "$stage/next:kernels/next"
+	-files "$kexec_tools:usr/sbin/kexec"
 )
 if [[ -n $kernel2 ]]; then
 	cp "$kernel2" "$stage/alt"

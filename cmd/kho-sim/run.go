@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"time"
@@ -31,7 +32,19 @@ const (
 	paramKernels  = "kho_sim.kernels"  // comma-separated kernels that boots 1, 2, ... kexec into, in turn
 	paramRegion   = "kho_sim.region"   // SIZE@ADDR, instead of the memmap= on the command line
 	paramDryRun   = "kho_sim.dry_run"  // 1: as --dry-run
+	paramLoader   = "kho_sim.loader"   // kho-sim or kexec-tools: what loads the next kernel and reboots into it
+	paramLoaders  = "kho_sim.loaders"  // comma-separated loaders that boots 1, 2, ... use, in turn
 )
+
+// The loaders of the next kernel. Both load the same repacked initramfs with
+// the same command line; only the kexec phases differ.
+const (
+	loaderKhoSim     = "kho-sim"     // kexec_file_load(2) and reboot(2) from this process
+	loaderKexecTools = "kexec-tools" // Debian's kexec -s -l, then kexec -e: the baseline
+)
+
+// kexecTools is Debian's kexec-tools binary, shipped in the initramfs.
+const kexecTools = "/usr/sbin/kexec"
 
 // initramfsMarker is shipped by kho-sim's own initramfs; together with being
 // started by PID 1 it tells kho-sim it owns the machine it would reboot.
@@ -39,6 +52,7 @@ const initramfsMarker = "/etc/kho-sim/initramfs"
 
 type runFlags struct {
 	scenario, region, nextKernel, cmdlineFile string
+	loader                                    string
 	hops                                      int
 	fix, stay, dryRun, allowKexec             bool
 }
@@ -52,6 +66,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&f.hops, "hops", -1, "kexec hops in the run (default: "+paramHops+"= on the command line, else 2)")
 	fs.StringVar(&f.region, "region", "", "reserved region SIZE@ADDR (default: "+paramRegion+"= or the memmap=SIZE$ADDR on the command line)")
 	fs.StringVar(&f.nextKernel, "next-kernel", "/kernels/next", "kernel image to kexec into")
+	fs.StringVar(&f.loader, "loader", "", "what loads and boots the next kernel: "+loaderKhoSim+" or "+loaderKexecTools+" (default: "+paramLoaders+"= or "+paramLoader+"= on the command line, else "+loaderKhoSim+")")
 	fs.StringVar(&f.cmdlineFile, "cmdline-file", "/proc/cmdline", "where to read the kernel command line")
 	fs.BoolVar(&f.fix, "fix-finish-before-retrieve", false, "run the model with the 7.0 finish-before-retrieve flaw fixed")
 	fs.BoolVar(&f.stay, "stay", false, "do not power off after the last boot")
@@ -75,6 +90,9 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	if v := params[paramKernels]; v != "" && !flagSet(fs, "next-kernel") {
 		list := strings.Split(v, ",")
 		f.nextKernel = list[(cfg.In.Boot-1)%len(list)]
+	}
+	if f.loader, err = chooseLoader(f.loader, params, cfg.In.Boot); err != nil {
+		return err
 	}
 	moreBoots := cfg.In.Boot < cfg.Boots
 	if moreBoots && !f.dryRun && !f.allowKexec && !ownsMachine() {
@@ -110,6 +128,12 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	case out.Last:
 		drainConsole()
 		return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	case f.loader == loaderKexecTools:
+		drainConsole()
+		out.StampReboot()
+		if err := kexecToolsExec(); err != nil {
+			return fmt.Errorf("reboot into the loaded kernel: %w", err)
+		}
 	default:
 		drainConsole()
 		out.StampReboot()
@@ -208,9 +232,15 @@ func loadNext(f runFlags, cmdline string, next sim.Handover, start time.Time) ([
 		set[paramFDT] = fmt.Sprintf("%#x", next.RootPA)
 		drop = nil
 	}
+	nextCmdline := kexec.RewriteCmdline(cmdline, set, drop)
 	t0 = time.Now()
-	err = kexec.FileLoad(kexec.LoadOptions{Kernel: f.nextKernel, Initrd: initrd, Cmdline: kexec.RewriteCmdline(cmdline, set, drop)})
-	phases = append(phases, timing.Phase{Name: "kexec_file_load", D: time.Since(t0)})
+	if f.loader == loaderKexecTools {
+		err = kexecToolsLoad(f.nextKernel, initrd, nextCmdline)
+		phases = append(phases, timing.Phase{Name: "kexec_file_load (kexec-tools)", D: time.Since(t0)})
+	} else {
+		err = kexec.FileLoad(kexec.LoadOptions{Kernel: f.nextKernel, Initrd: initrd, Cmdline: nextCmdline})
+		phases = append(phases, timing.Phase{Name: "kexec_file_load", D: time.Since(t0)})
+	}
 	if err != nil {
 		return phases, err
 	}
@@ -220,6 +250,57 @@ func loadNext(f runFlags, cmdline string, next sim.Handover, start time.Time) ([
 		}
 	}
 	return phases, nil
+}
+
+// chooseLoader picks this boot's loader: the flag, else kho_sim.loaders=
+// (boot n uses entry (n-1) mod len, so one chain alternates loaders), else
+// kho_sim.loader=, else kho-sim's own.
+func chooseLoader(flagValue string, p map[string]string, boot int) (string, error) {
+	name, from := flagValue, "--loader"
+	switch {
+	case name != "":
+	case p[paramLoaders] != "":
+		list := strings.Split(p[paramLoaders], ",")
+		name, from = list[(boot-1)%len(list)], paramLoaders
+	case p[paramLoader] != "":
+		name, from = p[paramLoader], paramLoader
+	default:
+		return loaderKhoSim, nil
+	}
+	if name != loaderKhoSim && name != loaderKexecTools {
+		return "", usageError{fmt.Sprintf("%s: loader %q: want %s or %s", from, name, loaderKhoSim, loaderKexecTools)}
+	}
+	return name, nil
+}
+
+// kexecToolsLoad loads the next kernel with kexec-tools' kexec_file_load
+// path (kexec -s -l). The initrd is the same sealed memfd kho-sim would pass:
+// the child inherits it as fd 3 and opens it by name through /proc/self/fd,
+// which gives a new file description, so the parent's offset stays put.
+func kexecToolsLoad(kernel string, initrd *os.File, cmdline string) error {
+	cmd := exec.Command(kexecTools, "-s", "-l", kernel, "--initrd=/proc/self/fd/3", "--append="+cmdline)
+	cmd.ExtraFiles = []*os.File{initrd}
+	return runTool(cmd)
+}
+
+// kexecToolsExec boots the kernel kexec-tools loaded (kexec -e). It only
+// returns on failure.
+func kexecToolsExec() error {
+	return runTool(exec.Command(kexecTools, "-e"))
+}
+
+// runTool runs cmd and reports a failure with the command and its output, so
+// a kexec-tools error lands in the boot's KTAP diagnostics.
+func runTool(cmd *exec.Cmd) error {
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		msg := strings.TrimSpace(string(out))
+		if msg == "" {
+			msg = "no output"
+		}
+		return fmt.Errorf("%s: %w; output: %s", strings.Join(cmd.Args, " "), err, msg)
+	}
+	return nil
 }
 
 // flagSet reports whether the command line gave the flag.
