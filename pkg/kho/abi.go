@@ -26,3 +26,51 @@ const (
 	// larger blocks with E2BIG.
 	MaxPageOrder = 10
 )
+
+// Format is a generation of the KHO handover: the root FDT's compatible, the
+// shape of its children and the encoding of the preserved-memory map.
+type Format string
+
+// The KHO formats kho-sim writes and reads.
+const (
+	// FormatV1 is Linux 7.0: children hold "fdt" = the subsystem FDT's
+	// address; the memory map is a list of chunks of bitmaps per order.
+	FormatV1 Format = Compatible
+	// FormatV4 is Linux 7.2: children hold "blob-size" and "preserved-data";
+	// the memory map is one radix tree over all orders.
+	FormatV4 Format = CompatibleV4
+)
+
+// Names and sizes of the 7.2 KHO ABI (include/linux/kho/abi/kexec_handover.h
+// and kexec_metadata.h).
+const (
+	// CompatibleV4 is the root FDT's compatible string in Linux 7.2 (the
+	// header's comment says "kho-v3"; KHO_FDT_COMPATIBLE says "kho-v4").
+	CompatibleV4 = "kho-v4"
+	// PropBlobData holds, in each 7.2 child, the blob's physical address.
+	PropBlobData = "preserved-data"
+	// PropBlobSize holds, in each 7.2 child, the blob's size in bytes.
+	PropBlobSize = "blob-size"
+
+	// KexecMetadataName is the child kho_init adds in 7.2:
+	// struct kho_kexec_metadata { u32 version; char previous_release[65];
+	// u32 kexec_count; } __packed.
+	KexecMetadataName    = "kexec-metadata"
+	KexecMetadataVersion = 1
+	KexecMetadataSize    = 4 + ReleaseLen + 4
+	// ReleaseLen is __NEW_UTS_LEN + 1.
+	ReleaseLen = 65
+)
+
+// The radix tree of the 7.2 preserved-memory map. A key is
+// (1 << (52 - order)) | (pa >> (12 + order)); levels 5 to 1 are one-page
+// tables of 512 physical addresses indexed by 9 key bits each (59:51 down
+// to 23:15), level 0 a one-page bitmap over key bits 14:0.
+const (
+	radixOrder0Bit = 64 - pageShift // KHO_ORDER_0_LOG2
+	radixTableBits = 9              // KHO_TABLE_SIZE_LOG2
+	radixTableSize = 1 << radixTableBits
+	radixBitmapBit = pageShift + 3 // KHO_BITMAP_SIZE_LOG2
+	// RadixLevels is KHO_TREE_MAX_DEPTH - 1: the table levels above the bitmap.
+	RadixLevels = 5
+)

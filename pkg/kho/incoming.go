@@ -34,37 +34,57 @@ type Incoming struct {
 	rootPA uint64
 	root   *fdt.Tree
 	blocks []Block // sorted by PA, non-overlapping
+	format Format
 }
 
 // maxFDTSize bounds how much of the region a sub-FDT may claim.
 const maxFDTSize = 1 << 20
 
 // ReadIncoming validates the KHO root FDT at rootPA and the memory map it
-// points to. Each check mirrors one the 7.0 kernel makes (fdt_check_header,
-// compatible "kho-v1", a non-zero map address) plus those the kernel omits
-// because it trusts its predecessor: every chunk, bitmap and preserved block
-// must lie inside the region, chunk lists must end, and counts must fit.
+// points to, in whichever format the root's compatible names: "kho-v1"
+// (Linux 7.0, chunks of bitmaps) or "kho-v4" (Linux 7.2, a radix tree). Each
+// check mirrors one the kernel of that format makes (fdt_check_header, its
+// compatible, a non-zero map address) plus those the kernel omits because it
+// trusts its predecessor: every chunk, node, bitmap and preserved block must
+// lie inside the region, chunk lists must end, a tree must be a tree, and
+// counts must fit. Which format the reading kernel expects is the caller's
+// business (Format tells what was found).
 func ReadIncoming(r *physmem.Region, rootPA uint64) (*Incoming, error) {
 	root, err := readFDT(r, rootPA)
 	if err != nil {
 		return nil, fmt.Errorf("kho: root FDT at %#x: %w (the kernel disables KHO revival)", rootPA, err)
 	}
-	if !root.Root.IsCompatible(Compatible) {
+	var format Format
+	switch {
+	case root.Root.IsCompatible(Compatible):
+		format = FormatV1
+	case root.Root.IsCompatible(CompatibleV4):
+		format = FormatV4
+	default:
 		c, _ := root.Root.String("compatible")
-		return nil, fmt.Errorf("kho: root FDT at %#x is %q, not %q (the kernel disables KHO revival)", rootPA, c, Compatible)
+		return nil, fmt.Errorf("kho: root FDT at %#x is %q, not %q or %q (the kernel disables KHO revival)", rootPA, c, Compatible, CompatibleV4)
 	}
 	mapPA, err := root.Root.U64(PropMemoryMap)
 	if err != nil {
 		return nil, fmt.Errorf("kho: root FDT: %w (the kernel disables KHO revival)", err)
 	}
 	if mapPA == 0 {
-		return nil, fmt.Errorf("kho: root FDT has an empty %s (the kernel disables KHO revival: ENOENT)", PropMemoryMap)
+		errno := "ENOENT"
+		if format == FormatV4 {
+			errno = "EINVAL"
+		}
+		return nil, fmt.Errorf("kho: root FDT has an empty %s (the kernel disables KHO revival: %s)", PropMemoryMap, errno)
 	}
-	blocks, err := readMemoryMap(r, mapPA)
+	var blocks []Block
+	if format == FormatV4 {
+		blocks, err = readRadix(r, mapPA)
+	} else {
+		blocks, err = readMemoryMap(r, mapPA)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("kho: %s: %w", PropMemoryMap, err)
 	}
-	in := &Incoming{region: r, rootPA: rootPA, root: root, blocks: blocks}
+	in := &Incoming{region: r, rootPA: rootPA, root: root, blocks: blocks, format: format}
 	if err := in.check(rootPA, pageSize); err != nil {
 		return nil, fmt.Errorf("kho: root FDT page %#x: %w", rootPA, err)
 	}
@@ -189,23 +209,96 @@ func (in *Incoming) SubtreeNames() []string {
 	return names
 }
 
+// Format is the handover format the root FDT's compatible names.
+func (in *Incoming) Format() Format { return in.format }
+
 // Subtree models kho_retrieve_subtree: the address of the named child's
-// FDT. ENOENT without such a child, EINVAL if its "fdt" is not a u64.
+// FDT (kho-v1 "fdt") or blob (kho-v4 "preserved-data"). ENOENT without such
+// a child, EINVAL if the address, or in kho-v4 the blob-size, is not a u64.
 func (in *Incoming) Subtree(name string) (uint64, error) {
+	pa, _, err := in.subtree(name)
+	return pa, err
+}
+
+func (in *Incoming) subtree(name string) (pa, size uint64, err error) {
 	n := in.root.Root.Child(name)
 	if n == nil {
-		return 0, fmt.Errorf("kho: no subtree %q: %w", name, unix.ENOENT)
+		return 0, 0, fmt.Errorf("kho: no subtree %q: %w", name, unix.ENOENT)
 	}
-	pa, err := n.U64(PropSubFDT)
+	if in.format != FormatV4 {
+		pa, err := n.U64(PropSubFDT)
+		if err != nil {
+			return 0, 0, fmt.Errorf("kho: subtree %q: %v: %w", name, err, unix.EINVAL)
+		}
+		return pa, 0, nil
+	}
+	if pa, err = n.U64(PropBlobData); err != nil {
+		return 0, 0, fmt.Errorf("kho: subtree %q: %v: %w", name, err, unix.EINVAL)
+	}
+	if size, err = n.U64(PropBlobSize); err != nil {
+		return 0, 0, fmt.Errorf("kho: broken subtree %q: missing or invalid %s: %v: %w", name, PropBlobSize, err, unix.EINVAL)
+	}
+	return pa, size, nil
+}
+
+// SubtreeBlob models 7.2's kho_retrieve_subtree: the named child's address
+// and size. A kho-v1 child is an FDT, so its size is its header's
+// totalsize, read from preserved memory.
+func (in *Incoming) SubtreeBlob(name string) (pa, size uint64, err error) {
+	pa, size, err = in.subtree(name)
+	if err != nil || in.format == FormatV4 {
+		return pa, size, err
+	}
+	hdr, err := in.Map(pa, 40)
 	if err != nil {
-		return 0, fmt.Errorf("kho: subtree %q: %v: %w", name, err, unix.EINVAL)
+		return 0, 0, fmt.Errorf("kho: subtree %q FDT: %w", name, err)
 	}
-	return pa, nil
+	n, err := fdt.TotalSize(hdr)
+	if err != nil {
+		return 0, 0, fmt.Errorf("kho: subtree %q FDT at %#x: %w", name, pa, err)
+	}
+	return pa, uint64(n), nil
+}
+
+// SubtreeBytes maps the named child's blob (or kho-v1 FDT): every byte of
+// it must be preserved, and it may not be empty or larger than 1 MiB.
+func (in *Incoming) SubtreeBytes(name string) ([]byte, error) {
+	pa, size, err := in.SubtreeBlob(name)
+	if err != nil {
+		return nil, err
+	}
+	if size == 0 || size > maxFDTSize {
+		return nil, fmt.Errorf("kho: subtree %q: blob-size %d: want 1 to %d bytes: %w", name, size, maxFDTSize, unix.EINVAL)
+	}
+	blob, err := in.Map(pa, size)
+	if err != nil {
+		return nil, fmt.Errorf("kho: subtree %q: %w", name, err)
+	}
+	return blob, nil
 }
 
 // SubtreeFDT reads and parses the named child's FDT, whose pages must be
-// preserved. It returns the raw blob too, for byte-level checks.
+// preserved. It returns the raw blob too, for byte-level checks. In kho-v4
+// the FDT must fit in the child's blob-size.
 func (in *Incoming) SubtreeFDT(name string) (*fdt.Tree, []byte, error) {
+	if in.format == FormatV4 {
+		blob, err := in.SubtreeBytes(name)
+		if err != nil {
+			return nil, nil, err
+		}
+		size, err := fdt.TotalSize(blob)
+		if err != nil {
+			return nil, nil, fmt.Errorf("kho: subtree %q FDT: %w", name, err)
+		}
+		if size > len(blob) {
+			return nil, nil, fmt.Errorf("kho: subtree %q FDT: totalsize %d above its blob-size %d: %w", name, size, len(blob), unix.EINVAL)
+		}
+		t, err := fdt.Parse(blob[:size])
+		if err != nil {
+			return nil, nil, fmt.Errorf("kho: subtree %q FDT: %w", name, err)
+		}
+		return t, blob[:size], nil
+	}
 	pa, err := in.Subtree(name)
 	if err != nil {
 		return nil, nil, err

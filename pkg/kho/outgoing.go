@@ -28,17 +28,56 @@ type Outgoing struct {
 	// serialized holds the chunk and bitmap pages of the last Finalize;
 	// like kmalloc'd memory in the kernel they are not themselves preserved.
 	serialized []uint64
+	format     Format
+	// tree is the kho-v4 memory map; its root's address is in the root FDT
+	// from the start, as in 7.2.
+	tree *radixTree
 }
 
 type subtree struct {
 	name string
 	pa   uint64
+	size uint64 // blob-size; kho-v4 only
 }
 
-// NewOutgoing models kho_init: it allocates and preserves the root FDT page
-// and writes the empty root ("kho-v1", preserved-memory-map = 0) into it.
+// Options select the handover format of an Outgoing.
+type Options struct {
+	// Format is FormatV1 (the default, Linux 7.0) or FormatV4 (Linux 7.2).
+	Format Format
+	// Release and KexecCount fill the kho-v4 kexec-metadata child:
+	// previous_release is this kernel's release and kexec_count the
+	// incoming count (0 after a cold boot) plus one.
+	Release    string
+	KexecCount uint32
+}
+
+// NewOutgoing models Linux 7.0's kho_init: it allocates and preserves the
+// root FDT page and writes the empty root ("kho-v1",
+// preserved-memory-map = 0) into it.
 func NewOutgoing(alloc *physmem.Allocator) (*Outgoing, error) {
-	o := &Outgoing{alloc: alloc, allocs: map[uint64]uint64{}, preserved: map[uint64]uint{}}
+	return NewOutgoingWith(alloc, Options{})
+}
+
+// NewOutgoingWith models kho_init of the kernel generation opts.Format names.
+// For FormatV4 it follows 7.2: the radix tree's root page (not preserved),
+// the root FDT page (preserved) holding "kho-v4" and the tree's address, and
+// the kexec-metadata child in a preserved block of its own.
+func NewOutgoingWith(alloc *physmem.Allocator, opts Options) (*Outgoing, error) {
+	f := opts.Format
+	if f == "" {
+		f = FormatV1
+	}
+	if f != FormatV1 && f != FormatV4 {
+		return nil, fmt.Errorf("kho: format %q: %w", f, unix.EINVAL)
+	}
+	o := &Outgoing{alloc: alloc, allocs: map[uint64]uint64{}, preserved: map[uint64]uint{}, format: f}
+	if f == FormatV4 {
+		t, err := newRadixTree(alloc)
+		if err != nil {
+			return nil, err
+		}
+		o.tree = t
+	}
 	pa, _, err := o.AllocPreserve(pageSize)
 	if err != nil {
 		return nil, fmt.Errorf("kho: allocate root FDT: %w", err)
@@ -47,7 +86,29 @@ func NewOutgoing(alloc *physmem.Allocator) (*Outgoing, error) {
 	if err := o.writeRoot(0); err != nil {
 		return nil, err
 	}
+	if f == FormatV4 {
+		if err := o.addKexecMetadata(opts.Release, opts.KexecCount); err != nil {
+			return nil, err
+		}
+	}
 	return o, nil
+}
+
+// Format is the handover format this Outgoing writes.
+func (o *Outgoing) Format() Format { return o.format }
+
+// addKexecMetadata models kho_out_kexec_metadata.
+func (o *Outgoing) addKexecMetadata(release string, incomingCount uint32) error {
+	pa, mem, err := o.AllocPreserve(KexecMetadataSize)
+	if err != nil {
+		return fmt.Errorf("kho: allocate kexec-metadata: %w", err)
+	}
+	binary.LittleEndian.PutUint32(mem[0:], KexecMetadataVersion)
+	rel := mem[4 : 4+ReleaseLen]
+	n := copy(rel[:ReleaseLen-1], release) // strscpy
+	rel[n] = 0
+	binary.LittleEndian.PutUint32(mem[4+ReleaseLen:], incomingCount+1)
+	return o.AddBlob(KexecMetadataName, pa, KexecMetadataSize)
 }
 
 // RootPA is the physical address of the KHO root FDT, what a real kernel
@@ -122,18 +183,49 @@ func getOrder(size uint64) uint {
 	return uint(bits.Len64(pages - 1))
 }
 
-// AddSubtree models kho_add_subtree: a child of the root named name whose
-// "fdt" property is fdtPA. EEXIST if the name is taken. The kernel inserts
-// each new child before the existing ones, so the newest comes first.
+// AddSubtree models kho_add_subtree of an FDT: a child of the root named
+// name whose "fdt" property is fdtPA (kho-v1), or whose preserved-data is
+// fdtPA and blob-size the FDT's totalsize (kho-v4: the FDT must already be
+// written). EEXIST if the name is taken. The kernel inserts each new child
+// before the existing ones, so the newest comes first.
 func (o *Outgoing) AddSubtree(name string, fdtPA uint64) error {
+	var size uint64
+	if o.format == FormatV4 {
+		hdr, err := o.alloc.Region().Bytes(fdtPA, 40)
+		if err != nil {
+			return fmt.Errorf("kho: add_subtree %q: %w", name, err)
+		}
+		n, err := fdt.TotalSize(hdr)
+		if err != nil {
+			return fmt.Errorf("kho: add_subtree %q: FDT at %#x: %w", name, fdtPA, err)
+		}
+		size = uint64(n)
+	}
+	return o.addChild(subtree{name, fdtPA, size})
+}
+
+// AddBlob models 7.2's kho_add_subtree(name, blob, size) of a blob that is
+// not an FDT. EINVAL on a kho-v1 handover, whose children must be FDTs, or
+// for an empty blob; EEXIST if the name is taken.
+func (o *Outgoing) AddBlob(name string, pa, size uint64) error {
+	if o.format != FormatV4 {
+		return fmt.Errorf("kho: add blob %q: a %s child must be an FDT: %w", name, o.format, unix.EINVAL)
+	}
+	if size == 0 {
+		return fmt.Errorf("kho: add blob %q of 0 bytes: %w", name, unix.EINVAL)
+	}
+	return o.addChild(subtree{name, pa, size})
+}
+
+func (o *Outgoing) addChild(s subtree) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	for _, s := range o.subtrees {
-		if s.name == name {
-			return fmt.Errorf("kho: add_subtree %q: %w", name, unix.EEXIST)
+	for _, c := range o.subtrees {
+		if c.name == s.name {
+			return fmt.Errorf("kho: add_subtree %q: %w", s.name, unix.EEXIST)
 		}
 	}
-	o.subtrees = append(o.subtrees, subtree{name, fdtPA})
+	o.subtrees = append(o.subtrees, s)
 	return o.writeRootLocked(0)
 }
 
@@ -149,9 +241,23 @@ func (o *Outgoing) RemoveSubtree(fdtPA uint64) error {
 // freshly allocated chunk and bitmap pages and stores the first chunk's
 // address in the root FDT. It returns the root FDT's address. Called again,
 // it frees the previous map first, as kho_update_memory_map does.
+//
+// 7.2 has no finalize: its radix tree is updated at every preservation. For
+// FormatV4 Finalize builds the tree from the preserved blocks at once, which
+// yields the same tree; the root FDT keeps the tree root's address.
 func (o *Outgoing) Finalize() (uint64, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.format == FormatV4 {
+		o.tree.reset()
+		for _, b := range o.preservedLocked() {
+			if err := o.tree.add(b.PA, b.Order); err != nil {
+				o.tree.reset()
+				return 0, err
+			}
+		}
+		return o.rootPA, nil
+	}
 	o.freeSerializedLocked()
 	first, err := o.serializeMemoryMap()
 	if err != nil {
@@ -169,6 +275,10 @@ func (o *Outgoing) Finalize() (uint64, error) {
 func (o *Outgoing) Abort() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.format == FormatV4 {
+		o.tree.reset()
+		return nil
+	}
 	o.freeSerializedLocked()
 	return o.writeRootLocked(0)
 }
@@ -177,6 +287,10 @@ func (o *Outgoing) Abort() error {
 func (o *Outgoing) Preserved() []Block {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	return o.preservedLocked()
+}
+
+func (o *Outgoing) preservedLocked() []Block {
 	out := make([]Block, 0, len(o.preserved))
 	for pfn, order := range o.preserved {
 		out = append(out, Block{PA: pfn << pageShift, Order: order})
@@ -266,13 +380,23 @@ func (o *Outgoing) writeRoot(memMap uint64) error {
 }
 
 func (o *Outgoing) writeRootLocked(memMap uint64) error {
+	if o.format == FormatV4 {
+		memMap = o.tree.rootPA
+	}
 	b := fdt.NewBuilder(pageSize)
 	_ = b.BeginNode("")
-	_ = b.PropertyString("compatible", Compatible)
+	_ = b.PropertyString("compatible", string(o.format))
 	_ = b.PropertyU64(PropMemoryMap, memMap)
 	for i := len(o.subtrees) - 1; i >= 0; i-- {
 		_ = b.BeginNode(o.subtrees[i].name)
-		_ = b.PropertyU64(PropSubFDT, o.subtrees[i].pa)
+		if o.format == FormatV4 {
+			// fdt_setprop puts each new property first: blob-size, set
+			// after preserved-data, comes out before it.
+			_ = b.PropertyU64(PropBlobSize, o.subtrees[i].size)
+			_ = b.PropertyU64(PropBlobData, o.subtrees[i].pa)
+		} else {
+			_ = b.PropertyU64(PropSubFDT, o.subtrees[i].pa)
+		}
 		_ = b.EndNode()
 	}
 	_ = b.EndNode()

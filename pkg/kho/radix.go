@@ -1,0 +1,178 @@
+package kho
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/bits"
+	"slices"
+
+	"github.com/kho-sim/kho-sim/pkg/physmem"
+)
+
+// RadixKey models kho_radix_encode_key: the order as a single bit above the
+// physical address shifted down by its order.
+func RadixKey(pa uint64, order uint) uint64 {
+	return 1<<(radixOrder0Bit-order) | pa>>(pageShift+order)
+}
+
+// RadixDecode models kho_radix_decode_key. ok is false for a key that
+// encodes no order kho-sim accepts (its highest bit is not the order bit of
+// an order up to MaxPageOrder); the kernel would compute a nonsense order.
+func RadixDecode(key uint64) (pa uint64, order uint, ok bool) {
+	top := bits.Len64(key) // fls64
+	if top == 0 || top > radixOrder0Bit+1 || top < radixOrder0Bit+1-MaxPageOrder {
+		return 0, 0, false
+	}
+	order = uint(radixOrder0Bit + 1 - top)
+	return key << (pageShift + order), order, true
+}
+
+// radixIndex is kho_radix_get_table_index for levels 1..RadixLevels.
+func radixIndex(key uint64, level int) int {
+	return int(key>>((level-1)*radixTableBits+radixBitmapBit)) % radixTableSize
+}
+
+// radixTree is the outgoing tree: nodes allocated from the region but not
+// preserved, as the kernel allocates them outside preserved memory.
+type radixTree struct {
+	alloc  *physmem.Allocator
+	rootPA uint64
+	root   []byte
+	nodes  []uint64 // every node but the root, to free them again
+}
+
+func newRadixTree(alloc *physmem.Allocator) (*radixTree, error) {
+	pa, mem, err := alloc.Alloc(pageSize, false)
+	if err != nil {
+		return nil, fmt.Errorf("kho: allocate radix tree root: %w", err)
+	}
+	return &radixTree{alloc: alloc, rootPA: pa, root: mem}, nil
+}
+
+// reset empties the tree, keeping its root page (whose address the root
+// FDT already holds).
+func (t *radixTree) reset() {
+	for _, pa := range t.nodes {
+		_ = t.alloc.Free(pa) // nodes this tree allocated itself; Free cannot miss them
+	}
+	t.nodes = nil
+	clear(t.root)
+}
+
+// add models kho_radix_add_page: missing nodes on the path are allocated.
+func (t *radixTree) add(pa uint64, order uint) error {
+	key := RadixKey(pa, order)
+	node := t.root
+	for level := RadixLevels; level >= 1; level-- {
+		slot := node[radixIndex(key, level)*8:]
+		next := binary.LittleEndian.Uint64(slot)
+		if next != 0 {
+			mem, err := t.alloc.Region().Bytes(next, pageSize)
+			if err != nil {
+				return fmt.Errorf("kho: radix node %#x: %w", next, err)
+			}
+			node = mem
+			continue
+		}
+		npa, mem, err := t.alloc.Alloc(pageSize, false)
+		if err != nil {
+			return fmt.Errorf("kho: allocate radix node: %w", err)
+		}
+		t.nodes = append(t.nodes, npa)
+		binary.LittleEndian.PutUint64(slot, npa)
+		node = mem
+	}
+	bit := key % (1 << radixBitmapBit)
+	node[bit/8] |= 1 << (bit % 8)
+	return nil
+}
+
+// readRadix models kho_radix_walk_tree over an untrusted tree: every node
+// must be a page inside the region, no node may be reached twice (a real
+// tree never shares one, and sharing would let a small image make the walk
+// exponential), and every set bit must decode to a block inside the region.
+// Blocks come back sorted by address and checked for overlap.
+func readRadix(r *physmem.Region, rootPA uint64) ([]Block, error) {
+	w := radixWalker{r: r, seen: map[uint64]bool{}}
+	if err := w.node(rootPA, RadixLevels, 0); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(w.blocks, func(a, b Block) int { return cmpU64(a.PA, b.PA) })
+	for i := 1; i < len(w.blocks); i++ {
+		if w.blocks[i].PA < w.blocks[i-1].PA+w.blocks[i-1].Size() {
+			return nil, fmt.Errorf("preserved blocks %#x (order %d) and %#x (order %d) overlap",
+				w.blocks[i-1].PA, w.blocks[i-1].Order, w.blocks[i].PA, w.blocks[i].Order)
+		}
+	}
+	return w.blocks, nil
+}
+
+type radixWalker struct {
+	r      *physmem.Region
+	seen   map[uint64]bool
+	blocks []Block
+}
+
+func (w *radixWalker) page(pa uint64, what string) ([]byte, error) {
+	if pa%pageSize != 0 {
+		return nil, fmt.Errorf("radix %s %#x is not page aligned", what, pa)
+	}
+	if w.seen[pa] {
+		return nil, fmt.Errorf("radix %s %#x is reached twice (the tree is not a tree)", what, pa)
+	}
+	w.seen[pa] = true
+	mem, err := w.r.Bytes(pa, pageSize)
+	if err != nil {
+		return nil, fmt.Errorf("radix %s %#x: %w", what, pa, err)
+	}
+	return mem, nil
+}
+
+// node walks a table at level (RadixLevels..1) whose keys start with start.
+func (w *radixWalker) node(pa uint64, level int, start uint64) error {
+	table, err := w.page(pa, fmt.Sprintf("level %d table", level))
+	if err != nil {
+		return err
+	}
+	for i := range radixTableSize {
+		next := binary.LittleEndian.Uint64(table[i*8:])
+		if next == 0 {
+			continue
+		}
+		key := start | uint64(i)<<((level-1)*radixTableBits+radixBitmapBit)
+		if level > 1 {
+			err = w.node(next, level-1, key)
+		} else {
+			err = w.leaf(next, key)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *radixWalker) leaf(pa, start uint64) error {
+	bm, err := w.page(pa, "bitmap")
+	if err != nil {
+		return err
+	}
+	for off := 0; off < pageSize; off += 8 {
+		word := binary.LittleEndian.Uint64(bm[off:])
+		for word != 0 {
+			key := start | uint64(off*8+bits.TrailingZeros64(word))
+			word &= word - 1
+			bpa, order, ok := RadixDecode(key)
+			if !ok {
+				return fmt.Errorf("radix bitmap %#x: key %#x encodes no order up to MAX_PAGE_ORDER %d", pa, key, MaxPageOrder)
+			}
+			b := Block{PA: bpa, Order: order}
+			if !w.r.Contains(bpa, b.Size()) {
+				return fmt.Errorf("preserved block %#x (order %d) lies outside the region %#x-%#x; the kernel would reserve it blindly",
+					bpa, order, w.r.Base(), w.r.End()-1)
+			}
+			w.blocks = append(w.blocks, b)
+		}
+	}
+	return nil
+}
