@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -101,5 +102,65 @@ func TestBannerVersions(t *testing.T) {
 	want := []string{"7.3-cloud-amd64", "6.1.0-56-cloud-amd64"}
 	if got := bannerVersions([]byte(log)); !slices.Equal(got, want) {
 		t.Errorf("bannerVersions = %q, want %q", got, want)
+	}
+}
+
+func TestCheckLog(t *testing.T) {
+	cross, err := os.ReadFile("testdata/qemu-6.1-7.x-6.1.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		c    qemuCase
+		want []string
+	}{
+		{name: "banners match", c: qemuCase{banners: []string{"6.1.", "7.", "6.1."}}},
+		{name: "banners in another order", c: qemuCase{banners: []string{"7.", "6.1.", "7."}}, want: []string{
+			"boot 1 ran Linux 6.1.0-56-cloud-amd64, want 7.*",
+			"boot 2 ran Linux 7.3-cloud-amd64, want 6.1.*",
+			"boot 3 ran Linux 6.1.0-56-cloud-amd64, want 7.*",
+		}},
+		{name: "wanted and rejected text", c: qemuCase{
+			wantLog:   []string{"# kho-sim: done", "not in the log"},
+			rejectLog: []string{"XFAIL", "Subtest: boot-2 hop 1"},
+		}, want: []string{`serial log lacks "not in the log"`, `serial log holds "Subtest: boot-2 hop 1"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := checkLog(cross, tt.c, 3); !slices.Equal(got, tt.want) {
+				t.Errorf("checkLog = %q, want %q", got, tt.want)
+			}
+		})
+	}
+	if got := checkLog(cross, qemuCase{banners: []string{"6.1."}}, 1); len(got) != 1 || !strings.Contains(got[0], "3 kernel banners") {
+		t.Errorf("checkLog with one boot = %q, want a count mismatch", got)
+	}
+}
+
+func TestCheckEveryHop(t *testing.T) {
+	tests := []struct {
+		log     string
+		results []string
+		want    []string
+	}{
+		{log: "qemu-3boots.log", results: []string{resultLUOMatches, resultPayloadsMatch, resultStepsAsPlanned}},
+		{log: "qemu-finish-before-retrieve.log", results: []string{resultFinishOnce, "no such result"}, want: []string{
+			`boot 2: "` + resultFinishOnce + `" did not plainly pass`,
+			`boot 2: no result "no such result"`,
+			`boot 3: "` + resultFinishOnce + `" did not plainly pass`,
+			`boot 3: no result "no such result"`,
+		}},
+		{log: "qemu-corrupt-missing-flb-node.log", results: []string{resultLUOMatches, resultPayloadsMatch}, want: []string{
+			`boot 2: "` + resultLUOMatches + `" did not plainly pass`,
+			`boot 2: no result "` + resultPayloadsMatch + `"`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.log, func(t *testing.T) {
+			if got := checkEveryHop(parseLog(t, tt.log), tt.results); !slices.Equal(got, tt.want) {
+				t.Errorf("checkEveryHop:\n got %q\nwant %q", got, tt.want)
+			}
+		})
 	}
 }

@@ -20,10 +20,27 @@ type BootVerdict struct {
 	Description string   // of the top-level result: "boot-2"
 	Name        string   // of the subtest: "boot-2 hop 1, scenario default"
 	OK          bool     // the result is ok and its subtest passed
+	Skip        string   // reason of a top-level SKIP: the boot never ran
 	Passed      int      // subtest results that passed or were skipped
 	Total       int      // subtest results
 	Failures    []string // descriptions of the subtest results that failed
+	Notes       []Note   // the subtest results that failed or failed as expected (XFAIL)
 	Phases      []string // "phase ..." diagnostics of the boot, in order
+}
+
+// Note is a subtest result that did not simply pass, with the diagnostics
+// printed right after it: kho-sim prints the reasons of a result there.
+type Note struct {
+	Result string   // "not ok 3 LUO FDT ..." or "ok 13 ... # XFAIL reason"
+	XFail  bool     // an expected failure, which counts as a pass
+	Diags  []string // the reasons
+}
+
+func (n Note) String() string {
+	if len(n.Diags) == 0 {
+		return n.Result
+	}
+	return n.Result + ": " + strings.Join(n.Diags, "; ")
 }
 
 // Verdict judges a whole run.
@@ -36,16 +53,32 @@ type Verdict struct {
 // Passed reports whether the run passed.
 func (v *Verdict) Passed() bool { return len(v.Problems) == 0 }
 
+// Expect is what a run must report. A boot it does not name in Fail, Skip or
+// XFail must pass. The texts are substrings, matched case-sensitively.
+type Expect struct {
+	Boots int            // boots in the plan; 0: the report's own plan
+	Fail  map[int]string // boot -> text in one of its failing results or their diagnostics
+	Skip  map[int]string // boot -> text in the reason of its top-level SKIP (it never ran)
+	XFail map[int]string // boot -> text in one of its XFAIL results or their diagnostics; the boot passes
+}
+
 // Judge checks the report of a run that should have had boots boots (0:
-// take the report's own plan). It wants a plan of boots, that many top-level
-// results, each ok with a non-empty passing subtest, the whole report passing
-// by ktap's rules, and the final DoneDiag.
+// take the report's own plan) that all pass: see JudgeExpect.
 func Judge(rep *ktap.Report, boots int) *Verdict {
+	return JudgeExpect(rep, Expect{Boots: boots})
+}
+
+// JudgeExpect checks a report against want. It wants a plan of want.Boots,
+// that many top-level results, each ok with a non-empty passing subtest
+// unless want says otherwise, the whole report passing by ktap's rules (only
+// its top-level numbering when failures are expected), and the final DoneDiag.
+func JudgeExpect(rep *ktap.Report, want Expect) *Verdict {
 	v := &Verdict{}
 	if rep == nil {
 		v.Problems = append(v.Problems, "no KTAP report")
 		return v
 	}
+	boots := want.Boots
 	if boots <= 0 {
 		boots = rep.Plan
 	}
@@ -58,24 +91,17 @@ func Judge(rep *ktap.Report, boots int) *Verdict {
 	for i, res := range rep.Results {
 		b := judgeBoot(res)
 		v.Boots = append(v.Boots, b)
-		name := fmt.Sprintf("boot %d (%s)", i+1, b.Description)
-		switch {
-		case res.Number == 0:
-			v.Problems = append(v.Problems, name+": no result line (the boot died or the log was cut)")
-		case res.Sub == nil:
-			v.Problems = append(v.Problems, name+": no subtest")
-		case b.Total == 0:
-			v.Problems = append(v.Problems, name+": subtest has no results")
-		case !b.OK:
-			msg := name + ": failed"
-			if len(b.Failures) > 0 {
-				msg += ": " + strings.Join(b.Failures, ", ")
-			}
-			v.Problems = append(v.Problems, msg)
+		if p := bootProblem(i+1, res, b, want); p != "" {
+			v.Problems = append(v.Problems, p)
+		}
+	}
+	for n := range want.Fail {
+		if n > len(rep.Results) {
+			v.Problems = append(v.Problems, fmt.Sprintf("boot %d: not reported, want a failure", n))
 		}
 	}
 	v.Phases = filterPhases(rep.Diags)
-	if len(v.Problems) == 0 && !rep.Passed() {
+	if len(v.Problems) == 0 && !passedOrNumbered(rep, len(want.Fail) > 0) {
 		v.Problems = append(v.Problems, "report did not pass (numbering or plan mismatch)")
 	}
 	if !slices.Contains(rep.Diags, DoneDiag) {
@@ -84,23 +110,131 @@ func Judge(rep *ktap.Report, boots int) *Verdict {
 	return v
 }
 
+// bootProblem says how boot n falls short of want, or returns "".
+func bootProblem(n int, res ktap.Result, b BootVerdict, want Expect) string {
+	name := fmt.Sprintf("boot %d (%s)", n, b.Description)
+	if text, ok := want.Skip[n]; ok {
+		switch {
+		case res.Directive.Kind != ktap.DirSkip || res.Sub != nil:
+			return fmt.Sprintf("%s: ran, want a SKIP saying %q", name, text)
+		case !strings.Contains(res.Directive.Reason, text):
+			return fmt.Sprintf("%s: SKIP %q, want one saying %q", name, res.Directive.Reason, text)
+		}
+		return ""
+	}
+	switch {
+	case res.Number == 0:
+		return name + ": no result line (the boot died or the log was cut)"
+	case res.Sub == nil:
+		return name + ": no subtest"
+	case b.Total == 0:
+		return name + ": subtest has no results"
+	}
+	if text, ok := want.Fail[n]; ok {
+		switch {
+		case b.OK:
+			return fmt.Sprintf("%s: passed, want a failure saying %q", name, text)
+		case !notesSay(b.Notes, false, text):
+			return fmt.Sprintf("%s: failed, but no failure says %q: %s", name, text, notesString(b.Notes))
+		}
+		return ""
+	}
+	if !b.OK {
+		msg := name + ": failed"
+		if len(b.Failures) > 0 {
+			msg += ": " + strings.Join(b.Failures, ", ")
+		}
+		return msg
+	}
+	if text, ok := want.XFail[n]; ok && !notesSay(b.Notes, true, text) {
+		return fmt.Sprintf("%s: no XFAIL result says %q", name, text)
+	}
+	return ""
+}
+
+func notesSay(notes []Note, xfail bool, text string) bool {
+	return slices.ContainsFunc(notes, func(n Note) bool {
+		return n.XFail == xfail && strings.Contains(n.String(), text)
+	})
+}
+
+func notesString(notes []Note) string {
+	s := make([]string, len(notes))
+	for i, n := range notes {
+		s[i] = n.String()
+	}
+	return strings.Join(s, " | ")
+}
+
+// passedOrNumbered applies ktap's Passed, or, when failures are expected,
+// only its numbering rule to the top level.
+func passedOrNumbered(rep *ktap.Report, failuresExpected bool) bool {
+	if !failuresExpected {
+		return rep.Passed()
+	}
+	for i, res := range rep.Results {
+		if res.Number != i+1 {
+			return false
+		}
+	}
+	return true
+}
+
 func judgeBoot(res ktap.Result) BootVerdict {
 	b := BootVerdict{Number: res.Number, Description: res.Description}
+	if res.Directive.Kind == ktap.DirSkip && res.Sub == nil {
+		b.Skip = res.Directive.Reason
+	}
 	if res.Sub != nil {
 		b.Name = res.Sub.Name
 		b.Phases = phases(res.Sub)
-		for _, sr := range res.Sub.Results {
+		for i, sr := range res.Sub.Results {
 			b.Total++
+			xfail := sr.Directive.Kind == ktap.DirXFail
 			if sr.OK || sr.Directive.Kind == ktap.DirSkip {
 				b.Passed++
 			} else {
 				b.Failures = append(b.Failures, fmt.Sprintf("%d %s", sr.Number, sr.Description))
+			}
+			if !sr.OK || xfail {
+				b.Notes = append(b.Notes, Note{Result: resultLine(sr), XFail: sr.OK && xfail, Diags: diagsAfter(res.Sub, i)})
 			}
 		}
 	}
 	b.Phases = append(b.Phases, filterPhases(res.Diags)...)
 	b.OK = res.OK && res.Number > 0 && res.Sub != nil && res.Sub.Passed()
 	return b
+}
+
+// resultLine prints a result as its KTAP line, without indentation.
+func resultLine(r ktap.Result) string {
+	s := fmt.Sprintf("%d %s", r.Number, r.Description)
+	if !r.OK {
+		s = "not ok " + s
+	} else {
+		s = "ok " + s
+	}
+	if r.Directive.Kind != "" {
+		s += " # " + strings.TrimSpace(r.Directive.Kind+" "+r.Directive.Reason)
+	}
+	return s
+}
+
+// diagsAfter returns the diagnostics, phases aside, between result i of r and
+// the next one (ktap attaches them to the next result, or to r itself after
+// the last).
+func diagsAfter(r *ktap.Report, i int) []string {
+	diags := r.Diags
+	if i+1 < len(r.Results) {
+		diags = r.Results[i+1].Diags
+	}
+	var out []string
+	for _, d := range diags {
+		if !strings.HasPrefix(d, "phase ") {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // phases collects the "phase ..." diagnostics of a subtest, depth first.
@@ -130,15 +264,21 @@ func filterPhases(diags []string) []string {
 func (v *Verdict) WriteSummary(w io.Writer) error {
 	var sb strings.Builder
 	for _, b := range v.Boots {
-		status := "ok"
-		if !b.OK {
-			status = "FAIL"
-		}
 		name := b.Name
 		if name == "" {
 			name = b.Description
 		}
-		fmt.Fprintf(&sb, "%-4s %d %s: %d/%d passed\n", status, b.Number, name, b.Passed, b.Total)
+		switch {
+		case b.Skip != "":
+			fmt.Fprintf(&sb, "SKIP %d %s: %s\n", b.Number, name, b.Skip)
+		case b.OK:
+			fmt.Fprintf(&sb, "ok   %d %s: %d/%d passed\n", b.Number, name, b.Passed, b.Total)
+		default:
+			fmt.Fprintf(&sb, "FAIL %d %s: %d/%d passed\n", b.Number, name, b.Passed, b.Total)
+		}
+		for _, n := range b.Notes {
+			fmt.Fprintf(&sb, "       %s\n", n)
+		}
 		for _, p := range b.Phases {
 			fmt.Fprintf(&sb, "       %s\n", p)
 		}

@@ -210,3 +210,152 @@ func TestWriteSummary(t *testing.T) {
 		})
 	}
 }
+
+func parseLog(t *testing.T, name string) *ktap.Report {
+	t.Helper()
+	b, err := os.ReadFile("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := ktap.Parse(strings.NewReader(string(b)))
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return rep
+}
+
+// TestJudgeExpect judges real QEMU serial logs of runs that fail, skip or
+// fail as expected on purpose.
+func TestJudgeExpect(t *testing.T) {
+	const (
+		missingFLB   = "qemu-corrupt-missing-flb-node.log"
+		bitflip      = "qemu-corrupt-payload-bitflip.log"
+		kexecFails   = "qemu-kexec-fails.log"
+		finishBefore = "qemu-finish-before-retrieve.log"
+		allPass      = "qemu-3boots.log"
+		noFLBNode    = "LUO FDT has no luo-flb node; the 7.0 kernel panics at boot"
+	)
+	tests := []struct {
+		name         string
+		log          string
+		want         Expect
+		wantProblems []string
+	}{
+		{name: "expected corruption reason", log: missingFLB,
+			want: Expect{Boots: 2, Fail: map[int]string{2: noFLBNode}}},
+		{name: "corruption without expectation", log: missingFLB,
+			want:         Expect{Boots: 2},
+			wantProblems: []string{"boot 2 (boot-2 hop 1, scenario default): failed: 3 LUO FDT and FLB table match what the previous boot preserved"}},
+		{name: "corruption with another reason", log: missingFLB,
+			want: Expect{Boots: 2, Fail: map[int]string{2: "CRC32C"}},
+			wantProblems: []string{`boot 2 (boot-2 hop 1, scenario default): failed, but no failure says "CRC32C": ` +
+				"not ok 3 LUO FDT and FLB table match what the previous boot preserved: " + noFLBNode + " (liveupdate_early_init)"}},
+		{name: "failure expected in the wrong boot", log: missingFLB,
+			want: Expect{Boots: 2, Fail: map[int]string{1: noFLBNode}},
+			wantProblems: []string{
+				`boot 1 (boot-1 cold boot, scenario default): passed, want a failure saying "` + noFLBNode + `"`,
+				"boot 2 (boot-2 hop 1, scenario default): failed: 3 LUO FDT and FLB table match what the previous boot preserved",
+			}},
+		{name: "payload checksum", log: bitflip,
+			want: Expect{Boots: 2, Fail: map[int]string{2: "CRC32C"}}},
+		{name: "failure expected of a boot never reported", log: allPass,
+			want:         Expect{Boots: 3, Fail: map[int]string{4: "x"}},
+			wantProblems: []string{"boot 4: not reported, want a failure"}},
+		{name: "boot skipped as expected", log: kexecFails,
+			want: Expect{Boots: 2, Skip: map[int]string{2: "no boot: the run stopped at boot 1"}}},
+		{name: "skipped boot without expectation", log: kexecFails,
+			want:         Expect{Boots: 2},
+			wantProblems: []string{"boot 2 (boot-2): no subtest"}},
+		{name: "skip with another reason", log: kexecFails,
+			want:         Expect{Boots: 2, Skip: map[int]string{2: "stopped at boot 7"}},
+			wantProblems: []string{`boot 2 (boot-2): SKIP "no boot: the run stopped at boot 1", want one saying "stopped at boot 7"`}},
+		{name: "skip expected of a boot that ran", log: allPass,
+			want:         Expect{Boots: 3, Skip: map[int]string{3: "no boot"}},
+			wantProblems: []string{`boot 3 (boot-3): ran, want a SKIP saying "no boot"`}},
+		{name: "known flaw as XFAIL", log: finishBefore,
+			want: Expect{Boots: 3, XFail: map[int]string{2: "finish was never called", 3: "finish exactly once"}}},
+		{name: "XFAIL tolerated without expectation", log: finishBefore,
+			want: Expect{Boots: 3}},
+		{name: "XFAIL expected of a boot without one", log: finishBefore,
+			want:         Expect{Boots: 3, XFail: map[int]string{1: "finish was never called"}},
+			wantProblems: []string{`boot 1 (boot-1 cold boot, scenario finish-before-retrieve): no XFAIL result says "finish was never called"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := JudgeExpect(parseLog(t, tt.log), tt.want)
+			if !slices.Equal(v.Problems, tt.wantProblems) {
+				t.Errorf("problems:\n got %q\nwant %q", v.Problems, tt.wantProblems)
+			}
+			if v.Passed() != (len(tt.wantProblems) == 0) {
+				t.Errorf("Passed() = %v with problems %q", v.Passed(), v.Problems)
+			}
+		})
+	}
+}
+
+func TestJudgeExpectNumbering(t *testing.T) {
+	log := "KTAP version 1\n1..2\n" +
+		"    KTAP version 1\n    1..1\n    ok 1 a\nok 1 boot-1\n" +
+		"    KTAP version 1\n    1..1\n    not ok 1 a\n    # broken\nnot ok 3 boot-2\n# kho-sim: done\n"
+	rep, err := ktap.Parse(strings.NewReader(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := JudgeExpect(rep, Expect{Boots: 2, Fail: map[int]string{2: "broken"}})
+	want := []string{"report did not pass (numbering or plan mismatch)"}
+	if !slices.Equal(v.Problems, want) {
+		t.Errorf("problems = %q, want %q", v.Problems, want)
+	}
+}
+
+func TestBootNotes(t *testing.T) {
+	v := Judge(parseLog(t, "qemu-finish-before-retrieve.log"), 3)
+	want := Note{
+		Result: "ok 13 finish exactly once when the last dependent file finishes # XFAIL known 7.0 flaw: finish-before-retrieve",
+		XFail:  true,
+		Diags:  []string{"iommu-core: all 2 dependent files finished but finish was never called"},
+	}
+	for i, b := range v.Boots {
+		var wantNotes []Note
+		if i > 0 {
+			wantNotes = []Note{want}
+		}
+		if !slices.EqualFunc(b.Notes, wantNotes, func(a, b Note) bool {
+			return a.Result == b.Result && a.XFail == b.XFail && slices.Equal(a.Diags, b.Diags)
+		}) {
+			t.Errorf("boot %d notes = %+v, want %+v", i+1, b.Notes, wantNotes)
+		}
+	}
+}
+
+func TestWriteSummaryExpected(t *testing.T) {
+	tests := []struct {
+		log  string
+		want Expect
+		text []string
+	}{
+		{log: "qemu-kexec-fails.log", want: Expect{Boots: 2, Skip: map[int]string{2: "no boot"}}, text: []string{
+			"ok   1 boot-1 cold boot, scenario kexec-fails: 10/10 passed\n",
+			"SKIP 2 boot-2: no boot: the run stopped at boot 1\n",
+			"PASS: 2 boots",
+		}},
+		{log: "qemu-corrupt-payload-bitflip.log", want: Expect{Boots: 2, Fail: map[int]string{2: "CRC32C"}}, text: []string{
+			"FAIL 2 boot-2 hop 1, scenario default: 9/14 passed\n",
+			"       not ok 8 every retrieved payload matches what was preserved: FLB iommu-core: payload \"iommu-core\": CRC32C",
+			"PASS: 2 boots",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.log, func(t *testing.T) {
+			var sb strings.Builder
+			if err := JudgeExpect(parseLog(t, tt.log), tt.want).WriteSummary(&sb); err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tt.text {
+				if !strings.Contains(sb.String(), w) {
+					t.Errorf("summary lacks %q:\n%s", w, sb.String())
+				}
+			}
+		})
+	}
+}
