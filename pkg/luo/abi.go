@@ -88,3 +88,53 @@ func compatMatches(handler string, ser []byte) bool {
 	}
 	return string(ser[:len(name)]) == name && ser[len(name)] == 0
 }
+
+// Format is a generation of LUO's handover: what the "LUO" KHO child holds
+// and how sessions and files are laid out. The FLB page is the same in all.
+type Format string
+
+// The LUO formats kho-sim writes and reads.
+const (
+	// FormatV1 is Linux 7.0: the LUO FDT with luo-session and luo-flb
+	// nodes, a 16-page session block and a 2-page file block per session.
+	FormatV1 Format = FDTCompatible
+	// FormatV2 is the first step of the "Remove limits on sessions and
+	// files" series: the LUO FDT holds only luo-abi-header, the address of
+	// struct luo_ser; session and file blocks are still 7.0's.
+	FormatV2 Format = FDTCompatibleV2
+	// FormatV5 is Linux 7.2: the "LUO" child is struct luo_ser itself (a
+	// raw blob, no FDT); sessions and files live in linked one-page blocks.
+	FormatV5 Format = SerCompatible
+)
+
+// The luo-v2 step (include/linux/kho/abi/luo.h of that series):
+//
+//	LUO FDT / { compatible = "luo-v2"; luo-abi-header = <u64 PA>; };
+//	struct luo_ser { u64 liveupdate_num; u64 sessions_pa; u64 flbs_pa; };
+const (
+	FDTCompatibleV2 = "luo-v2"
+	FDTABIHeader    = "luo-abi-header"
+	SerV2Size       = 24
+)
+
+// Linux 7.2 (include/linux/kho/abi/luo.h and block.h):
+//
+//	struct luo_ser { char compatible[8]; u64 liveupdate_num;
+//	                 u64 sessions_pa; u64 flbs_pa; };
+//	struct kho_block_header_ser { u64 next; u64 count; };
+//
+// followed in each one-page block by luo_session_ser (80 bytes) or
+// luo_file_ser (64 bytes) entries.
+const (
+	SerCompatible = "luo-v5" // LUO_ABI_COMPATIBLE
+	SerCompatLen  = 8        // LUO_ABI_COMPAT_LEN: ALIGN(sizeof("luo-v5"), 8)
+	SerSize       = SerCompatLen + 24
+
+	BlockSize        = PageSize // KHO_BLOCK_SIZE
+	BlockHeaderSize  = 16
+	SessionsPerBlock = (BlockSize - BlockHeaderSize) / SessionEntrySize // 51
+	FilesPerBlock    = (BlockSize - BlockHeaderSize) / FileEntrySize    // 63
+	// MaxBlocks is KHO_MAX_BLOCKS: the most blocks one set may have, the
+	// only bound 7.2 puts on sessions and files (ENOSPC beyond it).
+	MaxBlocks = 10000
+)

@@ -18,6 +18,10 @@ import (
 // failure LUO is disabled, and as in 7.0 only the FDT page is freed.
 // Errors: EOPNOTSUPP when live update is disabled (the kernel then builds
 // nothing), EALREADY on a second call, allocation and FDT errors.
+//
+// FormatV2 returns the "luo-v2" FDT whose luo-abi-header points at
+// struct luo_ser; FormatV5 returns struct luo_ser itself, a SerSize-byte
+// blob that KHO publishes with kho_add_subtree(name, blob, size).
 func (c *Core) SetupOutgoing() (uint64, error) {
 	if !c.Enabled() {
 		return 0, fmt.Errorf("LUO setup outgoing: %w", unix.EOPNOTSUPP)
@@ -27,7 +31,16 @@ func (c *Core) SetupOutgoing() (uint64, error) {
 	if c.fdtOutSet {
 		return 0, fmt.Errorf("LUO setup outgoing: %w", unix.EALREADY)
 	}
-	pa, err := c.fdtSetup()
+	var pa uint64
+	var err error
+	switch c.format {
+	case FormatV2:
+		pa, err = c.setupOutgoingV2()
+	case FormatV5:
+		pa, err = c.setupOutgoingV5()
+	default:
+		pa, err = c.fdtSetup()
+	}
 	if err != nil {
 		c.flb.Disable()
 		return 0, fmt.Errorf("LUO setup outgoing: %w", err)
@@ -133,8 +146,22 @@ func panicErr(format string, a ...any) error {
 // and the FLB page through Memory.Map; a block the previous kernel did not
 // preserve is a *BootError with ActionReadUnpreserved. Nothing else is
 // read until Open. On any error LUO is disabled.
+//
+// The Core reads the generation it was made for: FormatV2 wants the
+// "luo-v2" FDT, FormatV5 the raw struct luo_ser blob (the child's
+// blob-size bytes) with compatible "luo-v5" and, if sessions_pa is set, a
+// session block chain kho_block_set_restore accepts. A handover of another
+// generation fails these checks exactly as the kernel's would: a panic.
 func (c *Core) SetupIncoming(luoFDT []byte) error {
-	err := c.setupIncoming(luoFDT)
+	var err error
+	switch c.format {
+	case FormatV2:
+		err = c.setupIncomingV2(luoFDT)
+	case FormatV5:
+		err = c.setupIncomingV5(luoFDT)
+	default:
+		err = c.setupIncoming(luoFDT)
+	}
 	if err != nil {
 		c.flb.Disable()
 		return fmt.Errorf("LUO setup incoming: %w", err)

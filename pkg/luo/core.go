@@ -31,6 +31,13 @@ type Options struct {
 	// compatible matches no handler stops that session's file restore
 	// silently and the session is still restored.
 	PropagateFileDeserializeErrors bool
+	// Format is the handover generation this kernel writes and expects to
+	// read: FormatV1 (the default, Linux 7.0), FormatV2 or FormatV5 (Linux
+	// 7.2). Only the image layer differs; sessions, files and FLBs behave
+	// as 7.0's, except that FormatV5 lifts 7.0's session and file limits
+	// (its blocks are linked) and always propagates file deserialization
+	// errors, as 7.2 does.
+	Format Format
 }
 
 // KernelAction says what Linux 7.0 does with an incoming handover that the
@@ -65,14 +72,21 @@ type sessionList struct {
 	sessions []*Session
 	block    []byte // luo_session_header_ser followed by the luo_session_ser array
 	active   bool
+	// FormatV5: out marks the outgoing list, whose blocks grow and shrink
+	// with its sessions through mem; the incoming list's blocks are the
+	// restored chain.
+	out    bool
+	blocks *blockSet
+	mem    Memory
 }
 
 // Core is LUO in one simulated boot: luo_global, luo_session_global,
 // luo_file_handler_list and the FLB state.
 type Core struct {
-	mem  Memory
-	opts Options
-	flb  *flb.Kernel
+	mem    Memory
+	opts   Options
+	format Format
+	flb    *flb.Kernel
 
 	// handlersMu guards handlers; the kernel relies on session quiesce.
 	handlersMu sync.RWMutex
@@ -84,6 +98,7 @@ type Core struct {
 	liveupdateNum uint64     // incoming number; 0 on a cold boot
 	fdtOutPA      uint64
 	fdtOutSet     bool
+	ser           []byte // outgoing struct luo_ser (FormatV2, FormatV5)
 	warnings      []error
 
 	openMu        sync.Mutex // guards the deserialization result
@@ -93,12 +108,23 @@ type Core struct {
 
 // New returns LUO for a freshly booted kernel.
 func New(mem Memory, opts Options) *Core {
-	c := &Core{mem: mem, opts: opts}
+	c := &Core{mem: mem, opts: opts, format: opts.Format}
+	if c.format == "" {
+		c.format = FormatV1
+	}
+	c.outgoing.out, c.outgoing.mem = true, mem
+	if c.format == FormatV5 {
+		c.outgoing.blocks = newBlockSet(SessionEntrySize)
+		c.opts.PropagateFileDeserializeErrors = true
+	}
 	fo := opts.FLB
 	fo.Quiescer = c
 	c.flb = flb.New(fo)
 	return c
 }
+
+// Format is the handover generation this Core writes and reads.
+func (c *Core) Format() Format { return c.format }
 
 // FLB returns the FLB layer of this boot.
 func (c *Core) FLB() *flb.Kernel { return c.flb }

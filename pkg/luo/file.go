@@ -27,6 +27,42 @@ type fileSet struct {
 	block   []byte // luo_file_ser array: allocated (outgoing) or mapped (incoming)
 	blockPA uint64
 	mapped  bool // block came from the previous kernel
+	// blocks replaces block in FormatV5: linked one-page blocks, grown and
+	// shrunk per file (outgoing) or restored from the chain (incoming).
+	blocks *blockSet
+}
+
+// v5 reports whether the session's kernel uses 7.2's linked file blocks.
+func (s *Session) v5() bool { return s.core.format == FormatV5 }
+
+// reserveFileSlot makes room for one more file: luo_alloc_files_mem in 7.0,
+// kho_block_set_grow(count + 1) in 7.2.
+func (s *Session) reserveFileSlot() error {
+	if !s.v5() {
+		return s.allocFilesMem()
+	}
+	if s.set.blocks == nil {
+		s.set.blocks = newBlockSet(FileEntrySize)
+	}
+	if err := s.set.blocks.grow(s.core.mem, int(s.set.count)+1); err != nil {
+		return fmt.Errorf("file blocks: %w", err)
+	}
+	return nil
+}
+
+// releaseFileSlots frees what the files no longer need: luo_free_files_mem
+// in 7.0, kho_block_set_shrink(count) in 7.2.
+func (s *Session) releaseFileSlots() {
+	if !s.v5() {
+		s.freeFilesMem()
+		return
+	}
+	if s.set.blocks == nil {
+		return
+	}
+	if err := s.set.blocks.shrink(s.core.mem, int(s.set.count)); err != nil {
+		s.core.warn(fmt.Errorf("session %q: free file blocks: %w", s.name, err))
+	}
 }
 
 // allocFilesMem models luo_alloc_files_mem.
@@ -63,6 +99,8 @@ func (s *Session) freeFilesMem() {
 // the file (ENOENT if none), the handler's FLBs preserved
 // (flb.Kernel.FilePreserve), then the handler's Preserve; if that fails the
 // FLBs are unpreserved. Any failure frees a block that holds no file.
+// FormatV5 has no FileMax: the file blocks grow by one page per 63 files,
+// up to MaxBlocks (ENOSPC).
 func (s *Session) PreserveFile(token uint64, file any) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -79,13 +117,13 @@ func (s *Session) preserveFile(token uint64, file any) error {
 	if slices.ContainsFunc(s.set.files, func(f *luoFile) bool { return f.token == token }) {
 		return fmt.Errorf("token in use: %w", unix.EEXIST)
 	}
-	if s.set.count == FileMax {
+	if !s.v5() && s.set.count == FileMax {
 		return fmt.Errorf("%d files preserved: %w", FileMax, unix.ENOSPC)
 	}
 	if file == nil {
 		return fmt.Errorf("no file: %w", unix.EBADF)
 	}
-	if err := s.allocFilesMem(); err != nil {
+	if err := s.reserveFileSlot(); err != nil {
 		return err
 	}
 	var fh *FileHandler
@@ -96,17 +134,17 @@ func (s *Session) preserveFile(token uint64, file any) error {
 		}
 	}
 	if fh == nil {
-		s.freeFilesMem()
+		s.releaseFileSlots()
 		return fmt.Errorf("no file handler: %w", unix.ENOENT)
 	}
 	if err := s.core.flb.FilePreserve(&fh.FileHandler); err != nil {
-		s.freeFilesMem()
+		s.releaseFileSlots()
 		return err
 	}
 	args := FileOpArgs{Handler: fh, File: file}
 	if err := fh.Ops.Preserve(&args); err != nil {
 		s.core.flb.FileUnpreserve(&fh.FileHandler)
-		s.freeFilesMem()
+		s.releaseFileSlots()
 		return fmt.Errorf("handler %q preserve: %w", fh.Compatible, err)
 	}
 	s.set.files = append(s.set.files, &luoFile{
@@ -126,7 +164,7 @@ func (s *Session) unpreserveFiles() {
 		s.set.files = s.set.files[:len(s.set.files)-1]
 		s.set.count--
 	}
-	s.freeFilesMem()
+	s.releaseFileSlots()
 }
 
 // freeze models luo_file_freeze: every file in preservation order gets its
@@ -136,6 +174,9 @@ func (s *Session) unpreserveFiles() {
 func (s *Session) freeze(entry []byte) error {
 	if s.set.count == 0 {
 		return nil
+	}
+	if s.v5() {
+		return s.freezeV5(entry)
 	}
 	if s.set.block == nil {
 		return fmt.Errorf("session %q: WARN_ON(no file block): %w", s.name, unix.EINVAL)
@@ -151,6 +192,32 @@ func (s *Session) freeze(entry []byte) error {
 		le.PutUint64(e[56:], f.token)
 	}
 	le.PutUint64(entry[64:], s.set.blockPA)
+	le.PutUint64(entry[72:], uint64(s.set.count))
+	return nil
+}
+
+// freezeV5 models 7.2's luo_file_freeze: each file's entry is reserved in
+// the block set (setting its block's count), the file frozen, the entry
+// written; the session entry gets the first block's address and the count.
+func (s *Session) freezeV5(entry []byte) error {
+	for i, f := range s.set.files {
+		var e []byte
+		if s.set.blocks != nil {
+			e = s.set.blocks.reserve(i)
+		}
+		if e == nil {
+			s.unfreezeFiles(s.set.files[:i])
+			return fmt.Errorf("session %q: WARN_ON(no file block for file %d): %w", s.name, i, unix.ENOSPC)
+		}
+		if err := f.freeze(); err != nil {
+			s.unfreezeFiles(s.set.files[:i])
+			return fmt.Errorf("session %q: freeze token %#x: %w", s.name, f.token, err)
+		}
+		strscpy(e[:HandlerCompatLen], f.fh.Compatible)
+		le.PutUint64(e[48:], f.data)
+		le.PutUint64(e[56:], f.token)
+	}
+	le.PutUint64(entry[64:], s.set.blocks.headPA())
 	le.PutUint64(entry[72:], uint64(s.set.count))
 	return nil
 }
@@ -182,6 +249,9 @@ func (s *Session) unfreezeFiles(files []*luoFile) {
 		f.mu.Unlock()
 	}
 	clear(s.set.block)
+	if s.set.blocks != nil {
+		s.set.blocks.clear()
+	}
 }
 
 // unfreeze models luo_file_unfreeze for a session whose freeze succeeded.
@@ -259,7 +329,13 @@ func (s *Session) finish() error {
 		s.set.count--
 	}
 	// kho_restore_free of the incoming block: the model only drops it.
-	s.set.block, s.set.blockPA = nil, 0
+	// An outgoing session's 7.2 blocks are unpreserved and freed.
+	if bs := s.set.blocks; bs != nil && !bs.incoming {
+		if err := bs.destroy(s.core.mem); err != nil {
+			s.core.warn(fmt.Errorf("session %q: free file blocks: %w", s.name, err))
+		}
+	}
+	s.set.block, s.set.blockPA, s.set.blocks = nil, 0, nil
 	return nil
 }
 

@@ -33,7 +33,10 @@ func sessionEntry(block []byte, i int) []byte {
 	return block[SessionHeaderSize+i*SessionEntrySize:][:SessionEntrySize]
 }
 
-// serializeSessions models luo_session_serialize.
+// serializeSessions models luo_session_serialize. In FormatV5 the entries
+// go into the linked blocks, each block's count set as its entries are
+// reserved, and luo_ser.sessions_pa is 0 unless it succeeds with at least
+// one session.
 func (c *Core) serializeSessions() error {
 	l := &c.outgoing
 	l.rw.Lock()
@@ -41,26 +44,53 @@ func (c *Core) serializeSessions() error {
 	if !l.active {
 		return fmt.Errorf("session serialize: outgoing block not set up: %w", unix.EINVAL)
 	}
+	v5 := c.format == FormatV5
+	if v5 {
+		le.PutUint64(c.ser[serSessionsOff(c.format):], 0)
+	}
+	// entry reserves session i's slot; slot finds it again for the undo.
+	entry := func(i int) []byte { return sessionEntry(l.block, i) }
+	slot := entry
+	if v5 {
+		entry, slot = l.blocks.reserve, l.blocks.slot
+	}
 	for i, s := range l.sessions {
-		e := sessionEntry(l.block, i)
+		e := entry(i)
+		if e == nil {
+			err := fmt.Errorf("session serialize: WARN_ON(no block for session %d): %w", i, unix.ENOSPC)
+			c.unfreezeSessions(l, i, slot)
+			return err
+		}
 		s.mu.Lock()
 		err := s.freeze(e)
 		s.mu.Unlock()
 		if err != nil {
-			for j := i - 1; j >= 0; j-- {
-				prev := l.sessions[j]
-				pe := sessionEntry(l.block, j)
-				prev.mu.Lock()
-				prev.unfreeze(pe)
-				prev.mu.Unlock()
-				clear(pe[:SessionNameLen])
-			}
+			c.unfreezeSessions(l, i, slot)
 			return err
 		}
 		strscpy(e[:SessionNameLen], s.name)
 	}
+	if v5 {
+		if len(l.sessions) > 0 {
+			le.PutUint64(c.ser[serSessionsOff(c.format):], l.blocks.headPA())
+		}
+		return nil
+	}
 	le.PutUint64(l.block, uint64(len(l.sessions)))
 	return nil
+}
+
+// unfreezeSessions undoes a failed serialization: the sessions before the
+// n-th are unfrozen in reverse and their entries' names cleared.
+func (c *Core) unfreezeSessions(l *sessionList, n int, entry func(int) []byte) {
+	for j := n - 1; j >= 0; j-- {
+		prev := l.sessions[j]
+		pe := entry(j)
+		prev.mu.Lock()
+		prev.unfreeze(pe)
+		prev.mu.Unlock()
+		clear(pe[:SessionNameLen])
+	}
 }
 
 // deserialize models luo_session_deserialize, run by the first open of
@@ -81,20 +111,27 @@ func (c *Core) deserialize() error {
 func (c *Core) deserializeSessions() error {
 	l := &c.incoming
 	l.rw.RLock()
-	block, active := l.block, l.active
+	block, blocks, active := l.block, l.blocks, l.active
 	l.rw.RUnlock()
 	if !active {
 		return nil
 	}
-	n := le.Uint64(block)
-	if n > SessionMax {
-		return &BootError{
-			Err:          fmt.Errorf("session count %d exceeds %d: %w", n, SessionMax, unix.EINVAL),
-			KernelAction: ActionReadPastBlock,
+	var entries [][]byte
+	if blocks != nil {
+		entries = blocks.entries()
+	} else {
+		n := le.Uint64(block)
+		if n > SessionMax {
+			return &BootError{
+				Err:          fmt.Errorf("session count %d exceeds %d: %w", n, SessionMax, unix.EINVAL),
+				KernelAction: ActionReadPastBlock,
+			}
+		}
+		for i := range int(n) {
+			entries = append(entries, sessionEntry(block, i))
 		}
 	}
-	for i := range int(n) {
-		e := sessionEntry(block, i)
+	for _, e := range entries {
 		s := &Session{core: c, incoming: true, name: sessionName(cstring(e[:SessionNameLen]))}
 		if err := l.insert(s, false); err != nil {
 			c.warn(fmt.Errorf("deserialize: insert session: %w", err))
@@ -114,7 +151,7 @@ func (c *Core) deserializeSessions() error {
 	}
 	// kho_restore_free of the session block: the model only drops it.
 	l.rw.Lock()
-	l.block = nil
+	l.block, l.blocks = nil, nil
 	l.rw.Unlock()
 	return nil
 }
@@ -130,6 +167,9 @@ func (c *Core) deserializeFiles(s *Session, pa, count uint64) error {
 			c.warn(fmt.Errorf("session %q: WARN_ON: %d files but no file block", s.name, count))
 		}
 		return nil
+	}
+	if c.format == FormatV5 {
+		return c.deserializeFilesV5(s, pa, count)
 	}
 	if count > FileMax {
 		return &BootError{
@@ -161,5 +201,37 @@ func (c *Core) deserializeFiles(s *Session, pa, count uint64) error {
 		}
 		s.set.files = append(s.set.files, &luoFile{fh: fh, data: le.Uint64(e[48:]), token: le.Uint64(e[56:])})
 	}
+	return nil
+}
+
+// deserializeFilesV5 models 7.2's luo_file_deserialize: the file block
+// chain is restored (a cycle or a block count of 0 or above 63 is EINVAL),
+// every entry matched to a handler (ENOENT if none), and the entries found
+// must number count (EINVAL otherwise). On any error the session keeps no
+// file, as 7.2 frees them all.
+func (c *Core) deserializeFilesV5(s *Session, pa, count uint64) error {
+	bs, err := restoreBlockSet(c.mem, FileEntrySize, pa)
+	if err != nil {
+		return fmt.Errorf("file blocks: %w", err)
+	}
+	handlers := c.handlerList()
+	var files []*luoFile
+	for _, e := range bs.entries() {
+		var fh *FileHandler
+		for _, h := range handlers {
+			if compatMatches(h.Compatible, e) {
+				fh = h
+				break
+			}
+		}
+		if fh == nil {
+			return fmt.Errorf("no registered handler for compatible %q: %w", cstring(e[:HandlerCompatLen]), unix.ENOENT)
+		}
+		files = append(files, &luoFile{fh: fh, data: le.Uint64(e[48:]), token: le.Uint64(e[56:])})
+	}
+	if uint64(len(files)) != count {
+		return fmt.Errorf("file count mismatch: expected %d, found %d: %w", count, len(files), unix.EINVAL)
+	}
+	s.set.files, s.set.count, s.set.blocks = files, int64(len(files)), bs
 	return nil
 }

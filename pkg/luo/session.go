@@ -34,10 +34,19 @@ func sessionName(name string) string {
 
 // insert models luo_session_insert: outgoing lists are capped at SessionMax
 // (ENOMEM, as in the kernel), names compared with strncmp over 64 bytes.
+// FormatV5 instead grows the outgoing block set to hold one more session
+// first; as in 7.2 a duplicate name then fails with EEXIST without
+// shrinking it again, so after 51*k sessions an extra, empty block stays
+// linked until a session goes.
 func (l *sessionList) insert(s *Session, capped bool) error {
 	l.rw.Lock()
 	defer l.rw.Unlock()
-	if capped && len(l.sessions) == SessionMax {
+	switch {
+	case capped && l.blocks != nil:
+		if err := l.blocks.grow(l.mem, len(l.sessions)+1); err != nil {
+			return fmt.Errorf("session %q: %w", s.name, err)
+		}
+	case capped && len(l.sessions) == SessionMax:
 		return fmt.Errorf("session %q: %d sessions exist: %w", s.name, SessionMax, unix.ENOMEM)
 	}
 	for _, it := range l.sessions {
@@ -49,10 +58,16 @@ func (l *sessionList) insert(s *Session, capped bool) error {
 	return nil
 }
 
-func (l *sessionList) remove(s *Session) {
+// remove models luo_session_remove; a FormatV5 outgoing list shrinks its
+// block set to what the remaining sessions need.
+func (l *sessionList) remove(s *Session) error {
 	l.rw.Lock()
+	defer l.rw.Unlock()
 	l.sessions = slices.DeleteFunc(l.sessions, func(it *Session) bool { return it == s })
-	l.rw.Unlock()
+	if l.out && l.blocks != nil {
+		return l.blocks.shrink(l.mem, len(l.sessions))
+	}
+	return nil
 }
 
 // open models luo_open of /dev/liveupdate, which every ioctl needs: the
@@ -144,7 +159,9 @@ func (s *Session) Close() error {
 		list = &s.core.outgoing
 	}
 	s.mu.Unlock()
-	list.remove(s)
+	if err := list.remove(s); err != nil {
+		s.core.warn(fmt.Errorf("session %q: free session blocks: %w", s.name, err))
+	}
 	return nil
 }
 
