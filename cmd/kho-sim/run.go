@@ -34,6 +34,7 @@ const (
 	paramDryRun   = "kho_sim.dry_run"  // 1: as --dry-run
 	paramLoader   = "kho_sim.loader"   // kho-sim or kexec-tools: what loads the next kernel and reboots into it
 	paramLoaders  = "kho_sim.loaders"  // comma-separated loaders that boots 1, 2, ... use, in turn
+	paramABI      = "kho_sim.abi"      // handover generation (7.0, luo-v2, 7.2), or a comma-separated list boots 1, 2, ... use in turn
 )
 
 // The loaders of the next kernel. Both load the same repacked initramfs with
@@ -52,7 +53,7 @@ const initramfsMarker = "/etc/kho-sim/initramfs"
 
 type runFlags struct {
 	scenario, region, nextKernel, cmdlineFile string
-	loader                                    string
+	loader, abi                               string
 	hops                                      int
 	fix, stay, dryRun, allowKexec             bool
 }
@@ -68,6 +69,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&f.nextKernel, "next-kernel", "/kernels/next", "kernel image to kexec into")
 	fs.StringVar(&f.loader, "loader", "", "what loads and boots the next kernel: "+loaderKhoSim+" or "+loaderKexecTools+" (default: "+paramLoaders+"= or "+paramLoader+"= on the command line, else "+loaderKhoSim+")")
 	fs.StringVar(&f.cmdlineFile, "cmdline-file", "/proc/cmdline", "where to read the kernel command line")
+	fs.StringVar(&f.abi, "abi", "", "handover generation this boot writes and reads: 7.0, luo-v2 or 7.2, or a comma-separated list boot n takes entry (n-1) mod len of (default: "+paramABI+"= on the command line, else 7.0)")
 	fs.BoolVar(&f.fix, "fix-finish-before-retrieve", false, "run the model with the 7.0 finish-before-retrieve flaw fixed")
 	fs.BoolVar(&f.stay, "stay", false, "do not power off after the last boot")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "preserve, write the image and load the next kernel, then unload it and run the abort path: no reboot")
@@ -197,6 +199,9 @@ func (f runFlags) resolve(p map[string]string, cmdline string) (runConfig, error
 			return c, usageError{fmt.Sprintf("%s without %s: the previous boot always sets both", paramFDT, paramBoot)}
 		}
 	}
+	if c.ABI, err = chooseABI(f.abi, p[paramABI], c.In.Boot); err != nil {
+		return c, err
+	}
 	if r := firstNonEmpty(f.region, p[paramRegion]); r != "" {
 		c.rg, err = physmem.ParseRegion(r)
 		if err != nil {
@@ -250,6 +255,21 @@ func loadNext(f runFlags, cmdline string, next sim.Handover, start time.Time) ([
 		}
 	}
 	return phases, nil
+}
+
+// chooseABI picks this boot's generation from the flag, else kho_sim.abi=:
+// boot n takes entry (n-1) mod len of the list, so one chain can cross
+// generations and show what the next kernel does with the handover.
+func chooseABI(flagValue, param string, boot int) (sim.ABI, error) {
+	v, from := flagValue, "--abi"
+	if v == "" {
+		v, from = param, paramABI
+	}
+	list, err := sim.ParseABIList(v)
+	if err != nil {
+		return "", usageError{fmt.Sprintf("%s: %v", from, err)}
+	}
+	return list[(boot-1)%len(list)], nil
 }
 
 // chooseLoader picks this boot's loader: the flag, else kho_sim.loaders=

@@ -50,11 +50,19 @@ func ParseABI(s string) (ABI, error) {
 }
 
 // ParseABIList reads a comma-separated list of generations; boot n of a
-// run uses entry (n-1) mod len.
+// run uses entry (n-1) mod len. "" is the default, 7.0; an empty entry in a
+// list is an error.
 func ParseABIList(s string) ([]ABI, error) {
+	if s == "" {
+		return []ABI{ABI70}, nil
+	}
 	var out []ABI
 	for _, f := range strings.Split(s, ",") {
-		a, err := ParseABI(strings.TrimSpace(f))
+		f = strings.TrimSpace(f)
+		if f == "" {
+			return nil, fmt.Errorf("ABI generations %q: an empty entry: want one of %s: %w", s, abiNames(), unix.EINVAL)
+		}
+		a, err := ParseABI(f)
 		if err != nil {
 			return nil, err
 		}

@@ -225,6 +225,7 @@ func TestParseABI(t *testing.T) {
 		{"luo-v2, 7.2", []ABI{ABILUOv2, ABI72}, false},
 		{"7.1", nil, true},
 		{"7.2,kho-v4", nil, true},
+		{"7.0,", nil, true},
 	} {
 		got, err := ParseABIList(tt.in)
 		if (err != nil) != tt.err || fmt.Sprint(got) != fmt.Sprint(tt.want) {
