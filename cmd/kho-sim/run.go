@@ -359,7 +359,11 @@ func ownsMachine() bool {
 // drainConsole waits for the console to send what was written, so the last
 // KTAP lines survive the reboot.
 func drainConsole() {
-	_ = unix.IoctlSetInt(int(os.Stdout.Fd()), unix.TCSBRK, 1)
+	// tcdrain: the tty returns EINTR, never restarts, when a signal (the Go
+	// runtime's own) arrives mid-wait; wait again, or the power-off can cut
+	// the last boot's final lines.
+	for unix.IoctlSetInt(int(os.Stdout.Fd()), unix.TCSBRK, 1) == unix.EINTR {
+	}
 	unix.Sync()
 	time.Sleep(20 * time.Millisecond)
 }
