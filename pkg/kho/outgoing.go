@@ -2,6 +2,7 @@ package kho
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/bits"
 	"slices"
@@ -29,6 +30,7 @@ type Outgoing struct {
 	// like kmalloc'd memory in the kernel they are not themselves preserved.
 	serialized []uint64
 	format     Format
+	folioMu    sync.Mutex // serializes allocFolio's search and reservation
 	// tree is the kho-v4 memory map; its root's address is in the root FDT
 	// from the start, as in 7.2.
 	tree *radixTree
@@ -127,7 +129,14 @@ func (o *Outgoing) AllocPreserve(size uint64) (uint64, []byte, error) {
 		return 0, nil, fmt.Errorf("kho: alloc_preserve of %d bytes needs order %d > %d: %w", size, order, MaxPageOrder, unix.E2BIG)
 	}
 	n := uint64(pageSize) << order
-	pa, mem, err := o.alloc.Alloc(n, true)
+	var pa uint64
+	var mem []byte
+	var err error
+	if o.format == FormatV4 {
+		pa, mem, err = o.allocFolio(n)
+	} else {
+		pa, mem, err = o.alloc.Alloc(n, true)
+	}
 	if err != nil {
 		return 0, nil, fmt.Errorf("kho: alloc_preserve %d bytes: %w", size, err)
 	}
@@ -136,6 +145,51 @@ func (o *Outgoing) AllocPreserve(size uint64) (uint64, []byte, error) {
 	o.allocs[pa] = n
 	o.preserveRange(pa, n)
 	return pa, mem, nil
+}
+
+// allocFolio places a block of n bytes (a power of two pages) where
+// folio_alloc would: aligned to its own size, so it is one preserved block
+// of its order, the lowest such free run. The 7.0 model keeps the
+// allocator's unaligned first fit, whose images must not change; a 7.2
+// reader restores each blob as one folio (kho_restore_folio), so there the
+// alignment matters.
+func (o *Outgoing) allocFolio(n uint64) (uint64, []byte, error) {
+	o.folioMu.Lock()
+	defer o.folioMu.Unlock()
+	r := o.alloc.Region()
+	align := func(pa uint64) uint64 { return (pa + n - 1) &^ (n - 1) }
+	for range 64 { // a retry only when another user of the allocator took the run
+		start := align(r.Base())
+		for _, al := range o.alloc.Allocations() {
+			if al.End() <= start {
+				continue
+			}
+			if al.Start >= start+n {
+				break
+			}
+			start = align(al.End())
+		}
+		if start < r.Base() || start+n > r.End() || start+n < start {
+			return 0, nil, fmt.Errorf("kho: no free aligned run of %d pages in %v: %w", n/pageSize, r.Range(), unix.ENOMEM)
+		}
+		err := o.alloc.Reserve(physmem.Range{Start: start, Size: n})
+		if errors.Is(err, unix.EBUSY) {
+			continue
+		}
+		if err != nil {
+			return 0, nil, err
+		}
+		mem, err := r.Bytes(start, n)
+		if err == nil {
+			err = o.alloc.SetPreserved(start, true)
+		}
+		if err != nil {
+			return 0, nil, errors.Join(err, o.alloc.Free(start))
+		}
+		clear(mem)
+		return start, mem, nil
+	}
+	return 0, nil, fmt.Errorf("kho: aligned run of %d pages kept being taken: %w", n/pageSize, unix.EAGAIN)
 }
 
 // UnpreserveFree models kho_unpreserve_free.
