@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -365,4 +367,96 @@ func TestGenerations_DamageReported(t *testing.T) {
 			validKTAP(t, log)
 		})
 	}
+}
+
+// TestGenerations_RandomFlipsNeverPanic damages luo-v2 and 7.2 images one
+// random bit at a time, in the preserved blocks and in the pages of the
+// memory map, and runs the next boot: it may fail, but never panics, and
+// its KTAP stays valid.
+func TestGenerations_RandomFlipsNeverPanic(t *testing.T) {
+	for _, abi := range []ABI{ABILUOv2, ABI72} {
+		t.Run(string(abi), func(t *testing.T) {
+			mem := make([]byte, 16<<20)
+			r, _ := physmem.New(testBase, mem)
+			var out bytes.Buffer
+			sc := lookup(t, "sharing")
+			o := Run(Config{Region: r, Scenario: sc, In: Handover{Boot: 1}, Boots: 2, Out: &out, ABI: abi})
+			if !o.OK {
+				t.Fatalf("boot 1 failed:\n%s", out.String())
+			}
+			in, err := kho.ReadIncoming(r, o.Next.RootPA)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var pages []uint64
+			for _, b := range in.Blocks() {
+				for pa := b.PA; pa < b.PA+b.Size(); pa += 4096 {
+					pages = append(pages, pa)
+				}
+			}
+			pages = append(pages, mapPages(t, r, in)...)
+			clean := slices.Clone(mem)
+			rng := rand.New(rand.NewPCG(7, uint64(len(abi))))
+			detected := 0
+			for range 80 {
+				copy(mem, clean)
+				// headers and first entries live at the start of a page
+				pa := pages[rng.IntN(len(pages))] + uint64(rng.IntN(256))
+				mem[pa-testBase] ^= 1 << rng.IntN(8)
+				log := bytes.NewBufferString(out.String()) // boot 1's KTAP, with the header
+				r2, _ := physmem.New(testBase, mem)
+				o2 := Run(Config{Region: r2, Scenario: sc, In: o.Next, Boots: 2, Out: log, ABI: abi})
+				if !o2.OK {
+					detected++
+				}
+				if probs := ktap.Validate(strings.NewReader(log.String())); len(probs) != 0 {
+					t.Fatalf("flip at %#x: invalid KTAP %v\n%s", pa, probs, log.String())
+				}
+			}
+			if detected == 0 {
+				t.Fatal("no flip was detected: the readers check nothing")
+			}
+		})
+	}
+}
+
+// mapPages lists the pages of the preserved-memory map itself, which are
+// not preserved: the chunks and bitmaps of kho-v1, the radix nodes of kho-v4.
+func mapPages(t *testing.T, r *physmem.Region, in *kho.Incoming) []uint64 {
+	t.Helper()
+	mapPA, _ := in.Root().Root.U64(kho.PropMemoryMap)
+	page := func(pa uint64) []byte {
+		b, err := r.Bytes(pa, 4096)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	var out []uint64
+	if in.Format() == kho.FormatV1 {
+		for pa := mapPA; pa != 0; {
+			c := page(pa)
+			out = append(out, pa)
+			for i := range binary.LittleEndian.Uint32(c[12:]) {
+				out = append(out, binary.LittleEndian.Uint64(c[16+16*i+8:]))
+			}
+			pa = binary.LittleEndian.Uint64(c)
+		}
+		return out
+	}
+	var walk func(pa uint64, level int)
+	walk = func(pa uint64, level int) {
+		out = append(out, pa)
+		if level == 0 {
+			return
+		}
+		table := page(pa)
+		for i := range 512 {
+			if next := binary.LittleEndian.Uint64(table[i*8:]); next != 0 {
+				walk(next, level-1)
+			}
+		}
+	}
+	walk(mapPA, kho.RadixLevels)
+	return out
 }
