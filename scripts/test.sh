@@ -1,33 +1,102 @@
 #!/usr/bin/env bash
 # test.sh: every check of the project, in order, with timings.
 #
-#   1. gofmt (no file may need formatting)
-#   2. go vet ./...
-#   3. go test -race ./... (unit tests; the QEMU test is left to step 4)
-#   4. the QEMU end-to-end test: build the initramfs, boot a Debian kernel,
-#      chain the kexec hops, judge the KTAP (without -race: it only drives
-#      QEMU, and the guest binary is built by initramfs/build.sh anyway)
-#   5. bounded fuzzing of the parsers of untrusted bytes
+#   1. tools: installs the Debian packages the tests use when one is missing
+#      (as root; otherwise says which), fetches the Debian 6.1 and Linux 7.x
+#      kernels (scripts/fetch-kernel.sh) unless KHO_SIM_KERNEL and
+#      KHO_SIM_KERNEL_ALT name them
+#   2. gofmt (no file may need formatting)
+#   3. go vet ./...
+#   4. go test -race ./... (unit tests; the QEMU test is left to step 5)
+#   5. the QEMU matrix (e2e.TestQEMUHandover): one initramfs, a VM per case,
+#      VMs side by side (without -race: it only drives QEMU, and the guest
+#      binary is built by initramfs/build.sh anyway)
+#   6. bounded fuzzing of every fuzz target of the module
 #
-# Environment: KHO_SIM_E2E=required makes a missing QEMU or kernel a failure
-# instead of a skip; KHO_SIM_KERNEL, KHO_SIM_INITRAMFS, KHO_SIM_HOPS: see
-# e2e/qemu_test.go. FUZZTIME (default 20s) bounds each fuzz target;
-# FUZZTIME=0 skips fuzzing.
+# Environment: KHO_SIM_E2E=required makes a missing QEMU, kernel or package
+# a failure instead of a skip, KHO_SIM_TOOLS=required the same for the tools
+# some unit tests compare against; KHO_SIM_VMS (default: the CPUs) bounds the
+# VMs running at once; KHO_SIM_KERNEL, KHO_SIM_KERNEL_ALT, KHO_SIM_INITRAMFS,
+# KHO_SIM_HOPS: see e2e/qemu_test.go. FUZZTIME (default 10s) bounds each
+# fuzz target; FUZZTIME=0 skips fuzzing.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
-fuzztime=${FUZZTIME:-20s}
+fuzztime=${FUZZTIME:-10s}
+required=
+[[ ${KHO_SIM_E2E:-} == required || ${KHO_SIM_TOOLS:-} == required ]] && required=1
 
+step_name=
 step_start=0
 total_start=$(date +%s)
+times=()
 step() {
+	step_name=$*
 	step_start=$(date +%s)
-	printf '\n=== %s\n' "$*"
+	printf '\n=== %s\n' "$step_name"
 }
 done_step() {
-	printf '=== %ds\n' "$(($(date +%s) - step_start))"
+	local d=$(($(date +%s) - step_start))
+	printf '=== %ds\n' "$d"
+	times+=("$(printf '%5ds  %s' "$d" "$step_name")")
 }
+# missing_or_fail MESSAGE: a failure when the tests are required, else a
+# warning (the tests that need it skip).
+missing_or_fail() {
+	if [[ -n $required ]]; then
+		printf 'test.sh: %s (KHO_SIM_E2E or KHO_SIM_TOOLS is required)\n' "$*" >&2
+		exit 1
+	fi
+	printf 'test.sh: warning: %s; the tests that need it skip\n' "$*" >&2
+}
+
+step "tools"
+command -v go >/dev/null || { echo "test.sh: go not found: install Go 1.26 and put it on PATH" >&2; exit 1; }
+go version
+# qemu-system-x86: the QEMU matrix; device-tree-compiler, python3-libfdt:
+# reference FDT tools for pkg tests; kexec-tools, dwarves (pahole), gcc:
+# tools some tests compare against; cpio: inspecting initramfs images.
+packages=(qemu-system-x86 device-tree-compiler python3-libfdt gcc cpio kexec-tools dwarves)
+if command -v dpkg-query >/dev/null; then
+	missing=()
+	for p in "${packages[@]}"; do
+		dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -qx 'install ok installed' || missing+=("$p")
+	done
+	if ((${#missing[@]} == 0)); then
+		echo "packages: all installed"
+	elif ((EUID == 0)); then
+		echo "packages: installing ${missing[*]}"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update
+		apt-get install -y --no-install-recommends "${missing[@]}"
+	else
+		missing_or_fail "missing Debian packages: ${missing[*]}; as root: apt-get install -y --no-install-recommends ${missing[*]}"
+	fi
+else
+	missing_or_fail "no dpkg-query: cannot check for ${packages[*]}"
+fi
+if [[ -z ${KHO_SIM_KERNEL:-} ]]; then
+	if KHO_SIM_KERNEL=$(scripts/fetch-kernel.sh); then
+		export KHO_SIM_KERNEL
+	else
+		unset KHO_SIM_KERNEL
+		missing_or_fail "no Debian 6.1 kernel (scripts/fetch-kernel.sh failed)"
+	fi
+fi
+echo "kernel: ${KHO_SIM_KERNEL:-none}"
+# Linux 7.x for the cross-version hops, from experimental or else sid.
+if [[ -z ${KHO_SIM_KERNEL_ALT:-} ]]; then
+	if KHO_SIM_KERNEL_ALT=$(scripts/fetch-kernel.sh experimental) ||
+		KHO_SIM_KERNEL_ALT=$(scripts/fetch-kernel.sh sid); then
+		export KHO_SIM_KERNEL_ALT
+	else
+		unset KHO_SIM_KERNEL_ALT
+		missing_or_fail "no Linux 7.x kernel (scripts/fetch-kernel.sh experimental and sid failed)"
+	fi
+fi
+echo "second kernel: ${KHO_SIM_KERNEL_ALT:-none}"
+done_step
 
 step "gofmt"
 mapfile -t unformatted < <(find . \( -name .git -o -name .cache -o -name out -o -name testdata \) -prune -o -name '*.go' -print0 | xargs -0 gofmt -l)
@@ -45,26 +114,31 @@ step "go test -race ./... (unit tests)"
 go test -race -skip '^TestQEMU' ./...
 done_step
 
-step "go test ./e2e (QEMU kexec chain)"
-go test -count=1 -timeout 15m -v -run '^TestQEMU' ./e2e/
+vms=${KHO_SIM_VMS:-$(nproc)}
+step "go test ./e2e (QEMU matrix, $vms VMs at a time)"
+go test -count=1 -timeout 15m -v -parallel "$vms" -run '^TestQEMU' ./e2e/
 done_step
 
-# fuzz PACKAGE TARGET: a target that is not there is an error, not a silent pass.
-fuzz() {
-	local pkg=$1 target=$2
-	step "fuzz $pkg $target for $fuzztime"
-	local listed
-	listed=$(go test -list "^$target\$" "$pkg")
-	if ! grep -qx "$target" <<<"$listed"; then
-		echo "fuzz: $pkg has no $target"
+if [[ $fuzztime != 0 ]]; then
+	# Every fuzz target of the module, found by go test -list: a new one
+	# is fuzzed without a change here.
+	listed=$(go test -list '^Fuzz' ./...)
+	mapfile -t targets < <(awk '
+		/^Fuzz/ { names[n++] = $1; next }
+		$1 == "ok" { for (i = 0; i < n; i++) print $2, names[i]; n = 0 }
+	' <<<"$listed")
+	if ((${#targets[@]} == 0)); then
+		echo "fuzz: go test -list found no fuzz targets"
 		exit 1
 	fi
-	go test -run '^$' -fuzz "^$target\$" -fuzztime "$fuzztime" "$pkg"
-	done_step
-}
-if [[ $fuzztime != 0 ]]; then
-	fuzz ./pkg/fdt FuzzParse
-	fuzz ./pkg/ktap FuzzParse
+	for t in "${targets[@]}"; do
+		read -r pkg target <<<"$t"
+		step "fuzz ${pkg#github.com/kho-sim/kho-sim/} $target for $fuzztime"
+		go test -run '^$' -fuzz "^$target\$" -fuzztime "$fuzztime" -fuzzminimizetime 100x "$pkg"
+		done_step
+	done
 fi
 
-printf '\n=== all checks passed in %ds\n' "$(($(date +%s) - total_start))"
+printf '\n=== step times\n'
+printf '%s\n' "${times[@]}"
+printf '=== all checks passed in %ds\n' "$(($(date +%s) - total_start))"
