@@ -147,14 +147,15 @@ func panicErr(format string, a ...any) error {
 // preserve is a *BootError with ActionReadUnpreserved. Nothing else is
 // read until Open. On any error LUO is disabled.
 //
-// The Core reads the generation it was made for: FormatV2 wants the
+// The Core reads the generation it was made for (Options.ReadFormat, else
+// Options.Format): FormatV2 wants the
 // "luo-v2" FDT, FormatV5 the raw struct luo_ser blob (the child's
 // blob-size bytes) with compatible "luo-v5" and, if sessions_pa is set, a
 // session block chain kho_block_set_restore accepts. A handover of another
 // generation fails these checks exactly as the kernel's would: a panic.
 func (c *Core) SetupIncoming(luoFDT []byte) error {
 	var err error
-	switch c.format {
+	switch c.readFormat {
 	case FormatV2:
 		err = c.setupIncomingV2(luoFDT)
 	case FormatV5:

@@ -38,6 +38,9 @@ type Options struct {
 	// (its blocks are linked) and always propagates file deserialization
 	// errors, as 7.2 does.
 	Format Format
+	// ReadFormat, when set, is the generation the incoming side reads
+	// instead of Format, to model a hop between kernel generations.
+	ReadFormat Format
 }
 
 // KernelAction says what Linux 7.0 does with an incoming handover that the
@@ -83,10 +86,11 @@ type sessionList struct {
 // Core is LUO in one simulated boot: luo_global, luo_session_global,
 // luo_file_handler_list and the FLB state.
 type Core struct {
-	mem    Memory
-	opts   Options
-	format Format
-	flb    *flb.Kernel
+	mem        Memory
+	opts       Options
+	format     Format // written
+	readFormat Format // read
+	flb        *flb.Kernel
 
 	// handlersMu guards handlers; the kernel relies on session quiesce.
 	handlersMu sync.RWMutex
@@ -108,13 +112,18 @@ type Core struct {
 
 // New returns LUO for a freshly booted kernel.
 func New(mem Memory, opts Options) *Core {
-	c := &Core{mem: mem, opts: opts, format: opts.Format}
+	c := &Core{mem: mem, opts: opts, format: opts.Format, readFormat: opts.ReadFormat}
 	if c.format == "" {
 		c.format = FormatV1
+	}
+	if c.readFormat == "" {
+		c.readFormat = c.format
 	}
 	c.outgoing.out, c.outgoing.mem = true, mem
 	if c.format == FormatV5 {
 		c.outgoing.blocks = newBlockSet(SessionEntrySize)
+	}
+	if c.readFormat == FormatV5 {
 		c.opts.PropagateFileDeserializeErrors = true
 	}
 	fo := opts.FLB
@@ -123,8 +132,11 @@ func New(mem Memory, opts Options) *Core {
 	return c
 }
 
-// Format is the handover generation this Core writes and reads.
+// Format is the handover generation this Core writes.
 func (c *Core) Format() Format { return c.format }
+
+// ReadFormat is the handover generation this Core reads.
+func (c *Core) ReadFormat() Format { return c.readFormat }
 
 // FLB returns the FLB layer of this boot.
 func (c *Core) FLB() *flb.Kernel { return c.flb }

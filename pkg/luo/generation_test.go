@@ -520,3 +520,34 @@ func TestParseSer(t *testing.T) {
 		t.Fatalf("short: %v", err)
 	}
 }
+
+// TestReadFormat_CrossesGenerations: a Core can read one generation and
+// write another, to model a hop between kernel generations.
+func TestReadFormat_CrossesGenerations(t *testing.T) {
+	w := newWorld()
+	mem := newTestMem()
+	pa := genOutgoing(t, w, mem, FormatV5)
+	bt := newBoot(t, w, mem, Options{Format: FormatV1, ReadFormat: FormatV5})
+	if bt.c.Format() != FormatV1 || bt.c.ReadFormat() != FormatV5 {
+		t.Fatalf("formats %s/%s", bt.c.Format(), bt.c.ReadFormat())
+	}
+	if err := bt.c.SetupIncoming(luoBlob(t, mem, FormatV5, pa)); err != nil {
+		t.Fatal(err)
+	}
+	s, err := bt.c.RetrieveSession("vm-1")
+	if err != nil || len(s.Tokens()) != 2 {
+		t.Fatalf("RetrieveSession: %v", err)
+	}
+	fdtPA, err := bt.c.SetupOutgoing()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := luoTree(t, mem, fdtPA).Root.String("compatible"); c != FDTCompatible {
+		t.Fatalf("writes %q, want %q", c, FDTCompatible)
+	}
+	other := New(mem, Options{Format: FormatV5, ReadFormat: FormatV1})
+	var be *BootError
+	if err := other.SetupIncoming(luoBlob(t, mem, FormatV5, pa)); !errors.As(err, &be) || be.KernelAction != ActionPanic {
+		t.Fatalf("a luo-v1 reader given luo-v5: %v, want a panic", err)
+	}
+}

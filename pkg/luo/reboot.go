@@ -168,7 +168,7 @@ func (c *Core) deserializeFiles(s *Session, pa, count uint64) error {
 		}
 		return nil
 	}
-	if c.format == FormatV5 {
+	if c.readFormat == FormatV5 {
 		return c.deserializeFilesV5(s, pa, count)
 	}
 	if count > FileMax {

@@ -460,3 +460,13 @@ func mapPages(t *testing.T, r *physmem.Region, in *kho.Incoming) []uint64 {
 	walk(mapPA, kho.RadixLevels)
 	return out
 }
+
+// TestGenerations_ReadABIMatches: with --read-abi 7.0 a boot that writes 7.2
+// still reads the 7.0 handover before it; the next boot, expecting 7.0
+// again, refuses the 7.2 one.
+func TestGenerations_ReadABIMatches(t *testing.T) {
+	outs, log, _ := chainABI(t, lookup(t, "default"), 3, []ABI{ABI70, ABI72}, ABI70, nil)
+	if len(outs) != 3 || !outs[1].OK || outs[2].OK || !strings.Contains(log, "not ok 2 the 7.0 kernel reads the 7.2 handover") {
+		t.Fatalf("want boot 2 to read 7.0 and write 7.2, boot 3 to refuse it:\n%s", log)
+	}
+}

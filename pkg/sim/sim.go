@@ -260,7 +260,7 @@ func (b *boot) lifecycle() *Outcome {
 		return &Outcome{Last: true}
 	}
 	b.out = out
-	b.core = luo.New(memory{b}, luo.Options{FLB: flb.Options{FixFinishBeforeRetrieve: b.cfg.Fix}, Format: b.abi().LUOFormat()})
+	b.core = luo.New(memory{b}, luo.Options{FLB: flb.Options{FixFinishBeforeRetrieve: b.cfg.Fix}, Format: b.abi().LUOFormat(), ReadFormat: b.readABI().LUOFormat()})
 	if b.in != nil {
 		blob, err := b.incomingLUO()
 		if err == nil {
