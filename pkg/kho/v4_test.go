@@ -459,9 +459,11 @@ func TestV4RandomDamageNeverPanics(t *testing.T) {
 	}
 }
 
+// FuzzReadRadix writes u64 values into the pages of a real tree (the
+// hand-computed one of TestRadixEncoderHandComputed: root in page 0, nodes
+// in pages 3 to 7) and walks it. Each 11-byte record of the input is a page
+// index, a byte offset and a value, so inputs stay small.
 func FuzzReadRadix(f *testing.F) {
-	// seed: the hand-computed tree of TestRadixEncoderHandComputed, whose
-	// nodes sit in pages 3 to 7 after the root in page 0
 	r := newRegion(f, 1<<20)
 	out, err := NewOutgoingWith(physmem.NewAllocator(r), Options{Format: FormatV4})
 	if err != nil {
@@ -470,11 +472,22 @@ func FuzzReadRadix(f *testing.F) {
 	if _, err := out.Finalize(); err != nil {
 		f.Fatal(err)
 	}
-	mem, _ := r.Bytes(r.Base(), 8*4096)
-	f.Add(slices.Clone(mem))
+	clean, _ := r.Bytes(r.Base(), r.Size())
+	clean = slices.Clone(clean)
+	record := func(page byte, off uint16, v uint64) []byte {
+		b := []byte{page, byte(off), byte(off >> 8)}
+		return binary.LittleEndian.AppendUint64(b, v)
+	}
+	f.Add([]byte{})
+	f.Add(record(0, 3*8, peekTable(clean, 0, 2)))                      // a second level-5 entry
+	f.Add(record(7, 0, ^uint64(0)))                                    // a full bitmap word
+	f.Add(append(record(6, 2*8, testBase), record(0, 8, testBase)...)) // loops to the root
 	f.Fuzz(func(t *testing.T, data []byte) {
-		buf := make([]byte, 1<<20)
-		copy(buf, data)
+		buf := slices.Clone(clean)
+		for ; len(data) >= 11; data = data[11:] {
+			off := (int(data[0])%8)*4096 + int(binary.LittleEndian.Uint16(data[1:]))%(4096-7)
+			copy(buf[off:], data[3:11])
+		}
 		r, err := physmem.New(testBase, buf)
 		if err != nil {
 			t.Fatal(err)
@@ -483,12 +496,16 @@ func FuzzReadRadix(f *testing.F) {
 		if err != nil {
 			return
 		}
-		for _, b := range blocks {
-			if !r.Contains(b.PA, b.Size()) || b.Order > MaxPageOrder {
+		for i, b := range blocks {
+			if !r.Contains(b.PA, b.Size()) || b.Order > MaxPageOrder || (i > 0 && blocks[i-1].PA+blocks[i-1].Size() > b.PA) {
 				t.Fatalf("accepted block %+v", b)
 			}
 		}
 	})
+}
+
+func peekTable(mem []byte, page, i int) uint64 {
+	return binary.LittleEndian.Uint64(mem[page*4096+i*8:])
 }
 
 func BenchmarkFinalizeAndReadV4(b *testing.B) {
