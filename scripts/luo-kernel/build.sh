@@ -39,13 +39,15 @@ die() {
 
 # Kernel options turned on over tinyconfig. RUNTIME_TESTING_MENU guards
 # LIVEUPDATE_TEST (silently dropped without it); RELOCATABLE because
-# kexec_file_load rejects a bzImage that cannot be relocated.
+# kexec_file_load rejects a bzImage that cannot be relocated; EVENTFD because
+# the Go runtime's poller dies without it ("runtime: eventfd failed"), so
+# the Go guest (guest/luo) cannot run as /init otherwise.
 OPTIONS=(
 	64BIT PRINTK TTY SERIAL_8250 SERIAL_8250_CONSOLE BLK_DEV_INITRD RD_GZIP
 	BINFMT_ELF PROC_FS SYSFS DEVTMPFS TMPFS SHMEM MEMFD_CREATE FUTEX EPOLL
 	MULTIUSER RELOCATABLE KEXEC_FILE KEXEC_HANDOVER KEXEC_HANDOVER_DEBUGFS
 	DEBUG_FS LIVEUPDATE LIVEUPDATE_MEMFD RUNTIME_TESTING_MENU LIVEUPDATE_TEST
-	DEVMEM
+	DEVMEM EVENTFD
 )
 # Turned off so that /dev/mem can read the handover anywhere in RAM.
 OPTIONS_OFF=(STRICT_DEVMEM IO_STRICT_DEVMEM)

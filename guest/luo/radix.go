@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/kho-sim/kho-sim/pkg/gen72"
+)
+
+// The radix tree that maps preserved memory is the one part of a handover
+// that is not itself preserved: its nodes are ordinary pages of the old
+// kernel, read by the new kernel early in boot and then free memory it
+// reuses long before /init runs. So stage 1 snapshots its outgoing tree
+// (after the last preservation; kexec_file_load and reboot(KEXEC) preserve
+// nothing new) and ships the snapshot in the next initramfs, and stage 2
+// reads the tree from the snapshot and everything else from /dev/mem.
+
+const outgoingFDT = "/sys/kernel/debug/kho/out/fdt"
+
+// outgoingMemoryMapPA returns the preserved-memory-map of the outgoing
+// root FDT. debugfs sizes kho/out/fdt when KHO initialises, before LUO adds
+// its child, so the blob is truncated and pkg/fdt rightly refuses it; the
+// root's properties come first in the struct block, so a bounded scan of
+// them suffices.
+func outgoingMemoryMapPA() (uint64, error) {
+	b, err := os.ReadFile(outgoingFDT)
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", outgoingFDT, err)
+	}
+	be := binary.BigEndian
+	if len(b) < 40 || be.Uint32(b) != 0xd00dfeed {
+		return 0, fmt.Errorf("%s: not an FDT", outgoingFDT)
+	}
+	offStruct, offStrings := int(be.Uint32(b[8:])), int(be.Uint32(b[12:]))
+	off := offStruct
+	u32 := func() (uint32, bool) {
+		if off < 0 || off+4 > len(b) {
+			return 0, false
+		}
+		v := be.Uint32(b[off:])
+		off += 4
+		return v, true
+	}
+	if tok, ok := u32(); !ok || tok != 1 { // FDT_BEGIN_NODE
+		return 0, fmt.Errorf("%s: no root node", outgoingFDT)
+	}
+	off += 4 // the root's empty name, padded
+	for {
+		tok, ok := u32()
+		switch {
+		case !ok:
+			return 0, fmt.Errorf("%s: truncated before %s", outgoingFDT, gen72.MemoryMapProp)
+		case tok == 4: // FDT_NOP
+			continue
+		case tok != 3: // not FDT_PROP: the root's properties are over
+			return 0, fmt.Errorf("%s: root has no %s (%d bytes: %x)", outgoingFDT, gen72.MemoryMapProp, len(b), b)
+		}
+		n, ok1 := u32()
+		nameOff, ok2 := u32()
+		if !ok1 || !ok2 || n > 1<<16 || off+int(n) > len(b) {
+			return 0, fmt.Errorf("%s: truncated property", outgoingFDT)
+		}
+		value := b[off : off+int(n)]
+		off += (int(n) + 3) &^ 3
+		// The strings block may lie past the truncation; then the root's
+		// only 8-byte property (compatible "kho-v4" has 7) is the map.
+		name, known := "", false
+		if at := offStrings + int(nameOff); at >= 0 && at < len(b) {
+			name, _, known = strings.Cut(string(b[at:]), "\x00")
+		}
+		if n == 8 && (name == gen72.MemoryMapProp || !known) {
+			return binary.LittleEndian.Uint64(value), nil
+		}
+	}
+}
+
+// snapshotRadix walks the outgoing radix tree through /dev/mem and returns
+// its pages in dump format, and the number of preserved blocks.
+func snapshotRadix() ([]byte, int, error) {
+	rootPA, err := outgoingMemoryMapPA()
+	if err != nil {
+		return nil, 0, err
+	}
+	mem, err := openDevMem()
+	if err != nil {
+		return nil, 0, err
+	}
+	defer mem.f.Close()
+	mm, err := gen72.ReadMemoryMap(mem, rootPA)
+	if err != nil {
+		return nil, 0, fmt.Errorf("outgoing radix tree at %#x: %w", rootPA, err)
+	}
+	var buf bytes.Buffer
+	for _, pa := range mm.Nodes {
+		p, err := mem.page(pa)
+		if err != nil {
+			return nil, 0, err
+		}
+		fmt.Fprintln(&buf, gen72.FormatDumpLine(pa, p))
+	}
+	return buf.Bytes(), len(mm.Blocks), nil
+}
+
+// overlay serves the snapshot's pages and reads everything else from
+// /dev/mem.
+type overlay struct {
+	snap *gen72.PageStore
+	mem  *devMem
+	used map[uint64]bool // snapshot pages the decode read
+}
+
+func (o *overlay) Bytes(pa, n uint64) ([]byte, error) {
+	page := pa &^ (gen72.PageSize - 1)
+	if o.snap.Page(page) != nil && pa-page+n <= gen72.PageSize {
+		o.used[page] = true
+		return o.snap.Bytes(pa, n)
+	}
+	return o.mem.Bytes(pa, n)
+}
+
+// loadSnapshot reads stage 1's radix snapshot from the initramfs.
+func loadSnapshot() (*gen72.PageStore, error) {
+	f, err := os.Open("/" + radixPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return gen72.NewPageStore(), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	d, err := gen72.ParseDump(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", radixPath, err)
+	}
+	return d.Pages, nil
+}

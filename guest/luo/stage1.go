@@ -1,0 +1,134 @@
+package main
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// stage1 preserves the planned sessions and memfds, then kexecs into the
+// same kernel and initramfs with luo_stage=2.
+func (g *guest) stage1() error {
+	dev, err := os.OpenFile(liveupdateDevice, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", liveupdateDevice, err)
+	}
+	// The sessions stay open until the kexec: closing a session fd
+	// unpreserves everything in it.
+	var sessions []*os.File
+	for _, ps := range testPlan() {
+		s, err := createSession(dev, ps.name)
+		if err != nil {
+			return err
+		}
+		sessions = append(sessions, s)
+		name, err := sessionName(s)
+		if err != nil {
+			return err
+		}
+		g.logf("created session %q (fd %d, GET_NAME %q)", ps.name, s.Fd(), name)
+		for _, pf := range ps.files {
+			if err := preserveMemfd(s, pf); err != nil {
+				return fmt.Errorf("session %q: %w", ps.name, err)
+			}
+			g.logf("preserved memfd token=%#x size=%d crc32=%08x in session %q", pf.token, pf.size, checksum(memfdContent(pf.token, pf.size)), ps.name)
+		}
+	}
+	g.logOutgoingLUO()
+	radix, blocks, err := snapshotRadix()
+	if err != nil {
+		return err
+	}
+	g.logf("outgoing radix tree: %d blocks preserved, snapshot %d bytes", blocks, len(radix))
+
+	kernel, err := os.Open("/" + kernelPath)
+	if err != nil {
+		return fmt.Errorf("open kernel: %w", err)
+	}
+	initrd, err := g.repack(radix)
+	if err != nil {
+		return err
+	}
+	cmdline := g.cmdline + " luo_stage=2"
+	g.mark("kexec_file_load-start")
+	t := time.Now()
+	if err := unix.KexecFileLoad(int(kernel.Fd()), int(initrd.Fd()), cmdline, 0); err != nil {
+		return fmt.Errorf("kexec_file_load(%s, %s, %q, 0): %w", kernel.Name(), initrd.Name(), cmdline, err)
+	}
+	g.logf("kexec_file_load took %.3f s", time.Since(t).Seconds())
+	again, _, err := snapshotRadix()
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(again, radix) {
+		return fmt.Errorf("the radix tree changed after the snapshot: the next kernel would not see the snapshot's tree")
+	}
+	g.logf("radix tree unchanged by kexec_file_load")
+	g.mark("reboot-kexec")
+	unix.Sync()
+	time.Sleep(200 * time.Millisecond) // let the console drain
+	err = unix.Reboot(unix.LINUX_REBOOT_CMD_KEXEC)
+	// Only a failed kexec comes back.
+	for _, s := range sessions {
+		s.Close()
+	}
+	return fmt.Errorf("reboot(LINUX_REBOOT_CMD_KEXEC): %w", err)
+}
+
+// preserveMemfd creates a memfd with the planned content and preserves it.
+// The memfd's own fd may be closed afterwards: the session holds the file.
+func preserveMemfd(session *os.File, pf plannedFile) error {
+	fd, err := unix.MemfdCreate(fmt.Sprintf("kho-sim-%x", pf.token), 0)
+	if err != nil {
+		return fmt.Errorf("memfd_create: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "memfd")
+	defer f.Close()
+	if _, err := f.WriteAt(memfdContent(pf.token, pf.size), 0); err != nil {
+		return fmt.Errorf("write memfd %#x: %w", pf.token, err)
+	}
+	return preserveFD(session, fd, pf.token)
+}
+
+// logOutgoingLUO prints the outgoing luo_ser as debugfs shows it: before
+// reboot(KEXEC) sessions_pa is still 0 and the FLB page count 0.
+func (g *guest) logOutgoingLUO() {
+	b, err := os.ReadFile("/sys/kernel/debug/kho/out/sub_fdts/LUO")
+	if err != nil {
+		g.logf("outgoing LUO blob: %v", err)
+		return
+	}
+	g.logf("outgoing LUO blob before reboot (debugfs): %s", hex.EncodeToString(b))
+}
+
+// repack writes the running root file system (this program and the
+// kernel) and the radix snapshot as the next initramfs into a memfd.
+func (g *guest) repack(radix []byte) (*os.File, error) {
+	self, err := os.ReadFile("/" + initPath)
+	if err != nil {
+		return nil, fmt.Errorf("repack: %w", err)
+	}
+	kernel, err := os.ReadFile("/" + kernelPath)
+	if err != nil {
+		return nil, fmt.Errorf("repack: %w", err)
+	}
+	var buf bytes.Buffer
+	if err := writeInitramfs(&buf, self, kernel, radix); err != nil {
+		return nil, err
+	}
+	fd, err := unix.MemfdCreate("initramfs", 0)
+	if err != nil {
+		return nil, fmt.Errorf("repack: memfd_create: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "initramfs-memfd")
+	if _, err := f.Write(buf.Bytes()); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("repack: %w", err)
+	}
+	g.logf("next initramfs: %d bytes in a memfd", buf.Len())
+	return f, nil
+}

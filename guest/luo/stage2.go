@@ -1,0 +1,233 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/kho-sim/kho-sim/pkg/gen72"
+	"golang.org/x/sys/unix"
+)
+
+const setupDataDir = "/sys/kernel/boot_params/setup_data"
+
+// stage2 dumps the incoming handover, then retrieves and checks what
+// stage 1 preserved.
+func (g *guest) stage2() error {
+	setup, err := findKHOSetup()
+	if err != nil {
+		return err
+	}
+	g.logf("KHO setup_data: fdt %#x (%d bytes), scratch array %#x (%d bytes)", setup.FDTAddr, setup.FDTSize, setup.ScratchAddr, setup.ScratchSize)
+	// Dump before /dev/liveupdate is opened: retrieving and finishing
+	// sessions frees their blocks. The decode is expected to fail at the
+	// LUO blob, which this kernel freed (and reused) before /init ran; the
+	// verdict is about what the kernel gives back.
+	if err := g.dump(setup); err != nil {
+		g.logf("handover decode through /dev/mem: %v", err)
+	} else {
+		g.logf("handover decode through /dev/mem: ok")
+	}
+	g.mark("dumped")
+	if err := g.retrieve(); err != nil {
+		return err
+	}
+	g.logf("TEST PASSED")
+	return nil
+}
+
+// findKHOSetup finds the SETUP_KEXEC_KHO entry among the setup_data that
+// kexec_file_load passed (sysfs lists them, with type as "0x%x").
+func findKHOSetup() (gen72.Setup, error) {
+	dirs, err := os.ReadDir(setupDataDir)
+	if err != nil {
+		return gen72.Setup{}, fmt.Errorf("list setup_data: %w", err)
+	}
+	want := fmt.Sprintf("%#x", gen72.SetupKHO)
+	for _, d := range dirs {
+		typ, err := os.ReadFile(filepath.Join(setupDataDir, d.Name(), "type"))
+		if err != nil || strings.TrimSpace(string(typ)) != want {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(setupDataDir, d.Name(), "data"))
+		if err != nil {
+			return gen72.Setup{}, fmt.Errorf("read setup_data %s: %w", d.Name(), err)
+		}
+		return gen72.ParseSetup(data)
+	}
+	return gen72.Setup{}, fmt.Errorf("no setup_data of type %s (SETUP_KEXEC_KHO) in %s", want, setupDataDir)
+}
+
+// dump decodes the handover through /dev/mem and prints every page the
+// decode read, plus the scratch array and each memfd's serialized state.
+// Kernel messages are held back meanwhile so they cannot split a line.
+func (g *guest) dump(setup gen72.Setup) error {
+	mem, err := openDevMem()
+	if err != nil {
+		return err
+	}
+	defer mem.f.Close()
+	snap, err := loadSnapshot()
+	if err != nil {
+		return err
+	}
+	restore := quietConsole()
+	defer restore()
+
+	ov := &overlay{snap: snap, mem: mem, used: make(map[uint64]bool)}
+	h, decodeErr := gen72.Decode(ov, setup.FDTAddr, setup.FDTSize)
+	if decodeErr != nil {
+		// Read what does not hang off the LUO blob, so it is dumped too.
+		if root, err := gen72.ReadRoot(ov, setup.FDTAddr, setup.FDTSize); err == nil {
+			if sub := root.Subtree(gen72.MetadataName); sub != nil {
+				gen72.ReadKexecMetadata(ov, *sub)
+			}
+		}
+	}
+	extra := map[uint64]bool{setup.FDTAddr &^ (gen72.PageSize - 1): true}
+	if setup.ScratchSize > 0 && setup.ScratchSize <= gen72.PageSize {
+		for p := setup.ScratchAddr &^ (gen72.PageSize - 1); p < setup.ScratchAddr+setup.ScratchSize; p += gen72.PageSize {
+			extra[p] = true
+		}
+	}
+	if h != nil && h.LUO != nil {
+		for _, s := range h.LUO.Sessions {
+			for _, f := range s.Files {
+				extra[f.Data&^(gen72.PageSize-1)] = true
+			}
+		}
+	}
+	for p := range mem.touched {
+		extra[p] = true
+	}
+	pages := make([]uint64, 0, len(extra)+len(ov.used))
+	for p := range extra {
+		if !ov.used[p] {
+			pages = append(pages, p)
+		}
+	}
+	reused := 0
+	for p := range ov.used {
+		pages = append(pages, p)
+		if now, err := mem.page(p); err == nil && !bytes.Equal(now, snap.Page(p)) {
+			reused++
+		}
+	}
+	sort.Slice(pages, func(i, j int) bool { return pages[i] < pages[j] })
+	fmt.Println(gen72.FormatSetupLine(setup))
+	for _, p := range pages {
+		b := snap.Page(p)
+		if !ov.used[p] {
+			if b, err = mem.page(p); err != nil {
+				g.logf("dump: %v", err)
+				continue
+			}
+		}
+		fmt.Println(gen72.FormatDumpLine(p, b))
+	}
+	g.logf("dumped %d pages; %d radix nodes from stage 1's snapshot, %d of them already reused by this kernel", len(pages), len(ov.used), reused)
+	if decodeErr != nil {
+		return decodeErr
+	}
+	g.describe(h)
+	return nil
+}
+
+// describe prints the decoded handover in words.
+func (g *guest) describe(h *gen72.Handover) {
+	r := h.Root
+	g.logf("root FDT %#x (%d bytes), memory map %#x: %d blocks (%d pages) in %d radix nodes", r.PA, r.TotalSize, r.MemoryMapPA, len(h.MemoryMap.Blocks), h.MemoryMap.Pages(), len(h.MemoryMap.Nodes))
+	for _, s := range r.Subtrees {
+		g.logf("  child %q: preserved-data %#x blob-size %d", s.Name, s.PA, s.Size)
+	}
+	if m := h.Metadata; m != nil {
+		g.logf("kexec-metadata: version %d previous_release %q kexec_count %d", m.Version, m.PreviousRelease, m.KexecCount)
+	}
+	l := h.LUO
+	if l == nil {
+		g.logf("no LUO child")
+		return
+	}
+	g.logf("LUO %#x: liveupdate_num %d sessions_pa %#x flbs_pa %#x", l.PA, l.LiveupdateNum, l.SessionsPA, l.FLBsPA)
+	for _, s := range l.Sessions {
+		g.logf("  session %q: %d files at %#x", s.Name, s.FileCount, s.FilesPA)
+		for _, f := range s.Files {
+			g.logf("    file %q token %#x data %#x", f.Compatible, f.Token, f.Data)
+		}
+	}
+	if t := l.FLB; t != nil {
+		g.logf("FLB page %#x: pgcnt %d, %d entries", t.PA, t.PageCount, len(t.Entries))
+		for _, f := range t.Entries {
+			g.logf("  FLB %q data %#x count %d", f.Name, f.Data, f.Count)
+		}
+	}
+}
+
+// quietConsole holds kernel messages back from the console (syslog
+// SYSLOG_ACTION_CONSOLE_OFF) so they cannot split a dump line, and returns
+// a function that lets them through again (SYSLOG_ACTION_CONSOLE_ON).
+func quietConsole() func() {
+	const consoleOff, consoleOn = 6, 7
+	if _, err := unix.Klogctl(consoleOff, nil); err != nil {
+		return func() {}
+	}
+	return func() { unix.Klogctl(consoleOn, nil) }
+}
+
+// retrieve gets every planned session and memfd back, checks the content
+// and finishes the sessions.
+func (g *guest) retrieve() error {
+	dev, err := os.OpenFile(liveupdateDevice, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", liveupdateDevice, err)
+	}
+	defer dev.Close()
+	var errs []error
+	for _, ps := range testPlan() {
+		if err := g.retrieveSession(dev, ps); err != nil {
+			errs = append(errs, fmt.Errorf("session %q: %w", ps.name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (g *guest) retrieveSession(dev *os.File, ps plannedSession) error {
+	s, err := retrieveSession(dev, ps.name)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	name, err := sessionName(s)
+	if err != nil {
+		return err
+	}
+	if name != ps.name {
+		return fmt.Errorf("GET_NAME says %q", name)
+	}
+	for _, pf := range ps.files {
+		f, err := retrieveFD(s, pf.token)
+		if err != nil {
+			return err
+		}
+		got, err := io.ReadAll(io.NewSectionReader(f, 0, 1<<30))
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("read memfd %#x: %w", pf.token, err)
+		}
+		want := memfdContent(pf.token, pf.size)
+		if !bytes.Equal(got, want) {
+			return fmt.Errorf("memfd %#x: %d bytes crc32 %08x, want %d bytes crc32 %08x", pf.token, len(got), checksum(got), len(want), checksum(want))
+		}
+		g.logf("retrieved memfd token=%#x size=%d crc32=%08x: content intact", pf.token, len(got), checksum(got))
+	}
+	if err := finishSession(s); err != nil {
+		return err
+	}
+	g.logf("finished session %q", ps.name)
+	return nil
+}

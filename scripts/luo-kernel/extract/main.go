@@ -1,0 +1,169 @@
+// Command extract turns a guest RAM image taken at the moment of a Linux 7.2
+// kexec into pkg/gen72 test data, and compares it with what the guest
+// itself could still read through /dev/mem after the kexec.
+//
+//	extract -mem ram.bin -console console.log -o handover.txt [-diff diff.txt]
+//
+// console.log is the serial log of the run: its KHOSETUP line says where
+// the root FDT is, its KHODUMP lines are the guest's own dump. The image is
+// decoded strictly with gen72.Decode; handover.txt receives the KHOSETUP
+// line and every page of the handover (the structures, the radix nodes, the
+// scratch array, each file's serialized state), and the comparison says
+// which of the guest's pages differ from the image and what they hold.
+// The scratch array is a kexec segment, not yet in place when the image is
+// taken, so its page comes from the guest's dump.
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/kho-sim/kho-sim/pkg/gen72"
+	"github.com/kho-sim/kho-sim/pkg/physmem"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "extract:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	memPath := flag.String("mem", "", "RAM image (physical address 0 at offset 0)")
+	consolePath := flag.String("console", "", "serial console log with the guest's KHOSETUP and KHODUMP lines")
+	out := flag.String("o", "", "handover dump to write")
+	diffPath := flag.String("diff", "", "comparison report to write (default: stderr only)")
+	flag.Parse()
+	if *memPath == "" || *consolePath == "" || *out == "" {
+		return errors.New("usage: extract -mem RAM -console LOG -o OUT [-diff REPORT]")
+	}
+	f, err := os.Open(*consolePath)
+	if err != nil {
+		return err
+	}
+	guest, err := gen72.ParseDump(f)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("%s: %w", *consolePath, err)
+	}
+	if guest.Setup == nil {
+		return fmt.Errorf("%s: no KHOSETUP line", *consolePath)
+	}
+	setup := *guest.Setup
+	st, err := os.Stat(*memPath)
+	if err != nil {
+		return err
+	}
+	ram, err := physmem.OpenFile(*memPath, 0, uint64(st.Size()))
+	if err != nil {
+		return err
+	}
+	defer ram.Close()
+
+	h, err := gen72.Decode(ram, setup.FDTAddr, setup.FDTSize)
+	if err != nil {
+		return fmt.Errorf("decode the RAM image: %w", err)
+	}
+	role := roles(h, setup)
+	pages := make([]uint64, 0, len(role))
+	for p := range role {
+		pages = append(pages, p)
+	}
+	sort.Slice(pages, func(i, j int) bool { return pages[i] < pages[j] })
+
+	// The image precedes machine_kexec, which copies the kexec segments
+	// (kernel, initrd, the scratch array) into the scratch areas: those
+	// pages are taken from the guest, which read them after the kexec.
+	scratch := setup.ScratchAddr &^ (gen72.PageSize - 1)
+	var dump bytes.Buffer
+	fmt.Fprintln(&dump, gen72.FormatSetupLine(setup))
+	for _, p := range pages {
+		b, err := ram.Bytes(p, gen72.PageSize)
+		if err != nil {
+			return err
+		}
+		if p == scratch {
+			if b = guest.Pages.Page(p); b == nil {
+				continue
+			}
+		}
+		fmt.Fprintln(&dump, gen72.FormatDumpLine(p, b))
+	}
+	if err := os.WriteFile(*out, dump.Bytes(), 0o644); err != nil {
+		return err
+	}
+
+	var report bytes.Buffer
+	fmt.Fprintf(&report, "pages of the handover in the RAM image taken at the kexec: %d\n", len(pages))
+	fmt.Fprintf(&report, "pages the guest printed after the kexec: %d\n", len(guest.Pages.Addresses()))
+	same, differ := 0, 0
+	for _, p := range guest.Pages.Addresses() {
+		b, err := ram.Bytes(p, gen72.PageSize)
+		if err != nil {
+			return err
+		}
+		what := role[p]
+		if what == "" {
+			what = "not part of the decoded handover"
+		}
+		if p == scratch {
+			what += ": a kexec segment, copied into place after the image was taken"
+		}
+		if bytes.Equal(b, guest.Pages.Page(p)) {
+			same++
+			continue
+		}
+		differ++
+		fmt.Fprintf(&report, "differs: %#x (%s)\n", p, what)
+	}
+	for _, p := range pages {
+		if guest.Pages.Page(p) == nil {
+			fmt.Fprintf(&report, "not printed by the guest: %#x (%s)\n", p, role[p])
+		}
+	}
+	fmt.Fprintf(&report, "identical: %d, different: %d\n", same, differ)
+	os.Stderr.Write(report.Bytes())
+	if *diffPath != "" {
+		return os.WriteFile(*diffPath, report.Bytes(), 0o644)
+	}
+	return nil
+}
+
+// roles names what each page of the handover holds.
+func roles(h *gen72.Handover, setup gen72.Setup) map[uint64]string {
+	role := make(map[uint64]string)
+	add := func(pa uint64, what string) {
+		p := pa &^ (gen72.PageSize - 1)
+		if role[p] == "" {
+			role[p] = what
+		} else if !strings.Contains(role[p], what) {
+			role[p] += ", " + what
+		}
+	}
+	for _, s := range h.Structures() {
+		for p := s.PA &^ (gen72.PageSize - 1); p < s.PA+s.Size; p += gen72.PageSize {
+			add(p, s.What)
+		}
+	}
+	if h.LUO != nil {
+		add(h.LUO.PA, "LUO blob (freed by the next kernel's luo_early_startup)")
+		for _, s := range h.LUO.Sessions {
+			for _, f := range s.Files {
+				add(f.Data, fmt.Sprintf("%s state of token %#x", f.Compatible, f.Token))
+			}
+		}
+	}
+	for _, pa := range h.MemoryMap.Nodes {
+		add(pa, "radix node (not preserved)")
+	}
+	if setup.ScratchSize > 0 && setup.ScratchSize <= gen72.PageSize {
+		add(setup.ScratchAddr, "scratch array")
+	}
+	return role
+}
