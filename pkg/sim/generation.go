@@ -388,3 +388,11 @@ func losesFLBState(k KernelAction) bool {
 	}
 	return false
 }
+
+// luoNoun names the "LUO" child of the generation: an FDT, or 7.2's blob.
+func luoNoun(a ABI) string {
+	if a == ABI72 {
+		return "LUO blob"
+	}
+	return "LUO FDT"
+}

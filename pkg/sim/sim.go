@@ -266,7 +266,7 @@ func (b *boot) lifecycle() *Outcome {
 		if err == nil {
 			err = b.core.SetupIncoming(blob)
 		}
-		if !b.result(err == nil, "the model accepts the incoming LUO FDT", err) {
+		if !b.result(err == nil, "the model accepts the incoming "+luoNoun(b.readABI()), err) {
 			return &Outcome{Last: true}
 		}
 	}
@@ -275,7 +275,7 @@ func (b *boot) lifecycle() *Outcome {
 		b.luoPA = luoPA
 		err = b.publishLUO(luoPA)
 	}
-	if !b.result(err == nil, "outgoing LUO FDT set up", err) {
+	if !b.result(err == nil, "outgoing "+luoNoun(b.abi())+" set up", err) {
 		return &Outcome{Last: true}
 	}
 	b.register()
