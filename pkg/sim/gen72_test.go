@@ -1,0 +1,238 @@
+package sim
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kho-sim/kho-sim/pkg/flb"
+	"github.com/kho-sim/kho-sim/pkg/gen72"
+	"github.com/kho-sim/kho-sim/pkg/kho"
+	"github.com/kho-sim/kho-sim/pkg/luo"
+	"github.com/kho-sim/kho-sim/pkg/physmem"
+	"github.com/kho-sim/kho-sim/pkg/scenario"
+)
+
+// TestGen72DecodesTheSimulatedHandover reads what kho-sim writes as 7.2
+// with pkg/gen72, the decoder written from a real 7.2 kernel's handover:
+// the same preserved blocks as kho-sim's own reader, the same LUO state
+// and FLB table as the metadata records, and the kexec-metadata.
+func TestGen72DecodesTheSimulatedHandover(t *testing.T) {
+	all, err := scenario.Builtins()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sc := range all {
+		t.Run(sc.Name, func(t *testing.T) {
+			// boot 2's handover: written after a hop, with incoming state
+			mem := make([]byte, 16<<20)
+			var out bytes.Buffer
+			in := Handover{Boot: 1}
+			var o *Outcome
+			for range 2 {
+				r, _ := physmem.New(testBase, mem)
+				o = Run(Config{Region: r, Scenario: sc, In: in, Boots: 3, Out: &out, ABI: ABI72})
+				if !o.OK {
+					t.Fatalf("boot %d failed:\n%s", in.Boot, out.String())
+				}
+				in = o.Next
+			}
+			if o.Next.RootPA == 0 {
+				t.Skip("no handover after boot 2")
+			}
+			r, _ := physmem.New(testBase, mem)
+			hdr, _ := r.Bytes(o.Next.RootPA, 8)
+			h, err := gen72.Decode(r, o.Next.RootPA, uint64(binary.BigEndian.Uint32(hdr[4:])))
+			if err != nil {
+				t.Fatalf("gen72 refuses kho-sim's 7.2 handover: %v", err)
+			}
+			kin, err := kho.ReadIncoming(r, o.Next.RootPA)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []kho.Block
+			for _, b := range h.MemoryMap.Blocks {
+				got = append(got, kho.Block{PA: b.PA, Order: b.Order})
+			}
+			if !slices.Equal(got, kin.Blocks()) {
+				t.Fatalf("gen72 blocks %v\nkho-sim blocks %v", got, kin.Blocks())
+			}
+			meta := decodeMeta(t, kin)
+			if h.LUO == nil || h.LUO.LiveupdateNum != meta.LUONumber {
+				t.Fatalf("LUO %+v, want liveupdate number %d", h.LUO, meta.LUONumber)
+			}
+			files := map[[2]any]uint64{}
+			for _, s := range h.LUO.Sessions {
+				for _, f := range s.Files {
+					files[[2]any{s.Name, f.Token}] = f.Data
+				}
+			}
+			if len(files) != len(meta.Files) {
+				t.Fatalf("gen72 found %d files, metadata lists %d", len(files), len(meta.Files))
+			}
+			for _, f := range meta.Files {
+				if d, ok := files[[2]any{f.Session, f.Token}]; !ok || d != f.Data {
+					t.Errorf("file %s/%d: gen72 data %#x (found %v), want %#x", f.Session, f.Token, d, ok, f.Data)
+				}
+			}
+			if h.LUO.FLB == nil || len(h.LUO.FLB.Entries) != len(meta.FLBs) {
+				t.Fatalf("FLB table %+v, metadata lists %d", h.LUO.FLB, len(meta.FLBs))
+			}
+			flbs := map[string]gen72.FLB{}
+			for _, e := range h.LUO.FLB.Entries {
+				flbs[e.Name] = e
+			}
+			for _, w := range meta.FLBs {
+				name := w.Name[:min(len(w.Name), 47)] // strscpy into 48 bytes
+				if e, ok := flbs[name]; !ok || e.Data != w.Data || e.Count != w.Count {
+					t.Errorf("FLB %q: gen72 %+v (found %v), metadata %+v", name, e, ok, w)
+				}
+			}
+			if h.Metadata == nil {
+				t.Fatal("gen72 found no kexec-metadata")
+			}
+		})
+	}
+}
+
+func decodeMeta(t *testing.T, in *kho.Incoming) *Meta {
+	t.Helper()
+	tree, _, err := in.SubtreeFDT(MetaName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := DecodeMeta(tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// realHandover loads the handover a real Linux 7.2 kernel left in memory
+// (pkg/gen72's capture: 4 memfds in two sessions, three test FLBs) into a
+// region from 1 MiB up to past its highest preserved page.
+func realHandover(t *testing.T) (*physmem.Region, uint64) {
+	t.Helper()
+	f, err := os.Open("../gen72/testdata/real-7.2/handover.txt")
+	if err != nil {
+		t.Skipf("no captured 7.2 handover: %v", err)
+	}
+	defer f.Close()
+	d, err := gen72.ParseDump(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := gen72.Decode(d.Pages, d.Setup.FDTAddr, d.Setup.FDTSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const base = 1 << 20
+	end := h.MemoryMap.Blocks[len(h.MemoryMap.Blocks)-1].End()
+	mem := make([]byte, end-base) // untouched pages cost nothing
+	for _, pa := range d.Pages.Addresses() {
+		if pa >= base && pa+gen72.PageSize <= end {
+			copy(mem[pa-base:], d.Pages.Page(pa))
+		}
+	}
+	r, err := physmem.New(base, mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, d.Setup.FDTAddr
+}
+
+// TestRealLinux72Handover reads a real 7.2 kernel's handover with
+// kho-sim's own readers and model: the kho-v4 root and radix tree, the
+// generation, the kexec-metadata, then LUO as a 7.2 Core restores it.
+func TestRealLinux72Handover(t *testing.T) {
+	r, root := realHandover(t)
+	in, err := kho.ReadIncoming(r, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := DetectGeneration(in); g != ABI72.expected() {
+		t.Fatalf("generation %v, want %v", g, ABI72.expected())
+	}
+	if got := strings.Join(in.SubtreeNames(), ","); got != "LUO,kexec-metadata" {
+		t.Fatalf("children %s", got)
+	}
+	if m, err := in.KexecMetadata(); err != nil || m != (kho.KexecMetadata{Version: 1, PreviousRelease: "7.2.13", KexecCount: 1}) {
+		t.Fatalf("kexec-metadata %+v, %v", m, err)
+	}
+	if n := len(in.Blocks()); n != 27 {
+		t.Fatalf("%d preserved blocks, gen72 counts 27", n)
+	}
+
+	blob, err := in.SubtreeBytes(luo.FDTKHOEntryName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	core := luo.New(realMemory{in}, luo.Options{Format: luo.FormatV5})
+	memfd := &luo.FileHandler{Compatible: "memfd-v2", Ops: luo.FileOps{
+		CanPreserve: func(*luo.FileHandler, any) bool { return false },
+		Preserve:    func(*luo.FileOpArgs) error { return unix.EINVAL },
+		Unpreserve:  func(*luo.FileOpArgs) {},
+		Retrieve:    func(a *luo.FileOpArgs) error { a.File = a.SerializedData; return nil },
+		Finish:      func(*luo.FileOpArgs) {},
+	}}
+	if err := core.RegisterFileHandler(memfd); err != nil {
+		t.Fatal(err)
+	}
+	var data []uint64
+	var flbs []*flb.FLB
+	for i := range 3 {
+		f := &flb.FLB{Compatible: fmt.Sprintf("liveupdate-test-flb-v%d", i), Ops: &flb.Ops{
+			Preserve:   func(*flb.OpArgs) error { return unix.EINVAL },
+			Unpreserve: func(*flb.OpArgs) {},
+			Retrieve:   func(a *flb.OpArgs) error { data = append(data, a.Data); return nil },
+			Finish:     func(*flb.OpArgs) {},
+		}}
+		if err := core.RegisterFLB(memfd, f); err != nil {
+			t.Fatal(err)
+		}
+		flbs = append(flbs, f)
+	}
+	if err := core.SetupIncoming(blob); err != nil {
+		t.Fatal(err)
+	}
+	if in, out := core.LiveupdateNumber(); in != 1 || out != 2 {
+		t.Fatalf("liveupdate numbers %d/%d", in, out)
+	}
+	if err := core.Open(); err != nil {
+		t.Fatal(err)
+	}
+	if _, got := core.Sessions(); !slices.Equal(got, []string{"kho-sim-a", "kho-sim-b"}) {
+		t.Fatalf("sessions %v", got)
+	}
+	s, err := core.RetrieveSession("kho-sim-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Tokens(); !slices.Equal(got, []uint64{0x1001, 0x1002, 0x1003}) {
+		t.Fatalf("tokens %#x", got)
+	}
+	for _, f := range flbs {
+		if _, err := core.FLB().GetIncoming(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !slices.Equal(data, []uint64{0xfeedf00dcafebee0, 0xfeedf00dcafebee1, 0xfeedf00dcafebee2}) {
+		t.Fatalf("FLB data %#x", data)
+	}
+	if w := core.Warnings(); len(w) != 0 {
+		t.Fatalf("warnings %v", w)
+	}
+}
+
+// realMemory maps only what the captured handover preserved.
+type realMemory struct{ in *kho.Incoming }
+
+func (m realMemory) AllocPreserve(uint64) (uint64, []byte, error) { return 0, nil, unix.ENOMEM }
+func (m realMemory) UnpreserveFree(uint64) error                  { return unix.EINVAL }
+func (m realMemory) Map(pa, size uint64) ([]byte, error)          { return m.in.Map(pa, size) }
