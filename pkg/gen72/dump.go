@@ -28,6 +28,10 @@ const (
 	dumpTag  = "KHODUMP"
 )
 
+// maxDumpLine bounds a console line ParseDump accepts; a dump line is
+// about 8.2 KB.
+const maxDumpLine = 1 << 20
+
 // ErrDump is wrapped by ParseDump's errors.
 var ErrDump = errors.New("gen72: malformed dump")
 
@@ -61,7 +65,7 @@ type Dump struct {
 func ParseDump(r io.Reader) (*Dump, error) {
 	d := &Dump{Pages: NewPageStore()}
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64*1024), 4*PageSize)
+	sc.Buffer(make([]byte, 0, 64*1024), maxDumpLine)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimRight(sc.Text(), "\r")
 		if i := strings.Index(line, dumpTag+" "); i >= 0 {
@@ -74,7 +78,9 @@ func ParseDump(r io.Reader) (*Dump, error) {
 			}
 		}
 	}
-	if err := sc.Err(); err != nil {
+	if err := sc.Err(); errors.Is(err, bufio.ErrTooLong) {
+		return nil, fmt.Errorf("%w: a line longer than %d bytes", ErrDump, maxDumpLine)
+	} else if err != nil {
 		return nil, fmt.Errorf("gen72: read dump: %w", err)
 	}
 	return d, nil

@@ -216,6 +216,9 @@ func readFLB(br *blockReader, pa uint64) (*FLBTable, error) {
 	if err := checkPage("FLB page", pa); err != nil {
 		return nil, err
 	}
+	if err := br.claimed.claim("FLB page", pa, PageSize); err != nil {
+		return nil, err
+	}
 	h, err := read(br.mem, "FLB header", pa, FLBHeaderSize)
 	if err != nil {
 		return nil, err
@@ -230,7 +233,7 @@ func readFLB(br *blockReader, pa uint64) (*FLBTable, error) {
 	if max := (size - FLBHeaderSize) / FLBEntrySize; count > max {
 		return nil, fmt.Errorf("FLB page at %#x: count %d over the %d entries of %d pages: %w", pa, count, max, t.PageCount, ErrBadCount)
 	}
-	if err := br.claimed.claim("FLB page", pa, size); err != nil {
+	if err := br.claimed.claim("FLB page", pa+PageSize, size-PageSize); err != nil {
 		return nil, err
 	}
 	b, err := read(br.mem, "FLB page", pa, FLBHeaderSize+count*FLBEntrySize)
