@@ -48,7 +48,9 @@ func checkHandover(t *testing.T, h *Handover) {
 func FuzzDecode(f *testing.F) {
 	d, h := realHandover(f)
 	addrs := d.Pages.Addresses()
-	index := func(pa uint64) uint16 { return uint16(sort.Search(len(addrs), func(i int) bool { return addrs[i] >= pa })) }
+	index := func(pa uint64) uint16 {
+		return uint16(sort.Search(len(addrs), func(i int) bool { return addrs[i] >= pa }))
+	}
 	f.Add(index(h.Root.MemoryMapPA), uint16(16), []byte{0xff})
 	f.Add(index(h.LUO.SessionsPA), uint16(8), []byte{0x40})
 	f.Add(index(h.LUO.FLBsPA), uint16(8), []byte{0x3f})
