@@ -3,6 +3,7 @@ package inspect
 import (
 	"io"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/kho-sim/kho-sim/pkg/physmem"
@@ -32,6 +33,11 @@ func TestEveryScenarioHandoverIsClean(t *testing.T) {
 				handovers++
 				rep := Decode(r, out.Next.RootPA)
 				switch {
+				case sc.Flaw == scenario.FlawLongCompatible:
+					// The flaw is exactly what inspect must find: the cut name.
+					if len(rep.Findings) == 0 || !strings.Contains(rep.Findings[0].What+string(rep.Findings[0].Kernel), "state is lost") {
+						t.Errorf("%s boot %d: findings %v, want the lost FLB", sc.Name, in.Boot, rep.Findings)
+					}
 				case len(rep.Findings) != 0:
 					t.Errorf("%s boot %d: findings %v", sc.Name, in.Boot, rep.Findings)
 				case rep.KHOSim == nil || rep.LUO == nil || rep.LUO.FLB == nil:
