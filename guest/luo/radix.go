@@ -31,9 +31,19 @@ func outgoingMemoryMapPA() (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("read %s: %w", outgoingFDT, err)
 	}
+	pa, err := memoryMapFromFDTPrefix(b)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", outgoingFDT, err)
+	}
+	return pa, nil
+}
+
+// memoryMapFromFDTPrefix finds preserved-memory-map among the root
+// properties of an FDT of which only a prefix is given.
+func memoryMapFromFDTPrefix(b []byte) (uint64, error) {
 	be := binary.BigEndian
 	if len(b) < 40 || be.Uint32(b) != 0xd00dfeed {
-		return 0, fmt.Errorf("%s: not an FDT", outgoingFDT)
+		return 0, errors.New("not an FDT")
 	}
 	offStruct, offStrings := int(be.Uint32(b[8:])), int(be.Uint32(b[12:]))
 	off := offStruct
@@ -46,23 +56,23 @@ func outgoingMemoryMapPA() (uint64, error) {
 		return v, true
 	}
 	if tok, ok := u32(); !ok || tok != 1 { // FDT_BEGIN_NODE
-		return 0, fmt.Errorf("%s: no root node", outgoingFDT)
+		return 0, errors.New("no root node")
 	}
 	off += 4 // the root's empty name, padded
 	for {
 		tok, ok := u32()
 		switch {
 		case !ok:
-			return 0, fmt.Errorf("%s: truncated before %s", outgoingFDT, gen72.MemoryMapProp)
+			return 0, fmt.Errorf("truncated before %s", gen72.MemoryMapProp)
 		case tok == 4: // FDT_NOP
 			continue
 		case tok != 3: // not FDT_PROP: the root's properties are over
-			return 0, fmt.Errorf("%s: root has no %s (%d bytes: %x)", outgoingFDT, gen72.MemoryMapProp, len(b), b)
+			return 0, fmt.Errorf("root has no %s (%d bytes: %x)", gen72.MemoryMapProp, len(b), b)
 		}
 		n, ok1 := u32()
 		nameOff, ok2 := u32()
 		if !ok1 || !ok2 || n > 1<<16 || off+int(n) > len(b) {
-			return 0, fmt.Errorf("%s: truncated property", outgoingFDT)
+			return 0, errors.New("truncated property")
 		}
 		value := b[off : off+int(n)]
 		off += (int(n) + 3) &^ 3

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"testing"
+
+	"github.com/kho-sim/kho-sim/pkg/fdt"
+	"github.com/kho-sim/kho-sim/pkg/gen72"
+	"github.com/u-root/u-root/pkg/cpio"
+	"golang.org/x/sys/unix"
+)
+
+func TestIoctlNumbers(t *testing.T) {
+	// _IO(0xBA, nr): no direction, no size.
+	for _, tt := range []struct {
+		name string
+		got  uintptr
+		want uintptr
+	}{
+		{"CREATE_SESSION", ioctlCreateSession, 0xba00},
+		{"RETRIEVE_SESSION", ioctlRetrieveSession, 0xba01},
+		{"SESSION_PRESERVE_FD", ioctlSessionPreserve, 0xba40},
+		{"SESSION_RETRIEVE_FD", ioctlSessionRetrieve, 0xba41},
+		{"SESSION_FINISH", ioctlSessionFinish, 0xba42},
+		{"SESSION_GET_NAME", ioctlSessionGetName, 0xba43},
+	} {
+		if tt.got != tt.want {
+			t.Errorf("%s = %#x, want %#x", tt.name, tt.got, tt.want)
+		}
+	}
+	// The argument sizes of include/uapi/linux/liveupdate.h.
+	if sessionArgSize != 72 || fdArgSize != 16 || finishArgSize != 8 || getNameArgSize != 72 {
+		t.Errorf("argument sizes %d %d %d %d, want 72 16 8 72", sessionArgSize, fdArgSize, finishArgSize, getNameArgSize)
+	}
+}
+
+func TestSessionArg(t *testing.T) {
+	b, err := sessionArg("kho-sim-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != sessionArgSize || b[0] != sessionArgSize || string(b[8:17]) != "kho-sim-a" || b[17] != 0 {
+		t.Errorf("sessionArg = %x", b)
+	}
+	for _, name := range []string{"0123456789012345678901234567890123456789012345678901234567890123", "a\x00b"} {
+		if _, err := sessionArg(name); !errors.Is(err, unix.EINVAL) {
+			t.Errorf("sessionArg(%q): %v, want EINVAL", name, err)
+		}
+	}
+	if _, err := sessionArg("012345678901234567890123456789012345678901234567890123456789012"); err != nil {
+		t.Errorf("a 63-byte name: %v", err)
+	}
+}
+
+func TestMemfdContent(t *testing.T) {
+	seen := map[string]bool{}
+	for _, ps := range testPlan() {
+		for _, pf := range ps.files {
+			b := memfdContent(pf.token, pf.size)
+			if len(b) != pf.size {
+				t.Errorf("token %#x: %d bytes, want %d", pf.token, len(b), pf.size)
+			}
+			if !bytes.Equal(b, memfdContent(pf.token, pf.size)) {
+				t.Errorf("token %#x: content not deterministic", pf.token)
+			}
+			if seen[string(b)] {
+				t.Errorf("token %#x: same content as another memfd", pf.token)
+			}
+			seen[string(b)] = true
+		}
+	}
+	if len(seen) != 4 {
+		t.Errorf("%d memfds in the plan, want 4", len(seen))
+	}
+}
+
+func TestWriteInitramfs(t *testing.T) {
+	initBin, kernel, radix := []byte("\x7fELF init"), []byte("MZ kernel"), []byte("KHODUMP 1000 0 -\n")
+	var a, b bytes.Buffer
+	if err := writeInitramfs(&a, initBin, kernel, radix); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeInitramfs(&b, initBin, kernel, radix); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a.Bytes(), b.Bytes()) {
+		t.Error("two packs of the same files differ")
+	}
+	recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(bytes.NewReader(a.Bytes())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]cpio.Record{}
+	for _, r := range recs {
+		got[r.Name] = r
+	}
+	for name, want := range map[string][]byte{initPath: initBin, kernelPath: kernel, radixPath: radix} {
+		r, ok := got[name]
+		if !ok {
+			t.Errorf("no %s in the archive", name)
+			continue
+		}
+		content, err := io.ReadAll(io.NewSectionReader(r.ReaderAt, 0, int64(r.FileSize)))
+		if err != nil || !bytes.Equal(content, want) {
+			t.Errorf("%s = %q, %v; want %q", name, content, err, want)
+		}
+	}
+	if r := got[initPath]; r.Mode&0o111 == 0 {
+		t.Errorf("init mode %o is not executable", r.Mode)
+	}
+	if r, ok := got["dev/console"]; !ok || r.Mode&cpio.S_IFMT != cpio.S_IFCHR || r.Rmajor != 5 || r.Rminor != 1 {
+		t.Errorf("dev/console %+v, want the character device 5:1", r.Info)
+	}
+	var c bytes.Buffer
+	if err := writeInitramfs(&c, initBin, kernel, nil); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(c.Bytes(), []byte(radixPath)) {
+		t.Error("an empty radix snapshot was packed")
+	}
+}
+
+// TestMemoryMapFromFDTPrefix feeds the scanner root FDTs as the kernel
+// lays them out, cut where debugfs cuts kho/out/fdt.
+func TestMemoryMapFromFDTPrefix(t *testing.T) {
+	b := fdt.NewBuilder(gen72.PageSize)
+	b.BeginNode("")
+	b.PropertyString("compatible", gen72.KHOCompatible)
+	b.PropertyU64(gen72.MemoryMapProp, 0x163000)
+	b.BeginNode("LUO")
+	b.PropertyU64(gen72.SizeProp, 32)
+	b.PropertyU64(gen72.DataProp, 0x39f000)
+	b.EndNode()
+	b.EndNode()
+	blob, err := b.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, _ := fdt.TotalSize(blob)
+	// The map's value ends after the root's begin tag and name (8 bytes),
+	// compatible (12 + 8) and the map's own header and value (12 + 8).
+	mapEnd := int(binary.BigEndian.Uint32(blob[8:])) + 48
+	for _, cut := range []int{full, full - 20, mapEnd} { // whole, strings cut, just past the map
+		pa, err := memoryMapFromFDTPrefix(blob[:cut])
+		if err != nil || pa != 0x163000 {
+			t.Errorf("prefix of %d bytes: %#x, %v; want 0x163000", cut, pa, err)
+		}
+	}
+	for _, cut := range []int{0, 39, mapEnd - 1} {
+		if _, err := memoryMapFromFDTPrefix(blob[:cut]); err == nil {
+			t.Errorf("prefix of %d bytes: no error", cut)
+		}
+	}
+}
