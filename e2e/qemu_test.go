@@ -32,7 +32,10 @@ const (
 
 const (
 	defaultHops    = 2
-	defaultSilence = 60 * time.Second
+	// The guest prints nothing between a kexec and kho-sim's start; with
+	// two VMs on two cores under TCG and more load on the host, that
+	// blackout took up to 37 s.
+	defaultSilence = 120 * time.Second
 	// memmap reserves the handover region; QEMU gets it through -append
 	// unquoted, so the '$' needs no escaping here.
 	memmap = "memmap=16M$0x10000000"
@@ -78,7 +81,7 @@ func (e *e2eEnv) vmTimeout(boots int) time.Duration {
 	if e.timeout > 0 {
 		return e.timeout
 	}
-	return 60*time.Second + time.Duration(boots)*30*time.Second
+	return 60*time.Second + time.Duration(boots)*45*time.Second
 }
 
 func newE2EEnv(t *testing.T) *e2eEnv {
