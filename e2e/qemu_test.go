@@ -31,7 +31,7 @@ const (
 )
 
 const (
-	defaultHops    = 2
+	defaultHops = 2
 	// The guest prints nothing between a kexec and kho-sim's start; with
 	// two VMs on two cores under TCG and more load on the host, that
 	// blackout took up to 37 s.
