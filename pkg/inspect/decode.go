@@ -3,12 +3,14 @@ package inspect
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/kho-sim/kho-sim/pkg/fdt"
 	"github.com/kho-sim/kho-sim/pkg/flb"
+	"github.com/kho-sim/kho-sim/pkg/gen72"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
 	"github.com/kho-sim/kho-sim/pkg/payload"
@@ -21,20 +23,29 @@ const (
 	whereRoot     = "kho root"
 	whereMap      = "preserved-memory map"
 	whereLUO      = "LUO FDT"
+	whereSer      = "luo_ser"
+	whereBlob     = "LUO blob"
 	whereFLB      = "FLB table"
 	whereSessions = "sessions"
+	whereKexec    = "kexec-metadata"
 	whereMeta     = "kho-sim metadata"
 	wherePayloads = "payloads"
+	whereStrict   = "strict 7.2 reader"
 )
 
 // What 7.0 does with bad session state, in sim.KernelAction's wording
-// (pkg/sim names only what its own checks meet).
+// (pkg/sim names only what its own checks meet). decoder.find rewords
+// them for the handover's generation.
 const (
 	readsPastBlock sim.KernelAction = "the 7.0 kernel reads past the end of a preserved block"
 	failsOpen      sim.KernelAction = "the 7.0 kernel fails the first open of /dev/liveupdate (luo_session_deserialize) and restores no session after it"
 	warnsNoFiles   sim.KernelAction = "the 7.0 kernel WARNs and restores none of the session's files"
 	stopsAtFile    sim.KernelAction = "the 7.0 kernel's strcmp runs past the entry; the files after it are not restored"
 )
+
+// ignoresMetadata is what 7.2's kho_in_kexec_metadata does with a
+// kexec-metadata blob it cannot use.
+const ignoresMetadata sim.KernelAction = "the 7.2 kernel warns and ignores the kexec-metadata (kexec_count restarts at 1)"
 
 // maxRootSize bounds the root FDT as kho.ReadIncoming does.
 const maxRootSize = 1 << 20
@@ -46,16 +57,29 @@ type decoder struct {
 	r   *physmem.Region
 	in  *kho.Incoming
 	rep *Report
+	// abi is the generation whose kernel the findings speak of: the one
+	// the compatibles name, else the KHO root's (kho-v4: 7.2, else 7.0).
+	abi sim.ABI
+	// luoWhere is where the LUO state's own fields are reported, and
+	// luoFollowed says they were good enough to follow to the blocks.
+	luoWhere    string
+	luoFollowed bool
+	// blocksLeft bounds the 7.2 chain blocks read over the whole handover,
+	// as gen72 bounds them, so shared blocks cannot multiply the work.
+	blocksLeft int
 }
 
-// Decode reads the handover whose KHO root FDT is at rootPA in r. It never
-// fails: whatever cannot be read or is wrong becomes a Finding, and decoding
-// goes on wherever the rest does not depend on it. Memory is untrusted:
-// every address, count and string is checked, and beyond the root FDT only
-// pages the preserved-memory map lists are read (kho.Incoming.Map). When no
-// root FDT exists at rootPA, Report.KHO is nil and RootError says why.
+// Decode reads the handover whose KHO root FDT is at rootPA in r, in
+// whichever generation its compatibles name (kho-v1 with a luo-v1 or
+// luo-v2 LUO FDT, kho-v4 with a luo-v5 blob). It never fails: whatever
+// cannot be read or is wrong becomes a Finding, and decoding goes on
+// wherever the rest does not depend on it. Memory is untrusted: every
+// address, count and string is checked, and beyond the root FDT and the
+// memory map only pages the preserved-memory map lists are read
+// (kho.Incoming.Map). When no root FDT exists at rootPA, Report.KHO is nil
+// and RootError says why.
 func Decode(r *physmem.Region, rootPA uint64) *Report {
-	d := &decoder{r: r, rep: &Report{
+	d := &decoder{r: r, abi: sim.ABI70, blocksLeft: gen72.MaxBlocksTotal, rep: &Report{
 		Schema: SchemaVersion, RootPA: Hex(rootPA),
 		Subtrees: []Subtree{}, Notes: []string{}, Findings: []Finding{},
 	}}
@@ -68,6 +92,11 @@ func Decode(r *physmem.Region, rootPA uint64) *Report {
 	if root == nil {
 		return d.rep
 	}
+	d.rep.Generation = &Generation{KHO: d.rep.KHO.Compatible}
+	v4 := root.Root.IsCompatible(kho.CompatibleV4)
+	if v4 {
+		d.abi = sim.ABI72
+	}
 	if d.rootUsable(root) {
 		in, err := kho.ReadIncoming(r, rootPA)
 		if err != nil {
@@ -77,18 +106,34 @@ func Decode(r *physmem.Region, rootPA uint64) *Report {
 	}
 	if d.in == nil {
 		d.note("nothing past the root FDT was read: without a valid preserved-memory map no page is known to be preserved")
-		d.listChildren(root)
+		d.listChildren(root, v4)
 		return d.rep
 	}
+	d.generation()
 	d.memory()
 	trees := d.subtrees()
-	d.luo(trees[luo.FDTKHOEntryName])
+	if d.in.Format() == kho.FormatV4 {
+		d.luoBlob()
+		d.kexecMetadata()
+	} else {
+		d.luoFDT(trees[luo.FDTKHOEntryName])
+	}
 	d.meta(trees[sim.MetaName])
+	d.strict72()
 	return d.rep
 }
 
+// find records a finding; k, in 7.0's words, is reworded for the
+// handover's generation as pkg/sim rewords it.
 func (d *decoder) find(where string, k sim.KernelAction, format string, args ...any) {
-	d.rep.Findings = append(d.rep.Findings, Finding{Where: where, What: fmt.Sprintf(format, args...), Kernel: string(k)})
+	kernel := string(k)
+	switch d.abi {
+	case sim.ABILUOv2:
+		kernel = strings.Replace(kernel, "the 7.0 kernel", "a luo-v2 kernel", 1)
+	case sim.ABI72:
+		kernel = strings.Replace(kernel, "the 7.0 kernel", "the 7.2 kernel", 1)
+	}
+	d.rep.Findings = append(d.rep.Findings, Finding{Where: where, What: fmt.Sprintf(format, args...), Kernel: kernel})
 }
 
 func (d *decoder) note(format string, args ...any) {
@@ -128,12 +173,12 @@ func (d *decoder) root(pa uint64) *fdt.Tree {
 	return t
 }
 
-// rootUsable checks what 7.0's kho_populate checks of the root, and says
-// whether the memory map is worth reading.
+// rootUsable checks what kho_populate checks of the root in 7.0 and 7.2,
+// and says whether the memory map is worth reading.
 func (d *decoder) rootUsable(t *fdt.Tree) bool {
 	ok := true
-	if !t.Root.IsCompatible(kho.Compatible) {
-		d.find(whereRoot, sim.DisablesRevival, "root FDT compatible %q, want %q", d.rep.KHO.Compatible, kho.Compatible)
+	if !t.Root.IsCompatible(kho.Compatible) && !t.Root.IsCompatible(kho.CompatibleV4) {
+		d.find(whereRoot, sim.DisablesRevival, "root FDT compatible %q, want %q or %q", d.rep.KHO.Compatible, kho.Compatible, kho.CompatibleV4)
 		ok = false
 	}
 	mapPA, err := t.Root.U64(kho.PropMemoryMap)
@@ -148,16 +193,37 @@ func (d *decoder) rootUsable(t *fdt.Tree) bool {
 	return ok
 }
 
-// listChildren records the root's children when their FDTs cannot be read.
-func (d *decoder) listChildren(t *fdt.Tree) {
+// listChildren records the root's children when their data cannot be read.
+func (d *decoder) listChildren(t *fdt.Tree, v4 bool) {
 	for _, c := range t.Root.Children {
-		pa, _ := c.U64(kho.PropSubFDT)
-		d.rep.Subtrees = append(d.rep.Subtrees, Subtree{Name: c.Name, FDTPA: Hex(pa)})
+		s := Subtree{Name: c.Name}
+		if v4 {
+			pa, _ := c.U64(kho.PropBlobData)
+			s.PA = Hex(pa)
+			s.BlobSize, _ = c.U64(kho.PropBlobSize)
+		} else {
+			pa, _ := c.U64(kho.PropSubFDT)
+			s.PA = Hex(pa)
+		}
+		d.rep.Subtrees = append(d.rep.Subtrees, s)
+	}
+}
+
+// generation names the handover from its compatibles as pkg/sim does, and
+// picks whose kernel the findings speak of.
+func (d *decoder) generation() {
+	g := sim.DetectGeneration(d.in)
+	d.rep.Generation = &Generation{Name: string(g.ABI), KHO: g.KHO, LUO: g.LUO}
+	if g.ABI != "" {
+		d.abi = g.ABI
 	}
 }
 
 func (d *decoder) memory() {
-	m := &Memory{Ranges: []MemRange{}}
+	m := &Memory{Encoding: EncodingBitmaps, Ranges: []MemRange{}}
+	if d.in.Format() == kho.FormatV4 {
+		m.Encoding = EncodingRadix
+	}
 	for _, b := range d.in.Blocks() {
 		m.Blocks++
 		m.Bytes += b.Size()
@@ -168,22 +234,16 @@ func (d *decoder) memory() {
 	d.rep.Memory = m
 }
 
-// subtrees reads every child FDT and returns the parsed ones by name.
+// subtrees reads every child and returns the FDTs among them by name.
 func (d *decoder) subtrees() map[string]*fdt.Tree {
 	trees := map[string]*fdt.Tree{}
 	for _, name := range d.in.SubtreeNames() {
 		s := Subtree{Name: name}
-		pa, err := d.in.Subtree(name)
-		if err == nil {
-			s.FDTPA = Hex(pa)
-			var t *fdt.Tree
-			var blob []byte
-			t, blob, err = d.in.SubtreeFDT(name)
-			if err == nil {
-				compat, _ := t.Root.Prop("compatible")
-				s.Size, s.Compatible, s.DTS = len(blob), cstring(compat), dts(t)
-				trees[name] = t
-			}
+		var err error
+		if d.in.Format() == kho.FormatV4 {
+			err = d.blobSubtree(&s, trees)
+		} else {
+			err = d.fdtSubtree(&s, trees)
 		}
 		if err != nil {
 			var k sim.KernelAction
@@ -197,8 +257,69 @@ func (d *decoder) subtrees() map[string]*fdt.Tree {
 	return trees
 }
 
-// luo decodes the LUO FDT, the FLB page and the session and file blocks.
-func (d *decoder) luo(t *fdt.Tree) {
+// fdtSubtree reads a kho-v1 child: "fdt" and the FDT there.
+func (d *decoder) fdtSubtree(s *Subtree, trees map[string]*fdt.Tree) error {
+	pa, err := d.in.Subtree(s.Name)
+	if err != nil {
+		return err
+	}
+	s.PA = Hex(pa)
+	t, blob, err := d.in.SubtreeFDT(s.Name)
+	if err != nil {
+		return err
+	}
+	d.setFDT(s, t, blob)
+	trees[s.Name] = t
+	return nil
+}
+
+// blobSubtree reads a kho-v4 child: "preserved-data" and "blob-size", and
+// the blob, parsed as an FDT when it starts with the FDT magic.
+func (d *decoder) blobSubtree(s *Subtree, trees map[string]*fdt.Tree) error {
+	pa, size, err := d.in.SubtreeBlob(s.Name)
+	if err != nil {
+		return err
+	}
+	s.PA, s.BlobSize = Hex(pa), size
+	blob, err := d.in.SubtreeBytes(s.Name)
+	if err != nil {
+		return err
+	}
+	if len(blob) >= 4 && binary.BigEndian.Uint32(blob) == fdt.Magic {
+		t, fdtBlob, err := d.in.SubtreeFDT(s.Name)
+		if err != nil {
+			return err
+		}
+		d.setFDT(s, t, fdtBlob)
+		trees[s.Name] = t
+		return nil
+	}
+	s.Kind, s.Size, s.Hex = KindBlob, len(blob), hex.EncodeToString(blob[:min(len(blob), MaxBlobHex)])
+	return nil
+}
+
+func (d *decoder) setFDT(s *Subtree, t *fdt.Tree, blob []byte) {
+	compat, _ := t.Root.Prop("compatible")
+	s.Kind, s.Size, s.Compatible, s.DTS = KindFDT, len(blob), cstring(compat), dts(t)
+}
+
+// subtree returns the child called name as the report has it, or nil.
+func (d *decoder) subtree(name string) *Subtree {
+	for i := range d.rep.Subtrees {
+		if d.rep.Subtrees[i].Name == name {
+			return &d.rep.Subtrees[i]
+		}
+	}
+	return nil
+}
+
+func (d *decoder) hasChild(name string) bool { return d.subtree(name) != nil }
+
+// luoFDT decodes a kho-v1 handover's LUO FDT: luo-v1's session and FLB
+// nodes, or luo-v2's luo-abi-header. A compatible that is neither is
+// reported and decoded as luo-v1.
+func (d *decoder) luoFDT(t *fdt.Tree) {
+	d.luoWhere = whereLUO
 	if t == nil {
 		if !d.hasChild(luo.FDTKHOEntryName) {
 			d.note("no %s subtree: no live update state was handed over", luo.FDTKHOEntryName)
@@ -209,42 +330,28 @@ func (d *decoder) luo(t *fdt.Tree) {
 	compat, _ := r.Prop("compatible")
 	l := &LUO{Compatible: cstring(compat)}
 	d.rep.LUO = l
+	if r.IsCompatible(luo.FDTCompatibleV2) {
+		d.luoV2(r, l)
+		return
+	}
 	if !r.IsCompatible(luo.FDTCompatible) {
-		d.find(whereLUO, sim.PanicsAtBoot, "LUO FDT compatible %q, want %q", l.Compatible, luo.FDTCompatible)
+		d.find(whereLUO, sim.PanicsAtBoot, "LUO FDT compatible %q, want %q or %q", l.Compatible, luo.FDTCompatible, luo.FDTCompatibleV2)
 	}
 	num, err := r.U64(luo.FDTLiveupdateNum)
 	if err != nil {
 		d.find(whereLUO, sim.PanicsAtBoot, "LUO FDT: %v", err)
 	}
 	l.LiveupdateNumber = num
+	d.luoFollowed = true
 	sessPA, sessOK := d.luoNode(r, luo.FDTSessionNode, luo.FDTSessionCompatible, luo.FDTSessionHeader)
 	flbPA, flbOK := d.luoNode(r, luo.FDTFLBNode, luo.FDTFLBCompatible, luo.FDTFLBHeader)
-	l.SessionHeaderPA, l.FLBHeaderPA = Hex(sessPA), Hex(flbPA)
+	l.SessionsPA, l.FLBsPA = Hex(sessPA), Hex(flbPA)
 	if flbOK {
-		page, err := d.in.Map(flbPA, luo.FLBPageSize)
-		if err != nil {
-			d.find(whereFLB, sim.UsesBadAddress, "FLB page %#x: %v", flbPA, err)
-		} else {
-			l.FLB = d.flbTable(flbPA, page)
-		}
+		d.flbAt(l, flbPA)
 	}
 	if sessOK {
-		block, err := d.in.Map(sessPA, luo.SessionBlockSize)
-		if err != nil {
-			d.find(whereSessions, sim.UsesBadAddress, "session block %#x: %v", sessPA, err)
-		} else {
-			l.Sessions = d.sessions(sessPA, block)
-		}
+		d.sessionBlockAt(l, sessPA)
 	}
-}
-
-func (d *decoder) hasChild(name string) bool {
-	for _, s := range d.rep.Subtrees {
-		if s.Name == name {
-			return true
-		}
-	}
-	return false
 }
 
 // luoNode checks a LUO subnode as luo_session_setup_incoming and
@@ -275,8 +382,29 @@ func (d *decoder) luoNode(r *fdt.Node, name, compat, prop string) (uint64, bool)
 	return pa, ok
 }
 
-// flbTable decodes the FLB page with the checks 7.0 omits: pgcnt, the
-// count against LUO_FLB_MAX, terminated and unique names.
+// flbAt maps and decodes the FLB page, the same in every generation.
+func (d *decoder) flbAt(l *LUO, pa uint64) {
+	page, err := d.in.Map(pa, luo.FLBPageSize)
+	if err != nil {
+		d.find(whereFLB, sim.UsesBadAddress, "FLB page %#x: %v", pa, err)
+		return
+	}
+	l.FLB = d.flbTable(pa, page)
+}
+
+// sessionBlockAt maps and decodes the single session block of luo-v1 and
+// luo-v2.
+func (d *decoder) sessionBlockAt(l *LUO, pa uint64) {
+	block, err := d.in.Map(pa, luo.SessionBlockSize)
+	if err != nil {
+		d.find(whereSessions, sim.UsesBadAddress, "session block %#x: %v", pa, err)
+		return
+	}
+	l.Sessions = d.sessions(pa, block)
+}
+
+// flbTable decodes the FLB page with the checks 7.0 and 7.2 omit: pgcnt,
+// the count against LUO_FLB_MAX, terminated and unique names.
 func (d *decoder) flbTable(pa uint64, page []byte) *FLBTable {
 	pgcnt, count, err := flb.ReadHeader(page)
 	t := &FLBTable{PA: Hex(pa), PageCount: pgcnt, Count: count, Entries: []FLBEntry{}}
@@ -306,7 +434,7 @@ func (d *decoder) flbTable(pa uint64, page []byte) *FLBTable {
 			continue
 		}
 		if j, dup := first[name]; dup {
-			d.find(whereFLB, "", "FLB entry %d repeats the name %q of entry %d; the 7.0 kernel only ever finds the first", i, name, j)
+			d.find(whereFLB, "", "FLB entry %d repeats the name %q of entry %d; the kernel only ever finds the first", i, name, j)
 			continue
 		}
 		first[name] = i
@@ -314,10 +442,11 @@ func (d *decoder) flbTable(pa uint64, page []byte) *FLBTable {
 	return t
 }
 
-// sessions decodes the session block and every session's file block.
+// sessions decodes the luo-v1/luo-v2 session block and every session's
+// file block.
 func (d *decoder) sessions(pa uint64, block []byte) *SessionTable {
 	count := le.Uint64(block)
-	t := &SessionTable{PA: Hex(pa), Count: count, Sessions: []Session{}}
+	t := &SessionTable{PA: Hex(pa), Count: count, Blocks: []Block{{PA: Hex(pa), Count: count}}, Sessions: []Session{}}
 	n := count
 	if count > luo.SessionMax {
 		d.find(whereSessions, readsPastBlock, "session header count %d above LUO_SESSION_MAX %d", count, luo.SessionMax)
@@ -325,26 +454,33 @@ func (d *decoder) sessions(pa uint64, block []byte) *SessionTable {
 	}
 	first := map[string]int{}
 	for i := range int(n) {
-		e := block[luo.SessionHeaderSize+i*luo.SessionEntrySize:][:luo.SessionEntrySize]
-		name, terminated := cfield(e[:luo.SessionNameLen])
-		s := Session{Index: i, Name: name, NameTerminated: terminated, FilesPA: Hex(le.Uint64(e[64:])), Count: le.Uint64(e[72:]), Files: []File{}}
-		where := fmt.Sprintf("session %d %q", i, name)
-		if !terminated {
-			d.find(whereSessions, "", "%s: name has no NUL in its %d bytes; the kernel keeps %d of them", where, luo.SessionNameLen, luo.SessionNameLen-1)
-			name = name[:luo.SessionNameLen-1]
-		}
-		if j, dup := first[name]; dup {
-			d.find(whereSessions, failsOpen, "%s repeats the name of session %d (EEXIST)", where, j)
-		} else {
-			first[name] = i
-		}
+		s, where := d.session(i, block[luo.SessionHeaderSize+i*luo.SessionEntrySize:][:luo.SessionEntrySize], first)
 		d.files(&s, where)
 		t.Sessions = append(t.Sessions, s)
 	}
 	return t
 }
 
-// files decodes one session's file block as luo_file_deserialize reads it.
+// session decodes one struct luo_session_ser, the same in every
+// generation, and checks its name; first maps names to their first index.
+func (d *decoder) session(i int, e []byte, first map[string]int) (Session, string) {
+	name, terminated := cfield(e[:luo.SessionNameLen])
+	s := Session{Index: i, Name: name, NameTerminated: terminated, FilesPA: Hex(le.Uint64(e[64:])), Count: le.Uint64(e[72:]), FileBlocks: []Block{}, Files: []File{}}
+	where := fmt.Sprintf("session %d %q", i, name)
+	if !terminated {
+		d.find(whereSessions, "", "%s: name has no NUL in its %d bytes; the kernel keeps %d of them", where, luo.SessionNameLen, luo.SessionNameLen-1)
+		name = name[:luo.SessionNameLen-1]
+	}
+	if j, dup := first[name]; dup {
+		d.find(whereSessions, failsOpen, "%s repeats the name of session %d (EEXIST)", where, j)
+	} else {
+		first[name] = i
+	}
+	return s, where
+}
+
+// files decodes one session's file block as luo_file_deserialize of 7.0
+// reads it.
 func (d *decoder) files(s *Session, where string) {
 	pa := uint64(s.FilesPA)
 	if pa == 0 {
@@ -363,14 +499,25 @@ func (d *decoder) files(s *Session, where string) {
 		d.find(whereSessions, sim.UsesBadAddress, "%s: file block %#x: %v", where, pa, err)
 		return
 	}
+	s.FileBlocks = append(s.FileBlocks, Block{PA: Hex(pa), Count: s.Count})
+	entries := make([][]byte, n)
+	for i := range entries {
+		entries[i] = block[i*luo.FileEntrySize:][:luo.FileEntrySize]
+	}
+	d.fileEntries(s, where, entries, stopsAtFile)
+}
+
+// fileEntries decodes struct luo_file_ser entries, the same in every
+// generation; unterminated is what the kernel does with a compatible that
+// has no NUL.
+func (d *decoder) fileEntries(s *Session, where string, entries [][]byte, unterminated sim.KernelAction) {
 	tokens := map[uint64]int{}
-	for i := range int(n) {
-		e := block[i*luo.FileEntrySize:][:luo.FileEntrySize]
+	for i, e := range entries {
 		compat, terminated := cfield(e[:luo.HandlerCompatLen])
 		f := File{Index: i, Compatible: compat, CompatibleTerminated: terminated, Data: Hex(le.Uint64(e[48:])), Token: Hex(le.Uint64(e[56:]))}
 		s.Files = append(s.Files, f)
 		if !terminated {
-			d.find(whereSessions, stopsAtFile, "%s file %d: compatible %q has no NUL in its %d bytes", where, i, compat, luo.HandlerCompatLen)
+			d.find(whereSessions, unterminated, "%s file %d: compatible %q has no NUL in its %d bytes", where, i, compat, luo.HandlerCompatLen)
 		}
 		if j, dup := tokens[uint64(f.Token)]; dup {
 			d.find(whereSessions, "", "%s file %d repeats token %#x of file %d; retrieving it finds the first", where, i, uint64(f.Token), j)
@@ -383,8 +530,11 @@ func (d *decoder) files(s *Session, where string) {
 // meta decodes kho-sim's metadata and checks the handover against it.
 func (d *decoder) meta(t *fdt.Tree) {
 	if t == nil {
-		if !d.hasChild(sim.MetaName) {
+		switch s := d.subtree(sim.MetaName); {
+		case s == nil:
 			d.note("no %s subtree: kho-sim metadata absent (a kernel's own handover), so nothing is checked against what was meant to be handed over", sim.MetaName)
+		case s.Kind == KindBlob:
+			d.find(whereMeta, "", "the %s child is a raw blob, not the FDT kho-sim writes", sim.MetaName)
 		}
 		return
 	}
@@ -427,15 +577,27 @@ func (d *decoder) checkAgainstMeta(m *sim.Meta) {
 		d.find(whereMeta, sim.LosesFLBState, "the metadata lists %d FLBs and %d files, but there is no readable %s subtree", len(m.FLBs), len(m.Files), luo.FDTKHOEntryName)
 		return
 	}
+	if !d.luoFollowed {
+		return // the LUO state itself is refused: its fields mean nothing
+	}
 	if l.LiveupdateNumber != m.LUONumber {
-		d.find(whereLUO, "", "liveupdate-number %d, want %d (one more per hop, 1 after a cold boot)", l.LiveupdateNumber, m.LUONumber)
+		d.find(d.luoWhere, "", "liveupdate-number %d, want %d (one more per hop, 1 after a cold boot)", l.LiveupdateNumber, m.LUONumber)
+	}
+	if k := d.rep.KexecMetadata; k != nil && uint64(k.KexecCount) != m.LUONumber {
+		d.find(whereKexec, "", "kexec_count %d, want %d (kexec boots since the last cold boot)", k.KexecCount, m.LUONumber)
+	}
+	if l.Ser != nil && l.FLBsPA == 0 && len(m.FLBs) > 0 {
+		d.find(whereFLB, sim.LosesFLBState, "luo_ser flbs_pa is 0, but %d FLBs were handed over", len(m.FLBs))
 	}
 	if l.FLB != nil {
 		d.checkFLBData(l.FLB.Entries)
 		d.compareFLBs(l.FLB.Entries, m.FLBs)
 	}
-	if l.Sessions != nil {
+	switch {
+	case l.Sessions != nil:
 		d.compareFiles(l.Sessions.Sessions, m.Files)
+	case l.Ser != nil && l.SessionsPA == 0:
+		d.compareFiles(nil, m.Files) // luo_ser says: no sessions
 	}
 }
 

@@ -71,7 +71,7 @@ func TestDecodeSimImage(t *testing.T) {
 		t.Errorf("ranges add up to %d bytes, memory says %d in %d blocks", sum, rep.Memory.Bytes, rep.Memory.Blocks)
 	}
 	// Every structure Decode read lies in preserved memory.
-	for _, pa := range []Hex{rep.RootPA, l.FLBHeaderPA, l.SessionHeaderPA, rep.Subtrees[0].FDTPA} {
+	for _, pa := range []Hex{rep.RootPA, l.FLBsPA, l.SessionsPA, rep.Subtrees[0].PA} {
 		if !preserved(rep.Memory, uint64(pa)) {
 			t.Errorf("%#x not in the preserved ranges %+v", uint64(pa), rep.Memory.Ranges)
 		}
@@ -179,7 +179,7 @@ func replaceInFDT(t *testing.T, r *physmem.Region, rep *Report, subtree string, 
 		if s.Name != subtree {
 			continue
 		}
-		blob, err := r.Bytes(uint64(s.FDTPA), uint64(s.Size))
+		blob, err := r.Bytes(uint64(s.PA), uint64(s.Size))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -200,7 +200,7 @@ func setProp(t *testing.T, r *physmem.Region, rep *Report, subtree, name string,
 		if s.Name != subtree {
 			continue
 		}
-		blob, err := r.Bytes(uint64(s.FDTPA), uint64(s.Size))
+		blob, err := r.Bytes(uint64(s.PA), uint64(s.Size))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -226,22 +226,22 @@ func le64(v uint64) []byte { return binary.LittleEndian.AppendUint64(nil, v) }
 func TestDecodeDamage(t *testing.T) {
 	tests := []damage{
 		{"FLB count above LUO_FLB_MAX", func(t *testing.T, r *physmem.Region, rep *Report) {
-			put64(t, r, uint64(rep.LUO.FLBHeaderPA)+8, 64)
+			put64(t, r, uint64(rep.LUO.FLBsPA)+8, 64)
 		}, whereFLB, "FLB header count 64 above LUO_FLB_MAX 63", sim.ReadsPastPage},
 		{"FLB pgcnt", func(t *testing.T, r *physmem.Region, rep *Report) {
-			put64(t, r, uint64(rep.LUO.FLBHeaderPA), 2)
+			put64(t, r, uint64(rep.LUO.FLBsPA), 2)
 		}, whereFLB, "pgcnt 2, want 1", sim.ReadsPastPage},
 		{"FLB name without NUL", func(t *testing.T, r *physmem.Region, rep *Report) {
-			fill(t, r, uint64(rep.LUO.FLBHeaderPA)+16, 48, 'A')
+			fill(t, r, uint64(rep.LUO.FLBsPA)+16, 48, 'A')
 		}, whereFLB, "has no NUL in its 48 bytes", sim.ReadsPastPage},
 		{"FLB count differs from the metadata", func(t *testing.T, r *physmem.Region, rep *Report) {
-			put64(t, r, uint64(rep.LUO.FLBHeaderPA)+16+56, 99)
+			put64(t, r, uint64(rep.LUO.FLBsPA)+16+56, 99)
 		}, whereFLB, "count 99, expected", ""},
 		{"FLB data unpreserved", func(t *testing.T, r *physmem.Region, rep *Report) {
-			put64(t, r, uint64(rep.LUO.FLBHeaderPA)+16+48, r.End()-4096)
+			put64(t, r, uint64(rep.LUO.FLBsPA)+16+48, r.End()-4096)
 		}, whereFLB, "is not in the preserved-memory map", sim.UsesBadAddress},
 		{"FLB page unpreserved", func(t *testing.T, r *physmem.Region, rep *Report) {
-			replaceInFDT(t, r, rep, luo.FDTKHOEntryName, le64(uint64(rep.LUO.FLBHeaderPA)), le64(r.End()-4096))
+			replaceInFDT(t, r, rep, luo.FDTKHOEntryName, le64(uint64(rep.LUO.FLBsPA)), le64(r.End()-4096))
 		}, whereFLB, "page not in the preserved-memory map", sim.UsesBadAddress},
 		{"LUO compatible", func(t *testing.T, r *physmem.Region, rep *Report) {
 			replaceInFDT(t, r, rep, luo.FDTKHOEntryName, []byte("luo-v1\x00"), []byte("luo-v9\x00"))
@@ -253,20 +253,20 @@ func TestDecodeDamage(t *testing.T) {
 			replaceInFDT(t, r, rep, sim.MetaName, []byte("liveupdate-number\x00"), []byte("liveupdate-numbex\x00"))
 		}, whereMeta, `"liveupdate-number"`, ""},
 		{"session count", func(t *testing.T, r *physmem.Region, rep *Report) {
-			put64(t, r, uint64(rep.LUO.SessionHeaderPA), 1000)
+			put64(t, r, uint64(rep.LUO.SessionsPA), 1000)
 		}, whereSessions, "session header count 1000 above LUO_SESSION_MAX 819", readsPastBlock},
 		{"duplicate session", func(t *testing.T, r *physmem.Region, rep *Report) {
-			b, _ := r.Bytes(uint64(rep.LUO.SessionHeaderPA)+8, 64)
+			b, _ := r.Bytes(uint64(rep.LUO.SessionsPA)+8, 64)
 			copy(b, "vm-2\x00")
 		}, whereSessions, "repeats the name of session 0 (EEXIST)", failsOpen},
 		{"file count", func(t *testing.T, r *physmem.Region, rep *Report) {
-			put64(t, r, uint64(rep.LUO.SessionHeaderPA)+8+72, 129)
+			put64(t, r, uint64(rep.LUO.SessionsPA)+8+72, 129)
 		}, whereSessions, "file count 129 above LUO_FILE_MAX 128", readsPastBlock},
 		{"file block unpreserved", func(t *testing.T, r *physmem.Region, rep *Report) {
-			put64(t, r, uint64(rep.LUO.SessionHeaderPA)+8+64, r.End()-8192)
+			put64(t, r, uint64(rep.LUO.SessionsPA)+8+64, r.End()-8192)
 		}, whereSessions, "page not in the preserved-memory map", sim.UsesBadAddress},
 		{"files without a block", func(t *testing.T, r *physmem.Region, rep *Report) {
-			put64(t, r, uint64(rep.LUO.SessionHeaderPA)+8+64, 0)
+			put64(t, r, uint64(rep.LUO.SessionsPA)+8+64, 0)
 		}, whereSessions, "files but no file block", warnsNoFiles},
 		{"file compatible without NUL", func(t *testing.T, r *physmem.Region, rep *Report) {
 			fill(t, r, uint64(rep.LUO.Sessions.Sessions[0].FilesPA), 48, 'x')
@@ -283,8 +283,8 @@ func TestDecodeDamage(t *testing.T) {
 		}, whereMap, "loops back", ""},
 		{"root compatible", func(t *testing.T, r *physmem.Region, rep *Report) {
 			b, _ := r.Bytes(uint64(rep.RootPA), uint64(rep.KHO.Size))
-			copy(b[bytes.Index(b, []byte("kho-v1")):], "kho-v4")
-		}, whereRoot, `root FDT compatible "kho-v4", want "kho-v1"`, sim.DisablesRevival},
+			copy(b[bytes.Index(b, []byte("kho-v1")):], "kho-v9")
+		}, whereRoot, `root FDT compatible "kho-v9", want "kho-v1" or "kho-v4"`, sim.DisablesRevival},
 	}
 	path, root := simImage(t, "default", 2)
 	clean := readFile(t, path)
@@ -317,8 +317,8 @@ func TestDecodeDamageKeepsGoing(t *testing.T) {
 		t.Fatal(err)
 	}
 	good := Decode(r, root)
-	put64(t, r, uint64(good.LUO.FLBHeaderPA)+8, 64)
-	put64(t, r, uint64(good.LUO.SessionHeaderPA)+8+72, 129)
+	put64(t, r, uint64(good.LUO.FLBsPA)+8, 64)
+	put64(t, r, uint64(good.LUO.SessionsPA)+8+72, 129)
 	rep := Decode(r, root)
 	if !hasFinding(rep, whereFLB, "count 64", sim.ReadsPastPage) || !hasFinding(rep, whereSessions, "file count 129", readsPastBlock) {
 		t.Fatalf("want both findings:\n%s", findings(rep))
@@ -442,7 +442,7 @@ func TestTextOutput(t *testing.T) {
 	}
 	text := buf.String()
 	want := []string{`compatible = "kho-v1";`, `compatible = "luo-v1";`, `compatible = "kho-sim-v1";`, "== findings: 0 ==",
-		"== FLB table at " + rep.LUO.FLBHeaderPA.String() + ": pgcnt 1, count 2 ==", "== preserved memory: "}
+		"== FLB table at " + rep.LUO.FLBsPA.String() + ": pgcnt 1, count 2 ==", "== preserved memory (bitmap chunks): ", "generation 7.0 (KHO \"kho-v1\", LUO \"luo-v1\")"}
 	for _, e := range rep.LUO.FLB.Entries {
 		want = append(want, `"`+e.Name+`"`)
 	}
@@ -466,7 +466,7 @@ func TestTextQuotesUntrustedNames(t *testing.T) {
 	path, root := simImage(t, "default", 2)
 	r := openImage(t, path)
 	rep := Decode(r, root)
-	b, _ := r.Bytes(uint64(rep.LUO.FLBHeaderPA)+16, 48)
+	b, _ := r.Bytes(uint64(rep.LUO.FLBsPA)+16, 48)
 	copy(b, "\x1b[2J\x00")
 	var buf bytes.Buffer
 	if err := WriteText(&buf, Decode(r, root)); err != nil {

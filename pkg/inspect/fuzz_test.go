@@ -26,10 +26,10 @@ func FuzzDecodePatched(f *testing.F) {
 		return []byte{byte(off), byte(off >> 8), byte(off >> 16), v}
 	}
 	f.Add([]byte{})
-	f.Add(patch(uint64(good.LUO.FLBHeaderPA)+8, flb.Max+1))
-	f.Add(patch(uint64(good.LUO.SessionHeaderPA)+1, 0xff))
+	f.Add(patch(uint64(good.LUO.FLBsPA)+8, flb.Max+1))
+	f.Add(patch(uint64(good.LUO.SessionsPA)+1, 0xff))
 	f.Add(append(patch(uint64(good.KHO.MemoryMapPA)+12, 0xff), patch(uint64(good.KHO.MemoryMapPA)+8, 3)...))
-	f.Add(patch(uint64(good.Subtrees[1].FDTPA)+5, 0xff))
+	f.Add(patch(uint64(good.Subtrees[1].PA)+5, 0xff))
 	f.Fuzz(func(t *testing.T, patches []byte) {
 		mem := bytes.Clone(img)
 		for i := 0; i+4 <= len(patches); i += 4 {

@@ -2,6 +2,7 @@ package inspect
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -36,25 +37,35 @@ func WriteText(w io.Writer, r *Report) error {
 	} else {
 		fmt.Fprintf(&b, "KHO handover at %#x in region %#x-%#x (%s)\n", uint64(r.RootPA), uint64(r.Region.Start), uint64(r.Region.Start)+r.Region.Size-1, size(r.Region.Size))
 	}
+	if g := r.Generation; g != nil {
+		name := g.Name
+		if name == "" {
+			name = "unknown"
+		}
+		fmt.Fprintf(&b, "generation %s (KHO %q, LUO %q)\n", name, g.KHO, g.LUO)
+	}
 	if k := r.KHO; k != nil {
 		fmt.Fprintf(&b, "\n== KHO root FDT at %#x (%d bytes) ==\n%s", uint64(k.PA), k.Size, k.DTS)
 	}
 	for _, s := range r.Subtrees {
-		switch {
-		case s.DTS != "":
-			fmt.Fprintf(&b, "\n== subtree %q: FDT at %#x (%d bytes) ==\n%s", s.Name, uint64(s.FDTPA), s.Size, s.DTS)
-		default:
-			fmt.Fprintf(&b, "\n== subtree %q: FDT at %#x not read ==\n", s.Name, uint64(s.FDTPA))
-		}
+		textSubtree(&b, s)
 	}
 	if l := r.LUO; l != nil {
 		textLUO(&b, l)
+	}
+	if k := r.KexecMetadata; k != nil {
+		fmt.Fprintf(&b, "\n== kexec-metadata at %#x (%d bytes) ==\nversion %d, previous_release %q, kexec_count %d\n",
+			uint64(k.PA), k.Size, k.Version, k.PreviousRelease, k.KexecCount)
 	}
 	if m := r.KHOSim; m != nil {
 		textMeta(&b, m)
 	}
 	if m := r.Memory; m != nil {
-		fmt.Fprintf(&b, "\n== preserved memory: %d blocks, %d pages (%s) in %d ranges ==\n", m.Blocks, m.Bytes/4096, size(m.Bytes), len(m.Ranges))
+		enc := "bitmap chunks"
+		if m.Encoding == EncodingRadix {
+			enc = "radix tree"
+		}
+		fmt.Fprintf(&b, "\n== preserved memory (%s): %d blocks, %d pages (%s) in %d ranges ==\n", enc, m.Blocks, m.Bytes/4096, size(m.Bytes), len(m.Ranges))
 		tw := table(&b)
 		for _, rg := range m.Ranges {
 			fmt.Fprintf(tw, "%#x-%#x\t%s\t%d pages\n", uint64(rg.Start), uint64(rg.End)-1, size(rg.Size), rg.Pages)
@@ -77,13 +88,57 @@ func WriteText(w io.Writer, r *Report) error {
 	return nil
 }
 
+func textSubtree(b *bytes.Buffer, s Subtree) {
+	where := fmt.Sprintf("at %#x", uint64(s.PA))
+	if s.BlobSize != 0 {
+		where = fmt.Sprintf("at %#x, blob-size %d", uint64(s.PA), s.BlobSize)
+	}
+	switch s.Kind {
+	case KindFDT:
+		fmt.Fprintf(b, "\n== subtree %q: FDT %s (%d bytes) ==\n%s", s.Name, where, s.Size, s.DTS)
+	case KindBlob:
+		fmt.Fprintf(b, "\n== subtree %q: blob %s ==\n", s.Name, where)
+		hexDump(b, s.Hex)
+		if shown := len(s.Hex) / 2; shown < s.Size {
+			fmt.Fprintf(b, "... %d more bytes\n", s.Size-shown)
+		}
+	default:
+		fmt.Fprintf(b, "\n== subtree %q: %s not read ==\n", s.Name, where)
+	}
+}
+
+// hexDump prints hex-encoded bytes 16 to a line with offsets and their
+// printable ASCII.
+func hexDump(b *bytes.Buffer, h string) {
+	data, err := hex.DecodeString(h)
+	if err != nil {
+		return // Decode writes valid hex; a hand-made Report may not
+	}
+	for off := 0; off < len(data); off += 16 {
+		line := data[off:min(off+16, len(data))]
+		fmt.Fprintf(b, "%04x: %-47s  |", off, fmt.Sprintf("% x", line))
+		for _, c := range line {
+			if c < 0x20 || c > 0x7e {
+				c = '.'
+			}
+			b.WriteByte(c)
+		}
+		b.WriteString("|\n")
+	}
+}
+
 func textLUO(b *bytes.Buffer, l *LUO) {
-	fmt.Fprintf(b, "\n== LUO ==\n")
+	fmt.Fprintf(b, "\n== LUO: %s ==\n", l.describe())
 	tw := table(b)
 	fmt.Fprintf(tw, "compatible\t%q\n", l.Compatible)
 	fmt.Fprintf(tw, "liveupdate-number\t%d\n", l.LiveupdateNumber)
-	fmt.Fprintf(tw, "luo-session-header\t%#x\n", uint64(l.SessionHeaderPA))
-	fmt.Fprintf(tw, "luo-flb-header\t%#x\n", uint64(l.FLBHeaderPA))
+	if l.Ser == nil {
+		fmt.Fprintf(tw, "luo-session-header\t%#x\n", uint64(l.SessionsPA))
+		fmt.Fprintf(tw, "luo-flb-header\t%#x\n", uint64(l.FLBsPA))
+	} else {
+		fmt.Fprintf(tw, "sessions_pa\t%#x\n", uint64(l.SessionsPA))
+		fmt.Fprintf(tw, "flbs_pa\t%#x\n", uint64(l.FLBsPA))
+	}
 	tw.Flush()
 	if t := l.FLB; t != nil {
 		fmt.Fprintf(b, "\n== FLB table at %#x: pgcnt %d, count %d ==\n", uint64(t.PA), t.PageCount, t.Count)
@@ -95,9 +150,9 @@ func textLUO(b *bytes.Buffer, l *LUO) {
 		tw.Flush()
 	}
 	if t := l.Sessions; t != nil {
-		fmt.Fprintf(b, "\n== sessions at %#x: count %d ==\n", uint64(t.PA), t.Count)
+		fmt.Fprintf(b, "\n== sessions at %#x: count %d%s ==\n", uint64(t.PA), t.Count, blockList(t.Blocks))
 		for _, s := range t.Sessions {
-			fmt.Fprintf(b, "session %d %q%s: files %#x, count %d\n", s.Index, s.Name, unterminated(s.NameTerminated), uint64(s.FilesPA), s.Count)
+			fmt.Fprintf(b, "session %d %q%s: files %#x, count %d%s\n", s.Index, s.Name, unterminated(s.NameTerminated), uint64(s.FilesPA), s.Count, blockList(s.FileBlocks))
 			if len(s.Files) == 0 {
 				continue
 			}
@@ -109,6 +164,19 @@ func textLUO(b *bytes.Buffer, l *LUO) {
 			tw.Flush()
 		}
 	}
+}
+
+// blockList shows a 7.2 chain of more than one block; one block says nothing
+// the line does not already say.
+func blockList(blocks []Block) string {
+	if len(blocks) < 2 {
+		return ""
+	}
+	parts := make([]string, len(blocks))
+	for i, bl := range blocks {
+		parts[i] = fmt.Sprintf("%#x: %d", uint64(bl.PA), bl.Count)
+	}
+	return fmt.Sprintf(" in %d blocks (%s)", len(blocks), strings.Join(parts, ", "))
 }
 
 func textMeta(b *bytes.Buffer, m *Meta) {
