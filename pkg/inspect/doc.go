@@ -1,19 +1,43 @@
-// Package inspect decodes a Kexec HandOver image as Linux 7.0 lays it out
-// (the KHO root FDT, every subsystem FDT, the LUO FDT with its FLB page and
-// session and file blocks, kho-sim's own metadata and the preserved-memory
-// map) and renders it as text or JSON, with every problem it finds.
+// Package inspect decodes a Kexec HandOver image of any generation kho-sim
+// knows and renders it as text or JSON, with every problem it finds:
+//
+//   - 7.0: KHO "kho-v1" (bitmap chunks, children with "fdt"), the LUO FDT
+//     "luo-v1" with its luo-session and luo-flb nodes, one session block
+//     and a file block per session;
+//   - luo-v2: KHO "kho-v1", the LUO FDT "luo-v2" whose luo-abi-header
+//     points at struct luo_ser {liveupdate_num, sessions_pa, flbs_pa}, then
+//     7.0's blocks;
+//   - 7.2: KHO "kho-v4" (a radix-tree memory map, children with
+//     "blob-size" and "preserved-data"), the raw 32-byte "luo-v5" luo_ser
+//     blob, linked page-sized session and file blocks, and the
+//     "kexec-metadata" child.
+//
+// The FLB page is the same in all. Decode recognises the generation from
+// the root's compatible and the LUO child's (pkg/sim.DetectGeneration),
+// and also shows every other child FDT, kho-sim's own metadata and the
+// preserved-memory map as page ranges.
 //
 // Decode treats the memory as untrusted, as pkg/kho does: every address,
 // count, offset and string is checked before use, nothing panics, and
-// beyond the root FDT (whose address comes from the command line) it reads
-// only pages that the previous kernel's preserved-memory map lists, through
-// kho.Incoming.Map; a structure in unpreserved memory is a finding. It goes
-// on past each problem wherever the rest does not depend on it, and says
-// beside each finding what a real 7.0 kernel does about it, in pkg/sim's
-// wording. A kernel's own handover (no "kho-sim" child) is decoded the same
-// way; the missing metadata is a note, not a finding.
+// beyond the root FDT and the memory map (whose radix nodes are not
+// preserved) it reads only pages that the previous kernel's
+// preserved-memory map lists, through kho.Incoming.Map; a structure in
+// unpreserved memory is a finding. The region must therefore cover every
+// block the map lists: a real kernel preserves pages all over its memory.
+// Decode goes on past each problem wherever the rest does not depend on
+// it, and says beside each finding what a real kernel of the handover's
+// generation does about it, in pkg/sim's wording. A kho-v4 handover in
+// which it finds nothing wrong is also read by pkg/gen72, the strict
+// reader of real 7.2 handovers, whose refusal is a finding. A kernel's own
+// handover (no "kho-sim" child) is decoded the same way; the missing
+// metadata is a note, not a finding.
 //
-// # JSON document (schema 1)
+// Memory read from a running kernel is not always what was handed over:
+// after boot the next kernel frees the LUO blob and the radix nodes and
+// may reuse them, and KHO's debugfs copies can be truncated or stale. Such
+// damage shows as findings.
+//
+// # JSON document (schema 2)
 //
 // WriteJSON prints one object. Field names are snake_case and stable: a
 // field is never renamed or removed without a new "schema" number, and new
@@ -25,36 +49,51 @@
 // read is null.
 //
 //	{
-//	  "schema": 1,
+//	  "schema": 2,
 //	  "region": {"start": "0x10000000", "size": 16777216},
 //	  "root_pa": "0x10000000",                  where the root FDT was looked for
+//	  "generation": {                           null: no FDT at root_pa
+//	    "name": "7.2",                          "7.0", "luo-v2", "7.2"; "" unknown
+//	    "kho": "kho-v4", "luo": "luo-v5"},      the compatibles it is named by
 //	  "kho": {                                  null: no FDT at root_pa
 //	    "pa": "0x...", "size": 4096,            size: the header's totalsize
-//	    "compatible": "kho-v1",
-//	    "preserved_memory_map": "0x...",        first chunk of the memory map
+//	    "compatible": "kho-v4",
+//	    "preserved_memory_map": "0x...",        first chunk, or radix root table
 //	    "dts": "/dts-v1/;\n..."                 as dtc -I dtb -O dts prints it
 //	  },
 //	  "subtrees": [                             children of the root, blob order
-//	    {"name": "LUO", "fdt_pa": "0x...", "size": 4096,
-//	     "compatible": "luo-v1", "dts": "..."}  size 0 and "" when not read
+//	    {"name": "LUO", "pa": "0x...",          "fdt" or "preserved-data"
+//	     "blob_size": 32,                       kho-v4's blob-size, 0 in kho-v1
+//	     "kind": "blob",                        "fdt", "blob"; "" when not read
+//	     "size": 32,                            bytes read (FDT: its totalsize)
+//	     "compatible": "", "dts": "",           an FDT's
+//	     "hex": "6c756f2d..."}                  a blob's first 256 bytes at most
 //	  ],
 //	  "luo": {                                  null: no readable "LUO" subtree
-//	    "compatible": "luo-v1", "liveupdate_number": 1,
-//	    "session_header_pa": "0x...", "flb_header_pa": "0x...",
-//	    "flb": {                                null: FLB page not mapped
+//	    "compatible": "luo-v5",                 the FDT's, or luo_ser's in 7.2
+//	    "liveupdate_number": 1,
+//	    "luo_ser": {"pa": "0x...", "size": 32}, null in luo-v1
+//	    "sessions_pa": "0x...",                 luo-session-header or sessions_pa
+//	    "flbs_pa": "0x...",                     luo-flb-header or flbs_pa
+//	    "flb": {                                null: no FLB page, or not mapped
 //	      "pa": "0x...", "pgcnt": 1, "count": 2,   count as the header claims
 //	      "entries": [{"index": 0, "name": "...", "name_terminated": true,
 //	                   "data": "0x...", "count": 2}]   first min(count, 63)
 //	    },
-//	    "sessions": {                           null: session block not mapped
-//	      "pa": "0x...", "count": 1,
+//	    "sessions": {                           null: none, or not mapped
+//	      "pa": "0x...", "count": 1,            count: summed over the blocks
+//	      "blocks": [{"pa": "0x...", "count": 1}],   one, or a 7.2 chain
 //	      "sessions": [{"index": 0, "name": "...", "name_terminated": true,
 //	                    "files_pa": "0x...", "count": 1,
+//	                    "file_blocks": [{"pa": "0x...", "count": 1}],
 //	                    "files": [{"index": 0, "compatible": "...",
 //	                               "compatible_terminated": true,
 //	                               "data": "0x...", "token": "0x1"}]}]
 //	    }
 //	  },
+//	  "kexec_metadata": {                       null: none (kho-v1) or unreadable
+//	    "pa": "0x...", "size": 73, "version": 1,
+//	    "previous_release": "7.2.13", "kexec_count": 1},
 //	  "kho_sim": {                              null: no (readable) "kho-sim" child
 //	    "scenario": "default", "boot": 1, "boots": 3, "luo_number": 1,
 //	    "fix": false,
@@ -66,6 +105,7 @@
 //	               "crc": "0x...", "payload_ok": true}]
 //	  },
 //	  "preserved_memory": {                     null: memory map unreadable
+//	    "encoding": "radix",                    "bitmaps" (kho-v1) or "radix"
 //	    "blocks": 12, "bytes": 110592,
 //	    "ranges": [{"start": "0x...", "end": "0x...",   end is exclusive
 //	                "size": 16384, "pages": 4}]         adjacent blocks merged
@@ -73,10 +113,16 @@
 //	  "notes": ["..."],                         absent things that are not wrong
 //	  "findings": [{"where": "FLB table",
 //	                "what": "FLB header count 64 above LUO_FLB_MAX 63",
-//	                "kernel": "the 7.0 kernel reads past the FLB page"}]
+//	                "kernel": "the 7.2 kernel reads past the FLB page"}]
 //	}
 //
-// "kernel" is "" when a 7.0 kernel would not notice, or when the finding
+// "kernel" is "" when the kernel would not notice, or when the finding
 // concerns kho-sim's own metadata or payloads. An empty "findings" means
 // the handover is valid.
+//
+// Schema 1 (7.0 only) differs: no "generation", "kexec_metadata",
+// "luo_ser", "blocks", "file_blocks", "encoding", "blob_size", "kind" and
+// "hex"; subtrees' "pa" was "fdt_pa", luo's "sessions_pa" and "flbs_pa"
+// were "session_header_pa" and "flb_header_pa", and "kernel" always spoke
+// of 7.0.
 package inspect
