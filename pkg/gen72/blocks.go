@@ -11,10 +11,10 @@ const (
 	blockHeaderSize = 16
 	// MaxBlocksPerSet is KHO_MAX_BLOCKS, the kernel's own bound on a chain.
 	MaxBlocksPerSet = 10000
-	// MaxBlocksTotal bounds the blocks of all chains of one handover (256
-	// MiB of metadata), so hostile input cannot make the reader walk
-	// sessions times files blocks.
-	MaxBlocksTotal = 1 << 16
+	// MaxBlocksTotal bounds the blocks of all chains of one handover (64
+	// MiB of metadata, a million sessions' worth), so hostile input cannot
+	// make the reader walk sessions times files blocks.
+	MaxBlocksTotal = 1 << 14
 )
 
 // blockReader reads the block sets of one handover, sharing a budget and

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+
+	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
 func TestPageStoreBytes(t *testing.T) {
@@ -104,3 +106,9 @@ func TestCString(t *testing.T) {
 		}
 	}
 }
+
+// The reader works on /dev/mem mappings and captured dumps alike.
+var (
+	_ Memory = (*physmem.Region)(nil)
+	_ Memory = (*PageStore)(nil)
+)

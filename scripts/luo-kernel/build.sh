@@ -122,7 +122,9 @@ if [[ -z $version ]]; then
 	version=$(candidate)
 	if [[ -z $version ]]; then
 		log "updating the private sid package list"
+		t=$(now)
 		apt-get "${apt_opts[@]}" update >&2 || die "apt-get update (sid) failed"
+		log "apt-get update: $(elapsed "$t") s"
 		version=$(candidate)
 	fi
 	[[ -n $version ]] || die "$pkg not found in sid"
@@ -202,6 +204,7 @@ for o in "${OPTIONS_OFF[@]}"; do
 done
 ((${#missing[@]} == 0)) || die "olddefconfig dropped (or kept) options: ${missing[*]}"
 log "configure: $(elapsed "$t") s"
+printf 'configure %s\n' "$(elapsed "$t")" >>"$dir/timings"
 
 t=$(now)
 log "make -j$jobs bzImage"
