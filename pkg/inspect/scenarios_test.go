@@ -1,6 +1,7 @@
 package inspect
 
 import (
+	"fmt"
 	"io"
 	"path/filepath"
 	"strings"
@@ -12,50 +13,78 @@ import (
 )
 
 // TestEveryScenarioHandoverIsClean decodes every handover that every
-// built-in scenario writes in a 4-boot run: no false findings, and the
-// metadata and the FLB table agree in size.
+// built-in scenario writes in a 4-boot run, in every generation: no false
+// findings, the generation recognised, and the metadata, the FLB table,
+// the sessions and the kexec-metadata agree.
 func TestEveryScenarioHandoverIsClean(t *testing.T) {
 	all, err := scenario.Builtins()
 	if err != nil {
 		t.Fatal(err)
 	}
-	handovers := 0
-	for _, sc := range all {
-		path := filepath.Join(t.TempDir(), "mem")
-		in := sim.Handover{Boot: 1}
-		for range 4 {
-			r, err := physmem.OpenFile(path, testBase, testSize)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out := sim.Run(sim.Config{Region: r, Scenario: sc, In: in, Boots: 4, Out: io.Discard})
-			if out.Next.RootPA != 0 {
-				handovers++
-				rep := Decode(r, out.Next.RootPA)
-				switch {
-				case sc.Flaw == scenario.FlawLongCompatible:
-					// The flaw is exactly what inspect must find: the cut name.
-					if len(rep.Findings) == 0 || !strings.Contains(rep.Findings[0].What+string(rep.Findings[0].Kernel), "state is lost") {
-						t.Errorf("%s boot %d: findings %v, want the lost FLB", sc.Name, in.Boot, rep.Findings)
+	for _, abi := range sim.ABIs() {
+		handovers := 0
+		for _, sc := range all {
+			t.Run(fmt.Sprintf("%s/%s", abi, sc.Name), func(t *testing.T) {
+				path := filepath.Join(t.TempDir(), "mem")
+				in := sim.Handover{Boot: 1}
+				for range 4 {
+					r, err := physmem.OpenFile(path, testBase, testSize)
+					if err != nil {
+						t.Fatal(err)
 					}
-				case len(rep.Findings) != 0:
-					t.Errorf("%s boot %d: findings %v", sc.Name, in.Boot, rep.Findings)
-				case rep.KHOSim == nil || rep.LUO == nil || rep.LUO.FLB == nil:
-					t.Errorf("%s boot %d: parts missing: %+v", sc.Name, in.Boot, rep)
-				case len(rep.KHOSim.FLBs) != len(rep.LUO.FLB.Entries):
-					t.Errorf("%s boot %d: %d FLBs in the metadata, %d in the table", sc.Name, in.Boot, len(rep.KHOSim.FLBs), len(rep.LUO.FLB.Entries))
+					out := sim.Run(sim.Config{Region: r, Scenario: sc, In: in, Boots: 4, Out: io.Discard, ABI: abi})
+					if out.Next.RootPA != 0 {
+						handovers++
+						checkClean(t, sc, abi, in.Boot, Decode(r, out.Next.RootPA))
+					}
+					if err := r.Close(); err != nil {
+						t.Fatal(err)
+					}
+					if out.Last {
+						break
+					}
+					in = out.Next
 				}
-			}
-			if err := r.Close(); err != nil {
-				t.Fatal(err)
-			}
-			if out.Last {
-				break
-			}
-			in = out.Next
+			})
+		}
+		if handovers < len(all) {
+			t.Errorf("%s: only %d handovers from %d scenarios", abi, handovers, len(all))
 		}
 	}
-	if handovers < len(all) {
-		t.Errorf("only %d handovers from %d scenarios", handovers, len(all))
+}
+
+func checkClean(t *testing.T, sc *scenario.Scenario, abi sim.ABI, boot int, rep *Report) {
+	t.Helper()
+	if g := rep.Generation; g == nil || g.Name != string(abi) {
+		t.Errorf("boot %d: generation %+v, want %s", boot, rep.Generation, abi)
+	}
+	if sc.Flaw == scenario.FlawLongCompatible {
+		// The flaw is exactly what inspect must find: the cut name.
+		if len(rep.Findings) == 0 || !strings.Contains(rep.Findings[0].What+rep.Findings[0].Kernel, "state is lost") {
+			t.Errorf("boot %d: findings %v, want the lost FLB", boot, rep.Findings)
+		}
+		return
+	}
+	if len(rep.Findings) != 0 {
+		t.Fatalf("boot %d: findings %v", boot, rep.Findings)
+	}
+	m, l := rep.KHOSim, rep.LUO
+	if m == nil || l == nil || l.FLB == nil || rep.Memory == nil {
+		t.Fatalf("boot %d: parts missing: %+v", boot, rep)
+	}
+	if len(m.FLBs) != len(l.FLB.Entries) {
+		t.Errorf("boot %d: %d FLBs in the metadata, %d in the table", boot, len(m.FLBs), len(l.FLB.Entries))
+	}
+	files := 0
+	if l.Sessions != nil {
+		for _, s := range l.Sessions.Sessions {
+			files += len(s.Files)
+		}
+	}
+	if files != len(m.Files) {
+		t.Errorf("boot %d: %d files in the sessions, %d in the metadata", boot, files, len(m.Files))
+	}
+	if k := rep.KexecMetadata; (k != nil) != (abi == sim.ABI72) || (k != nil && uint64(k.KexecCount) != m.LUONumber) {
+		t.Errorf("boot %d: kexec-metadata %+v, liveupdate number %d", boot, k, m.LUONumber)
 	}
 }
