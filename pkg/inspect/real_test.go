@@ -1,0 +1,163 @@
+package inspect
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/kho-sim/kho-sim/pkg/gen72"
+	"github.com/kho-sim/kho-sim/pkg/kho"
+	"github.com/kho-sim/kho-sim/pkg/luo"
+	"github.com/kho-sim/kho-sim/pkg/sim"
+)
+
+// testFLBData is TEST_FLB_MAGIC_BASE of the kernel's lib/tests/liveupdate.c,
+// whose three FLBs the captured kernel registered on every file handler.
+const testFLBData = 0xfeedf00dcafebee0
+
+// TestDecodeRealHandover decodes the handover a real Linux 7.2 kernel
+// left in memory at its kexec: no finding, only the note that kho-sim's
+// metadata is absent, and everything gen72 (written from the same dump)
+// and the guest's plan say is there.
+func TestDecodeRealHandover(t *testing.T) {
+	r, root := realRegion(t, "handover.txt")
+	rep := Decode(r, root)
+	if len(rep.Findings) != 0 {
+		t.Fatalf("findings on a real 7.2 handover:\n%s", findings(rep))
+	}
+	if len(rep.Notes) != 1 || !strings.Contains(rep.Notes[0], "kho-sim metadata absent") {
+		t.Errorf("notes %q, want only the absent kho-sim metadata", rep.Notes)
+	}
+	if g := rep.Generation; g == nil || *g != (Generation{Name: string(sim.ABI72), KHO: kho.CompatibleV4, LUO: luo.SerCompatible}) {
+		t.Errorf("generation %+v", rep.Generation)
+	}
+	d := loadDump(t, "handover.txt")
+	h, err := gen72.Decode(d.Pages, d.Setup.FDTAddr, d.Setup.FDTSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var names []string
+	for _, s := range rep.Subtrees {
+		names = append(names, s.Name)
+		g := h.Root.Subtree(s.Name)
+		if s.Kind != KindBlob || g == nil || uint64(s.PA) != g.PA || s.BlobSize != g.Size || uint64(s.Size) != g.Size || len(s.Hex) != 2*s.Size {
+			t.Errorf("subtree %+v, gen72 %+v", s, g)
+		}
+	}
+	if !slices.Equal(names, []string{luo.FDTKHOEntryName, kho.KexecMetadataName}) {
+		t.Errorf("subtrees %v", names)
+	}
+
+	l := rep.LUO
+	if l == nil || l.FLB == nil || l.Sessions == nil {
+		t.Fatalf("LUO %+v", l)
+	}
+	if l.Compatible != luo.SerCompatible || l.LiveupdateNumber != 1 || l.Ser == nil || *l.Ser != (Ser{PA: Hex(h.LUO.PA), Size: gen72.LUOSize}) ||
+		uint64(l.SessionsPA) != h.LUO.SessionsPA || uint64(l.FLBsPA) != h.LUO.FLBsPA {
+		t.Errorf("LUO %+v ser %+v, gen72 %+v", l, l.Ser, h.LUO)
+	}
+	if l.FLB.PageCount != 1 || l.FLB.Count != 3 || len(l.FLB.Entries) != 3 {
+		t.Fatalf("FLB table %+v", l.FLB)
+	}
+	for i, e := range l.FLB.Entries {
+		want := FLBEntry{Index: i, Name: fmt.Sprintf("liveupdate-test-flb-v%d", i), NameTerminated: true, Data: Hex(testFLBData + uint64(i)), Count: 4}
+		if e != want {
+			t.Errorf("FLB %d: %+v, want %+v", i, e, want)
+		}
+	}
+	// guest/luo's plan: two sessions, four memfds.
+	plan := map[string][]uint64{"kho-sim-a": {0x1001, 0x1002, 0x1003}, "kho-sim-b": {0x2001}}
+	if len(l.Sessions.Sessions) != len(plan) || l.Sessions.Count != 2 || len(l.Sessions.Blocks) != 1 {
+		t.Fatalf("sessions %+v", l.Sessions)
+	}
+	for i, s := range l.Sessions.Sessions {
+		g := h.LUO.Sessions[i]
+		tokens := plan[s.Name]
+		if s.Name != g.Name || len(s.Files) != len(tokens) || s.Count != uint64(len(tokens)) || len(s.FileBlocks) != len(g.FileBlocks) {
+			t.Errorf("session %d: %+v, gen72 %+v", i, s, g)
+			continue
+		}
+		for j, f := range s.Files {
+			if f.Compatible != "memfd-v2" || uint64(f.Token) != tokens[j] || uint64(f.Data) != g.Files[j].Data || f.Data == 0 {
+				t.Errorf("session %q file %d: %+v, gen72 %+v", s.Name, j, f, g.Files[j])
+			}
+		}
+	}
+	if k := rep.KexecMetadata; k == nil || *k != (KexecMetadata{PA: Hex(h.Metadata.PA), Size: gen72.MetadataSize, Version: 1, PreviousRelease: "7.2.13", KexecCount: 1}) {
+		t.Errorf("kexec-metadata %+v", rep.KexecMetadata)
+	}
+	m := rep.Memory
+	if m == nil || m.Encoding != EncodingRadix || m.Blocks != len(h.MemoryMap.Blocks) || m.Bytes != h.MemoryMap.Pages()*gen72.PageSize {
+		t.Fatalf("memory %+v, gen72 %d blocks", m, len(h.MemoryMap.Blocks))
+	}
+	for _, s := range h.Structures() {
+		if !preserved(m, s.PA) {
+			t.Errorf("%s at %#x not in the ranges", s.What, s.PA)
+		}
+	}
+
+	var text, js bytes.Buffer
+	if err := WriteText(&text, rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{`generation 7.2 (KHO "kho-v4", LUO "luo-v5")`, `compatible = "kho-v4";`, `== subtree "LUO": blob at`,
+		"|luo-v5..", `"liveupdate-test-flb-v2"`, `session 1 "kho-sim-b"`, `"memfd-v2"`, `previous_release "7.2.13", kexec_count 1`,
+		"== preserved memory (radix tree): 27 blocks", "== findings: 0 =="} {
+		if !strings.Contains(text.String(), w) {
+			t.Errorf("text lacks %q", w)
+		}
+	}
+	if t.Failed() {
+		t.Log(text.String())
+	}
+	if err := WriteJSON(&js, rep); err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil || !reflect.DeepEqual(&back, rep) {
+		t.Errorf("JSON round trip: %v", err)
+	}
+}
+
+// TestDecodeRealHandoverDamage damages the real handover where only the
+// strict reader looks, and reads the LUO page as the next kernel left it.
+func TestDecodeRealHandoverDamage(t *testing.T) {
+	tests := []struct {
+		name   string
+		dump   string
+		apply  func(t *testing.T, rep *Report) (pa uint64, v uint64)
+		where  string
+		what   string
+		kernel sim.KernelAction
+	}{
+		{"liveupdate number 0", "handover.txt", func(t *testing.T, rep *Report) (uint64, uint64) {
+			return uint64(rep.LUO.Ser.PA) + 8, 0
+		}, whereStrict, "liveupdate number 0", ""},
+		{"FLB count 0", "handover.txt", func(t *testing.T, rep *Report) (uint64, uint64) {
+			return uint64(rep.LUO.FLBsPA) + 16 + 56, 0
+		}, whereStrict, "count 0", ""},
+		{"session chain loops", "handover.txt", func(t *testing.T, rep *Report) (uint64, uint64) {
+			return uint64(rep.LUO.SessionsPA), uint64(rep.LUO.SessionsPA)
+		}, whereSessions, "session block chain loops back to", "the 7.2 kernel panics at boot (liveupdate_early_init)"},
+		{"the LUO blob after boot", "guest-dump.txt", nil, whereBlob, "LUO blob compatible", "the 7.2 kernel panics at boot (liveupdate_early_init)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, root := realRegion(t, tt.dump)
+			if tt.apply != nil {
+				pa, v := tt.apply(t, Decode(r, root))
+				put64(t, r, pa, v)
+			}
+			rep := Decode(r, root)
+			if !hasFinding(rep, tt.where, tt.what, tt.kernel) {
+				t.Fatalf("no %s finding %q (%q) among:\n%s", tt.where, tt.what, tt.kernel, findings(rep))
+			}
+			checkReport(t, rep)
+		})
+	}
+}
