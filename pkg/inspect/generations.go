@@ -119,9 +119,10 @@ func (d *decoder) files72(s *Session, where string) {
 // chain walks a 7.2 block set (struct kho_block_header_ser {u64 next;
 // u64 count} then count entries per page) leniently: what
 // kho_block_set_restore refuses (a cycle, more than KHO_MAX_BLOCKS blocks,
-// a count of 0 or above the block's capacity) is reported with refused and
-// the entries that fit are still shown; a block that is not page aligned
-// or not preserved ends the walk. whole is false when anything was wrong.
+// a count of 0 or above the block's capacity) is reported with refused,
+// and the walk goes on past a bad count without reading that block's
+// entries; a block that is not page aligned or not preserved ends it.
+// whole is false when anything was wrong.
 func (d *decoder) chain(what string, head uint64, entrySize int, refused sim.KernelAction) (blocks []Block, entries [][]byte, whole bool) {
 	per := uint64((luo.BlockSize - luo.BlockHeaderSize) / entrySize)
 	blocks, whole = []Block{}, true
@@ -153,7 +154,7 @@ func (d *decoder) chain(what string, head uint64, entrySize int, refused sim.Ker
 		if n == 0 || n > per {
 			d.find(whereSessions, refused, "%s block %#x: count %d, want 1 to %d (kho_block_set_restore: EINVAL)", what, pa, n, per)
 			whole = false
-			n = min(n, per)
+			n = 0 // 7.2 reads no entry of a set it refuses; these would be guesses
 		}
 		for i := range int(n) {
 			entries = append(entries, blk[luo.BlockHeaderSize+i*entrySize:][:entrySize])

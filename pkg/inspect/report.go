@@ -164,7 +164,7 @@ type SessionTable struct {
 	Count  uint64  `json:"count"`
 	Blocks []Block `json:"blocks"`
 	// Sessions are the entries read: at most LUO_SESSION_MAX in the old
-	// block, at most a block's capacity from each 7.2 block.
+	// block; from a 7.2 chain those of each block whose count is valid.
 	Sessions []Session `json:"sessions"`
 }
 
@@ -178,7 +178,7 @@ type Session struct {
 	// FileBlocks are the file blocks read (empty when none could be).
 	FileBlocks []Block `json:"file_blocks"`
 	// Files are the entries read: at most LUO_FILE_MAX from the old file
-	// block, at most a block's capacity from each 7.2 block.
+	// block; from a 7.2 chain those of each block whose count is valid.
 	Files []File `json:"files"`
 }
 
