@@ -14,15 +14,18 @@ import (
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
-// runInspect prints a handover image: from /dev/mem (the region and root
-// of this boot, or given) or from an image file that kho-sim sim wrote.
-// --json prints pkg/inspect's JSON document (schema in that package's
-// comment: go doc github.com/kho-sim/kho-sim/pkg/inspect). Exit status 0
-// when the handover is valid, 1 when it has findings (everything is still
-// printed) or cannot be read at all (one line on stderr).
+// runInspect prints a handover of any generation (7.0, luo-v2, 7.2): from
+// /dev/mem (the region and root of this boot, or given) or from a raw
+// memory image, such as kho-sim sim writes or a real kernel's memory saved
+// to a file whose byte 0 is physical address --base. The region must cover
+// every page the handover's memory map preserves. --json prints
+// pkg/inspect's JSON document (schema in that package's comment: go doc
+// github.com/kho-sim/kho-sim/pkg/inspect). Exit status 0 when the handover
+// is valid, 1 when it has findings (everything is still printed) or cannot
+// be read at all (one line on stderr).
 func runInspect(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("inspect", "inspect [--region SIZE@ADDR] [--root ADDR] [--json] | inspect --image FILE [--base ADDR] [--size SIZE] --root ADDR [--json]", stderr)
-	image := fs.String("image", "", "read this image file (as kho-sim sim writes it) instead of /dev/mem; never written")
+	image := fs.String("image", "", "read this raw memory image (as kho-sim sim writes it, or a real kernel's memory saved to a file) instead of /dev/mem; never written")
 	base := fs.String("base", "0x10000000", "with --image: physical address of the file's first byte")
 	size := fs.String("size", "", "with --image: region size (default: the file's size)")
 	region := fs.String("region", "", "reserved region SIZE@ADDR to read through /dev/mem (default: the memmap=SIZE$ADDR on the command line)")

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/kho-sim/kho-sim/pkg/check"
+	"github.com/kho-sim/kho-sim/pkg/gen72"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
@@ -35,6 +36,12 @@ const (
 // and returns the file and the root address it handed over.
 func handoverImage(t *testing.T) (string, uint64) {
 	t.Helper()
+	return handoverImageABI(t, sim.ABI70)
+}
+
+// handoverImageABI is handoverImage in the given generation.
+func handoverImageABI(t *testing.T, abi sim.ABI) (string, uint64) {
+	t.Helper()
 	sc, err := scenario.Lookup("default")
 	if err != nil {
 		t.Fatal(err)
@@ -45,9 +52,9 @@ func handoverImage(t *testing.T) (string, uint64) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	out := sim.Run(sim.Config{Region: r, Scenario: sc, In: sim.Handover{Boot: 1}, Boots: 2, Out: io.Discard})
+	out := sim.Run(sim.Config{Region: r, Scenario: sc, In: sim.Handover{Boot: 1}, Boots: 2, Out: io.Discard, ABI: abi})
 	if out.Next.RootPA == 0 {
-		t.Fatal("boot 1 handed nothing over")
+		t.Fatalf("boot 1 (%s) handed nothing over", abi)
 	}
 	return path, out.Next.RootPA
 }
@@ -315,5 +322,125 @@ func TestInspectHelp(t *testing.T) {
 	code, out, errs := runCLI("inspect", "--help")
 	if code != 0 || out != "" || !strings.Contains(errs, "usage: kho-sim inspect") || !strings.Contains(errs, "-json") {
 		t.Errorf("exit %d, stderr %q", code, errs)
+	}
+}
+
+func TestInspectGenerations(t *testing.T) {
+	for _, abi := range sim.ABIs() {
+		t.Run(string(abi), func(t *testing.T) {
+			path, root := handoverImageABI(t, abi)
+			code, out, errs := runCLI("inspect", "--json", "--image", path, "--root", fmt.Sprintf("%#x", root))
+			if code != 0 || errs != "" {
+				t.Fatalf("exit %d, stderr %q\n%s", code, errs, out)
+			}
+			var doc struct {
+				Schema     int `json:"schema"`
+				Generation struct {
+					Name string `json:"name"`
+				} `json:"generation"`
+				LUO struct {
+					Sessions struct {
+						Sessions []json.RawMessage `json:"sessions"`
+					} `json:"sessions"`
+				} `json:"luo"`
+			}
+			if err := json.Unmarshal([]byte(out), &doc); err != nil || doc.Schema != 2 || doc.Generation.Name != string(abi) || len(doc.LUO.Sessions.Sessions) != 2 {
+				t.Errorf("JSON %+v, %v", doc, err)
+			}
+			code, out, _ = runCLI("inspect", "--image", path, "--root", fmt.Sprintf("%#x", root))
+			if want := "generation " + string(abi) + " "; code != 0 || !strings.Contains(out, want) {
+				t.Errorf("exit %d, text lacks %q", code, want)
+			}
+		})
+	}
+}
+
+// realImage writes the pages a real Linux 7.2 kernel handed over
+// (pkg/gen72/testdata) into a sparse raw memory image whose byte 0 is
+// physical address 0, large enough for every block the handover's memory
+// map preserves, and returns it with the root FDT's address.
+func realImage(t *testing.T) (string, uint64) {
+	t.Helper()
+	f, err := os.Open("../../pkg/gen72/testdata/real-7.2/handover.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	d, err := gen72.ParseDump(f)
+	if err != nil || d.Setup == nil {
+		t.Fatalf("dump: %v", err)
+	}
+	h, err := gen72.Decode(d.Pages, d.Setup.FDTAddr, d.Setup.FDTSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var end uint64
+	for _, b := range h.MemoryMap.Blocks {
+		end = max(end, b.End())
+	}
+	end = (end + 1<<20 - 1) &^ (1<<20 - 1)
+	path := filepath.Join(t.TempDir(), "real-7.2.mem")
+	img, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	if err := img.Truncate(int64(end)); err != nil {
+		t.Fatal(err)
+	}
+	for _, pa := range d.Pages.Addresses() {
+		if pa < end { // beyond: the scratch array, not part of the handover
+			if _, err := img.WriteAt(d.Pages.Page(pa), int64(pa)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := img.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path, d.Setup.FDTAddr
+}
+
+// TestInspectRealHandover inspects a saved real 7.2 kernel's handover:
+// valid, with the kernel's test FLBs, both sessions and the four memfds.
+func TestInspectRealHandover(t *testing.T) {
+	path, root := realImage(t)
+	args := []string{"inspect", "--image", path, "--base", "0", "--root", fmt.Sprintf("%#x", root)}
+	code, out, errs := runCLI(args...)
+	if code != 0 || errs != "" {
+		t.Fatalf("exit %d, stderr %q\n%s", code, errs, out)
+	}
+	musts := []string{`generation 7.2 (KHO "kho-v4", LUO "luo-v5")`, "== findings: 0 ==", `session 0 "kho-sim-a"`, `session 1 "kho-sim-b"`,
+		`previous_release "7.2.13"`, "kho-sim metadata absent"}
+	for i := range 3 {
+		musts = append(musts, fmt.Sprintf("%q  %#x  4\n", fmt.Sprintf("liveupdate-test-flb-v%d", i), uint64(0xfeedf00dcafebee0)+uint64(i)))
+	}
+	for _, m := range musts {
+		if !strings.Contains(squeeze(out), squeeze(m)) {
+			t.Errorf("output lacks %q", m)
+		}
+	}
+	if n := strings.Count(out, `"memfd-v2"`); n != 4 {
+		t.Errorf("%d memfd-v2 files, want 4", n)
+	}
+	if t.Failed() {
+		t.Log(out)
+	}
+	code, out, errs = runCLI(append(args, "--json")...)
+	var doc struct {
+		Findings []json.RawMessage `json:"findings"`
+		Notes    []string          `json:"notes"`
+		LUO      struct {
+			FLB struct {
+				Entries []struct {
+					Name string `json:"name"`
+					Data string `json:"data"`
+				} `json:"entries"`
+			} `json:"flb"`
+		} `json:"luo"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); code != 0 || errs != "" || err != nil || doc.Findings == nil || len(doc.Findings) != 0 || len(doc.Notes) != 1 || len(doc.LUO.FLB.Entries) != 3 ||
+		doc.LUO.FLB.Entries[2].Data != "0xfeedf00dcafebee2" {
+		t.Errorf("JSON: exit %d, %v, %+v", code, err, doc)
 	}
 }
