@@ -105,7 +105,7 @@ func TestJSONRoundTrip(t *testing.T) {
 	if err := json.Unmarshal(buf.Bytes(), &doc); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"schema", "region", "root_pa", "kho", "subtrees", "luo", "kho_sim", "preserved_memory", "notes", "findings"} {
+	for _, k := range []string{"schema", "region", "root_pa", "generation", "kho", "subtrees", "luo", "kexec_metadata", "kho_sim", "preserved_memory", "notes", "findings"} {
 		if _, ok := doc[k]; !ok {
 			t.Errorf("top-level key %q missing", k)
 		}

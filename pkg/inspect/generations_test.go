@@ -303,3 +303,34 @@ func TestDecodeDamage72KeepsGoing(t *testing.T) {
 		}
 	}
 }
+
+// TestDecode72UnreadableMap breaks the radix tree: nothing past the root
+// is read, but the children are still listed with their kho-v4 properties.
+func TestDecode72UnreadableMap(t *testing.T) {
+	path, root := simImageABI(t, "default", 2, sim.ABI72)
+	r, err := physmem.New(testBase, readFile(t, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := Decode(r, root)
+	put64(t, r, firstSlot(t, r, uint64(good.KHO.MemoryMapPA)), r.End()) // a node outside the region
+	rep := Decode(r, root)
+	if !hasFinding(rep, whereMap, "outside the region", "") || rep.Memory != nil || rep.LUO != nil {
+		t.Fatalf("findings:\n%s", findings(rep))
+	}
+	if *rep.Generation != (Generation{KHO: kho.CompatibleV4}) {
+		t.Errorf("generation %+v", *rep.Generation)
+	}
+	if len(rep.Subtrees) != len(good.Subtrees) {
+		t.Fatalf("subtrees %+v", rep.Subtrees)
+	}
+	for i, s := range rep.Subtrees {
+		if g := good.Subtrees[i]; s.Name != g.Name || s.PA != g.PA || s.BlobSize != g.BlobSize || s.Kind != "" {
+			t.Errorf("subtree %+v, was %+v", s, g)
+		}
+	}
+	var text bytes.Buffer
+	if err := WriteText(&text, rep); err != nil || !strings.Contains(text.String(), `== subtree "LUO": at `+good.Subtrees[1].PA.String()+", blob-size 32 not read ==") {
+		t.Errorf("text (%v):\n%s", err, text.String())
+	}
+}
