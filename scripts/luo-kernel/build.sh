@@ -41,13 +41,17 @@ die() {
 # LIVEUPDATE_TEST (silently dropped without it); RELOCATABLE because
 # kexec_file_load rejects a bzImage that cannot be relocated; EVENTFD because
 # the Go runtime's poller dies without it ("runtime: eventfd failed"), so
-# the Go guest (guest/luo) cannot run as /init otherwise.
+# the Go guest (guest/luo) cannot run as /init otherwise. PCI because
+# only pcibios_resource_survey() publishes the e820 reserved ranges above
+# 1 MiB in /proc/iomem (e820__reserve_resources_late): without it the
+# memmap=SIZE$ADDR region kho-sim runs in is missing from /proc/iomem and
+# kho-sim refuses to touch it.
 OPTIONS=(
 	64BIT PRINTK TTY SERIAL_8250 SERIAL_8250_CONSOLE BLK_DEV_INITRD RD_GZIP
 	BINFMT_ELF PROC_FS SYSFS DEVTMPFS TMPFS SHMEM MEMFD_CREATE FUTEX EPOLL
 	MULTIUSER RELOCATABLE KEXEC_FILE KEXEC_HANDOVER KEXEC_HANDOVER_DEBUGFS
 	DEBUG_FS LIVEUPDATE LIVEUPDATE_MEMFD RUNTIME_TESTING_MENU LIVEUPDATE_TEST
-	DEVMEM EVENTFD
+	DEVMEM EVENTFD PCI
 )
 # Turned off so that /dev/mem can read the handover anywhere in RAM.
 OPTIONS_OFF=(STRICT_DEVMEM IO_STRICT_DEVMEM)
@@ -61,10 +65,18 @@ cache=$(cd "$cache" && pwd)
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
-# cached VERSION: prints the cached bzImage of VERSION, if complete.
+# cached VERSION: prints the cached bzImage of VERSION, if complete and
+# built with every option of OPTIONS (a kernel built before an option was
+# added is rebuilt, incrementally from the kept tree).
 cached() {
-	local dir=$cache/$1
+	local dir=$cache/$1 o
 	[[ -s $dir/bzImage && -s $dir/config ]] || return 1
+	for o in "${OPTIONS[@]}"; do
+		if ! grep -qx "CONFIG_$o=y" "$dir/config"; then
+			log "cached $1 lacks CONFIG_$o: rebuilding"
+			return 1
+		fi
+	done
 	printf '%s\n' "$dir/bzImage"
 }
 
