@@ -42,6 +42,14 @@ type qemuCase struct {
 	banners []string
 }
 
+// path is where the initramfs keeps the kernel (initramfs/build.sh).
+func (k kernelID) path() string {
+	if k == kernel7x {
+		return "/kernels/alt"
+	}
+	return "/kernels/next"
+}
+
 func (c qemuCase) needsAlt() bool {
 	return c.start == kernel7x || slices.Contains(c.chain, kernel7x)
 }
@@ -157,9 +165,6 @@ func TestQEMUHandover(t *testing.T) {
 	}
 }
 
-// initramfsPath is where the initramfs keeps each kernel.
-var initramfsPath = [...]string{kernel61: "/kernels/next", kernel7x: "/kernels/alt"}
-
 // runCase boots one case and checks what it must show.
 func runCase(t *testing.T, env *e2eEnv, c qemuCase, kernel, initramfs string) {
 	// The log outlives the test (out/ is ignored by git) for a look after a
@@ -176,7 +181,7 @@ func runCase(t *testing.T, env *e2eEnv, c qemuCase, kernel, initramfs string) {
 	if len(c.chain) > 0 {
 		paths := make([]string, len(c.chain))
 		for i, k := range c.chain {
-			paths[i] = initramfsPath[k]
+			paths[i] = k.path()
 		}
 		args = append(args, "kho_sim.kernels="+strings.Join(paths, ","))
 	}
