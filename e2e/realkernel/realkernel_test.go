@@ -1,0 +1,464 @@
+package realkernel
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kho-sim/kho-sim/pkg/gen72"
+)
+
+// requireEnv opts in: "1" runs and skips over a missing tool, "required"
+// makes every missing piece a failure.
+const requireEnv = "KHO_SIM_LUO_KERNEL"
+
+const (
+	qemuBin = "qemu-system-x86_64"
+	// bootTimeout bounds one QEMU run (two boots under TCG take ~10 s).
+	bootTimeout = 5 * time.Minute
+	// runsEach is how often each round trip is booted, alternating, so that
+	// one slow moment of the host does not decide the comparison.
+	runsEach = 2
+	// baseAppend is the command line both compared runs share.
+	baseAppend = "console=ttyS0 panic=-1 printk.time=1"
+	// selftestPass is the wrapper's line after luo_kexec_simple --stage 2
+	// exited 0; selftestOwnPass is the selftest's own.
+	selftestPass    = "LUO-SELFTEST stage=2: TEST PASSED"
+	selftestOwnPass = "--- SIMPLE KEXEC TEST PASSED ---"
+	// khoSimDone is kho-sim's last line after the last boot's KTAP.
+	khoSimDone = "# kho-sim: done"
+	testFLBs   = 3
+	// testFLBData is the handle of the kernel's liveupdate-test-flb-v0; v1
+	// and v2 add 1 and 2 (lib/tests/liveupdate.c).
+	testFLBData = 0xfeedf00dcafebee0
+)
+
+// harness carries the opt-in mode through the steps.
+type harness struct {
+	t        *testing.T
+	required bool
+	repo     string
+	tmp      string
+}
+
+// missing reports a piece of the environment that is not there: a failure
+// under KHO_SIM_LUO_KERNEL=required, a skip otherwise.
+func (h *harness) missing(format string, args ...any) {
+	h.t.Helper()
+	if h.required {
+		h.t.Fatalf("KHO_SIM_LUO_KERNEL=required: "+format, args...)
+	}
+	h.t.Skipf(format+" (KHO_SIM_LUO_KERNEL=required makes this a failure)", args...)
+}
+
+// TestRealKernel builds (or reuses) the real 7.2 kernel, captures its
+// handover and checks it with kho-sim inspect and against the committed
+// capture, runs the kernel's luo_kexec_simple and kho-sim's own 7.2 round
+// trip on that kernel, and writes their timings to out/realkernel.txt.
+func TestRealKernel(t *testing.T) {
+	mode := os.Getenv(requireEnv)
+	switch mode {
+	case "required", "1":
+	case "":
+		t.Skipf("set %s=1 (or =required) to build a Linux 7.2 kernel with LUO and boot it in QEMU", requireEnv)
+	default:
+		t.Fatalf("%s=%q: want 1 or required", requireEnv, mode)
+	}
+	repo, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, required: mode == "required", repo: repo, tmp: t.TempDir()}
+	for _, tool := range []string{qemuBin, "go", "bash", "apt-get"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			h.missing("%s not found: %v", tool, err)
+		}
+	}
+
+	start := time.Now()
+	kernel := h.buildKernel()
+	buildTime := time.Since(start)
+	selftest := filepath.Join(filepath.Dir(kernel), "luo_kexec_simple")
+	if _, err := os.Stat(selftest); err != nil {
+		t.Fatalf("the kernel's tree built no luo_kexec_simple: %v", err)
+	}
+	khoSim := h.goBuild("./cmd/kho-sim", "kho-sim")
+
+	captureStart := time.Now()
+	h.captureAndInspect(kernel, khoSim)
+	captureTime := time.Since(captureStart)
+
+	selftestCPIO := h.selftestInitramfs(kernel, selftest)
+	khoSimCPIO := filepath.Join(h.tmp, "kho-sim.cpio")
+	h.run("initramfs/build.sh", "bash", filepath.Join(repo, "initramfs/build.sh"), khoSimCPIO, kernel)
+
+	var selftestRuns, khoSimRuns []roundTrip
+	for i := range runsEach {
+		selftestRuns = append(selftestRuns, h.bootSelftest(i, kernel, selftestCPIO))
+		khoSimRuns = append(khoSimRuns, h.bootKhoSim(i, kernel, khoSimCPIO))
+	}
+	report := comparison(filepath.Base(filepath.Dir(kernel)), selftestRuns, khoSimRuns)
+	report += fmt.Sprintf("\nkernel build or reuse %.1f s, capture and inspect %.1f s, whole test %.1f s\n",
+		buildTime.Seconds(), captureTime.Seconds(), time.Since(start).Seconds())
+	t.Log("\n" + report)
+	if err := os.MkdirAll(filepath.Join(repo, "out"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(repo, "out", "realkernel.txt"), []byte(report), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// run runs a command in the repository with the host's GOFLAGS cleared
+// (a -race from the caller must not reach guest builds) and returns its
+// stdout; a failure ends the test with its output.
+func (h *harness) run(what string, name string, args ...string) string {
+	h.t.Helper()
+	return h.runEnv(what, nil, name, args...)
+}
+
+func (h *harness) runEnv(what string, env []string, name string, args ...string) string {
+	h.t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = h.repo
+	cmd.Env = append(append(os.Environ(), "GOFLAGS="), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	t := time.Now()
+	if err := cmd.Run(); err != nil {
+		h.t.Fatalf("%s: %v\nstdout:\n%s\nstderr:\n%s", what, err, tail(stdout.String(), 40), tail(stderr.String(), 40))
+	}
+	h.t.Logf("%s: %.1f s", what, time.Since(t).Seconds())
+	return stdout.String()
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// buildKernel runs scripts/luo-kernel/build.sh: it reuses the cached
+// kernel or downloads and builds it.
+func (h *harness) buildKernel() string {
+	out := h.run("scripts/luo-kernel/build.sh", "bash", filepath.Join(h.repo, "scripts/luo-kernel/build.sh"))
+	kernel := strings.TrimSpace(tail(out, 1))
+	if _, err := os.Stat(kernel); err != nil {
+		h.t.Fatalf("build.sh printed %q: %v", kernel, err)
+	}
+	return kernel
+}
+
+// goBuild builds a static binary of a command package of the repository.
+func (h *harness) goBuild(pkg, name string) string {
+	out := filepath.Join(h.tmp, name)
+	h.runEnv("go build "+pkg, []string{"CGO_ENABLED=0"}, "go", "build", "-trimpath", "-o", out, pkg)
+	return out
+}
+
+// captureAndInspect runs scripts/luo-kernel/capture.sh into a temporary
+// directory and checks the fresh handover: kho-sim inspect decodes all of
+// it without a finding, and it carries the same FLB page, sessions and
+// files as the committed capture (a drift of the real kernel fails here;
+// pkg/sim's realkernel_test compares kho-sim's model with the committed one).
+func (h *harness) captureAndInspect(kernel, khoSim string) {
+	t := h.t
+	dir := filepath.Join(h.tmp, "capture")
+	h.runEnv("scripts/luo-kernel/capture.sh", []string{requireEnv + "=" + kernel},
+		"bash", filepath.Join(h.repo, "scripts/luo-kernel/capture.sh"), dir)
+	console, err := os.ReadFile(filepath.Join(dir, "console.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(console, []byte("LUO-GUEST stage=2: TEST PASSED")) {
+		t.Fatalf("guest/luo did not print TEST PASSED:\n%s", tail(string(console), 40))
+	}
+	// What the guest read through /dev/mem after the kexec equals the RAM
+	// image taken at the kexec, except the LUO blob the new kernel freed.
+	diff, err := os.ReadFile(filepath.Join(dir, "guest-vs-kexec.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(diff, []byte("different: 1\n")) || !bytes.Contains(diff, []byte(`(subtree "LUO", LUO blob`)) {
+		t.Errorf("the guest's /dev/mem dump after the kexec differs from the RAM image beyond the freed LUO blob:\n%s", diff)
+	}
+
+	fresh := loadHandover(t, filepath.Join(dir, "handover.txt"))
+	image, root := sparseImage(t, fresh, filepath.Join(h.tmp, "fresh.mem"))
+	args := []string{"inspect", "--image", image, "--base", "0", "--root", fmt.Sprintf("%#x", root)}
+	text := h.run("kho-sim inspect", khoSim, args...)
+	squeezed := squeeze(text)
+	musts := []string{`generation 7.2 (KHO "kho-v4", LUO "luo-v5")`, "== findings: 0 =="}
+	for i := range testFLBs {
+		musts = append(musts, fmt.Sprintf("%q %#x 4", fmt.Sprintf("liveupdate-test-flb-v%d", i), uint64(testFLBData)+uint64(i)))
+	}
+	for _, m := range musts {
+		if !strings.Contains(squeezed, squeeze(m)) {
+			t.Errorf("kho-sim inspect of the fresh capture lacks %q", m)
+		}
+	}
+	var doc struct {
+		Findings []json.RawMessage `json:"findings"`
+	}
+	if err := json.Unmarshal([]byte(h.run("kho-sim inspect --json", khoSim, append(args, "--json")...)), &doc); err != nil || doc.Findings == nil || len(doc.Findings) != 0 {
+		t.Errorf("kho-sim inspect --json: %v, findings %s", err, doc.Findings)
+	}
+	if t.Failed() {
+		t.Logf("kho-sim inspect:\n%s", text)
+	}
+
+	committed := loadHandover(t, filepath.Join(h.repo, "pkg/gen72/testdata/real-7.2/handover.txt"))
+	compareHandovers(t, committed, fresh)
+}
+
+// handover is a parsed dump and its decoded handover.
+type handover struct {
+	dump *gen72.Dump
+	h    *gen72.Handover
+}
+
+func loadHandover(t *testing.T, path string) handover {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	d, err := gen72.ParseDump(f)
+	if err != nil || d.Setup == nil {
+		t.Fatalf("%s: %v (setup %v)", path, err, d != nil && d.Setup != nil)
+	}
+	h, err := gen72.Decode(d.Pages, d.Setup.FDTAddr, d.Setup.FDTSize)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	if h.LUO == nil || h.LUO.FLB == nil {
+		t.Fatalf("%s: no LUO state or no FLB page", path)
+	}
+	return handover{dump: d, h: h}
+}
+
+// sparseImage writes the handover's pages into a sparse raw memory image
+// whose byte 0 is physical address 0 and returns it with the root FDT's
+// address (as cmd/kho-sim's inspect tests do with the committed dump).
+func sparseImage(t *testing.T, ho handover, path string) (string, uint64) {
+	t.Helper()
+	var end uint64
+	for _, b := range ho.h.MemoryMap.Blocks {
+		end = max(end, b.End())
+	}
+	end = (end + 1<<20 - 1) &^ (1<<20 - 1)
+	img, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	if err := img.Truncate(int64(end)); err != nil {
+		t.Fatal(err)
+	}
+	for _, pa := range ho.dump.Pages.Addresses() {
+		if pa < end { // beyond: the scratch array, not part of the handover
+			if _, err := img.WriteAt(ho.dump.Pages.Page(pa), int64(pa)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := img.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path, ho.dump.Setup.FDTAddr
+}
+
+// compareHandovers demands the same FLB page byte for byte and the same
+// sessions and files (names, handlers, tokens) in both captures; the
+// addresses may differ.
+func compareHandovers(t *testing.T, committed, fresh handover) {
+	t.Helper()
+	want := committed.dump.Pages.Page(committed.h.LUO.FLB.PA)
+	got := fresh.dump.Pages.Page(fresh.h.LUO.FLB.PA)
+	if !bytes.Equal(got, want) {
+		t.Errorf("the fresh FLB page at %#x differs from the committed one at %#x", fresh.h.LUO.FLB.PA, committed.h.LUO.FLB.PA)
+	}
+	if n := len(fresh.h.LUO.FLB.Entries); n != testFLBs {
+		t.Errorf("%d FLBs, want %d", n, testFLBs)
+	}
+	for i, e := range fresh.h.LUO.FLB.Entries {
+		if wantName := fmt.Sprintf("liveupdate-test-flb-v%d", i); e.Name != wantName || e.Data != uint64(testFLBData)+uint64(i) || e.Count != 4 {
+			t.Errorf("FLB %d: %q data %#x count %d, want %q %#x 4", i, e.Name, e.Data, e.Count, wantName, uint64(testFLBData)+uint64(i))
+		}
+	}
+	if g, w := sessionSummary(fresh.h.LUO), sessionSummary(committed.h.LUO); g != w {
+		t.Errorf("sessions and files differ:\nfresh:\n%s\ncommitted:\n%s", g, w)
+	}
+}
+
+// sessionSummary lists sessions and files without their addresses.
+func sessionSummary(l *gen72.LUO) string {
+	var b strings.Builder
+	for _, s := range l.Sessions {
+		fmt.Fprintf(&b, "session %q: %d files\n", s.Name, s.FileCount)
+		for _, f := range s.Files {
+			fmt.Fprintf(&b, "  %q token %#x\n", f.Compatible, f.Token)
+		}
+	}
+	return b.String()
+}
+
+// squeeze collapses runs of white space, so that column widths do not
+// matter to a match.
+func squeeze(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// selftestInitramfs packs guest/luo/selftest as /init with the kernel and
+// luo_kexec_simple.
+func (h *harness) selftestInitramfs(kernel, selftest string) string {
+	bin := h.goBuild("./guest/luo/selftest", "selftest-init")
+	out := filepath.Join(h.tmp, "selftest.cpio")
+	h.run("selftest pack", bin, "pack", "-kernel", kernel, "-selftest", selftest, "-o", out)
+	return out
+}
+
+// bootSelftest runs luo_kexec_simple's two stages across a kexec.
+func (h *harness) bootSelftest(run int, kernel, initramfs string) roundTrip {
+	lines := h.boot(fmt.Sprintf("selftest-%d", run+1), kernel, initramfs, baseAppend+" kho=on liveupdate=on")
+	if !containsLine(lines, selftestOwnPass) {
+		h.t.Fatalf("luo_kexec_simple did not print %q", selftestOwnPass)
+	}
+	rt, err := analyze(lines, selftestPass, 2)
+	if err != nil {
+		h.t.Fatalf("selftest run %d: %v", run+1, err)
+	}
+	return rt
+}
+
+// bootKhoSim runs kho-sim's own two-boot round trip writing 7.2 handovers,
+// and judges its KTAP with e2e/ktapverdict.
+func (h *harness) bootKhoSim(run int, kernel, initramfs string) roundTrip {
+	name := fmt.Sprintf("kho-sim-%d", run+1)
+	lines := h.boot(name, kernel, initramfs, baseAppend+` memmap=16M$0x10000000 kho_sim.hops=1 kho_sim.abi=7.2`)
+	h.run("ktapverdict "+name, "go", "run", "./e2e/ktapverdict", "-boots", "2", filepath.Join(h.tmp, name+".log"))
+	rt, err := analyze(lines, khoSimDone, 2)
+	if err != nil {
+		h.t.Fatalf("kho-sim run %d: %v", run+1, err)
+	}
+	return rt
+}
+
+func containsLine(lines []consoleLine, s string) bool {
+	for _, l := range lines {
+		if strings.Contains(l.Text, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// boot runs QEMU (TCG, 1 GiB, one vCPU, as scripts/qemu/run.sh and
+// capture.sh do) until the guest resets, timing every console line on the
+// host. The console goes to NAME.log in the test's directory; on failure
+// its tail is shown.
+func (h *harness) boot(name, kernel, initramfs, appendArgs string) []consoleLine {
+	t := h.t
+	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, qemuBin, "-accel", "tcg", "-m", "1G", "-smp", "1", "-nographic", "-no-reboot",
+		"-kernel", kernel, "-initrd", initramfs, "-append", appendArgs)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = pw, pw
+	logPath := filepath.Join(h.tmp, name+".log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%s: start QEMU: %v", name, err)
+	}
+	pw.Close()
+	lines, readErr := readConsole(pr, start, logFile)
+	pr.Close()
+	waitErr := cmd.Wait()
+	t.Logf("%s: QEMU exited after %.1f s (%v)", name, time.Since(start).Seconds(), waitErr)
+	if err := errors.Join(readErr, ctx.Err()); err != nil || waitErr != nil {
+		t.Fatalf("%s: %v, QEMU: %v; console:\n%s", name, err, waitErr, tailLines(lines, 30))
+	}
+	return lines
+}
+
+// readConsole reads QEMU's output line by line with the host time of
+// each, copying it to log with that time.
+func readConsole(r io.Reader, start time.Time, log io.Writer) ([]consoleLine, error) {
+	var lines []consoleLine
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	for sc.Scan() {
+		l := consoleLine{At: time.Since(start), Text: strings.TrimRight(sc.Text(), "\r")}
+		lines = append(lines, l)
+		if _, err := fmt.Fprintf(log, "%8.3f %s\n", l.At.Seconds(), l.Text); err != nil {
+			return lines, fmt.Errorf("write console log: %w", err)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return lines, fmt.Errorf("read console: %w", err)
+	}
+	return lines, nil
+}
+
+func tailLines(lines []consoleLine, n int) string {
+	var b strings.Builder
+	for _, l := range lines[max(0, len(lines)-n):] {
+		fmt.Fprintf(&b, "%8.3f %s\n", l.At.Seconds(), l.Text)
+	}
+	return b.String()
+}
+
+// comparison formats the timing table: every run of both round trips, the
+// best of each and their ratio.
+func comparison(kernel string, selftest, khoSim []roundTrip) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Real Linux %s, QEMU TCG, 1 vCPU, 1 GiB, same kernel, same machine, one run.\n", kernel)
+	fmt.Fprintf(&b, "Seconds on the host's clock from QEMU start: boot 1 to the second kernel's banner, boot 2 from it to the pass line;\n")
+	fmt.Fprintf(&b, "init 1/2: the kernel's own timestamp at \"Run /init\" in each boot.\n\n")
+	fmt.Fprintf(&b, "%-34s %7s %7s %7s %7s %11s\n", "round trip", "boot 1", "boot 2", "init 1", "init 2", "round trip")
+	row := func(label string, rt roundTrip) {
+		fmt.Fprintf(&b, "%-34s %7.2f %7.2f %7.2f %7.2f %11.2f\n", label,
+			rt.Boots[0].Host.Seconds(), rt.Boots[1].Host.Seconds(), rt.Boots[0].ToInit.Seconds(), rt.Boots[1].ToInit.Seconds(), rt.Total.Seconds())
+	}
+	for i, rt := range selftest {
+		row(fmt.Sprintf("luo_kexec_simple, run %d", i+1), rt)
+	}
+	for i, rt := range khoSim {
+		row(fmt.Sprintf("kho-sim (abi 7.2, 1 hop), run %d", i+1), rt)
+	}
+	bs, bk := best(selftest), best(khoSim)
+	row("luo_kexec_simple, best", bs)
+	row("kho-sim, best", bk)
+	fmt.Fprintf(&b, "%-34s %7.2f %7.2f %7s %7s %11.2f\n", "ratio kho-sim / selftest (best)",
+		bk.Boots[0].Host.Seconds()/bs.Boots[0].Host.Seconds(), bk.Boots[1].Host.Seconds()/bs.Boots[1].Host.Seconds(), "", "",
+		bk.Total.Seconds()/bs.Total.Seconds())
+	return b.String()
+}
+
+// best returns the run with the shortest round trip.
+func best(runs []roundTrip) roundTrip {
+	b := runs[0]
+	for _, r := range runs[1:] {
+		if r.Total < b.Total {
+			b = r
+		}
+	}
+	return b
+}

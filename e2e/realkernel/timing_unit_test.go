@@ -1,0 +1,55 @@
+package realkernel
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestAnalyze(t *testing.T) {
+	sec := func(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+	twoBoots := []consoleLine{
+		{sec(0.5), "SeaBIOS"},
+		{sec(1.0), "[    0.000000] Linux version 7.2.13 (gcc)"},
+		{sec(2.0), "[    0.870102] Run /init as init process"},
+		{sec(3.0), "[    1.5] kexec_core: Starting new kernel"},
+		{sec(3.5), "[    0.000000] Linux version 7.2.13 (gcc)"},
+		{sec(4.5), "\x1b[0m[    0.960000] Run /init as init process"},
+		{sec(5.0), "LUO-SELFTEST stage=2: TEST PASSED"},
+		{sec(5.5), "reboot: Restarting system"},
+	}
+	tests := []struct {
+		name  string
+		lines []consoleLine
+		pass  string
+		boots int
+		want  roundTrip
+		err   error
+	}{
+		{"two boots", twoBoots, "TEST PASSED", 2, roundTrip{Total: sec(5), Boots: []bootTiming{
+			{Host: sec(3.5), ToInit: sec(0.870102)}, {Host: sec(1.5), ToInit: sec(0.96)}}}, nil},
+		{"no pass line", twoBoots, "# kho-sim: done", 2, roundTrip{}, errNoPassLine},
+		{"pass line before the second boot", twoBoots, "Starting new kernel", 2, roundTrip{}, errBoots},
+		{"one boot wanted", twoBoots, "TEST PASSED", 1, roundTrip{}, errBoots},
+		{"empty console", nil, "TEST PASSED", 2, roundTrip{}, errNoPassLine},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := analyze(tt.lines, tt.pass, tt.boots)
+			if !errors.Is(err, tt.err) {
+				t.Fatalf("error %v, want %v", err, tt.err)
+			}
+			if err != nil {
+				return
+			}
+			if got.Total != tt.want.Total || len(got.Boots) != len(tt.want.Boots) {
+				t.Fatalf("got %+v, want %+v", got, tt.want)
+			}
+			for i := range got.Boots {
+				if d := got.Boots[i].ToInit - tt.want.Boots[i].ToInit; got.Boots[i].Host != tt.want.Boots[i].Host || d > time.Microsecond || d < -time.Microsecond {
+					t.Errorf("boot %d: got %+v, want %+v", i+1, got.Boots[i], tt.want.Boots[i])
+				}
+			}
+		})
+	}
+}
