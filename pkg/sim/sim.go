@@ -305,8 +305,20 @@ func (b *boot) lifecycle() *Outcome {
 		b.abort("the scenario's kexec fails after preserve")
 		return &Outcome{Last: true}
 	case scenario.EndCold:
+		// A cold reboot hands nothing over; on a machine the next kernel is
+		// still kexec'd, only without kho_sim.fdt= on its command line.
 		b.promises()
-		return &Outcome{Next: Handover{Boot: b.n + 1}}
+		next := Handover{Boot: b.n + 1}
+		if b.cfg.Load != nil {
+			phases, err := b.cfg.Load(next)
+			for _, p := range phases {
+				b.phases.Add(p.Name, p.D)
+			}
+			if !b.result(err == nil, "next kernel loaded", err) {
+				return &Outcome{Last: true}
+			}
+		}
+		return &Outcome{Next: next}
 	}
 	b.promises()
 	return &Outcome{Last: true}

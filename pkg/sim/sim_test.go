@@ -14,6 +14,7 @@ import (
 	"github.com/kho-sim/kho-sim/pkg/ktap"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 	"github.com/kho-sim/kho-sim/pkg/scenario"
+	"github.com/kho-sim/kho-sim/pkg/timing"
 )
 
 const testBase = 0x10000000
@@ -395,5 +396,17 @@ func TestLongCompatible_StateLost(t *testing.T) {
 		return v.Promise == check.FinishedOnceAtLast && v.FLB == long
 	}) {
 		t.Fatalf("violations %v: want finish never called for %s", outs[1].Violations, long)
+	}
+}
+
+// TestColdReboot_StillLoadsTheNextKernel: on a machine the cold reboot is a
+// kexec without a handover, so the next kernel must be loaded all the same.
+func TestColdReboot_StillLoadsTheNextKernel(t *testing.T) {
+	r, _ := physmem.New(testBase, make([]byte, 16<<20))
+	var loaded []Handover
+	o := Run(Config{Region: r, Scenario: lookup(t, "cold-reboot"), In: Handover{Boot: 1}, Boots: 3, Out: &bytes.Buffer{},
+		Load: func(next Handover) ([]timing.Phase, error) { loaded = append(loaded, next); return nil, nil }})
+	if !o.OK || o.Last || len(loaded) != 1 || loaded[0] != (Handover{Boot: 2}) || o.Next != loaded[0] {
+		t.Fatalf("ok=%v last=%v loaded %v next %v; want one load of boot 2 without a handover", o.OK, o.Last, loaded, o.Next)
 	}
 }
