@@ -128,6 +128,21 @@ func qemuCases(env *e2eEnv) []qemuCase {
 			want:   Expect{Fail: map[int]string{2: "CRC32C"}},
 		},
 		{
+			// Each handover generation round-trips on real memory.
+			name: "abi-7.2", scenario: "sharing", hops: 2,
+			params: []string{"kho_sim.abi=7.2"},
+		},
+		{
+			name: "abi-luo-v2", scenario: "sharing", hops: 1,
+			params: []string{"kho_sim.abi=luo-v2"},
+		},
+		{
+			// A 7.2 handover read by a 7.0 kernel: the mismatch is reported.
+			name: "abi-mismatch-7.2-7.0", hops: 1,
+			params: []string{"kho_sim.abi=7.2,7.0"},
+			want:   Expect{Fail: map[int]string{2: "Linux 7.0 rejects the KHO root \"kho-v4\""}},
+		},
+		{
 			name: "corrupt-liveupdate-number", hops: 1,
 			params: []string{"kho_sim.corrupt=liveupdate-number"},
 			want:   Expect{Fail: map[int]string{2: "liveupdate-number 6, want 1"}},
