@@ -3,8 +3,9 @@
 // in one test: TestRealKernel.
 //
 // It is opt-in because it builds a kernel (minutes, cached afterwards) and
-// boots QEMU six times: set KHO_SIM_LUO_KERNEL=1 to run it (a missing tool
-// skips) or KHO_SIM_LUO_KERNEL=required (a missing tool fails).
+// runs QEMU five times, two boots each: set KHO_SIM_LUO_KERNEL=1 to run it
+// (a missing tool skips) or KHO_SIM_LUO_KERNEL=required (a missing tool
+// fails). About 70 s with the kernel cached; give go test -timeout 30m.
 //
 // The real handover is read from a RAM image QEMU saves at the moment the
 // old kernel starts the new one, not from /dev/mem inside the guest: before
