@@ -9,7 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kho-sim/kho-sim/pkg/check"
-	"github.com/kho-sim/kho-sim/pkg/fdt"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
 )
@@ -308,10 +307,16 @@ func (b *boot) luoDesc() string {
 // found through the outgoing LUO state as the next kernel will find it, and
 // hands it to the checker.
 func (b *boot) checkOutgoingTable() error {
-	if b.abi() == ABI70 {
-		return b.checkSerialized()
+	find := b.outFLBPage
+	if b.abi() != ABI70 {
+		find = b.outFLBPageGen
 	}
-	page, err := b.outFLBPageGen()
+	return b.checkTable(find)
+}
+
+// checkTable reads the FLB table from the page that find locates.
+func (b *boot) checkTable(find func() ([]byte, error)) error {
+	page, err := find()
 	if err != nil {
 		return err
 	}
@@ -337,21 +342,9 @@ func (b *boot) outFLBPageGen() ([]byte, error) {
 	r := b.cfg.Region
 	serPA := b.luoPA
 	if b.abi() == ABILUOv2 {
-		hdr, err := r.Bytes(b.luoPA, 40)
+		t, err := b.outLUOFDT()
 		if err != nil {
 			return nil, err
-		}
-		size, err := fdt.TotalSize(hdr)
-		if err != nil {
-			return nil, fmt.Errorf("outgoing LUO FDT: %w", err)
-		}
-		blob, err := r.Bytes(b.luoPA, uint64(size))
-		if err != nil {
-			return nil, err
-		}
-		t, err := fdt.Parse(blob)
-		if err != nil {
-			return nil, fmt.Errorf("outgoing LUO FDT: %w", err)
 		}
 		if serPA, err = t.Root.U64(luo.FDTABIHeader); err != nil {
 			return nil, fmt.Errorf("outgoing LUO FDT: %w", err)

@@ -648,33 +648,8 @@ func (b *boot) inMetaFiles() []MetaFile {
 	return b.inMeta.Files
 }
 
-// checkSerialized reads back the FLB table the model wrote at reboot and
-// hands it to the checker.
-func (b *boot) checkSerialized() error {
-	page, err := b.outFLBPage()
-	if err != nil {
-		return err
-	}
-	entries, err := ReadFLBTable(page)
-	if err != nil {
-		return err
-	}
-	b.chk.Serialized(entries)
-	var want []check.Entry
-	for _, name := range sortedKeys(b.flbs) {
-		if f := b.flbs[name]; f.live {
-			want = append(want, check.Entry{Name: f.compat, Data: f.data, Count: uint64(f.files)})
-		}
-	}
-	if err := compareEntries(entries, want); err != nil {
-		return fmt.Errorf("FLB table read back: %w", err)
-	}
-	return nil
-}
-
-// outFLBPage finds the FLB page through the outgoing LUO FDT, as the next
-// kernel will, rather than asking the model where it put it.
-func (b *boot) outFLBPage() ([]byte, error) {
+// outLUOFDT parses the outgoing LUO FDT (7.0 and luo-v2) from the region.
+func (b *boot) outLUOFDT() (*fdt.Tree, error) {
 	r := b.cfg.Region
 	hdr, err := r.Bytes(b.luoPA, 40)
 	if err != nil {
@@ -692,11 +667,21 @@ func (b *boot) outFLBPage() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outgoing LUO FDT: %w", err)
 	}
+	return t, nil
+}
+
+// outFLBPage finds the 7.0 FLB page through the outgoing LUO FDT, as the
+// next kernel will, rather than asking the model where it put it.
+func (b *boot) outFLBPage() ([]byte, error) {
+	t, err := b.outLUOFDT()
+	if err != nil {
+		return nil, err
+	}
 	if err := checkNode(t.Root, luo.FDTFLBNode, luo.FDTFLBCompatible, luo.FDTFLBHeader); err != nil {
 		return nil, fmt.Errorf("outgoing LUO FDT: %w", err)
 	}
 	pa, _ := t.Root.Child(luo.FDTFLBNode).U64(luo.FDTFLBHeader)
-	return r.Bytes(pa, luo.FLBPageSize)
+	return b.cfg.Region.Bytes(pa, luo.FLBPageSize)
 }
 
 func sortedKeys[V any](m map[string]V) []string {
