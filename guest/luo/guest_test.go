@@ -155,3 +155,16 @@ func TestMemoryMapFromFDTPrefix(t *testing.T) {
 		}
 	}
 }
+
+func TestNextCmdline(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"console=ttyS0 kho=on liveupdate=on", "console=ttyS0 kho=on liveupdate=on luo_stage=2"},
+		{"console=ttyS0 kho=on liveupdate=on luo_incoming=dump panic=-1", "console=ttyS0 panic=-1 luo_stage=2 kho=off liveupdate=off"},
+		{"luo_stage=2 kho=on", "kho=on luo_stage=2"},
+		{"", "luo_stage=2"},
+	} {
+		if got := nextCmdline(tt.in); got != tt.want {
+			t.Errorf("nextCmdline(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

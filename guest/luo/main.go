@@ -12,6 +12,12 @@
 //	  format), then retrieve the sessions and files, check the memfds'
 //	  content, finish the sessions and print TEST PASSED or TEST FAILED.
 //
+// With luo_incoming=dump on the first command line, stage 2 boots with
+// kho=off liveupdate=off instead: the kernel still reserves every preserved
+// page but LUO never consumes (and frees) its blob, so the whole handover
+// is still in memory when /init runs. Stage 2 then only dumps, and passes
+// when everything decodes; there is nothing to retrieve with LUO off.
+//
 // Either way it ends by resetting the machine (the kernel has no ACPI, so a
 // power-off would only halt; QEMU's -no-reboot turns the reset into an exit).
 //
@@ -95,6 +101,8 @@ type guest struct {
 	start   time.Time
 	stage   int
 	cmdline string
+	// dumpOnly: this stage 2 runs with LUO off and only dumps.
+	dumpOnly bool
 }
 
 // logf prints one console line tagged with the stage.
@@ -131,8 +139,11 @@ func (g *guest) run() error {
 	g.cmdline = strings.TrimSpace(string(b))
 	g.stage = 1
 	for _, f := range strings.Fields(g.cmdline) {
-		if f == "luo_stage=2" {
+		switch f {
+		case "luo_stage=2":
 			g.stage = 2
+		case "kho=off":
+			g.dumpOnly = true
 		}
 	}
 	g.mark("init")

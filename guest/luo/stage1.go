@@ -5,13 +5,14 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
 // stage1 preserves the planned sessions and memfds, then kexecs into the
-// same kernel and initramfs with luo_stage=2.
+// same kernel and initramfs with luo_stage=2 (see nextCmdline).
 func (g *guest) stage1() error {
 	dev, err := os.OpenFile(liveupdateDevice, os.O_RDWR, 0)
 	if err != nil {
@@ -53,7 +54,7 @@ func (g *guest) stage1() error {
 	if err != nil {
 		return err
 	}
-	cmdline := g.cmdline + " luo_stage=2"
+	cmdline := nextCmdline(g.cmdline)
 	g.mark("kexec_file_load-start")
 	t := time.Now()
 	if err := unix.KexecFileLoad(int(kernel.Fd()), int(initrd.Fd()), cmdline, 0); err != nil {
@@ -77,6 +78,35 @@ func (g *guest) stage1() error {
 		s.Close()
 	}
 	return fmt.Errorf("reboot(LINUX_REBOOT_CMD_KEXEC): %w", err)
+}
+
+// nextCmdline is stage 2's command line: stage 1's with luo_stage=2 and,
+// when stage 1's asks for luo_incoming=dump, with KHO and LUO turned off
+// (kho= and liveupdate= are early parameters, the last one wins; the old
+// ones are dropped anyway so that the line says what happens).
+func nextCmdline(cmdline string) string {
+	fields := strings.Fields(cmdline)
+	dump := false
+	for _, f := range fields {
+		if f == "luo_incoming=dump" {
+			dump = true
+		}
+	}
+	var next []string
+	for _, f := range fields {
+		if dump && (strings.HasPrefix(f, "kho=") || strings.HasPrefix(f, "liveupdate=")) {
+			continue
+		}
+		if f == "luo_incoming=dump" || f == "luo_stage=2" {
+			continue
+		}
+		next = append(next, f)
+	}
+	next = append(next, "luo_stage=2")
+	if dump {
+		next = append(next, "kho=off", "liveupdate=off")
+	}
+	return strings.Join(next, " ")
 }
 
 // preserveMemfd creates a memfd with the planned content and preserves it.
