@@ -27,8 +27,16 @@
 # and, when OUTDIR is the default, the pkg/gen72 tests run against the new
 # data (e2e/realkernel captures into a temporary OUTDIR and compares).
 #
+# With LUO_INCOMING=dump the kexec'd kernel boots with kho=off
+# liveupdate=off (guest/luo: luo_incoming=dump): it still reserves every
+# preserved page, but LUO never frees its blob, so the guest reads the
+# whole handover through /dev/mem (radix nodes from the outgoing side's
+# /dev/mem snapshot) and only dumps; guest-vs-kexec.txt must then show no
+# difference but the scratch array.
+#
 # Environment:
 #   KHO_SIM_LUO_KERNEL  a bzImage to use instead of build.sh's.
+#   LUO_INCOMING        "dump": see above (default: retrieve and finish).
 #   QEMU                QEMU binary (default qemu-system-x86_64).
 #   QEMU_ACCEL          default tcg (nested KVM hangs on these machines).
 #   TIMEOUT             seconds for the whole run (default 300).
@@ -58,6 +66,11 @@ log "building guest/luo"
 log "initramfs: $(stat -c %s "$work/initramfs.cpio") bytes (kernel $(stat -c %s "$kernel"), guest $(stat -c %s "$work/luo"))"
 
 append="console=ttyS0 kho=on liveupdate=on panic=-1"
+case ${LUO_INCOMING:-} in
+"") ;;
+dump) append+=" luo_incoming=dump" ;;
+*) die "LUO_INCOMING=$LUO_INCOMING: want dump or nothing" ;;
+esac
 ram=$work/ram.bin
 fifo=$work/qemu-stdin
 mkfifo "$fifo"
