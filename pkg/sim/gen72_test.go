@@ -114,14 +114,23 @@ func decodeMeta(t *testing.T, in *kho.Incoming) *Meta {
 	return m
 }
 
+// realHandoverEnv names a dump (pkg/gen72's format) to use instead of the
+// committed capture: e2e/realkernel points it at what its guest has just
+// read through /dev/mem from a freshly built kernel.
+const realHandoverEnv = "KHO_SIM_REAL_HANDOVER"
+
 // realHandover loads the handover a real Linux 7.2 kernel left in memory
 // (pkg/gen72's capture: 4 memfds in two sessions, three test FLBs) into a
 // region from 1 MiB up to past its highest preserved page.
 func realHandover(t *testing.T) (*physmem.Region, uint64) {
 	t.Helper()
-	f, err := os.Open("../gen72/testdata/real-7.2/handover.txt")
+	path := "../gen72/testdata/real-7.2/handover.txt"
+	if p := os.Getenv(realHandoverEnv); p != "" {
+		path = p
+	}
+	f, err := os.Open(path)
 	if err != nil {
-		t.Skipf("no captured 7.2 handover: %v", err)
+		t.Fatalf("no captured 7.2 handover: %v", err)
 	}
 	defer f.Close()
 	d, err := gen72.ParseDump(f)
