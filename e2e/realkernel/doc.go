@@ -3,16 +3,19 @@
 // in one test: TestRealKernel.
 //
 // It is opt-in because it builds a kernel (minutes, cached afterwards) and
-// runs QEMU five times, two boots each: set KHO_SIM_LUO_KERNEL=1 to run it
+// runs QEMU six times, two boots each: set KHO_SIM_LUO_KERNEL=1 to run it
 // (a missing tool skips) or KHO_SIM_LUO_KERNEL=required (a missing tool
-// fails). About 70 s with the kernel cached; give go test -timeout 30m.
+// fails); scripts/test.sh runs it, .ci/run with required. About 90 s with
+// the kernel cached; give go test -timeout 30m.
 //
-// The real handover is read from a RAM image QEMU saves at the moment the
-// old kernel starts the new one, not from /dev/mem inside the guest: before
-// reboot(KEXEC) the kernel has not serialized LUO yet (the outgoing blob
-// has sessions_pa 0), and after the kexec the new kernel has freed the LUO
-// blob in an early initcall and reused the radix tree's pages before any
-// user program runs. What the guest does read through /dev/mem after the
-// kexec (guest/luo stage 2) is checked against the image: only the freed
-// LUO blob may differ.
+// The real handover is read twice. In the first capture the second kernel
+// retrieves and finishes the sessions, as a live update does; it frees the
+// LUO blob in an early initcall and reuses the radix tree's pages before
+// any user program runs, so the handover is taken from a RAM image QEMU
+// saves at the moment the old kernel starts the new one. In the second the
+// guest reads it through /dev/mem on both sides: the radix tree before
+// reboot(KEXEC) (its nodes do not change once the kexec image is loaded),
+// the rest after the kexec in a kernel booted with kho=off liveupdate=off,
+// which still reserves every preserved page but never consumes the LUO
+// blob. Every page it read must equal the RAM image.
 package realkernel

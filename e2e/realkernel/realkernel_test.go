@@ -168,72 +168,117 @@ func (h *harness) goBuild(pkg, name string) string {
 	return out
 }
 
-// captureAndInspect runs scripts/luo-kernel/capture.sh into a temporary
-// directory and checks the fresh handover: kho-sim inspect decodes all of
-// it without a finding, and it carries the same FLB page, sessions and
-// files as the committed capture (a drift of the real kernel fails here;
-// pkg/sim's realkernel_test compares kho-sim's model with the committed one).
+// captureAndInspect runs scripts/luo-kernel/capture.sh twice into
+// temporary directories. The first run retrieves and finishes in the
+// second kernel; its handover is the RAM image taken at the kexec. The
+// second (LUO_INCOMING=dump) boots the second kernel with LUO off, so the
+// guest reads the whole handover through /dev/mem: the radix tree on the
+// outgoing side, everything else on the incoming side. Each is checked:
+// kho-sim inspect decodes it without a finding, it carries the same FLB
+// page, sessions and files as the committed capture (a drift of the real
+// kernel fails here), and for the /dev/mem one, kho-sim's own model writes
+// the same FLB page, luo_ser and blocks (pkg/sim's TestRealKernel72 tests,
+// pointed at it).
 func (h *harness) captureAndInspect(kernel, khoSim string) {
 	t := h.t
-	dir := filepath.Join(h.tmp, "capture")
-	h.runEnv("scripts/luo-kernel/capture.sh", []string{requireEnv + "=" + kernel},
+	committed := loadHandover(t, filepath.Join(h.repo, "pkg/gen72/testdata/real-7.2/handover.txt"))
+
+	dir := h.capture(kernel, "retrieve", "")
+	// What the guest read through /dev/mem after the kexec equals the RAM
+	// image taken at the kexec, except the LUO blob the new kernel freed.
+	h.checkDiff(dir, true)
+	fresh := loadHandover(t, filepath.Join(dir, "handover.txt"))
+	h.inspect(khoSim, "RAM image at the kexec", fresh)
+	compareHandovers(t, committed, fresh)
+
+	dir = h.capture(kernel, "dump", "dump")
+	// With LUO off nothing was freed: every page the guest read through
+	// /dev/mem equals the RAM image.
+	h.checkDiff(dir, false)
+	guestDump := filepath.Join(dir, "guest-dump.txt")
+	devmem := loadHandover(t, guestDump)
+	h.inspect(khoSim, "/dev/mem on both sides", devmem)
+	compareHandovers(t, committed, devmem)
+	h.runEnv("kho-sim's model against the /dev/mem handover", []string{"KHO_SIM_REAL_HANDOVER=" + guestDump},
+		"go", "test", "-count=1", "-run", "^TestReal(Kernel|Linux)72", "./pkg/sim/")
+}
+
+// capture runs capture.sh with LUO_INCOMING=incoming into a directory of
+// the test named after the run, demands the guest's TEST PASSED and
+// returns the directory.
+func (h *harness) capture(kernel, name, incoming string) string {
+	t := h.t
+	dir := filepath.Join(h.tmp, "capture-"+name)
+	h.runEnv("scripts/luo-kernel/capture.sh ("+name+")", []string{requireEnv + "=" + kernel, "LUO_INCOMING=" + incoming},
 		"bash", filepath.Join(h.repo, "scripts/luo-kernel/capture.sh"), dir)
 	console, err := os.ReadFile(filepath.Join(dir, "console.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Contains(console, []byte("LUO-GUEST stage=2: TEST PASSED")) {
-		t.Fatalf("guest/luo did not print TEST PASSED:\n%s", tail(string(console), 40))
+		t.Fatalf("capture %s: guest/luo did not print TEST PASSED:\n%s", name, tail(string(console), 40))
 	}
-	// What the guest read through /dev/mem after the kexec equals the RAM
-	// image taken at the kexec, except the LUO blob the new kernel freed.
+	return dir
+}
+
+// checkDiff reads the capture's comparison of the guest's /dev/mem pages
+// with the RAM image and fails on any difference a kexec does not explain.
+func (h *harness) checkDiff(dir string, luoFreed bool) {
 	diff, err := os.ReadFile(filepath.Join(dir, "guest-vs-kexec.txt"))
 	if err != nil {
-		t.Fatal(err)
+		h.t.Fatal(err)
 	}
-	if bad := unexpectedDifferences(string(diff)); len(bad) > 0 || !bytes.Contains(diff, []byte("identical: ")) {
-		t.Errorf("the guest's /dev/mem dump after the kexec differs from the RAM image beyond the freed LUO blob and the scratch array (%q):\n%s", bad, diff)
+	if bad := unexpectedDifferences(string(diff), luoFreed); len(bad) > 0 || !bytes.Contains(diff, []byte("identical: ")) {
+		h.t.Errorf("%s: the guest's /dev/mem dump after the kexec differs from the RAM image (%q):\n%s", filepath.Base(dir), bad, diff)
 	}
+}
 
-	fresh := loadHandover(t, filepath.Join(dir, "handover.txt"))
-	image, root := sparseImage(t, fresh, filepath.Join(h.tmp, "fresh.mem"))
+// inspect runs kho-sim inspect, text and JSON, on a handover laid out in
+// a sparse memory image and demands the 7.2 generation, the three test
+// FLBs and no finding.
+func (h *harness) inspect(khoSim, what string, ho handover) {
+	t := h.t
+	image, root := sparseImage(t, ho, filepath.Join(h.tmp, fmt.Sprintf("inspect-%d.mem", time.Now().UnixNano())))
 	args := []string{"inspect", "--image", image, "--base", "0", "--root", fmt.Sprintf("%#x", root)}
-	text := h.run("kho-sim inspect", khoSim, args...)
+	text := h.run("kho-sim inspect ("+what+")", khoSim, args...)
 	squeezed := squeeze(text)
 	musts := []string{`generation 7.2 (KHO "kho-v4", LUO "luo-v5")`, "== findings: 0 =="}
 	for i := range testFLBs {
 		musts = append(musts, fmt.Sprintf("%q %#x 4", fmt.Sprintf("liveupdate-test-flb-v%d", i), uint64(testFLBData)+uint64(i)))
 	}
+	failed := false
 	for _, m := range musts {
 		if !strings.Contains(squeezed, squeeze(m)) {
-			t.Errorf("kho-sim inspect of the fresh capture lacks %q", m)
+			t.Errorf("kho-sim inspect of the %s lacks %q", what, m)
+			failed = true
 		}
 	}
 	var doc struct {
 		Findings []json.RawMessage `json:"findings"`
 	}
-	if err := json.Unmarshal([]byte(h.run("kho-sim inspect --json", khoSim, append(args, "--json")...)), &doc); err != nil || doc.Findings == nil || len(doc.Findings) != 0 {
-		t.Errorf("kho-sim inspect --json: %v, findings %s", err, doc.Findings)
+	if err := json.Unmarshal([]byte(h.run("kho-sim inspect --json ("+what+")", khoSim, append(args, "--json")...)), &doc); err != nil || doc.Findings == nil || len(doc.Findings) != 0 {
+		t.Errorf("kho-sim inspect --json of the %s: %v, findings %s", what, err, doc.Findings)
+		failed = true
 	}
-	if t.Failed() {
-		t.Logf("kho-sim inspect:\n%s", text)
+	if failed {
+		t.Logf("kho-sim inspect (%s):\n%s", what, text)
 	}
-
-	committed := loadHandover(t, filepath.Join(h.repo, "pkg/gen72/testdata/real-7.2/handover.txt"))
-	compareHandovers(t, committed, fresh)
 }
 
 // unexpectedDifferences returns the "differs:" lines of extract's
-// comparison other than the two a kexec explains: the LUO blob (the new
-// kernel frees it before /init) and the scratch array (a kexec segment,
-// copied into place after the image was taken).
-func unexpectedDifferences(report string) []string {
+// comparison other than those a kexec explains: the scratch array (a kexec
+// segment, copied into place after the image was taken) and, when luoFreed,
+// the LUO blob (a kernel with LUO on frees it before /init).
+func unexpectedDifferences(report string, luoFreed bool) []string {
 	var bad []string
 	for _, line := range strings.Split(report, "\n") {
-		if strings.HasPrefix(line, "differs:") &&
-			!strings.Contains(line, `(subtree "LUO", LUO blob `) && !strings.Contains(line, "(scratch array: ") {
-			bad = append(bad, line)
+		if !strings.HasPrefix(line, "differs:") || strings.Contains(line, "(scratch array: ") {
+			continue
 		}
+		if luoFreed && strings.Contains(line, `(subtree "LUO", LUO blob `) {
+			continue
+		}
+		bad = append(bad, line)
 	}
 	return bad
 }

@@ -55,19 +55,22 @@ func TestAnalyze(t *testing.T) {
 }
 
 func TestUnexpectedDifferences(t *testing.T) {
+	const luoAndScratch = "pages: 19\ndiffers: 0x3ae000 (subtree \"LUO\", LUO blob (freed by the next kernel's luo_early_startup))\n" +
+		"differs: 0x3e7f0000 (scratch array: a kexec segment, copied into place after the image was taken)\nidentical: 9, different: 2\n"
 	tests := []struct {
-		name   string
-		report string
-		want   int
+		name     string
+		report   string
+		luoFreed bool
+		want     int
 	}{
-		{"LUO blob and scratch array", "pages: 19\ndiffers: 0x3ae000 (subtree \"LUO\", LUO blob (freed by the next kernel's luo_early_startup))\n" +
-			"differs: 0x3e7f0000 (scratch array: a kexec segment, copied into place after the image was taken)\nidentical: 9, different: 2\n", 0},
-		{"FLB page", "differs: 0x3af000 (FLB page)\ndiffers: 0x3ae000 (subtree \"LUO\", LUO blob (freed))\n", 1},
-		{"not printed is no difference", "not printed by the guest: 0x3af000 (FLB page)\n", 0},
+		{"LUO blob and scratch array, LUO on", luoAndScratch, true, 0},
+		{"LUO blob and scratch array, LUO off", luoAndScratch, false, 1},
+		{"FLB page", "differs: 0x3af000 (FLB page)\ndiffers: 0x3ae000 (subtree \"LUO\", LUO blob (freed))\n", true, 1},
+		{"not printed is no difference", "not printed by the guest: 0x3af000 (FLB page)\n", false, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := unexpectedDifferences(tt.report); len(got) != tt.want {
+			if got := unexpectedDifferences(tt.report, tt.luoFreed); len(got) != tt.want {
 				t.Errorf("got %q, want %d lines", got, tt.want)
 			}
 		})
