@@ -11,14 +11,22 @@
 #   5. the QEMU matrix (e2e.TestQEMUHandover): one initramfs, a VM per case,
 #      VMs side by side (without -race: it only drives QEMU, and the guest
 #      binary is built by initramfs/build.sh anyway)
-#   6. bounded fuzzing of every fuzz target of the module
+#   6. the real Linux 7.2 kernel (e2e/realkernel.TestRealKernel): builds it
+#      from Debian's linux-source-7.2 (scripts/luo-kernel/build.sh, cached
+#      in .cache/luo-kernel), captures its handover twice (once read through
+#      /dev/mem on both sides), checks it with kho-sim inspect and kho-sim's
+#      model, and times the kernel's luo_kexec_simple against kho-sim's round
+#      trip on that kernel (out/realkernel.txt)
+#   7. bounded fuzzing of every fuzz target of the module
 #
 # Environment: KHO_SIM_E2E=required makes a missing QEMU, kernel or package
 # a failure instead of a skip, KHO_SIM_TOOLS=required the same for the tools
 # some unit tests compare against; KHO_SIM_VMS (default: the CPUs) bounds the
 # VMs running at once; KHO_SIM_KERNEL, KHO_SIM_KERNEL_ALT, KHO_SIM_INITRAMFS,
-# KHO_SIM_HOPS: see e2e/qemu_test.go. FUZZTIME (default 10s) bounds each
-# fuzz target; FUZZTIME=0 skips fuzzing.
+# KHO_SIM_HOPS: see e2e/qemu_test.go. KHO_SIM_LUO_KERNEL: 1 (default) runs
+# step 6 and skips it when the kernel cannot be built, required makes that
+# a failure, 0 skips it. FUZZTIME (default 10s) bounds each fuzz target;
+# FUZZTIME=0 skips fuzzing.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,6 +34,7 @@ cd "$repo"
 fuzztime=${FUZZTIME:-10s}
 required=
 [[ ${KHO_SIM_E2E:-} == required || ${KHO_SIM_TOOLS:-} == required ]] && required=1
+export KHO_SIM_LUO_KERNEL=${KHO_SIM_LUO_KERNEL:-1}
 
 step_name=
 step_start=0
@@ -111,13 +120,28 @@ go vet ./...
 done_step
 
 step "go test -race ./... (unit tests)"
-go test -race -skip '^TestQEMU' ./...
+go test -race -skip '^(TestQEMU|TestRealKernel$)' ./...
 done_step
 
 vms=${KHO_SIM_VMS:-$(nproc)}
 step "go test ./e2e (QEMU matrix, $vms VMs at a time)"
 go test -count=1 -timeout 15m -v -parallel "$vms" -run '^TestQEMU' ./e2e/
 done_step
+
+if [[ $KHO_SIM_LUO_KERNEL != 0 ]]; then
+	step "real Linux 7.2 kernel: build (or reuse) scripts/luo-kernel"
+	if scripts/luo-kernel/build.sh; then
+		done_step
+		step "go test ./e2e/realkernel (real kernel vs kho-sim, KHO_SIM_LUO_KERNEL=$KHO_SIM_LUO_KERNEL)"
+		go test -count=1 -timeout 30m -v -run '^TestRealKernel$' ./e2e/realkernel/
+	elif [[ $KHO_SIM_LUO_KERNEL == required ]]; then
+		echo "test.sh: scripts/luo-kernel/build.sh failed (KHO_SIM_LUO_KERNEL=required)" >&2
+		exit 1
+	else
+		echo "test.sh: warning: scripts/luo-kernel/build.sh failed; e2e/realkernel skipped (KHO_SIM_LUO_KERNEL=0 silences this)" >&2
+	fi
+	done_step
+fi
 
 if [[ $fuzztime != 0 ]]; then
 	# Every fuzz target of the module, found by go test -list: a new one
