@@ -204,7 +204,8 @@ func parseStruct(b []byte, start int, strs []byte, strsOff int, exact bool) (*No
 		nodes, nprops int
 	)
 	// zeroPad checks that the padding up to the next 4-byte boundary is
-	// within b and zero, and returns the boundary.
+	// within b and zero, and returns the boundary. Node names are always
+	// zero-padded: fdt_begin_node and fdt_add_subnode clear it.
 	zeroPad := func(pos int, what string) (int, error) {
 		next := align4(pos)
 		if next > len(b) {
@@ -300,9 +301,12 @@ func parseStruct(b []byte, start int, strs []byte, strsOff int, exact bool) (*No
 			}
 			value := append([]byte(nil), b[pos:pos+int(size)]...)
 			top.node.Props = append(top.node.Props, Property{Name: name, Value: value})
-			var err error
-			if pos, err = zeroPad(pos+int(size), "property value"); err != nil {
-				return nil, 0, err
+			// Not zeroPad: libfdt's fdt_setprop leaves whatever the
+			// buffer held in the padding after a value, and readers
+			// (libfdt, the kernel) ignore it.
+			pos = align4(pos + int(size))
+			if pos > len(b) {
+				return nil, 0, parseErr(pos, "property value padding runs past the struct block")
 			}
 		case tokenEnd:
 			switch {
