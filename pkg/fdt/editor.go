@@ -65,15 +65,25 @@ type Editor struct {
 // Builder, FinishInto and Pack produce. The tree's totalsize becomes
 // len(buf), the room the edits may grow into.
 func OpenInto(buf []byte) (*Editor, error) {
+	e, err := Open(buf)
+	if err != nil {
+		return nil, err
+	}
+	e.put32(hTotalSize, uint32(len(buf)))
+	return e, nil
+}
+
+// Open checks a tree at the start of buf as OpenInto does but leaves it
+// untouched, for reads and same-length writes into Prop's slice, as the
+// kernel's fdt_getprop_w on a packed tree. Edits that grow the tree fail
+// with ErrNoSpace: its totalsize stays.
+func Open(buf []byte) (*Editor, error) {
 	e := &Editor{buf: buf}
 	if len(buf) < headerSize || len(buf) > maxInt32 {
 		return nil, fmt.Errorf("fdt: open %d-byte buffer: %w", len(buf), ErrBadLayout)
 	}
-	if e.u32(hMagic) != Magic {
-		return nil, fmt.Errorf("fdt: open: bad magic %#x: %w", e.u32(hMagic), ErrBadLayout)
-	}
-	if v := e.u32(hVersion); v < 17 {
-		return nil, fmt.Errorf("fdt: open: version %d, editing needs 17: %w", v, ErrBadLayout)
+	if e.u32(hMagic) != Magic || e.u32(hVersion) < 17 {
+		return nil, fmt.Errorf("fdt: open: magic %#x version %d: %w", e.u32(hMagic), e.u32(hVersion), ErrBadLayout)
 	}
 	rsvSize, err := e.rsvmapSize()
 	if err != nil {
@@ -82,7 +92,6 @@ func OpenInto(buf []byte) (*Editor, error) {
 	if err := e.checkLayout(rsvSize, int(e.u32(hTotalSize))); err != nil {
 		return nil, err
 	}
-	e.put32(hTotalSize, uint32(len(buf)))
 	return e, nil
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kho-sim/kho-sim/pkg/fdt"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
@@ -310,5 +311,70 @@ func BenchmarkFinalizeAndRead(b *testing.B) {
 		if _, err := ReadIncoming(r, root); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestRootPageFull fills the root FDT's page with children until it has no
+// room: 7.2 (kho-v4) deletes the half-made child and returns ENOMEM; 7.0
+// (kho-v1) keeps it without its "fdt" and returns fdt_setprop's
+// -FDT_ERR_NOSPACE (-3) unchanged, which reads as -ESRCH. Either way the
+// page still holds a valid tree and the earlier children.
+func TestRootPageFull(t *testing.T) {
+	for _, tt := range []struct {
+		format   Format
+		want     unix.Errno
+		halfMade bool
+		initial  int // children kho_init adds: 7.2's kexec-metadata
+	}{
+		{FormatV4, unix.ENOMEM, false, 1},
+		{FormatV1, unix.ESRCH, true, 0},
+	} {
+		t.Run(string(tt.format), func(t *testing.T) {
+			r := newRegion(t, 1<<20)
+			out, err := NewOutgoingWith(physmem.NewAllocator(r), Options{Format: tt.format})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Long names: the page fills within a few dozen children.
+			name := func(i int) string { return strings.Repeat("x", 40) + string(rune('a'+i%26)) + string(rune('a'+i/26)) }
+			add := func(i int) error {
+				if tt.format == FormatV4 {
+					return out.AddBlob(name(i), uint64(0x1000*(i+1)), 8)
+				}
+				return out.AddSubtree(name(i), uint64(0x1000*(i+1)))
+			}
+			var err2 error
+			added := 0
+			for i := 0; i < 26*26; i++ {
+				if err2 = add(i); err2 != nil {
+					break
+				}
+				added++
+			}
+			if !errors.Is(err2, tt.want) {
+				t.Fatalf("after %d children: %v, want %v", added, err2, tt.want)
+			}
+			if added < 20 {
+				t.Fatalf("only %d children fit in a page", added)
+			}
+			page, err := r.Bytes(out.RootPA(), pageSize)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tree, err := fdt.Parse(page)
+			if err != nil {
+				t.Fatalf("root page after the failure: %v", err)
+			}
+			children := tree.Root.Children
+			if n := len(children); n != tt.initial+added+map[bool]int{true: 1}[tt.halfMade] {
+				t.Fatalf("%d children after %d additions (half-made kept: %v)", n, added, tt.halfMade)
+			}
+			if tt.halfMade && len(children[0].Props) != 0 {
+				t.Errorf("half-made child %q has %v", children[0].Name, children[0].Props)
+			}
+			if err := add(0); !errors.Is(err, unix.EEXIST) {
+				t.Errorf("re-adding the first child: %v, want EEXIST", err)
+			}
+		})
 	}
 }

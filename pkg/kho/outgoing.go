@@ -25,7 +25,6 @@ type Outgoing struct {
 	// preserved maps a preserved block's first pfn to its order, as the
 	// kernel's per-order bitmaps record it.
 	preserved map[uint64]uint
-	subtrees  []subtree
 	// serialized holds the chunk and bitmap pages of the last Finalize;
 	// like kmalloc'd memory in the kernel they are not themselves preserved.
 	serialized []uint64
@@ -34,12 +33,6 @@ type Outgoing struct {
 	// tree is the kho-v4 memory map; its root's address is in the root FDT
 	// from the start, as in 7.2.
 	tree *radixTree
-}
-
-type subtree struct {
-	name string
-	pa   uint64
-	size uint64 // blob-size; kho-v4 only
 }
 
 // Options select the handover format of an Outgoing.
@@ -85,7 +78,11 @@ func NewOutgoingWith(alloc *physmem.Allocator, opts Options) (*Outgoing, error) 
 		return nil, fmt.Errorf("kho: allocate root FDT: %w", err)
 	}
 	o.rootPA = pa
-	if err := o.writeRoot(0); err != nil {
+	var memMap uint64
+	if f == FormatV4 {
+		memMap = o.tree.rootPA
+	}
+	if err := o.writeEmptyRoot(memMap); err != nil {
 		return nil, err
 	}
 	if f == FormatV4 {
@@ -240,8 +237,9 @@ func getOrder(size uint64) uint {
 // AddSubtree models kho_add_subtree of an FDT: a child of the root named
 // name whose "fdt" property is fdtPA (kho-v1), or whose preserved-data is
 // fdtPA and blob-size the FDT's totalsize (kho-v4: the FDT must already be
-// written). EEXIST if the name is taken. The kernel inserts each new child
-// before the existing ones, so the newest comes first.
+// written). EEXIST if the name is taken. The root is edited in place as
+// the kernel edits it (see editRoot), so each new child comes before the
+// existing ones.
 func (o *Outgoing) AddSubtree(name string, fdtPA uint64) error {
 	var size uint64
 	if o.format == FormatV4 {
@@ -255,7 +253,7 @@ func (o *Outgoing) AddSubtree(name string, fdtPA uint64) error {
 		}
 		size = uint64(n)
 	}
-	return o.addChild(subtree{name, fdtPA, size})
+	return o.addChild(name, fdtPA, size)
 }
 
 // AddBlob models 7.2's kho_add_subtree(name, blob, size) of a blob that is
@@ -268,27 +266,83 @@ func (o *Outgoing) AddBlob(name string, pa, size uint64) error {
 	if size == 0 {
 		return fmt.Errorf("kho: add blob %q of 0 bytes: %w", name, unix.EINVAL)
 	}
-	return o.addChild(subtree{name, pa, size})
+	return o.addChild(name, pa, size)
 }
 
-func (o *Outgoing) addChild(s subtree) error {
+// addChild is kho_add_subtree's edit: fdt_add_subnode, then the address
+// (and, for kho-v4, the size) with fdt_setprop. When the page is full,
+// 7.2 deletes the half-made child and returns ENOMEM; 7.0 keeps it without
+// its "fdt" and returns fdt_setprop's -FDT_ERR_NOSPACE (-3) as it is,
+// which reads as -ESRCH.
+func (o *Outgoing) addChild(name string, pa, size uint64) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	for _, c := range o.subtrees {
-		if c.name == s.name {
-			return fmt.Errorf("kho: add_subtree %q: %w", s.name, unix.EEXIST)
+	err := o.editRoot(true, func(e *fdt.Editor) error {
+		off, err := e.AddSubnode(0, name)
+		switch {
+		case errors.Is(err, fdt.ErrExists):
+			return unix.EEXIST
+		case err != nil:
+			return fmt.Errorf("%w: %w", unix.ENOMEM, err)
 		}
+		props := []struct {
+			name  string
+			value uint64
+		}{{PropSubFDT, pa}}
+		if o.format == FormatV4 {
+			props = []struct {
+				name  string
+				value uint64
+			}{{PropBlobData, pa}, {PropBlobSize, size}}
+		}
+		for _, p := range props {
+			err := e.SetProp(off, p.name, binary.LittleEndian.AppendUint64(nil, p.value))
+			if err == nil {
+				continue
+			}
+			if o.format == FormatV1 {
+				return fmt.Errorf("%w (libfdt's -FDT_ERR_NOSPACE as an errno): %w", unix.ESRCH, err)
+			}
+			if derr := e.DelNode(off); derr != nil {
+				return fmt.Errorf("kho: delete half-made child: %w", derr)
+			}
+			return fmt.Errorf("%w: %w", unix.ENOMEM, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("kho: add_subtree %q: %w", name, err)
 	}
-	o.subtrees = append(o.subtrees, s)
-	return o.writeRootLocked(0)
+	return nil
 }
 
-// RemoveSubtree models kho_remove_subtree: the child whose fdt is fdtPA goes.
+// RemoveSubtree models kho_remove_subtree: the first child whose address
+// property (fdt, or preserved-data) is fdtPA goes.
 func (o *Outgoing) RemoveSubtree(fdtPA uint64) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.subtrees = slices.DeleteFunc(o.subtrees, func(s subtree) bool { return s.pa == fdtPA })
-	return o.writeRootLocked(0)
+	prop := PropSubFDT
+	if o.format == FormatV4 {
+		prop = PropBlobData
+	}
+	err := o.editRoot(true, func(e *fdt.Editor) error {
+		subs, err := e.Subnodes(0)
+		if err != nil {
+			return err
+		}
+		for _, off := range subs {
+			v, err := e.Prop(off, prop)
+			if err != nil || len(v) != 8 || binary.LittleEndian.Uint64(v) != fdtPA {
+				continue
+			}
+			return e.DelNode(off)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("kho: remove_subtree %#x: %w", fdtPA, err)
+	}
+	return nil
 }
 
 // Finalize models kho_finalize: it serializes the preserved-memory map into
@@ -318,7 +372,7 @@ func (o *Outgoing) Finalize() (uint64, error) {
 		o.freeSerializedLocked()
 		return 0, err
 	}
-	if err := o.writeRootLocked(first); err != nil {
+	if err := o.setMemoryMapLocked(first); err != nil {
 		return 0, err
 	}
 	return o.rootPA, nil
@@ -334,7 +388,7 @@ func (o *Outgoing) Abort() error {
 		return nil
 	}
 	o.freeSerializedLocked()
-	return o.writeRootLocked(0)
+	return o.setMemoryMapLocked(0)
 }
 
 // Preserved lists the preserved blocks, sorted by address.
@@ -423,46 +477,69 @@ func (o *Outgoing) serializeMemoryMap() (uint64, error) {
 	return first, nil
 }
 
-// writeRoot rebuilds the root FDT in its page. The kernel edits the tree in
-// place (fdt_add_subnode, fdt_setprop, fdt_pack); kho-sim writes the same
-// tree afresh with the sequential writer, which yields the same nodes and
-// properties in the same order.
-func (o *Outgoing) writeRoot(memMap uint64) error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.writeRootLocked(memMap)
-}
-
-func (o *Outgoing) writeRootLocked(memMap uint64) error {
-	if o.format == FormatV4 {
-		memMap = o.tree.rootPA
+// writeEmptyRoot models kho_out_fdt_setup: the root with its compatible
+// and preserved-memory-map, built with libfdt's sequential writer in the
+// root's page.
+func (o *Outgoing) writeEmptyRoot(memMap uint64) error {
+	page, err := o.alloc.Region().Bytes(o.rootPA, pageSize)
+	if err != nil {
+		return fmt.Errorf("kho: root FDT page: %w", err)
 	}
 	b := fdt.NewBuilder(pageSize)
 	_ = b.BeginNode("")
 	_ = b.PropertyString("compatible", string(o.format))
 	_ = b.PropertyU64(PropMemoryMap, memMap)
-	for i := len(o.subtrees) - 1; i >= 0; i-- {
-		_ = b.BeginNode(o.subtrees[i].name)
-		if o.format == FormatV4 {
-			// fdt_setprop puts each new property first: blob-size, set
-			// after preserved-data, comes out before it.
-			_ = b.PropertyU64(PropBlobSize, o.subtrees[i].size)
-			_ = b.PropertyU64(PropBlobData, o.subtrees[i].pa)
-		} else {
-			_ = b.PropertyU64(PropSubFDT, o.subtrees[i].pa)
-		}
-		_ = b.EndNode()
-	}
 	_ = b.EndNode()
-	blob, err := b.Finish() // errors are sticky: Finish reports the first
-	if err != nil {
+	if err := b.FinishInto(page); err != nil { // errors are sticky
 		return fmt.Errorf("kho: build root FDT: %w", err)
 	}
+	return nil
+}
+
+// editRoot runs edit on the root FDT in its page. With open, as
+// kho_add_subtree and kho_remove_subtree do, it is fdt_open_into(root,
+// root, PAGE_SIZE), the edit, then fdt_pack, whatever the edit returned;
+// without, the edit may only write in place (fdt_getprop_w).
+func (o *Outgoing) editRoot(open bool, edit func(*fdt.Editor) error) error {
 	page, err := o.alloc.Region().Bytes(o.rootPA, pageSize)
 	if err != nil {
-		return fmt.Errorf("kho: root FDT page: %w", err)
+		return fmt.Errorf("root FDT page: %w", err)
 	}
-	clear(page[copy(page, blob):])
+	if !open {
+		e, err := fdt.Open(page)
+		if err != nil {
+			return fmt.Errorf("root FDT: %w", err)
+		}
+		return edit(e)
+	}
+	e, err := fdt.OpenInto(page)
+	if err != nil {
+		return fmt.Errorf("%w: root FDT: %w", unix.ENOMEM, err)
+	}
+	editErr := edit(e)
+	if _, err := e.Pack(); err != nil {
+		return fmt.Errorf("pack root FDT: %w", err)
+	}
+	return editErr
+}
+
+// setMemoryMapLocked models kho_update_memory_map's store of the first
+// chunk's address: in place, into the property the root was built with.
+func (o *Outgoing) setMemoryMapLocked(pa uint64) error {
+	err := o.editRoot(false, func(e *fdt.Editor) error {
+		v, err := e.Prop(0, PropMemoryMap)
+		if err != nil {
+			return err
+		}
+		if len(v) != 8 {
+			return fmt.Errorf("%s of %d bytes: %w", PropMemoryMap, len(v), fdt.ErrBadValue)
+		}
+		binary.LittleEndian.PutUint64(v, pa)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("kho: update memory map: %w", err)
+	}
 	return nil
 }
 

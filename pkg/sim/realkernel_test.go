@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -487,4 +488,60 @@ func mustIncoming(t *testing.T, r *physmem.Region, root uint64) *kho.Incoming {
 		t.Fatal(err)
 	}
 	return in
+}
+
+// rootPageMasked returns the KHO root FDT's page with the addresses in it
+// (preserved-memory-map, each child's preserved-data) zeroed, and how many
+// it zeroed.
+func rootPageMasked(t *testing.T, r *physmem.Region, root uint64) ([]byte, int) {
+	t.Helper()
+	page := bytesAt(t, r, root, gen72.PageSize)
+	e, err := fdt.Open(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := e.Prop(0, kho.PropMemoryMap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clear(v)
+	masked := 1
+	subs, err := e.Subnodes(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, off := range subs {
+		v, err := e.Prop(off, kho.PropBlobData)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clear(v)
+		masked++
+	}
+	return page, masked
+}
+
+// TestRealKernel72_RootFDTPage compares the page kho-sim's model leaves
+// its KHO root FDT in with the page Linux 7.2.13 handed over, all 4096
+// bytes, but for the addresses: the layout libfdt's in-place edits give
+// (children newest first, blob-size before preserved-data, the reservation
+// map packed to offset 40, strings in the order the edits added them) and
+// the sequential writer's strings left at the end of the page.
+func TestRealKernel72_RootFDTPage(t *testing.T) {
+	kr, kroot := realHandover(t)
+	mr, mroot := buildRealLayout(t, ABI72)
+	kernel, kn := rootPageMasked(t, kr, kroot)
+	model, mn := rootPageMasked(t, mr, mroot)
+	if kn != 3 || mn != 3 {
+		t.Fatalf("masked %d addresses in the kernel's page and %d in the model's, want 3 (the map, kexec-metadata, LUO)", kn, mn)
+	}
+	if !bytes.Equal(model, kernel) {
+		var diffs []string
+		for i := range kernel {
+			if model[i] != kernel[i] && len(diffs) < 16 {
+				diffs = append(diffs, fmt.Sprintf("%#x: model %#02x kernel %#02x", i, model[i], kernel[i]))
+			}
+		}
+		t.Errorf("the model's root FDT page differs from the kernel's: %s", strings.Join(diffs, ", "))
+	}
 }
