@@ -4,7 +4,11 @@
 // Builder reproduces libfdt's sequential-write API (fdt_create,
 // fdt_finish_reservemap, fdt_begin_node, fdt_property, fdt_end_node,
 // fdt_finish) byte for byte, so a blob built here is laid out exactly as the
-// kernel's own FDT writer would lay it out. Parse is a strict reader for
+// kernel's own FDT writer would lay it out; FinishInto also leaves the
+// buffer as fdt_finish leaves it. Editor reproduces libfdt's read-write
+// API (fdt_open_into, fdt_add_subnode, fdt_setprop, fdt_del_node,
+// fdt_pack) on a fixed buffer, stale bytes included, as the kernel edits
+// its KHO root FDT in place. Parse is a strict reader for
 // untrusted blobs: every offset, size, token and name is checked against the
 // blob before use, work is bounded by depth and count limits, and the returned
 // Tree copies all data out of the blob.
