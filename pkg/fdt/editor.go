@@ -197,9 +197,10 @@ func (e *Editor) beginNode(off int) (int, error) {
 	return next, nil
 }
 
-// afterProps returns the offset of the first tag after a node's properties
-// (and NOPs): its first subnode or its END_NODE.
-func (e *Editor) afterProps(node int) (int, error) {
+// walkProps visits node's properties in order, skipping NOPs, until stop
+// returns true for one; it returns that property's offset, or the offset of
+// the first tag after the properties (the first subnode or the END_NODE).
+func (e *Editor) walkProps(node int, stop func(prop int) bool) (int, error) {
 	off, err := e.beginNode(node)
 	if err != nil {
 		return 0, err
@@ -209,12 +210,22 @@ func (e *Editor) afterProps(node int) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		if tag != tokenProp && tag != tokenNop {
+		switch tag {
+		case tokenNop:
+		case tokenProp:
+			if stop != nil && stop(off) {
+				return off, nil
+			}
+		default:
 			return off, nil
 		}
 		off = next
 	}
 }
+
+// afterProps is where fdt_add_subnode puts a new node: right after its
+// parent's properties.
+func (e *Editor) afterProps(node int) (int, error) { return e.walkProps(node, nil) }
 
 // nodeEnd is fdt_node_end_offset_: the offset just past the node's
 // END_NODE.
@@ -315,26 +326,15 @@ func (e *Editor) Subnode(parent int, name string) (int, error) {
 // prop finds node's property name (fdt_get_property_w): the offset of its
 // tag, or -1.
 func (e *Editor) prop(node int, name string) (int, error) {
-	off, err := e.beginNode(node)
-	if err != nil {
-		return 0, err
+	found := false
+	off, err := e.walkProps(node, func(p int) bool {
+		found = e.stringAt(int(binary.BigEndian.Uint32(e.ptr(p+8, 4)))) == name
+		return found
+	})
+	if err != nil || !found {
+		return -1, err
 	}
-	for {
-		tag, next, err := e.nextTag(off)
-		if err != nil {
-			return 0, err
-		}
-		switch tag {
-		case tokenNop:
-		case tokenProp:
-			if e.stringAt(int(binary.BigEndian.Uint32(e.ptr(off+8, 4)))) == name {
-				return off, nil
-			}
-		default:
-			return -1, nil
-		}
-		off = next
-	}
+	return off, nil
 }
 
 // stringAt is the NUL-terminated string at offset off of the strings

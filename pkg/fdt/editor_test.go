@@ -116,20 +116,7 @@ func (e *Editor) pathOffset(path string) (int, error) {
 func goEdit(t *testing.T, c editCase) string {
 	t.Helper()
 	buf := make([]byte, c.capacity)
-	b := NewBuilder(c.capacity)
-	var walk func(n *Node)
-	walk = func(n *Node) {
-		b.BeginNode(n.Name)
-		for _, p := range n.Props {
-			b.Property(p.Name, p.Value)
-		}
-		for _, ch := range n.Children {
-			walk(ch)
-		}
-		b.EndNode()
-	}
-	walk(c.root)
-	if err := b.FinishInto(buf); err != nil {
+	if err := feed(NewBuilder(c.capacity), &Tree{Root: c.root}).FinishInto(buf); err != nil {
 		t.Fatal(err)
 	}
 	for si, session := range c.sessions {

@@ -128,7 +128,11 @@ func libfdtBuild(t *testing.T, tree *Tree, capacity int) []byte {
 
 // build feeds tree to a Builder of the given capacity.
 func build(tree *Tree, capacity int) ([]byte, error) {
-	b := NewBuilder(capacity)
+	return feed(NewBuilder(capacity), tree).Finish()
+}
+
+// feed makes b's calls for tree's reservations and nodes, in order.
+func feed(b *Builder, tree *Tree) *Builder {
 	for _, r := range tree.Reserved {
 		b.AddReservation(r.Address, r.Size)
 	}
@@ -144,7 +148,7 @@ func build(tree *Tree, capacity int) ([]byte, error) {
 		b.EndNode()
 	}
 	walk(tree.Root)
-	return b.Finish()
+	return b
 }
 
 // diffTrees describes the first difference between a and b, "" if equal.

@@ -14,6 +14,7 @@ import json
 import sys
 
 import libfdt
+from libfdt_sw import build_in
 
 
 class Failed(Exception):
@@ -29,22 +30,7 @@ def check(ret):
 spec = json.load(sys.stdin)
 capacity = spec["capacity"]
 buf = bytearray(capacity)
-check(libfdt.fdt_create(buf, capacity))
-check(libfdt.fdt_finish_reservemap(buf))
-
-
-def walk(node):
-    check(libfdt.fdt_begin_node(buf, node["name"]))
-    for name, value in node["props"]:
-        v = bytes.fromhex(value)
-        check(libfdt.fdt_property_stub(buf, name, v, len(v)))
-    for child in node["children"]:
-        walk(child)
-    check(libfdt.fdt_end_node(buf))
-
-
-walk(spec["root"])
-check(libfdt.fdt_finish(buf))
+build_in(buf, spec, check)
 
 for si, session in enumerate(spec["sessions"]):
     check(libfdt.fdt_open_into(buf, buf, capacity))

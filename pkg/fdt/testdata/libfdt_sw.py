@@ -32,17 +32,10 @@ class NoSpace(Exception):
     pass
 
 
-def with_capacity(spec, capacity):
-    buf = bytearray(capacity)
-
-    def check(err):
-        if err == -libfdt.NOSPACE:
-            raise NoSpace()
-        if err:
-            raise SystemExit("libfdt error %d" % err)
-
-    check(libfdt.fdt_create(buf, capacity))
-    for addr, size in spec["reserved"]:
+def build_in(buf, spec, check):
+    """fdt_create(buf, len(buf)) up to fdt_finish, checking each call."""
+    check(libfdt.fdt_create(buf, len(buf)))
+    for addr, size in spec.get("reserved", []):
         check(libfdt.fdt_add_reservemap_entry(buf, addr, size))
     check(libfdt.fdt_finish_reservemap(buf))
 
@@ -57,17 +50,34 @@ def with_capacity(spec, capacity):
 
     walk(spec["root"])
     check(libfdt.fdt_finish(buf))
+
+
+def with_capacity(spec, capacity):
+    buf = bytearray(capacity)
+
+    def check(err):
+        if err == -libfdt.NOSPACE:
+            raise NoSpace()
+        if err:
+            raise SystemExit("libfdt error %d" % err)
+
+    build_in(buf, spec, check)
     total = int.from_bytes(buf[4:8], "big")
     return bytes(buf[:total])
 
 
-spec = json.load(sys.stdin)
-try:
-    if spec["capacity"]:
-        blob = with_capacity(spec, spec["capacity"])
+def main():
+    spec = json.load(sys.stdin)
+    try:
+        if spec["capacity"]:
+            blob = with_capacity(spec, spec["capacity"])
+        else:
+            blob = with_fdtsw(spec)
+    except NoSpace:
+        print("NOSPACE")
     else:
-        blob = with_fdtsw(spec)
-except NoSpace:
-    print("NOSPACE")
-else:
-    print(blob.hex())
+        print(blob.hex())
+
+
+if __name__ == "__main__":
+    main()
