@@ -34,7 +34,7 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/kho-sim/kho-sim/guest/internal/pid1"
 )
 
 func main() {
@@ -113,30 +113,18 @@ func (g *guest) logf(format string, args ...any) {
 // mark prints a timing line: the kernel's uptime (time since this kernel
 // started) and the time since /init started.
 func (g *guest) mark(event string) {
-	fmt.Printf("LUO-TIME stage=%d event=%s uptime=%s init=%.3f\n", g.stage, event, uptime(), time.Since(g.start).Seconds())
-}
-
-func uptime() string {
-	b, err := os.ReadFile("/proc/uptime")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return "?"
-	}
-	return f[0]
+	fmt.Printf("LUO-TIME stage=%d event=%s uptime=%s init=%.3f\n", g.stage, event, pid1.Uptime(), time.Since(g.start).Seconds())
 }
 
 func (g *guest) run() error {
-	if err := mountAll(); err != nil {
+	if err := pid1.Mount(true); err != nil {
 		return err
 	}
-	b, err := os.ReadFile("/proc/cmdline")
+	cmdline, err := pid1.Cmdline()
 	if err != nil {
-		return fmt.Errorf("read /proc/cmdline: %w", err)
+		return err
 	}
-	g.cmdline = strings.TrimSpace(string(b))
+	g.cmdline = cmdline
 	g.stage = 1
 	for _, f := range strings.Fields(g.cmdline) {
 		switch f {
@@ -154,36 +142,8 @@ func (g *guest) run() error {
 	return g.stage2()
 }
 
-// mountAll mounts what the kernel does not: there is no init system.
-func mountAll() error {
-	mounts := []struct{ src, dir, fstype string }{
-		{"proc", "/proc", "proc"},
-		{"sysfs", "/sys", "sysfs"},
-		{"devtmpfs", "/dev", "devtmpfs"},
-		{"debugfs", "/sys/kernel/debug", "debugfs"},
-	}
-	for _, m := range mounts {
-		if err := os.MkdirAll(m.dir, 0o755); err != nil {
-			return fmt.Errorf("mkdir %s: %w", m.dir, err)
-		}
-		if err := unix.Mount(m.src, m.dir, m.fstype, 0, ""); err != nil && !errors.Is(err, unix.EBUSY) {
-			return fmt.Errorf("mount -t %s %s %s: %w", m.fstype, m.src, m.dir, err)
-		}
-	}
-	return nil
-}
-
-// reset flushes the console and resets the machine.
+// reset ends the boot: the last timing line, then a machine reset.
 func (g *guest) reset() {
 	g.mark("end")
-	unix.Sync()
-	// The 8250 drains its buffer by interrupt; give it time before the
-	// reset drops what is left.
-	time.Sleep(300 * time.Millisecond)
-	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
-		g.logf("reboot(RESTART): %v", err)
-	}
-	for {
-		time.Sleep(time.Hour)
-	}
+	pid1.Reset(g.logf)
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kho-sim/kho-sim/guest/internal/pid1"
 )
 
 // stage1 preserves the planned sessions and memfds, then kexecs into the
@@ -70,14 +72,12 @@ func (g *guest) stage1() error {
 	}
 	g.logf("radix tree unchanged by kexec_file_load")
 	g.mark("reboot-kexec")
-	unix.Sync()
-	time.Sleep(200 * time.Millisecond) // let the console drain
-	err = unix.Reboot(unix.LINUX_REBOOT_CMD_KEXEC)
+	err = pid1.RebootKexec()
 	// Only a failed kexec comes back.
 	for _, s := range sessions {
 		s.Close()
 	}
-	return fmt.Errorf("reboot(LINUX_REBOOT_CMD_KEXEC): %w", err)
+	return err
 }
 
 // nextCmdline is stage 2's command line: stage 1's with luo_stage=2 and,
@@ -146,19 +146,12 @@ func (g *guest) repack(radix []byte) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("repack: %w", err)
 	}
-	var buf bytes.Buffer
-	if err := writeInitramfs(&buf, self, kernel, radix); err != nil {
+	f, err := pid1.MemfdInitramfs(initramfsFiles(self, kernel, radix)...)
+	if err != nil {
 		return nil, err
 	}
-	fd, err := unix.MemfdCreate("initramfs", 0)
-	if err != nil {
-		return nil, fmt.Errorf("repack: memfd_create: %w", err)
+	if st, err := f.Stat(); err == nil {
+		g.logf("next initramfs: %d bytes in a memfd", st.Size())
 	}
-	f := os.NewFile(uintptr(fd), "initramfs-memfd")
-	if _, err := f.Write(buf.Bytes()); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("repack: %w", err)
-	}
-	g.logf("next initramfs: %d bytes in a memfd", buf.Len())
 	return f, nil
 }

@@ -23,18 +23,17 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"strings"
 	"time"
 
-	"github.com/u-root/u-root/pkg/cpio"
 	"golang.org/x/sys/unix"
+
+	"github.com/kho-sim/kho-sim/guest/internal/pid1"
 )
 
 // Paths inside the initramfs.
@@ -78,55 +77,31 @@ func pack(args []string) error {
 	if err != nil {
 		return fmt.Errorf("pack: find this executable: %w", err)
 	}
-	files := map[string][]byte{}
-	for name, path := range map[string]string{initPath: self, kernelPath: *kernel, selftestPath: *selftest} {
-		if files[name], err = os.ReadFile(path); err != nil {
+	var files []pid1.File
+	for _, f := range []struct{ name, path string }{{initPath, self}, {kernelPath, *kernel}, {selftestPath, *selftest}} {
+		data, err := os.ReadFile(f.path)
+		if err != nil {
 			return fmt.Errorf("pack: %w", err)
 		}
+		files = append(files, pid1.File{Name: f.name, Data: data, Mode: 0o755})
 	}
-	f, err := os.Create(*out)
+	archive, err := os.Create(*out)
 	if err != nil {
 		return fmt.Errorf("pack: %w", err)
 	}
-	if err := writeInitramfs(f, files); err != nil {
-		f.Close()
+	if err := pid1.WriteInitramfs(archive, files...); err != nil {
+		archive.Close()
 		return fmt.Errorf("pack %s: %w", *out, err)
 	}
-	if err := f.Close(); err != nil {
+	if err := archive.Close(); err != nil {
 		return fmt.Errorf("pack: %w", err)
 	}
 	return nil
 }
 
-// writeInitramfs writes the root file system as a newc cpio without
-// timestamps: files (init, bzImage, luo_kexec_simple), /dev/console (the
-// kernel opens it for init's stdio before anything is mounted) and the
-// mount points. The host builds the first initramfs with it and the guest
-// the second, so both boots run the same bytes.
-func writeInitramfs(w io.Writer, files map[string][]byte) error {
-	cw := cpio.Newc.Writer(w)
-	recs := []cpio.Record{
-		cpio.Directory("dev", 0o755),
-		cpio.CharDev("dev/console", 0o600, 5, 1),
-		cpio.Directory("proc", 0o555),
-		cpio.Directory("sys", 0o555),
-		cpio.Directory("tmp", 0o1777),
-	}
-	for _, name := range []string{initPath, kernelPath, selftestPath} {
-		data, ok := files[name]
-		if !ok {
-			return fmt.Errorf("write initramfs: no /%s", name)
-		}
-		recs = append(recs, cpio.StaticRecord(data, cpio.Info{Name: name, Mode: cpio.S_IFREG | 0o755}))
-	}
-	if err := cpio.WriteRecords(cw, recs); err != nil {
-		return fmt.Errorf("write initramfs: %w", err)
-	}
-	if err := cpio.WriteTrailer(cw); err != nil {
-		return fmt.Errorf("write initramfs trailer: %w", err)
-	}
-	return nil
-}
+// rootFiles are the files of the initramfs, all executable: this program
+// as /init, the kernel it kexecs and the selftest.
+var rootFiles = [...]string{initPath, kernelPath, selftestPath}
 
 // guest is the state of one boot.
 type guest struct {
@@ -142,33 +117,18 @@ func (g *guest) logf(format string, args ...any) {
 // mark prints a timing line: the kernel's uptime and the time since /init
 // started.
 func (g *guest) mark(event string) {
-	up := "?"
-	if b, err := os.ReadFile("/proc/uptime"); err == nil {
-		if f := strings.Fields(string(b)); len(f) > 0 {
-			up = f[0]
-		}
-	}
-	fmt.Printf("LUO-SELFTEST-TIME stage=%d event=%s uptime=%s init=%.3f\n", g.stage, event, up, time.Since(g.start).Seconds())
+	fmt.Printf("LUO-SELFTEST-TIME stage=%d event=%s uptime=%s init=%.3f\n", g.stage, event, pid1.Uptime(), time.Since(g.start).Seconds())
 }
 
 func (g *guest) run() error {
-	for _, m := range []struct{ src, dir, fstype string }{
-		{"proc", "/proc", "proc"},
-		{"sysfs", "/sys", "sysfs"},
-		{"devtmpfs", "/dev", "devtmpfs"},
-	} {
-		if err := os.MkdirAll(m.dir, 0o755); err != nil {
-			return fmt.Errorf("mkdir %s: %w", m.dir, err)
-		}
-		if err := unix.Mount(m.src, m.dir, m.fstype, 0, ""); err != nil && !errors.Is(err, unix.EBUSY) {
-			return fmt.Errorf("mount -t %s %s %s: %w", m.fstype, m.src, m.dir, err)
-		}
+	if err := pid1.Mount(false); err != nil {
+		return err
 	}
-	b, err := os.ReadFile("/proc/cmdline")
+	cmdline, err := pid1.Cmdline()
 	if err != nil {
-		return fmt.Errorf("read /proc/cmdline: %w", err)
+		return err
 	}
-	g.cmdline = strings.TrimSpace(string(b))
+	g.cmdline = cmdline
 	for _, f := range strings.Fields(g.cmdline) {
 		if f == stage2Arg {
 			g.stage = 2
@@ -204,25 +164,13 @@ func (g *guest) selftest() error {
 // kexec loads the same kernel and root file system with luo_stage=2
 // appended and reboots into it.
 func (g *guest) kexec() error {
-	files := map[string][]byte{}
-	for _, name := range []string{initPath, kernelPath, selftestPath} {
-		data, err := os.ReadFile("/" + name)
-		if err != nil {
-			return fmt.Errorf("repack: %w", err)
-		}
-		files[name] = data
-	}
-	var buf bytes.Buffer
-	if err := writeInitramfs(&buf, files); err != nil {
+	files, err := pid1.ReadFiles(func(string) uint64 { return 0o755 }, rootFiles[:]...)
+	if err != nil {
 		return err
 	}
-	fd, err := unix.MemfdCreate("initramfs", 0)
+	initrd, err := pid1.MemfdInitramfs(files...)
 	if err != nil {
-		return fmt.Errorf("repack: memfd_create: %w", err)
-	}
-	initrd := os.NewFile(uintptr(fd), "initramfs-memfd")
-	if _, err := initrd.Write(buf.Bytes()); err != nil {
-		return fmt.Errorf("repack: %w", err)
+		return err
 	}
 	kernel, err := os.Open("/" + kernelPath)
 	if err != nil {
@@ -233,21 +181,11 @@ func (g *guest) kexec() error {
 		return fmt.Errorf("kexec_file_load(%q): %w", cmdline, err)
 	}
 	g.mark("reboot-kexec")
-	unix.Sync()
-	time.Sleep(200 * time.Millisecond) // let the console drain
-	err = unix.Reboot(unix.LINUX_REBOOT_CMD_KEXEC)
-	return fmt.Errorf("reboot(LINUX_REBOOT_CMD_KEXEC): %w", err)
+	return pid1.RebootKexec()
 }
 
-// reset flushes the console and resets the machine.
+// reset ends the boot: the last timing line, then a machine reset.
 func (g *guest) reset() {
 	g.mark("end")
-	unix.Sync()
-	time.Sleep(300 * time.Millisecond) // the 8250 drains by interrupt
-	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
-		g.logf("reboot(RESTART): %v", err)
-	}
-	for {
-		time.Sleep(time.Hour)
-	}
+	pid1.Reset(g.logf)
 }
