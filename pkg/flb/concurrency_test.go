@@ -39,7 +39,7 @@ func TestConcurrentPreserveUnpreserve_CountsBalance(t *testing.T) {
 	}
 	wg.Wait()
 	depth := map[string]int{}
-	for _, ev := range tf.rec.take() {
+	for _, ev := range tf.rec.Take() {
 		name := ev[strings.IndexByte(ev, ' ')+1:]
 		if i := strings.IndexByte(name, ' '); i >= 0 {
 			name = name[:i]
@@ -97,7 +97,7 @@ func TestConcurrentGetIncoming_RetrievesOnce(t *testing.T) {
 		}()
 	}
 	done.Wait()
-	tf.rec.expect(t, "retrieve a data=0x9", "finish a obj=in:a")
+	tf.rec.Expect(t, "retrieve a data=0x9", "finish a obj=in:a")
 }
 
 // TestConcurrentRegisterAndPreserve_Race registers and unregisters FLBs on one

@@ -2,44 +2,16 @@ package flb
 
 import (
 	"encoding/binary"
-	"fmt"
-	"slices"
 	"sync"
 	"testing"
+
+	"github.com/kho-sim/kho-sim/internal/recorder"
 )
-
-// recorder collects callback events in call order.
-type recorder struct {
-	mu     sync.Mutex
-	events []string
-}
-
-func (r *recorder) add(format string, a ...any) {
-	r.mu.Lock()
-	r.events = append(r.events, fmt.Sprintf(format, a...))
-	r.mu.Unlock()
-}
-
-// take returns and clears the events.
-func (r *recorder) take() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	ev := r.events
-	r.events = nil
-	return ev
-}
-
-func (r *recorder) expect(t *testing.T, want ...string) {
-	t.Helper()
-	if got := r.take(); !slices.Equal(got, want) {
-		t.Fatalf("events:\n got  %q\n want %q", got, want)
-	}
-}
 
 // testFLB builds FLBs whose callbacks record into a recorder; the fail maps
 // make a callback fail with the given error.
 type testFLB struct {
-	rec          *recorder
+	rec          *recorder.Recorder
 	failPreserve map[string]error
 	failRetrieve map[string]error
 	nilObj       bool
@@ -47,7 +19,7 @@ type testFLB struct {
 }
 
 func newTestFLB() *testFLB {
-	return &testFLB{rec: &recorder{}, failPreserve: map[string]error{}, failRetrieve: map[string]error{}}
+	return &testFLB{rec: &recorder.Recorder{}, failPreserve: map[string]error{}, failRetrieve: map[string]error{}}
 }
 
 // dataFor is the handle .preserve returns for an FLB named name.
@@ -63,7 +35,7 @@ func (tf *testFLB) flb(name string, owner *Module) *FLB {
 	short := name
 	return &FLB{Compatible: name, Ops: &Ops{
 		Preserve: func(a *OpArgs) error {
-			tf.rec.add("preserve %s", short)
+			tf.rec.Add("preserve %s", short)
 			tf.mu.Lock()
 			err := tf.failPreserve[short]
 			tf.mu.Unlock()
@@ -73,9 +45,9 @@ func (tf *testFLB) flb(name string, owner *Module) *FLB {
 			a.Data, a.Obj = dataFor(short), "out:"+short
 			return nil
 		},
-		Unpreserve: func(a *OpArgs) { tf.rec.add("unpreserve %s data=%#x obj=%v", short, a.Data, a.Obj) },
+		Unpreserve: func(a *OpArgs) { tf.rec.Add("unpreserve %s data=%#x obj=%v", short, a.Data, a.Obj) },
 		Retrieve: func(a *OpArgs) error {
-			tf.rec.add("retrieve %s data=%#x", short, a.Data)
+			tf.rec.Add("retrieve %s data=%#x", short, a.Data)
 			tf.mu.Lock()
 			err := tf.failRetrieve[short]
 			tf.mu.Unlock()
@@ -87,7 +59,7 @@ func (tf *testFLB) flb(name string, owner *Module) *FLB {
 			}
 			return nil
 		},
-		Finish: func(a *OpArgs) { tf.rec.add("finish %s obj=%v", short, a.Obj) },
+		Finish: func(a *OpArgs) { tf.rec.Add("finish %s obj=%v", short, a.Obj) },
 		Owner:  owner,
 	}}
 }

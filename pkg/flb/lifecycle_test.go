@@ -27,7 +27,7 @@ func TestFilePreserve_FirstFileCallsPreserve_LaterFilesOnlyCount(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tf.rec.expect(t, "preserve a", "preserve b", "preserve c", "preserve d")
+	tf.rec.Expect(t, "preserve a", "preserve b", "preserve c", "preserve d")
 	s := flbs[1].State()
 	if s.OutgoingCount != 3 || s.OutgoingData != dataFor("b") || s.OutgoingObj != "out:b" {
 		t.Fatalf("state %+v", s)
@@ -60,13 +60,13 @@ func TestFilePreserve_FailureRollsBackInReverse(t *testing.T) {
 				if err := k.FilePreserve(other); err != nil {
 					t.Fatal(err)
 				}
-				tf.rec.take()
+				tf.rec.Take()
 			}
 			tf.failPreserve["c"] = unix.ENOMEM
 			if err := k.FilePreserve(h); !errors.Is(err, unix.ENOMEM) {
 				t.Fatalf("FilePreserve = %v, want ENOMEM", err)
 			}
-			tf.rec.expect(t, tt.want...)
+			tf.rec.Expect(t, tt.want...)
 			for i, want := range tt.wantCount {
 				if got := flbs[i].State().OutgoingCount; got != want {
 					t.Errorf("%s count %d, want %d", flbs[i].Compatible, got, want)
@@ -88,7 +88,7 @@ func TestFilePreserve_FirstFLBFails_NothingToRollBack(t *testing.T) {
 	if err := k.FilePreserve(h); !errors.Is(err, unix.EIO) {
 		t.Fatalf("FilePreserve = %v, want EIO", err)
 	}
-	tf.rec.expect(t, "preserve a")
+	tf.rec.Expect(t, "preserve a")
 }
 
 func TestFileUnpreserve_ReverseOrder_LastFileCallsUnpreserve(t *testing.T) {
@@ -98,11 +98,11 @@ func TestFileUnpreserve_ReverseOrder_LastFileCallsUnpreserve(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tf.rec.take()
+	tf.rec.Take()
 	k.FileUnpreserve(h)
-	tf.rec.expect(t) // not the last file yet
+	tf.rec.Expect(t) // not the last file yet
 	k.FileUnpreserve(h)
-	tf.rec.expect(t, fmtUnpreserve("d"), fmtUnpreserve("c"), fmtUnpreserve("b"), fmtUnpreserve("a"))
+	tf.rec.Expect(t, fmtUnpreserve("d"), fmtUnpreserve("c"), fmtUnpreserve("b"), fmtUnpreserve("a"))
 	for _, f := range flbs {
 		if s := f.State(); s.OutgoingCount != 0 || s.OutgoingData != 0 || s.OutgoingObj != nil {
 			t.Errorf("%s not cleared: %+v", f.Compatible, s)
@@ -112,7 +112,7 @@ func TestFileUnpreserve_ReverseOrder_LastFileCallsUnpreserve(t *testing.T) {
 	if err := k.FilePreserve(h); err != nil {
 		t.Fatal(err)
 	}
-	tf.rec.expect(t, "preserve a", "preserve b", "preserve c", "preserve d")
+	tf.rec.Expect(t, "preserve a", "preserve b", "preserve c", "preserve d")
 }
 
 func TestGetOutgoing_BeforePreserve_Nil(t *testing.T) {
@@ -155,7 +155,7 @@ func TestGetIncoming_RetrievesAtMostOnce(t *testing.T) {
 			t.Fatalf("GetIncoming = %v, %v", obj, err)
 		}
 	}
-	tf.rec.expect(t, "retrieve b data="+hex(dataFor("b")))
+	tf.rec.Expect(t, "retrieve b data="+hex(dataFor("b")))
 	if s := flbs[1].State(); !s.Retrieved || s.IncomingCount != 2 || s.IncomingData != dataFor("b") {
 		t.Fatalf("state %+v", s)
 	}
@@ -169,7 +169,7 @@ func TestGetIncoming_RetrieveReturnsNilObj_RetrieveStillOnce(t *testing.T) {
 			t.Fatalf("GetIncoming = %v, %v", obj, err)
 		}
 	}
-	tf.rec.expect(t, "retrieve a data="+hex(dataFor("a")))
+	tf.rec.Expect(t, "retrieve a data="+hex(dataFor("a")))
 }
 
 func TestGetIncoming_NoIncomingData_ENODATA(t *testing.T) {
@@ -177,7 +177,7 @@ func TestGetIncoming_NoIncomingData_ENODATA(t *testing.T) {
 	if _, err := k.GetIncoming(flbs[0]); !errors.Is(err, unix.ENODATA) {
 		t.Fatalf("GetIncoming = %v, want ENODATA", err)
 	}
-	tf.rec.expect(t)
+	tf.rec.Expect(t)
 }
 
 func TestGetIncoming_NotInTable_ENOENT(t *testing.T) {
@@ -207,7 +207,7 @@ func TestGetIncoming_RetrieveError_PropagatesAndStaysUnretrieved(t *testing.T) {
 	if obj, err := k.GetIncoming(flbs[0]); err != nil || obj != "in:a" {
 		t.Fatalf("second GetIncoming = %v, %v", obj, err)
 	}
-	tf.rec.expect(t, "retrieve a data="+hex(dataFor("a")), "retrieve a data="+hex(dataFor("a")))
+	tf.rec.Expect(t, "retrieve a data="+hex(dataFor("a")), "retrieve a data="+hex(dataFor("a")))
 }
 
 func TestFileFinish_AfterRetrieve_LastFileFinishesInReverse(t *testing.T) {
@@ -217,15 +217,15 @@ func TestFileFinish_AfterRetrieve_LastFileFinishesInReverse(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tf.rec.take()
+	tf.rec.Take()
 	if err := k.FileFinish(h); err != nil {
 		t.Fatal(err)
 	}
-	tf.rec.expect(t)
+	tf.rec.Expect(t)
 	if err := k.FileFinish(h); err != nil {
 		t.Fatal(err)
 	}
-	tf.rec.expect(t, "finish c obj=in:c", "finish b obj=in:b", "finish a obj=in:a")
+	tf.rec.Expect(t, "finish c obj=in:c", "finish b obj=in:b", "finish a obj=in:a")
 	for _, f := range flbs {
 		s := f.State()
 		if !s.Finished || s.IncomingCount != 0 || s.IncomingObj != nil || s.IncomingData != 0 {
@@ -244,7 +244,7 @@ func TestFinishBeforeRetrieve_CountUnderflows_NeverFinishes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tf.rec.expect(t) // neither .retrieve nor .finish ran
+	tf.rec.Expect(t) // neither .retrieve nor .finish ran
 	for _, f := range flbs {
 		if s := f.State(); s.IncomingCount != -2 || s.Finished || s.Retrieved {
 			t.Fatalf("%s: %+v, want count -2, never finished", f.Compatible, s)
@@ -265,18 +265,18 @@ func TestFinishBeforeRetrieve_Fixed_FinishesOnce(t *testing.T) {
 	if err := k.FileFinish(h); err != nil {
 		t.Fatal(err)
 	}
-	tf.rec.expect(t)
+	tf.rec.Expect(t)
 	if err := k.FileFinish(h); err != nil {
 		t.Fatal(err)
 	}
-	tf.rec.expect(t,
+	tf.rec.Expect(t,
 		"retrieve c data="+hex(dataFor("c")), "finish c obj=in:c",
 		"retrieve b data="+hex(dataFor("b")), "finish b obj=in:b",
 		"retrieve a data="+hex(dataFor("a")), "finish a obj=in:a")
 	if err := k.FileFinish(h); err != nil {
 		t.Fatal(err)
 	}
-	tf.rec.expect(t) // finish ran once
+	tf.rec.Expect(t) // finish ran once
 	for _, f := range flbs {
 		if !f.State().Finished {
 			t.Errorf("%s not finished", f.Compatible)
@@ -315,7 +315,7 @@ func TestFinishFixed_NotInTable_NoDecrement(t *testing.T) {
 	if !errors.Is(err, unix.ENOENT) {
 		t.Fatalf("FileFinish = %v, want ENOENT warnings for b and c", err)
 	}
-	tf.rec.expect(t, "retrieve a data=0x1", "finish a obj=in:a")
+	tf.rec.Expect(t, "retrieve a data=0x1", "finish a obj=in:a")
 	if s := flbs[1].State(); s.IncomingCount != 0 {
 		t.Fatalf("b count %d, want 0 (not decremented)", s.IncomingCount)
 	}
@@ -327,7 +327,7 @@ func TestFileFinish_RetrieveFailsAtLastFile_WarnsNoFinish(t *testing.T) {
 	if err := k.FileFinish(h); !errors.Is(err, unix.EIO) {
 		t.Fatalf("FileFinish = %v, want the EIO warning", err)
 	}
-	tf.rec.expect(t,
+	tf.rec.Expect(t,
 		"retrieve c data="+hex(dataFor("c")), "finish c obj=in:c",
 		"retrieve b data="+hex(dataFor("b")),
 		"retrieve a data="+hex(dataFor("a")), "finish a obj=in:a")

@@ -75,7 +75,7 @@ func TestConcurrentSessions_FLBCountsBalance(t *testing.T) {
 	close(stop)
 	reg.Wait()
 	counts := map[string]int{}
-	for _, ev := range w.rec.take() {
+	for _, ev := range w.rec.Take() {
 		for _, op := range []string{"flb preserve ", "flb unpreserve "} {
 			if name, ok := strings.CutPrefix(ev, op); ok {
 				counts[op+name]++

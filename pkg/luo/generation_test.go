@@ -64,7 +64,7 @@ func genOutgoing(t testing.TB, w *world, mem *testMem, f Format) uint64 {
 	if err := bt.c.Serialize(); err != nil {
 		t.Fatal(err)
 	}
-	w.rec.take()
+	w.rec.Take()
 	return pa
 }
 
@@ -111,7 +111,7 @@ func TestGenerations_RoundTrip(t *testing.T) {
 			if err := s2.Finish(); err != nil {
 				t.Fatal(err)
 			}
-			w.rec.expect(t, "memfd retrieve f1", "flb retrieve A data-ok=true", "flb retrieve B data-ok=true",
+			w.rec.Expect(t, "memfd retrieve f1", "flb retrieve A data-ok=true", "flb retrieve B data-ok=true",
 				"vfio finish ? retrieved=false", "memfd finish f1 retrieved=true",
 				"memfd finish ? retrieved=false", "flb finish B obj=in:B", "flb finish A obj=in:A")
 			if len(bt.c.Warnings()) != 0 {
@@ -500,7 +500,7 @@ func TestV5_RandomDamageNeverPanics(t *testing.T) {
 				_ = s.Finish()
 			}
 		}
-		w.rec.take()
+		w.rec.Take()
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/kho-sim/kho-sim/internal/recorder"
 	"github.com/kho-sim/kho-sim/pkg/flb"
 	"golang.org/x/sys/unix"
 )
@@ -70,33 +71,6 @@ func (m *testMem) sizes() []int {
 	return s
 }
 
-// recorder collects callback events in call order.
-type recorder struct {
-	mu     sync.Mutex
-	events []string
-}
-
-func (r *recorder) add(format string, a ...any) {
-	r.mu.Lock()
-	r.events = append(r.events, fmt.Sprintf(format, a...))
-	r.mu.Unlock()
-}
-
-func (r *recorder) take() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	ev := r.events
-	r.events = nil
-	return ev
-}
-
-func (r *recorder) expect(t *testing.T, want ...string) {
-	t.Helper()
-	if got := r.take(); !slices.Equal(got, want) {
-		t.Fatalf("events:\n got  %q\n want %q", got, want)
-	}
-}
-
 // testFile is what the test handlers preserve: kind selects the handler.
 type testFile struct{ kind, name string }
 
@@ -121,13 +95,13 @@ func (f *fail) set(key string, err error) {
 
 // world builds handlers and FLBs that record into one recorder.
 type world struct {
-	rec   *recorder
+	rec   *recorder.Recorder
 	fail  *fail
 	names sync.Map // file data handle -> file name, across boots
 }
 
 func newWorld() *world {
-	return &world{rec: &recorder{}, fail: &fail{err: map[string]error{}, no: map[string]bool{}}}
+	return &world{rec: &recorder.Recorder{}, fail: &fail{err: map[string]error{}, no: map[string]bool{}}}
 }
 
 func fileData(name string) uint64 {
@@ -154,7 +128,7 @@ func (w *world) handler(kind string, withFreeze bool) *FileHandler {
 		},
 		Preserve: func(a *FileOpArgs) error {
 			f := a.File.(*testFile)
-			w.rec.add("%s preserve %s", kind, f.name)
+			w.rec.Add("%s preserve %s", kind, f.name)
 			if err := w.fail.get("preserve " + f.name); err != nil {
 				return err
 			}
@@ -163,11 +137,11 @@ func (w *world) handler(kind string, withFreeze bool) *FileHandler {
 			return nil
 		},
 		Unpreserve: func(a *FileOpArgs) {
-			w.rec.add("%s unpreserve %s data=%#x priv=%v", kind, a.File.(*testFile).name, a.SerializedData, a.PrivateData)
+			w.rec.Add("%s unpreserve %s data=%#x priv=%v", kind, a.File.(*testFile).name, a.SerializedData, a.PrivateData)
 		},
 		Retrieve: func(a *FileOpArgs) error {
 			name := w.nameOf(a.SerializedData)
-			w.rec.add("%s retrieve %s", kind, name)
+			w.rec.Add("%s retrieve %s", kind, name)
 			if err := w.fail.get("retrieve " + name); err != nil {
 				return err
 			}
@@ -184,16 +158,16 @@ func (w *world) handler(kind string, withFreeze bool) *FileHandler {
 			if f, ok := a.File.(*testFile); ok {
 				name = f.name
 			}
-			w.rec.add("%s finish %s retrieved=%v", kind, name, a.Retrieved)
+			w.rec.Add("%s finish %s retrieved=%v", kind, name, a.Retrieved)
 		},
 	}
 	if withFreeze {
 		ops.Freeze = func(a *FileOpArgs) error {
 			name := a.File.(*testFile).name
-			w.rec.add("%s freeze %s", kind, name)
+			w.rec.Add("%s freeze %s", kind, name)
 			return w.fail.get("freeze " + name)
 		}
-		ops.Unfreeze = func(a *FileOpArgs) { w.rec.add("%s unfreeze %s", kind, a.File.(*testFile).name) }
+		ops.Unfreeze = func(a *FileOpArgs) { w.rec.Add("%s unfreeze %s", kind, a.File.(*testFile).name) }
 	}
 	return &FileHandler{Compatible: kind, Ops: ops}
 }
@@ -202,20 +176,20 @@ func (w *world) handler(kind string, withFreeze bool) *FileHandler {
 func (w *world) flb(name string) *flb.FLB {
 	return &flb.FLB{Compatible: name, Ops: &flb.Ops{
 		Preserve: func(a *flb.OpArgs) error {
-			w.rec.add("flb preserve %s", name)
+			w.rec.Add("flb preserve %s", name)
 			if err := w.fail.get("flb preserve " + name); err != nil {
 				return err
 			}
 			a.Data, a.Obj = fileData(name), "out:"+name
 			return nil
 		},
-		Unpreserve: func(a *flb.OpArgs) { w.rec.add("flb unpreserve %s", name) },
+		Unpreserve: func(a *flb.OpArgs) { w.rec.Add("flb unpreserve %s", name) },
 		Retrieve: func(a *flb.OpArgs) error {
-			w.rec.add("flb retrieve %s data-ok=%v", name, a.Data == fileData(name))
+			w.rec.Add("flb retrieve %s data-ok=%v", name, a.Data == fileData(name))
 			a.Obj = "in:" + name
 			return nil
 		},
-		Finish: func(a *flb.OpArgs) { w.rec.add("flb finish %s obj=%v", name, a.Obj) },
+		Finish: func(a *flb.OpArgs) { w.rec.Add("flb finish %s obj=%v", name, a.Obj) },
 	}}
 }
 

@@ -162,11 +162,11 @@ func TestPreserveFile_FLBPreserveBeforeHandlerPreserve(t *testing.T) {
 	bt := newBoot(t, w, newTestMem(), Options{})
 	s, _ := bt.c.CreateSession("s")
 	mustPreserve(t, s, 1, memfd("f1"))
-	w.rec.expect(t, "flb preserve A", "flb preserve B", "memfd preserve f1")
+	w.rec.Expect(t, "flb preserve A", "flb preserve B", "memfd preserve f1")
 	mustPreserve(t, s, 2, memfd("f2"))
-	w.rec.expect(t, "memfd preserve f2")
+	w.rec.Expect(t, "memfd preserve f2")
 	mustPreserve(t, s, 3, &testFile{kind: "vfio", name: "v1"})
-	w.rec.expect(t, "vfio preserve v1") // B is already preserved by memfd files
+	w.rec.Expect(t, "vfio preserve v1") // B is already preserved by memfd files
 	if st := bt.b.State(); st.OutgoingCount != 3 {
 		t.Fatalf("B count %d, want 3", st.OutgoingCount)
 	}
@@ -182,7 +182,7 @@ func TestPreserveFile_HandlerPreserveFails_FLBsUnpreservedInReverse(t *testing.T
 	if err := s.PreserveFile(1, memfd("f1")); !errors.Is(err, unix.EIO) {
 		t.Fatalf("PreserveFile = %v, want EIO", err)
 	}
-	w.rec.expect(t, "flb preserve A", "flb preserve B", "memfd preserve f1", "flb unpreserve B", "flb unpreserve A")
+	w.rec.Expect(t, "flb preserve A", "flb preserve B", "memfd preserve f1", "flb unpreserve B", "flb unpreserve A")
 	if got := mem.sizes(); !slices.Equal(got, before) {
 		t.Fatalf("preserved blocks %v, want %v (file block freed)", got, before)
 	}
@@ -196,7 +196,7 @@ func TestPreserveFile_FLBPreserveFails_HandlerNotCalled(t *testing.T) {
 	if err := s.PreserveFile(1, memfd("f1")); !errors.Is(err, unix.ENOMEM) {
 		t.Fatalf("PreserveFile = %v, want ENOMEM", err)
 	}
-	w.rec.expect(t, "flb preserve A", "flb preserve B", "flb unpreserve A")
+	w.rec.Expect(t, "flb preserve A", "flb preserve B", "flb unpreserve A")
 }
 
 func TestPreserveFile_Errors(t *testing.T) {
@@ -258,7 +258,7 @@ func TestPreserveFile_FirstAcceptingHandlerWins(t *testing.T) {
 	}
 	s, _ := c.CreateSession("s")
 	mustPreserve(t, s, 1, memfd("f"))
-	w.rec.expect(t, "memfd preserve f")
+	w.rec.Expect(t, "memfd preserve f")
 }
 
 func TestAbort_UnpreservesNewestFirst_EachFLBOnce(t *testing.T) {
@@ -275,12 +275,12 @@ func TestAbort_UnpreservesNewestFirst_EachFLBOnce(t *testing.T) {
 	mustPreserve(t, s1, 1, memfd("f1"))
 	mustPreserve(t, s1, 2, memfd("f2"))
 	mustPreserve(t, s2, 3, memfd("f3"))
-	w.rec.take()
+	w.rec.Take()
 	if err := bt.c.Abort(); err != nil {
 		t.Fatal(err)
 	}
 	d := func(n string) string { return fmt.Sprintf("data=%#x priv=priv:%s", fileData(n), n) }
-	w.rec.expect(t,
+	w.rec.Expect(t,
 		"memfd unpreserve f2 "+d("f2"), "memfd unpreserve f1 "+d("f1"),
 		"memfd unpreserve f3 "+d("f3"), "flb unpreserve B", "flb unpreserve A")
 	if got := mem.sizes(); !slices.Equal(got, base) {
@@ -310,12 +310,12 @@ func TestSerialize_FreezeFails_UnfreezesAndSkipsFLBs(t *testing.T) {
 	mustPreserve(t, s1, 1, memfd("f1"))
 	mustPreserve(t, s2, 2, memfd("f2"))
 	mustPreserve(t, s2, 3, memfd("f3"))
-	w.rec.take()
+	w.rec.Take()
 	w.fail.set("freeze f3", unix.EAGAIN)
 	if err := bt.c.Serialize(); !errors.Is(err, unix.EAGAIN) {
 		t.Fatalf("Serialize = %v, want EAGAIN", err)
 	}
-	w.rec.expect(t, "memfd freeze f1", "memfd freeze f2", "memfd freeze f3", "memfd unfreeze f2", "memfd unfreeze f1")
+	w.rec.Expect(t, "memfd freeze f1", "memfd freeze f2", "memfd freeze f3", "memfd unfreeze f2", "memfd unfreeze f1")
 	block := sessionBlock(t, mem, fdtPA)
 	if !allZero(block) {
 		t.Fatal("session block not clean after a failed serialize")
@@ -327,7 +327,7 @@ func TestSerialize_FreezeFails_UnfreezesAndSkipsFLBs(t *testing.T) {
 	if err := bt.c.Abort(); err != nil {
 		t.Fatal(err)
 	}
-	w.rec.expect(t,
+	w.rec.Expect(t,
 		"memfd unpreserve f1 data=0x0 priv=priv:f1",
 		fmt.Sprintf("memfd unpreserve f3 data=%#x priv=priv:f3", fileData("f3")),
 		"memfd unpreserve f2 data=0x0 priv=priv:f2",

@@ -141,7 +141,7 @@ func outgoingBoot(t testing.TB, w *world, mem *testMem) (fdtPA uint64) {
 	mustPreserve(t, s1, 11, &testFile{kind: "vfio", name: "v1"})
 	mustPreserve(t, s2, 20, memfd("f2"))
 	handover(t, bt.c, mem, fdtPA)
-	w.rec.take()
+	w.rec.Take()
 	return fdtPA
 }
 
@@ -219,22 +219,22 @@ func TestRoundTrip_RetrieveAndFinish(t *testing.T) {
 			t.Fatalf("RetrieveFile = %v, %v", f, err)
 		}
 	}
-	w.rec.expect(t, "memfd retrieve f1")
+	w.rec.Expect(t, "memfd retrieve f1")
 	for _, f := range []*flb.FLB{bt.a, bt.b} {
 		if _, err := bt.c.FLB().GetIncoming(f); err != nil {
 			t.Fatal(err)
 		}
 	}
-	w.rec.expect(t, "flb retrieve A data-ok=true", "flb retrieve B data-ok=true")
+	w.rec.Expect(t, "flb retrieve A data-ok=true", "flb retrieve B data-ok=true")
 	if err := s1.Finish(); err != nil {
 		t.Fatal(err)
 	}
-	w.rec.expect(t, "vfio finish ? retrieved=false", "memfd finish f1 retrieved=true")
+	w.rec.Expect(t, "vfio finish ? retrieved=false", "memfd finish f1 retrieved=true")
 	s2, _ := bt.c.RetrieveSession("vm-2")
 	if err := s2.Finish(); err != nil {
 		t.Fatal(err)
 	}
-	w.rec.expect(t, "memfd finish ? retrieved=false", "flb finish B obj=in:B", "flb finish A obj=in:A")
+	w.rec.Expect(t, "memfd finish ? retrieved=false", "flb finish B obj=in:B", "flb finish A obj=in:A")
 	for _, s := range []*Session{s1, s2} {
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
@@ -284,7 +284,7 @@ func TestFinishBeforeRetrieve_7_0_FLBNeverFinishes(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			w.rec.expect(t, tt.want...)
+			w.rec.Expect(t, tt.want...)
 			if st := bt.b.State(); st.Finished != tt.fix {
 				t.Fatalf("B finished=%v count=%d", st.Finished, st.IncomingCount)
 			}
@@ -304,7 +304,7 @@ func TestFinish_CanFinishFalse_EBUSY_NothingFinished(t *testing.T) {
 	if err := s1.Finish(); !errors.Is(err, unix.EBUSY) {
 		t.Fatalf("Finish = %v, want EBUSY", err)
 	}
-	w.rec.expect(t)
+	w.rec.Expect(t)
 	if len(s1.Tokens()) != 2 {
 		t.Fatal("files dropped by a refused finish")
 	}
@@ -341,7 +341,7 @@ func TestRetrieveFile_Errors(t *testing.T) {
 	if _, err := s1.RetrieveFile(10); err != nil {
 		t.Fatalf("retry: %v", err)
 	}
-	w.rec.expect(t, "memfd retrieve f1", "memfd retrieve f1")
+	w.rec.Expect(t, "memfd retrieve f1", "memfd retrieve f1")
 }
 
 func TestRetrieveSession_Errors(t *testing.T) {
