@@ -114,9 +114,10 @@ func (o *Outgoing) addKexecMetadata(release string, incomingCount uint32) error 
 // passes to the next one in setup_data and kho-sim on its command line.
 func (o *Outgoing) RootPA() uint64 { return o.rootPA }
 
-// AllocPreserve models kho_alloc_preserve: a zeroed block of 2^order pages,
-// order = get_order(size), preserved across the handover. EINVAL for size 0,
-// E2BIG above MAX_PAGE_ORDER, ENOMEM when the region is full.
+// AllocPreserve models kho_alloc_preserve (7.0 and 7.2 alike): a zeroed
+// folio of 2^order pages, order = get_order(size), preserved as one block
+// of that order (kho_preserve_folio). EINVAL for size 0, E2BIG above
+// MAX_PAGE_ORDER, ENOMEM when the region has no free aligned run.
 func (o *Outgoing) AllocPreserve(size uint64) (uint64, []byte, error) {
 	if size == 0 {
 		return 0, nil, fmt.Errorf("kho: alloc_preserve of 0 bytes: %w", unix.EINVAL)
@@ -126,14 +127,7 @@ func (o *Outgoing) AllocPreserve(size uint64) (uint64, []byte, error) {
 		return 0, nil, fmt.Errorf("kho: alloc_preserve of %d bytes needs order %d > %d: %w", size, order, MaxPageOrder, unix.E2BIG)
 	}
 	n := uint64(pageSize) << order
-	var pa uint64
-	var mem []byte
-	var err error
-	if o.format == FormatV4 {
-		pa, mem, err = o.allocFolio(n)
-	} else {
-		pa, mem, err = o.alloc.Alloc(n, true)
-	}
+	pa, mem, err := o.allocFolio(n)
 	if err != nil {
 		return 0, nil, fmt.Errorf("kho: alloc_preserve %d bytes: %w", size, err)
 	}
@@ -146,10 +140,8 @@ func (o *Outgoing) AllocPreserve(size uint64) (uint64, []byte, error) {
 
 // allocFolio places a block of n bytes (a power of two pages) where
 // folio_alloc would: aligned to its own size, so it is one preserved block
-// of its order, the lowest such free run. The 7.0 model keeps the
-// allocator's unaligned first fit, whose images must not change; a 7.2
-// reader restores each blob as one folio (kho_restore_folio), so there the
-// alignment matters.
+// of its order, the lowest such free run. The next kernel restores it as
+// one folio (kho_restore_folio) of that order.
 func (o *Outgoing) allocFolio(n uint64) (uint64, []byte, error) {
 	o.folioMu.Lock()
 	defer o.folioMu.Unlock()

@@ -600,32 +600,39 @@ func rewriteRoot(t *testing.T, r *physmem.Region, root uint64, edit func(*fdt.Tr
 // TestV4AllocationsAreFolios: in kho-v4 each kho_alloc_preserve block is
 // aligned to its size and preserved as one block of its order, as a folio
 // is, even when the lowest free run is not aligned.
-func TestV4AllocationsAreFolios(t *testing.T) {
-	r := newRegion(t, 4<<20)
-	out, err := NewOutgoingWith(physmem.NewAllocator(r), Options{Format: FormatV4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	before := len(out.Preserved())
-	sizes := []uint64{4096, 3 * 4096, 4096, 64 << 10, 100, 2 * 4096, 1 << 20}
-	for _, size := range sizes {
-		pa, mem, err := out.AllocPreserve(size)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n := uint64(len(mem)); pa%n != 0 {
-			t.Errorf("%d bytes at %#x: not aligned to its %d-byte block", size, pa, n)
-		}
-	}
-	if got := len(out.Preserved()) - before; got != len(sizes) {
-		t.Fatalf("%d preserved blocks for %d allocations: %v", got, len(sizes), out.Preserved())
-	}
-	// The gaps alignment leaves are used by later, smaller blocks.
-	pa, _, err := out.AllocPreserve(4096)
-	if err != nil || pa >= testBase+1<<20 {
-		t.Fatalf("a page went to %#x (%v), want a gap below the 1 MiB block", pa, err)
-	}
-	if _, _, err := out.AllocPreserve(4 << 20); !errors.Is(err, unix.ENOMEM) {
-		t.Fatalf("4 MiB in a 4 MiB region already in use: %v, want ENOMEM", err)
+// TestAllocationsAreFolios: kho_alloc_preserve is folio_alloc plus
+// kho_preserve_folio in 7.0 and 7.2 alike, so every allocation is one
+// naturally aligned block of its order.
+func TestAllocationsAreFolios(t *testing.T) {
+	for _, format := range []Format{FormatV1, FormatV4} {
+		t.Run(string(format), func(t *testing.T) {
+			r := newRegion(t, 4<<20)
+			out, err := NewOutgoingWith(physmem.NewAllocator(r), Options{Format: format})
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := len(out.Preserved())
+			sizes := []uint64{4096, 3 * 4096, 4096, 64 << 10, 100, 2 * 4096, 1 << 20}
+			for _, size := range sizes {
+				pa, mem, err := out.AllocPreserve(size)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n := uint64(len(mem)); pa%n != 0 {
+					t.Errorf("%d bytes at %#x: not aligned to its %d-byte block", size, pa, n)
+				}
+			}
+			if got := len(out.Preserved()) - before; got != len(sizes) {
+				t.Fatalf("%d preserved blocks for %d allocations: %v", got, len(sizes), out.Preserved())
+			}
+			// The gaps alignment leaves are used by later, smaller blocks.
+			pa, _, err := out.AllocPreserve(4096)
+			if err != nil || pa >= testBase+1<<20 {
+				t.Fatalf("a page went to %#x (%v), want a gap below the 1 MiB block", pa, err)
+			}
+			if _, _, err := out.AllocPreserve(4 << 20); !errors.Is(err, unix.ENOMEM) {
+				t.Fatalf("4 MiB in a 4 MiB region already in use: %v, want ENOMEM", err)
+			}
+		})
 	}
 }
