@@ -143,6 +143,12 @@ func qemuCases(env *e2eEnv) []qemuCase {
 			want:   Expect{Fail: map[int]string{2: "Linux 7.0 rejects the KHO root \"kho-v4\""}},
 		},
 		{
+			// Damage to a 7.2 image: a page cleared from the radix tree.
+			name: "corrupt-7.2-page-unpreserved", hops: 1,
+			params: []string{"kho_sim.abi=7.2", "kho_sim.corrupt=page-unpreserved"},
+			want:   Expect{Fail: map[int]string{2: "is not in the preserved-memory map; the 7.2 kernel hands the subsystem memory"}},
+		},
+		{
 			name: "corrupt-liveupdate-number", hops: 1,
 			params: []string{"kho_sim.corrupt=liveupdate-number"},
 			want:   Expect{Fail: map[int]string{2: "liveupdate-number 6, want 1"}},

@@ -61,8 +61,8 @@ func table() []kindInfo {
 		{RootTruncated, "KHO root FDT totalsize cut to the middle of its struct block", func(im image) ([]edit, error) { return im.withRoot(truncate) }},
 		{LUOMagic, "LUO FDT magic has one bit flipped", func(im image) ([]edit, error) { return im.withSub(luoSubtree, badMagic) }},
 		{LUOTruncated, "LUO FDT totalsize cut to the middle of its struct block", func(im image) ([]edit, error) { return im.withSub(luoSubtree, truncate) }},
-		{RootCompatible, `KHO root compatible "kho-v1" changed in place (last character)`, func(im image) ([]edit, error) { return im.withRoot(compatible("/")) }},
-		{LUOCompatible, `LUO FDT compatible "luo-v1" changed in place (last character)`, func(im image) ([]edit, error) { return im.withSub(luoSubtree, compatible("/")) }},
+		{RootCompatible, `KHO root compatible "kho-v1" (7.2: "kho-v4") changed in place (last character)`, func(im image) ([]edit, error) { return im.withRoot(compatible("/")) }},
+		{LUOCompatible, `LUO FDT compatible "luo-v1" (or luo-v2's, or 7.2's blob's "luo-v5") changed in place (last character)`, planLUOCompatible},
 		{SessionCompatible, `luo-session node compatible "luo-session-v2" changed in place (last character)`, func(im image) ([]edit, error) { return im.withSub(luoSubtree, compatible("/"+luoSessionNode)) }},
 		{FLBCompatible, `luo-flb node compatible "luo-flb-v1" changed in place (last character)`, func(im image) ([]edit, error) { return im.withSub(luoSubtree, compatible("/"+luoFLBNode)) }},
 		{MetaCompatible, `kho-sim metadata compatible "kho-sim-v1" changed in place (last character)`, func(im image) ([]edit, error) { return im.withSub(metaSubtree, compatible("/")) }},
@@ -73,10 +73,10 @@ func table() []kindInfo {
 		{FLBPgcnt, "FLB header pgcnt set to 0", planPgcnt},
 		{FLBNameNUL, "first FLB entry's name fills all 48 bytes with no NUL", planNameNUL},
 		{FLBDataOutside, "first FLB entry's data points outside the region", planDataOutside},
-		{PageUnpreserved, "memory-map bit of the block holding the first FLB's payload cleared", planUnpreserve},
+		{PageUnpreserved, "memory-map bit (7.2: radix-tree bit) of the block holding the first FLB's payload cleared", planUnpreserve},
 		{PayloadBitflip, "one bit flipped in the first FLB's payload body", planBitflip},
 		{MemmapLoop, "first memory-map chunk's next points to itself", planMemmapLoop},
-		{LiveupdateNumber, "LUO FDT liveupdate-number increased by 5", func(im image) ([]edit, error) { return im.withSub(luoSubtree, addU64("/", luoLiveupdateNum, 5)) }},
+		{LiveupdateNumber, "LUO FDT liveupdate-number (luo_ser's liveupdate_num from luo-v2 on) increased by 5", planLiveupdateNumber},
 	}
 }
 

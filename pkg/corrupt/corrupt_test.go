@@ -399,3 +399,75 @@ func checkLiveupdate(t *testing.T, im image, before []byte) {
 		t.Errorf("liveupdate-number %d (%v), want 1+5", n, err)
 	}
 }
+
+// TestApplyLaterGenerations damages luo-v2 and 7.2 images with every kind:
+// a kind either applies, and the next boot of that generation fails for
+// its reason, or it damages something the generation does not have and
+// says so, changing nothing.
+func TestApplyLaterGenerations(t *testing.T) {
+	const notFDT = `7.2's raw "luo-v5" blob, not an FDT`
+	for _, g := range []struct {
+		abi  sim.ABI
+		want map[Kind]string // reason in the next boot, or "n/a: " and why not
+	}{
+		{sim.ABILUOv2, map[Kind]string{
+			RootMagic: "bad magic 0xd00dfeec", RootTruncated: "exceeds totalsize", RootCompatible: `is "kho-v9"`,
+			LUOMagic: `LUO FDT: kho: subtree "LUO" FDT at`, LUOTruncated: `LUO FDT: kho: subtree "LUO" FDT at`,
+			LUOCompatible: `LUO FDT compatible "luo-v9", want "luo-v2"`, MetaCompatible: `kho-sim metadata is not "kho-sim-v1"`,
+			SessionCompatible: "n/a: no property /luo-session/compatible", FLBCompatible: "n/a: no property /luo-flb/compatible",
+			MissingFLBNode: "n/a: no node /luo-flb", FLBHeaderSize: "n/a: no property /luo-flb/luo-flb-header",
+			FLBCountMax: "count 64 above LUO_FLB_MAX 63", FLBCountPgcnt: "count 100 above LUO_FLB_MAX 63",
+			FLBPgcnt: "pgcnt 0, want 1", FLBNameNUL: "has no NUL in its 48 bytes", FLBDataOutside: "lies outside the region",
+			PageUnpreserved: "is not in the preserved-memory map", PayloadBitflip: "CRC32C",
+			MemmapLoop: "chunk list loops back", LiveupdateNumber: "liveupdate-number 6, want 1",
+		}},
+		{sim.ABI72, map[Kind]string{
+			RootMagic: "bad magic 0xd00dfeec", RootTruncated: "exceeds totalsize", RootCompatible: `is "kho-v9"`,
+			LUOMagic: "n/a: " + notFDT, LUOTruncated: "n/a: " + notFDT,
+			LUOCompatible: `LUO blob compatible "luo-v9", want "luo-v5"`, MetaCompatible: `kho-sim metadata is not "kho-sim-v1"`,
+			SessionCompatible: "n/a: " + notFDT, FLBCompatible: "n/a: " + notFDT,
+			MissingFLBNode: "n/a: " + notFDT, FLBHeaderSize: "n/a: " + notFDT,
+			FLBCountMax: "count 64 above LUO_FLB_MAX 63", FLBCountPgcnt: "count 100 above LUO_FLB_MAX 63",
+			FLBPgcnt: "pgcnt 0, want 1", FLBNameNUL: "has no NUL in its 48 bytes", FLBDataOutside: "lies outside the region",
+			PageUnpreserved: "is not in the preserved-memory map", PayloadBitflip: "CRC32C",
+			MemmapLoop: "n/a: radix tree of fixed depth", LiveupdateNumber: "liveupdate-number 6, want 1",
+		}},
+	} {
+		t.Run(string(g.abi), func(t *testing.T) {
+			h := newHandoverABI(t, "default", g.abi)
+			for _, k := range Kinds() {
+				want, ok := g.want[k]
+				if !ok {
+					t.Fatalf("no expectation for %s", k)
+				}
+				t.Run(string(k), func(t *testing.T) {
+					mem := h.clone()
+					desc, err := Apply(region(t, mem), h.next.RootPA, k)
+					if why, na := strings.CutPrefix(want, "n/a: "); na {
+						if !errors.Is(err, ErrNotApplicable) || !strings.Contains(err.Error(), why) {
+							t.Fatalf("Apply: %v, want not applicable because %q", err, why)
+						}
+						if !bytes.Equal(mem, h.mem) {
+							t.Fatal("a kind that does not apply changed the image")
+						}
+						return
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Logf("%s", desc)
+					ok, out, err := h.nextBoot(t, mem)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if ok || !strings.Contains(out, want) {
+						t.Errorf("next boot ok=%v, want a failure naming %q:\n%s", ok, want, out)
+					}
+					if p := validKTAP(h, out); p != "" {
+						t.Errorf("next boot's KTAP is invalid: %s", p)
+					}
+				})
+			}
+		})
+	}
+}

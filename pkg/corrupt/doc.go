@@ -13,4 +13,11 @@
 // formed unless the kind is about the blob itself (magic, truncation): a
 // missing node is NOP-ed out token by token, a short property is followed by
 // an FDT_NOP, as a real FDT editor would leave them.
+//
+// The image may be of any generation kho-sim writes. A kind finds its
+// target the way that generation's kernel would (luo_ser behind luo-v2's
+// luo-abi-header or as 7.2's raw blob, 7.2's radix tree instead of bitmap
+// chunks); a kind whose target the generation lacks (the 7.0 LUO FDT's
+// nodes on a 7.2 image, a chunk list in a radix tree) returns
+// ErrNotApplicable and changes nothing.
 package corrupt

@@ -23,12 +23,19 @@ const (
 // handover is a real image: the first boot of a scenario run by pkg/sim.
 type handover struct {
 	sc   *scenario.Scenario
+	abi  sim.ABI
 	mem  []byte // the region's bytes after the first boot
 	next sim.Handover
 	ktap string // the first boot's KTAP
 }
 
 func newHandover(t testing.TB, name string) *handover {
+	t.Helper()
+	return newHandoverABI(t, name, "")
+}
+
+// newHandoverABI is newHandover for a kernel generation ("" is 7.0).
+func newHandoverABI(t testing.TB, name string, abi sim.ABI) *handover {
 	t.Helper()
 	sc, err := scenario.Lookup(name)
 	if err != nil {
@@ -37,11 +44,11 @@ func newHandover(t testing.TB, name string) *handover {
 	mem := make([]byte, regionSize)
 	r := region(t, mem)
 	var out bytes.Buffer
-	o := sim.Run(sim.Config{Region: r, Scenario: sc, In: sim.Handover{Boot: 1}, Boots: 2, Out: &out})
+	o := sim.Run(sim.Config{Region: r, Scenario: sc, ABI: abi, In: sim.Handover{Boot: 1}, Boots: 2, Out: &out})
 	if !o.OK || o.Next.RootPA == 0 {
 		t.Fatalf("first boot of %s did not hand over:\n%s", name, out.String())
 	}
-	return &handover{sc: sc, mem: mem, next: o.Next, ktap: out.String()}
+	return &handover{sc: sc, abi: abi, mem: mem, next: o.Next, ktap: out.String()}
 }
 
 func region(t testing.TB, mem []byte) *physmem.Region {
@@ -66,7 +73,7 @@ func (h *handover) nextBoot(t testing.TB, mem []byte) (ok bool, ktap string, err
 			err = fmt.Errorf("next boot panicked: %v\n%s", p, debug.Stack())
 		}
 	}()
-	o := sim.Run(sim.Config{Region: region(t, mem), Scenario: h.sc, In: h.next, Boots: 2, Out: &out})
+	o := sim.Run(sim.Config{Region: region(t, mem), Scenario: h.sc, ABI: h.abi, In: h.next, Boots: 2, Out: &out})
 	return o.OK, out.String(), nil
 }
 

@@ -46,17 +46,112 @@ type image struct {
 
 func (im image) root() (*blob, error) { return readBlob(im.r, im.rootPA, "KHO root FDT") }
 
-// sub reads the root's child FDT called name.
-func (im image) sub(name string) (*blob, error) {
+// v4 reports whether the root is 7.2's "kho-v4", whose children hold
+// preserved-data and blob-size instead of 7.0's "fdt".
+func (im image) v4() (bool, error) {
 	root, err := im.root()
 	if err != nil {
-		return nil, err
+		return false, err
 	}
-	pa, err := root.u64("/"+name, kho.PropSubFDT)
+	return root.tree.Root.IsCompatible(kho.CompatibleV4), nil
+}
+
+// child is the address and size (0: an FDT sized by its header) of the
+// root's child called name.
+func (im image) child(name string) (pa, size uint64, err error) {
+	root, err := im.root()
+	if err != nil {
+		return 0, 0, err
+	}
+	if !root.tree.Root.IsCompatible(kho.CompatibleV4) {
+		pa, err = root.u64("/"+name, kho.PropSubFDT)
+		return pa, 0, err
+	}
+	if pa, err = root.u64("/"+name, kho.PropBlobData); err != nil {
+		return 0, 0, err
+	}
+	if size, err = root.u64("/"+name, kho.PropBlobSize); err != nil {
+		return 0, 0, err
+	}
+	return pa, size, nil
+}
+
+// sub reads the root's child FDT called name.
+func (im image) sub(name string) (*blob, error) {
+	if name == luoSubtree {
+		if ser, err := im.luoSer(); err == nil && ser.raw {
+			return nil, fmt.Errorf("the LUO state is 7.2's raw %q blob, not an FDT: %w", luo.SerCompatible, ErrNotApplicable)
+		}
+	}
+	pa, _, err := im.child(name)
 	if err != nil {
 		return nil, err
 	}
 	return readBlob(im.r, pa, name+" FDT")
+}
+
+// luoSer locates struct luo_ser, which holds the liveupdate number and the
+// FLB page's address from the luo-v2 step on: behind the LUO FDT's
+// luo-abi-header (luo-v2), or the "LUO" child itself (7.2's raw blob,
+// which starts with its compatible).
+type luoSerAt struct {
+	pa  uint64
+	raw bool // 7.2: the blob itself, compatible first
+}
+
+func (im image) luoSer() (luoSerAt, error) {
+	is4, err := im.v4()
+	if err != nil {
+		return luoSerAt{}, err
+	}
+	pa, size, err := im.child(luoSubtree)
+	if err != nil {
+		return luoSerAt{}, err
+	}
+	if is4 {
+		if size < luo.SerSize {
+			return luoSerAt{}, fmt.Errorf("LUO blob of %d bytes, luo_ser needs %d: %w", size, luo.SerSize, ErrNotApplicable)
+		}
+		if _, err := im.r.Bytes(pa, luo.SerSize); err != nil {
+			return luoSerAt{}, fmt.Errorf("LUO blob: %w", err)
+		}
+		return luoSerAt{pa: pa, raw: true}, nil
+	}
+	b, err := readBlob(im.r, pa, luoSubtree+" FDT")
+	if err != nil {
+		return luoSerAt{}, err
+	}
+	if !b.tree.Root.IsCompatible(luo.FDTCompatibleV2) {
+		return luoSerAt{}, fmt.Errorf("LUO FDT is %q, which has no luo_ser: %w", luo.FDTCompatible, ErrNotApplicable)
+	}
+	ser, err := b.u64("/", luo.FDTABIHeader)
+	if err != nil {
+		return luoSerAt{}, err
+	}
+	if _, err := im.r.Bytes(ser, luo.SerV2Size); err != nil {
+		return luoSerAt{}, fmt.Errorf("luo_ser: %w", err)
+	}
+	return luoSerAt{pa: ser}, nil
+}
+
+// field is the offset of a u64 field of struct luo_ser (liveupdate_num,
+// sessions_pa, flbs_pa in that order): 7.2's blob has its compatible first.
+func (s luoSerAt) field(i int) uint64 {
+	off := uint64(8 * i)
+	if s.raw {
+		off += luo.SerCompatLen
+	}
+	return s.pa + off
+}
+
+// serU64 plans an edit of luo_ser's u64 field i.
+func (im image) serU64(i int, name string, v func(old uint64) uint64) ([]edit, error) {
+	ser, err := im.luoSer()
+	if err != nil {
+		return nil, err
+	}
+	cur, _ := im.r.Bytes(ser.field(i), 8) // inside luo_ser, checked by luoSer
+	return []edit{u64LE(ser.field(i), cur, v(le.Uint64(cur)), "luo_ser "+name)}, nil
 }
 
 func (im image) withRoot(fn func(*blob) ([]edit, error)) ([]edit, error) {
@@ -185,21 +280,63 @@ func addU64(path, name string, delta uint64) func(*blob) ([]edit, error) {
 	}
 }
 
-// flbPage is the FLB page the LUO FDT's luo-flb-header points to.
+// flbPage is the FLB page: what the LUO FDT's luo-flb-header points to
+// (7.0), or luo_ser's flbs_pa (luo-v2, 7.2).
 func (im image) flbPage() (uint64, []byte, error) {
-	b, err := im.sub(luoSubtree)
-	if err != nil {
-		return 0, nil, err
+	var pa uint64
+	if ser, err := im.luoSer(); err == nil {
+		cur, _ := im.r.Bytes(ser.field(2), 8)
+		pa = le.Uint64(cur)
+	} else {
+		b, err := im.sub(luoSubtree)
+		if err != nil {
+			return 0, nil, err
+		}
+		if pa, err = b.u64("/"+luoFLBNode, luoFLBHeader); err != nil {
+			return 0, nil, err
+		}
 	}
-	pa, err := b.u64("/"+luoFLBNode, luoFLBHeader)
-	if err != nil {
-		return 0, nil, err
+	if pa == 0 {
+		return 0, nil, fmt.Errorf("no FLB page was handed over: %w", ErrNotApplicable)
 	}
 	page, err := im.r.Bytes(pa, flb.PageSize)
 	if err != nil {
 		return 0, nil, fmt.Errorf("FLB page: %w", err)
 	}
 	return pa, page, nil
+}
+
+// planLiveupdateNumber adds 5 to the liveupdate number, wherever the
+// generation keeps it.
+func planLiveupdateNumber(im image) ([]edit, error) {
+	if _, err := im.luoSer(); err == nil {
+		return im.serU64(0, "liveupdate_num", func(old uint64) uint64 { return old + 5 })
+	}
+	return im.withSub(luoSubtree, addU64("/", luoLiveupdateNum, 5))
+}
+
+// planLUOCompatible changes the last character of the LUO state's
+// compatible: the LUO FDT's (7.0, luo-v2) or 7.2's blob's "luo-v5".
+func planLUOCompatible(im image) ([]edit, error) {
+	ser, err := im.luoSer()
+	if err != nil || !ser.raw {
+		return im.withSub(luoSubtree, compatible("/"))
+	}
+	v, _ := im.r.Bytes(ser.pa, luo.SerCompatLen) // inside luo_ser
+	n := bytes.IndexByte(v, 0)
+	if n < 1 {
+		return nil, fmt.Errorf("LUO blob compatible %q is not a string: %w", v, ErrNotApplicable)
+	}
+	last := byte('9')
+	if v[n-1] == last {
+		last = '8'
+	}
+	nu := bytes.Clone(v[:n])
+	nu[n-1] = last
+	return []edit{{
+		pa: ser.pa + uint64(n) - 1, old: bytes.Clone(v[n-1 : n]), new: nu[n-1:],
+		what: "LUO blob compatible", from: fmt.Sprintf("%q", v[:n]), to: fmt.Sprintf("%q", nu),
+	}}, nil
 }
 
 // firstFLB is entry 0 of the FLB table; the header must list at least one.
@@ -375,6 +512,9 @@ func (im image) chunks() ([]chunk, error) {
 }
 
 func planMemmapLoop(im image) ([]edit, error) {
+	if is4, err := im.v4(); err == nil && is4 {
+		return nil, fmt.Errorf("7.2's memory map is a radix tree of fixed depth, no chunk list that could loop: %w", ErrNotApplicable)
+	}
 	cs, err := im.chunks()
 	if err != nil {
 		return nil, err
@@ -388,6 +528,9 @@ func planUnpreserve(im image) ([]edit, error) {
 	pa, name, _, err := im.firstPayload()
 	if err != nil {
 		return nil, err
+	}
+	if is4, err := im.v4(); err == nil && is4 {
+		return unpreserveRadix(im, pa, name)
 	}
 	cs, err := im.chunks()
 	if err != nil {
@@ -419,6 +562,34 @@ func planUnpreserve(im image) ([]edit, error) {
 		}
 	}
 	return nil, fmt.Errorf("no memory-map bit covers FLB %q payload %#x: %w", name, pa, ErrNotApplicable)
+}
+
+// unpreserveRadix clears the radix-tree bit of the block holding pa.
+func unpreserveRadix(im image, pa uint64, name string) ([]edit, error) {
+	root, err := im.root()
+	if err != nil {
+		return nil, err
+	}
+	treePA, err := root.u64("/", kho.PropMemoryMap)
+	if err != nil {
+		return nil, err
+	}
+	rb, ok, err := kho.FindRadixBit(im.r, treePA, pa)
+	if err != nil {
+		return nil, fmt.Errorf("radix tree: %w: %w", err, ErrNotApplicable)
+	}
+	if !ok {
+		return nil, fmt.Errorf("no radix-tree bit covers FLB %q payload %#x: %w", name, pa, ErrNotApplicable)
+	}
+	at := rb.BitmapPA + rb.Bit/8
+	bm, _ := im.r.Bytes(at, 1) // read by FindRadixBit
+	mask := byte(1) << (rb.Bit % 8)
+	return []edit{{
+		pa: at, old: []byte{bm[0]}, new: []byte{bm[0] &^ mask},
+		what: fmt.Sprintf("radix bitmap %#x bit %d (order-%d block %#x holding FLB %q payload %#x)",
+			rb.BitmapPA, rb.Bit, rb.Block.Order, rb.Block.PA, name, pa),
+		from: fmt.Sprintf("%#02x", bm[0]), to: fmt.Sprintf("%#02x", bm[0]&^mask),
+	}}, nil
 }
 
 // u64LE is an edit setting the little-endian u64 at the start of cur.

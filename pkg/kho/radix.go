@@ -176,3 +176,42 @@ func (w *radixWalker) leaf(pa, start uint64) error {
 	}
 	return nil
 }
+
+// RadixBit is where a radix tree records one preserved block: the leaf
+// bitmap page, the bit in it and the block it stands for.
+type RadixBit struct {
+	BitmapPA uint64
+	Bit      uint64
+	Block    Block
+}
+
+// FindRadixBit looks in the radix tree rooted at rootPA for the preserved
+// block that holds pa, trying every order from 0 up, as a reader that
+// needs the page would. ok is false when no block holds pa. Nodes are read
+// through r only; one outside it is an error.
+func FindRadixBit(r *physmem.Region, rootPA, pa uint64) (rb RadixBit, ok bool, err error) {
+	for order := uint(0); order <= MaxPageOrder; order++ {
+		block := pa &^ (pageSize<<order - 1)
+		key := RadixKey(block, order)
+		node := rootPA
+		for level := RadixLevels; level >= 1 && node != 0; level-- {
+			mem, err := r.Bytes(node, pageSize)
+			if err != nil {
+				return RadixBit{}, false, fmt.Errorf("kho: radix node %#x: %w", node, err)
+			}
+			node = binary.LittleEndian.Uint64(mem[radixIndex(key, level)*8:])
+		}
+		if node == 0 {
+			continue
+		}
+		bit := key % (1 << radixBitmapBit)
+		b, err := r.Bytes(node+bit/8, 1)
+		if err != nil {
+			return RadixBit{}, false, fmt.Errorf("kho: radix bitmap %#x: %w", node, err)
+		}
+		if b[0]&(1<<(bit%8)) != 0 {
+			return RadixBit{BitmapPA: node, Bit: bit, Block: Block{PA: block, Order: order}}, true, nil
+		}
+	}
+	return RadixBit{}, false, nil
+}

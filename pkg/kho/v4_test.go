@@ -636,3 +636,45 @@ func TestAllocationsAreFolios(t *testing.T) {
 		})
 	}
 }
+
+// TestFindRadixBit finds, for a page inside every preserved block, the bit
+// that preserves it, and nothing for pages no block holds.
+func TestFindRadixBit(t *testing.T) {
+	r, out, root := handoverV4(t)
+	in, err := ReadIncoming(r, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	treePA, err := in.Root().Root.U64(PropMemoryMap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := map[uint64]bool{}
+	for _, b := range out.Preserved() {
+		last := b.PA + pageSize<<b.Order - pageSize
+		for _, pa := range []uint64{b.PA, last + 100} {
+			rb, ok, err := FindRadixBit(r, treePA, pa)
+			if err != nil || !ok || rb.Block != b {
+				t.Fatalf("page %#x of %v: %+v, %v, %v", pa, b, rb, ok, err)
+			}
+			bm, _ := r.Bytes(rb.BitmapPA+rb.Bit/8, 1)
+			if bm[0]&(1<<(rb.Bit%8)) == 0 {
+				t.Fatalf("bit %d of %#x is clear", rb.Bit, rb.BitmapPA)
+			}
+		}
+		for p := b.PA; p <= last; p += pageSize {
+			held[p] = true
+		}
+	}
+	for p := r.Base(); p < r.End(); p += pageSize {
+		if held[p] {
+			continue
+		}
+		if rb, ok, err := FindRadixBit(r, treePA, p); ok || err != nil {
+			t.Fatalf("page %#x is in no block, found %+v, %v", p, rb, err)
+		}
+	}
+	if _, _, err := FindRadixBit(r, r.End(), r.Base()); err == nil {
+		t.Fatal("a root outside the region: no error")
+	}
+}
