@@ -141,7 +141,8 @@ type boot struct {
 	stepErrs    []string
 	payloadErrs []string
 	phases      timing.Phases
-	totals      [3]int // passed, failed, skipped top-level results before this boot
+	stepTimes   []timing.Phase // the steps phase by operation
+	totals      [3]int         // passed, failed, skipped top-level results before this boot
 }
 
 type fileKey struct {
@@ -285,10 +286,14 @@ func (b *boot) lifecycle() *Outcome {
 
 	plan := b.sc.Boot(b.n-1, b.boots)
 	t0 := time.Now()
+	var byOp timing.Phases
 	for _, st := range plan.Steps {
+		ts := time.Now()
 		b.step(st)
+		byOp.Accumulate(st.Op, time.Since(ts))
 	}
 	b.phases.Add("steps", time.Since(t0))
+	b.stepTimes = byOp.List()
 	b.chk.Done()
 	b.releaseIncoming()
 
@@ -448,6 +453,15 @@ func violations(c *check.Checker) error {
 func (b *boot) finish(o *Outcome) *Outcome {
 	for _, p := range b.phases.List() {
 		b.t.Diag("phase %s %s", p.Name, timing.Ms(p.D))
+	}
+	if len(b.stepTimes) > 0 {
+		// The steps phase split by operation (preserve, retrieve,
+		// finish, ...), each summed over the boot, in first-run order.
+		parts := make([]string, len(b.stepTimes))
+		for i, p := range b.stepTimes {
+			parts[i] = fmt.Sprintf("%s %.3f ms", p.Name, float64(p.D)/float64(time.Millisecond))
+		}
+		b.t.Diag("steps by operation: %s", strings.Join(parts, ", "))
 	}
 	pass, fail, skip := b.t.Counts()
 	b.t.Plan(pass + fail + skip)

@@ -410,3 +410,32 @@ func TestColdReboot_StillLoadsTheNextKernel(t *testing.T) {
 		t.Fatalf("ok=%v last=%v loaded %v next %v; want one load of boot 2 without a handover", o.OK, o.Last, loaded, o.Next)
 	}
 }
+
+// TestStepsTimedByOperation: each boot splits its steps phase by scenario
+// operation, in the order each first ran, one diagnostic line per boot.
+func TestStepsTimedByOperation(t *testing.T) {
+	_, out := chain(t, lookup(t, "sharing"), 2, false)
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		if _, rest, ok := strings.Cut(l, "# steps by operation: "); ok {
+			lines = append(lines, rest)
+		}
+	}
+	if len(lines) != 2 {
+		t.Fatalf("%d lines of step timings, want one per boot:\n%s", len(lines), out)
+	}
+	for i, want := range [][]string{{"preserve-all"}, {"retrieve-all", "get-incoming", "finish", "preserve-all"}} {
+		var ops []string
+		for _, part := range strings.Split(lines[i], ", ") {
+			var op string
+			var ms float64
+			if n, err := fmt.Sscanf(part, "%s %f ms", &op, &ms); n != 2 || err != nil || ms < 0 {
+				t.Fatalf("boot %d: %q: %v", i+1, part, err)
+			}
+			ops = append(ops, op)
+		}
+		if !slices.Equal(ops, want) {
+			t.Errorf("boot %d: operations %v, want %v", i+1, ops, want)
+		}
+	}
+}

@@ -59,6 +59,18 @@ type Phases struct {
 // Add records a phase.
 func (p *Phases) Add(name string, d time.Duration) { p.list = append(p.list, Phase{name, d}) }
 
+// Accumulate adds d to the phase called name, recording it at the end
+// when it is new, so repeated work sums up under one name.
+func (p *Phases) Accumulate(name string, d time.Duration) {
+	for i := range p.list {
+		if p.list[i].Name == name {
+			p.list[i].D += d
+			return
+		}
+	}
+	p.Add(name, d)
+}
+
 // Time runs fn and records how long it took.
 func (p *Phases) Time(name string, fn func() error) error {
 	t := time.Now()

@@ -1,6 +1,7 @@
 package timing
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -41,5 +42,19 @@ func TestPhases(t *testing.T) {
 	}
 	if Ms(1500*time.Microsecond) != "1.5 ms" {
 		t.Fatal(Ms(1500 * time.Microsecond))
+	}
+}
+
+func TestPhasesAccumulate(t *testing.T) {
+	var p Phases
+	for _, s := range []struct {
+		name string
+		d    time.Duration
+	}{{"preserve-all", 2}, {"retrieve-all", 3}, {"preserve-all", 5}, {"finish", 7}} {
+		p.Accumulate(s.name, s.d)
+	}
+	want := []Phase{{"preserve-all", 7}, {"retrieve-all", 3}, {"finish", 7}}
+	if l := p.List(); !slices.Equal(l, want) {
+		t.Fatalf("%+v, want %+v", l, want)
 	}
 }
