@@ -220,9 +220,9 @@ func resultLine(r ktap.Result) string {
 	return s
 }
 
-// diagsAfter returns the diagnostics, phases aside, between result i of r and
-// the next one (ktap attaches them to the next result, or to r itself after
-// the last).
+// diagsAfter returns the diagnostics, timings aside, between result i of r
+// and the next one (ktap attaches them to the next result, or to r itself
+// after the last).
 func diagsAfter(r *ktap.Report, i int) []string {
 	diags := r.Diags
 	if i+1 < len(r.Results) {
@@ -230,11 +230,17 @@ func diagsAfter(r *ktap.Report, i int) []string {
 	}
 	var out []string
 	for _, d := range diags {
-		if !strings.HasPrefix(d, "phase ") {
+		if !isTiming(d) {
 			out = append(out, d)
 		}
 	}
 	return out
+}
+
+// isTiming tells a boot's timing diagnostics ("phase ...", "steps by
+// operation: ...") from the reasons a result gives.
+func isTiming(d string) bool {
+	return strings.HasPrefix(d, "phase ") || strings.HasPrefix(d, "steps by operation: ")
 }
 
 // phases collects the "phase ..." diagnostics of a subtest, depth first.

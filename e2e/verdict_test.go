@@ -359,3 +359,22 @@ func TestWriteSummaryExpected(t *testing.T) {
 		})
 	}
 }
+
+// TestJudgeNotesLeaveTimingsOut: the reasons noted under a failed result
+// are its diagnostics without the boot's timing lines that follow the
+// last result.
+func TestJudgeNotesLeaveTimingsOut(t *testing.T) {
+	log := "KTAP version 1\n1..1\n    KTAP version 1\n    1..1\n    not ok 1 payloads match\n    # CRC32C differs\n" +
+		"    # phase steps 1 ms\n    # steps by operation: preserve-all 1.000 ms\nnot ok 1 boot-1\n# kho-sim: done\n"
+	rep, err := ktap.Parse(strings.NewReader(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := Judge(rep, 1)
+	if len(v.Boots) != 1 || len(v.Boots[0].Notes) != 1 {
+		t.Fatalf("Judge = %+v", v)
+	}
+	if got := v.Boots[0].Notes[0].Diags; !slices.Equal(got, []string{"CRC32C differs"}) {
+		t.Errorf("notes %q, want only the reason", got)
+	}
+}
