@@ -286,11 +286,18 @@ func TestEditorRejectsBadBuffers(t *testing.T) {
 
 // FuzzEditor applies edits chosen by the input to a small tree and checks
 // the packed result against a model of what each edit means: the tree
-// parses, and its nodes and properties are the model's, in its order.
+// parses, and its nodes and properties are the model's, in its order. The
+// input is also handed to the editor as a buffer of its own, which must
+// fail cleanly or stay a tree that parses, never panic.
 func FuzzEditor(f *testing.F) {
 	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9})
 	f.Add([]byte{0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 0x40, 0x41})
+	// A real tree, for the hostile-buffer half to mutate.
+	if blob, err := build(luoTree(), 0); err == nil {
+		f.Add(blob)
+	}
 	f.Fuzz(func(t *testing.T, ops []byte) {
+		editHostile(t, ops)
 		names := []string{"a", "b", "a@1", "kexec-metadata"}
 		props := []string{"blob-size", "size", "preserved-data", "compatible"}
 		buf := make([]byte, 1024)
@@ -364,6 +371,31 @@ func FuzzEditor(f *testing.F) {
 			}
 		}
 	})
+}
+
+// editHostile opens a copy of raw (padded to a page) and tries every edit
+// on it: errors are fine, a panic is not, and whatever an edit that
+// succeeded leaves behind must still open.
+func editHostile(t *testing.T, raw []byte) {
+	buf := make([]byte, max(len(raw), 4096))
+	copy(buf, raw)
+	e, err := OpenInto(buf)
+	if err != nil {
+		return
+	}
+	ok := false
+	if off, err := e.AddSubnode(0, "n"); err == nil {
+		ok = e.SetProp(off, "p", raw) == nil || ok
+	}
+	if subs, err := e.Subnodes(0); err == nil && len(subs) > 0 {
+		ok = e.DelNode(subs[0]) == nil || ok
+	}
+	if _, err := e.Prop(0, "compatible"); err == nil {
+		ok = true
+	}
+	if _, err := e.Pack(); err != nil && ok {
+		t.Fatalf("edits succeeded but the tree no longer packs: %v", err)
+	}
 }
 
 // modelChild is the index of n's child that libfdt's name match finds, or -1.
