@@ -2,6 +2,7 @@ package check
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 )
@@ -193,7 +194,7 @@ func (c *Checker) fileDelta(handler string, d int) {
 func (c *Checker) Settle(step string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, name := range sortedKeys(c.flbs) {
+	for _, name := range slices.Sorted(maps.Keys(c.flbs)) {
 		s := c.flbs[name]
 		switch {
 		case s.files > 0 && !s.live:
@@ -216,7 +217,7 @@ func (c *Checker) Serialized(entries []Entry) {
 	for _, e := range entries {
 		got[e.Name] = e
 	}
-	for _, name := range sortedKeys(c.flbs) {
+	for _, name := range slices.Sorted(maps.Keys(c.flbs)) {
 		s := c.flbs[name]
 		e, ok := got[name]
 		switch {
@@ -269,7 +270,7 @@ func (c *Checker) FileFinished(handler string) {
 func (c *Checker) Done() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, name := range sortedKeys(c.flbs) {
+	for _, name := range slices.Sorted(maps.Keys(c.flbs)) {
 		s := c.flbs[name]
 		if s.incoming > 0 && s.finished >= s.incoming && s.finishes == 0 {
 			c.violate(FinishedOnceAtLast, name, "all %d dependent files finished but finish was never called", s.incoming)
@@ -300,13 +301,4 @@ func (c *Checker) ViolationsOf(p Promise) []Violation {
 		}
 	}
 	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"path"
 	"slices"
 	"strconv"
@@ -137,7 +138,7 @@ func (s Step) String() string {
 	if s.Arg != "" {
 		b.WriteString(" " + s.Arg)
 	}
-	for _, k := range sortedKeys(s.Args) {
+	for _, k := range slices.Sorted(maps.Keys(s.Args)) {
 		fmt.Fprintf(&b, " %s=%s", k, s.Args[k])
 	}
 	if s.Expect != 0 {
@@ -459,7 +460,7 @@ var stepArgs = map[string][]string{
 }
 
 // Ops lists the step operations, sorted.
-func Ops() []string { return sortedKeys(stepArgs) }
+func Ops() []string { return slices.Sorted(maps.Keys(stepArgs)) }
 
 func (sc *Scenario) validateStep(st Step, flbs, handlers map[string]bool) error {
 	form, ok := stepArgs[st.Op]
@@ -687,13 +688,4 @@ func Lookup(name string) (*Scenario, error) {
 		names = append(names, sc.Name)
 	}
 	return nil, fmt.Errorf("%w %q (built-in: %s; or give a scenario file)", ErrUnknown, name, strings.Join(names, ", "))
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

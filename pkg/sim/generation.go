@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -326,7 +328,7 @@ func (b *boot) checkTable(find func() ([]byte, error)) error {
 	}
 	b.chk.Serialized(entries)
 	var want []check.Entry
-	for _, name := range sortedKeys(b.flbs) {
+	for _, name := range slices.Sorted(maps.Keys(b.flbs)) {
 		if f := b.flbs[name]; f.live {
 			want = append(want, check.Entry{Name: f.compat, Data: f.data, Count: uint64(f.files)})
 		}

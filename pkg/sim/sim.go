@@ -2,10 +2,12 @@ package sim
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -148,6 +150,14 @@ type boot struct {
 type fileKey struct {
 	session string
 	token   uint64
+}
+
+// compareFileKeys orders files by session, then token.
+func compareFileKeys(a, b fileKey) int {
+	if c := strings.Compare(a.session, b.session); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.token, b.token)
 }
 
 // Run runs one boot and prints its KTAP. It never fails: every problem,
@@ -520,13 +530,13 @@ func (b *boot) writeImage() (uint64, []byte, error) {
 	} else {
 		m.Failed++
 	}
-	for _, name := range sortedKeys(b.flbs) {
+	for _, name := range slices.Sorted(maps.Keys(b.flbs)) {
 		f := b.flbs[name]
 		if f.live {
 			m.FLBs = append(m.FLBs, MetaFLB{Name: f.compat, Data: f.data, Count: uint64(f.files), Size: f.info.Size, Seed: f.info.Seed, CRC: f.info.CRC})
 		}
 	}
-	for _, k := range sortedFileKeys(b.files) {
+	for _, k := range slices.SortedFunc(maps.Keys(b.files), compareFileKeys) {
 		f := b.files[k]
 		if f.preserved {
 			m.Files = append(m.Files, MetaFile{Session: k.session, Token: k.token, Handler: f.handler, Data: f.data, Size: f.info.Size, Seed: f.info.Seed, CRC: f.info.CRC})

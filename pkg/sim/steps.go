@@ -3,9 +3,9 @@ package sim
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -412,7 +412,7 @@ func (b *boot) step(st scenario.Step) {
 		b.stepErr(st, err)
 	case "finish-all":
 		b.mu.Lock()
-		names := sortedKeys(b.inSessions)
+		names := slices.Sorted(maps.Keys(b.inSessions))
 		b.mu.Unlock()
 		b.inParallel(st, names, func(name string) { b.stepErr(st, b.finishSession(name)) })
 	case "finish":
@@ -682,27 +682,4 @@ func (b *boot) outFLBPage() ([]byte, error) {
 	}
 	pa, _ := t.Root.Child(luo.FDTFLBNode).U64(luo.FDTFLBHeader)
 	return b.cfg.Region.Bytes(pa, luo.FLBPageSize)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
-func sortedFileKeys[V any](m map[fileKey]V) []fileKey {
-	keys := make([]fileKey, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, func(a, b fileKey) int {
-		if c := strings.Compare(a.session, b.session); c != 0 {
-			return c
-		}
-		return int(a.token) - int(b.token)
-	})
-	return keys
 }
