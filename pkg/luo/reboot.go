@@ -188,20 +188,25 @@ func (c *Core) deserializeFiles(s *Session, pa, count uint64) error {
 	s.set.block, s.set.blockPA, s.set.mapped = block[:FileBlockSize], pa, true
 	handlers := c.handlerList()
 	for i := range int(count) {
-		e := block[i*FileEntrySize:][:FileEntrySize]
-		var fh *FileHandler
-		for _, h := range handlers {
-			if compatMatches(h.Compatible, e) {
-				fh = h
-				break
-			}
+		f, err := fileFromEntry(handlers, block[i*FileEntrySize:][:FileEntrySize])
+		if err != nil {
+			return err
 		}
-		if fh == nil {
-			return fmt.Errorf("no registered handler for compatible %q: %w", cstring(e[:HandlerCompatLen]), unix.ENOENT)
-		}
-		s.set.files = append(s.set.files, &luoFile{fh: fh, data: le.Uint64(e[48:]), token: le.Uint64(e[56:])})
+		s.set.files = append(s.set.files, f)
 	}
 	return nil
+}
+
+// fileFromEntry matches one serialized file entry (the same 64 bytes in
+// 7.0 and 7.2) to the first registered handler of its compatible (ENOENT
+// if none) and returns the incoming file.
+func fileFromEntry(handlers []*FileHandler, e []byte) (*luoFile, error) {
+	for _, h := range handlers {
+		if compatMatches(h.Compatible, e) {
+			return &luoFile{fh: h, data: le.Uint64(e[48:]), token: le.Uint64(e[56:])}, nil
+		}
+	}
+	return nil, fmt.Errorf("no registered handler for compatible %q: %w", cstring(e[:HandlerCompatLen]), unix.ENOENT)
 }
 
 // deserializeFilesV5 models 7.2's luo_file_deserialize: the file block
@@ -217,17 +222,11 @@ func (c *Core) deserializeFilesV5(s *Session, pa, count uint64) error {
 	handlers := c.handlerList()
 	var files []*luoFile
 	for _, e := range bs.entries() {
-		var fh *FileHandler
-		for _, h := range handlers {
-			if compatMatches(h.Compatible, e) {
-				fh = h
-				break
-			}
+		f, err := fileFromEntry(handlers, e)
+		if err != nil {
+			return err
 		}
-		if fh == nil {
-			return fmt.Errorf("no registered handler for compatible %q: %w", cstring(e[:HandlerCompatLen]), unix.ENOENT)
-		}
-		files = append(files, &luoFile{fh: fh, data: le.Uint64(e[48:]), token: le.Uint64(e[56:])})
+		files = append(files, f)
 	}
 	if uint64(len(files)) != count {
 		return fmt.Errorf("file count mismatch: expected %d, found %d: %w", count, len(files), unix.EINVAL)
