@@ -144,16 +144,6 @@ func (s luoSerAt) field(i int) uint64 {
 	return s.pa + off
 }
 
-// serU64 plans an edit of luo_ser's u64 field i.
-func (im image) serU64(i int, name string, v func(old uint64) uint64) ([]edit, error) {
-	ser, err := im.luoSer()
-	if err != nil {
-		return nil, err
-	}
-	cur, _ := im.r.Bytes(ser.field(i), 8) // inside luo_ser, checked by luoSer
-	return []edit{u64LE(ser.field(i), cur, v(le.Uint64(cur)), "luo_ser "+name)}, nil
-}
-
 func (im image) withRoot(fn func(*blob) ([]edit, error)) ([]edit, error) {
 	b, err := im.root()
 	if err != nil {
@@ -203,22 +193,28 @@ func compatible(path string) func(*blob) ([]edit, error) {
 		if err != nil {
 			return nil, err
 		}
-		v := b.raw[p.value : p.value+p.size]
-		n := bytes.IndexByte(v, 0)
-		if n < 1 {
-			return nil, fmt.Errorf("%s %s compatible %q is not a string: %w", b.what, path, v, ErrNotApplicable)
-		}
-		last := byte('9')
-		if v[n-1] == last {
-			last = '8'
-		}
-		nu := bytes.Clone(v[:n])
-		nu[n-1] = last
-		return []edit{{
-			pa: b.at(p.value + n - 1), old: bytes.Clone(v[n-1 : n]), new: nu[n-1:],
-			what: fmt.Sprintf("%s %s compatible", b.what, path), from: fmt.Sprintf("%q", v[:n]), to: fmt.Sprintf("%q", nu),
-		}}, nil
+		return lastCharEdit(b.at(p.value), b.raw[p.value:p.value+p.size], fmt.Sprintf("%s %s compatible", b.what, path))
 	}
+}
+
+// lastCharEdit changes the last character of the NUL-terminated string
+// at the start of v (at pa) to '9' ('8' if it already is), keeping its
+// length: "kho-v1" becomes "kho-v9".
+func lastCharEdit(pa uint64, v []byte, what string) ([]edit, error) {
+	n := bytes.IndexByte(v, 0)
+	if n < 1 {
+		return nil, fmt.Errorf("%s %q is not a string: %w", what, v, ErrNotApplicable)
+	}
+	last := byte('9')
+	if v[n-1] == last {
+		last = '8'
+	}
+	nu := bytes.Clone(v[:n])
+	nu[n-1] = last
+	return []edit{{
+		pa: pa + uint64(n) - 1, old: bytes.Clone(v[n-1 : n]), new: nu[n-1:],
+		what: what, from: fmt.Sprintf("%q", v[:n]), to: fmt.Sprintf("%q", nu),
+	}}, nil
 }
 
 // nopNode overwrites a node, FDT_BEGIN_NODE through FDT_END_NODE, with
@@ -309,8 +305,9 @@ func (im image) flbPage() (uint64, []byte, error) {
 // planLiveupdateNumber adds 5 to the liveupdate number, wherever the
 // generation keeps it.
 func planLiveupdateNumber(im image) ([]edit, error) {
-	if _, err := im.luoSer(); err == nil {
-		return im.serU64(0, "liveupdate_num", func(old uint64) uint64 { return old + 5 })
+	if ser, err := im.luoSer(); err == nil {
+		cur, _ := im.r.Bytes(ser.field(0), 8) // inside luo_ser, checked by luoSer
+		return []edit{u64LE(ser.field(0), cur, le.Uint64(cur)+5, "luo_ser liveupdate_num")}, nil
 	}
 	return im.withSub(luoSubtree, addU64("/", luoLiveupdateNum, 5))
 }
@@ -323,20 +320,7 @@ func planLUOCompatible(im image) ([]edit, error) {
 		return im.withSub(luoSubtree, compatible("/"))
 	}
 	v, _ := im.r.Bytes(ser.pa, luo.SerCompatLen) // inside luo_ser
-	n := bytes.IndexByte(v, 0)
-	if n < 1 {
-		return nil, fmt.Errorf("LUO blob compatible %q is not a string: %w", v, ErrNotApplicable)
-	}
-	last := byte('9')
-	if v[n-1] == last {
-		last = '8'
-	}
-	nu := bytes.Clone(v[:n])
-	nu[n-1] = last
-	return []edit{{
-		pa: ser.pa + uint64(n) - 1, old: bytes.Clone(v[n-1 : n]), new: nu[n-1:],
-		what: "LUO blob compatible", from: fmt.Sprintf("%q", v[:n]), to: fmt.Sprintf("%q", nu),
-	}}, nil
+	return lastCharEdit(ser.pa, v, "LUO blob compatible")
 }
 
 // firstFLB is entry 0 of the FLB table; the header must list at least one.
