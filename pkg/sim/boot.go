@@ -2,15 +2,10 @@ package sim
 
 import (
 	"bytes"
-	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -25,106 +20,87 @@ import (
 	"github.com/kho-sim/kho-sim/pkg/timing"
 )
 
-// boot is the state of one simulated kernel. Every field is created afresh
-// for each boot: nothing survives but the region.
+// boot is one simulated kernel, from the handover it receives to the one
+// it writes. Everything is created afresh for each boot: nothing survives
+// but the region.
 type boot struct {
 	cfg   Config
 	sc    *scenario.Scenario
 	n     int // this boot's number, 1-based
 	boots int
-	top   *ktap.Writer
-	t     *ktap.Writer
-	name  string // the subtest's name and the boot's top-level description
 
+	// its report
+	top, t    *ktap.Writer
+	name      string // the subtest's name and the boot's top-level description
+	totals    [3]int // passed, failed, skipped top-level results before this boot
+	phases    timing.Phases
+	stepTimes []timing.Phase // the steps phase by operation
+
+	// the kernel: its memory, KHO, LUO, and the checker watching the FLBs
 	alloc *physmem.Allocator
 	in    *kho.Incoming
 	out   *kho.Outgoing
 	core  *luo.Core
 	chk   *check.Checker
+	luoPA uint64
 
+	// what the previous boot handed over
 	inMeta   *Meta
 	inABI    ABI // the generation the incoming handover is read as
 	inBlocks []kho.Block
-	// live lists incoming payload ranges not yet finished; their pages stay
-	// reserved when the boot releases the rest.
-	live map[uint64]uint64
 
-	flbs       map[string]*simFLB
-	handlers   map[string]*simHandler
-	sessions   map[string]*luo.Session
-	inSessions map[string]*luo.Session
-	files      map[fileKey]*simFile
-	faults     []*fault
-	deps       map[string][]string // handler -> FLBs, as kho-sim registered them
-	luoPA      uint64
-
-	// mu guards the maps and simFLB state below against the goroutines
-	// of parallel steps and the callbacks they cause.
-	mu       sync.Mutex
-	parallel atomic.Bool
-
-	stepErrs    []string
-	payloadErrs []string
-	phases      timing.Phases
-	stepTimes   []timing.Phase // the steps phase by operation
-	totals      [3]int         // passed, failed, skipped top-level results before this boot
-}
-
-type fileKey struct {
-	session string
-	token   uint64
-}
-
-// compareFileKeys orders files by session, then token.
-func compareFileKeys(a, b fileKey) int {
-	if c := strings.Compare(a.session, b.session); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.token, b.token)
+	// the simulated subsystems, the process using them, and its steps
+	sys   *subsys
+	flbs  flbSet
+	user  *userspace
+	steps *steps
 }
 
 // Run runs one boot and prints its KTAP. It never fails: every problem,
 // including a handover that cannot be read, is a KTAP failure.
 func Run(cfg Config) *Outcome {
-	b := &boot{
-		cfg: cfg, sc: cfg.Scenario, n: max(cfg.In.Boot, 1), boots: cfg.Boots,
-		top:  ktap.NewWriter(cfg.Out),
-		live: map[uint64]uint64{}, flbs: map[string]*simFLB{}, handlers: map[string]*simHandler{},
-		sessions: map[string]*luo.Session{}, inSessions: map[string]*luo.Session{}, files: map[fileKey]*simFile{},
-		deps: map[string][]string{},
-	}
+	b := &boot{cfg: cfg, sc: cfg.Scenario, n: max(cfg.In.Boot, 1), boots: cfg.Boots, top: ktap.NewWriter(cfg.Out)}
 	for _, p := range cfg.Phases {
 		b.phases.Add(p.Name, p.D)
 	}
-	return b.run()
+	return b.finish(b.run())
 }
 
+// run is the boot: read what the previous kernel handed over, bring up KHO
+// and LUO, let the subsystems register, run the scenario's steps, and end
+// as the scenario says (a kexec, a kexec that fails, a cold reboot).
 func (b *boot) run() *Outcome {
+	b.begin()
+	if b.cfg.In.RootPA != 0 && !b.incoming() {
+		return &Outcome{Last: true}
+	}
+	if !b.kernelInit() {
+		return &Outcome{Last: true}
+	}
+	b.moduleInit()
+	if b.in != nil {
+		b.chk.Incoming(b.inEntries())
+	}
+	plan := b.sc.Boot(b.n-1, b.boots)
+	b.runSteps(plan.Steps)
+	b.settle()
+	return b.reboot(plan.End)
+}
+
+// begin opens the boot's KTAP subtest, and the run's KTAP on its first boot.
+func (b *boot) begin() {
 	cold := b.cfg.In.RootPA == 0
 	if b.n == 1 && cold {
 		b.top.Header(b.boots)
 	}
 	b.alloc = physmem.NewAllocator(b.cfg.Region)
 	b.chk = check.New(b.n)
-
 	kind := "cold boot"
 	if !cold {
 		kind = fmt.Sprintf("hop %d", b.n-1)
 	}
 	b.name = fmt.Sprintf("boot-%d %s, scenario %s", b.n, kind, b.sc.Name)
 	b.t = b.top.Subtest(b.name)
-
-	ok := true
-	if !cold {
-		ok = b.incoming()
-	}
-	var out *Outcome
-	if ok {
-		out = b.lifecycle()
-	} else {
-		out = &Outcome{Last: true}
-	}
-	return b.finish(out)
 }
 
 // incoming reads and checks the previous boot's handover. It returns false
@@ -168,6 +144,241 @@ func (b *boot) incoming() bool {
 	return b.result(err == nil, luoDesc, err) && gen
 }
 
+// kernelInit brings up this boot's KHO (kho_init) and LUO: the model takes
+// the incoming LUO state, as luo_early_startup does, and sets up the
+// outgoing one.
+func (b *boot) kernelInit() bool {
+	out, err := b.newOutgoing()
+	if !b.result(err == nil, "KHO set up", err) {
+		return false
+	}
+	b.out = out
+	b.core = luo.New(memory{b}, luo.Options{FLB: flb.Options{FixFinishBeforeRetrieve: b.cfg.Fix}, Format: b.abi().LUOFormat(), ReadFormat: b.readABI().LUOFormat()})
+	if b.in != nil {
+		blob, err := b.incomingLUO()
+		if err == nil {
+			err = b.core.SetupIncoming(blob)
+		}
+		if !b.result(err == nil, "the model accepts the incoming "+luoNoun(b.readABI()), err) {
+			return false
+		}
+	}
+	luoPA, err := b.core.SetupOutgoing()
+	if err == nil {
+		b.luoPA = luoPA
+		err = b.publishLUO(luoPA)
+	}
+	return b.result(err == nil, "outgoing "+luoNoun(b.abi())+" set up", err)
+}
+
+// moduleInit builds the scenario's subsystems and the process that uses
+// them, then registers every file handler and, unless the scenario
+// registers them itself, its FLBs, as the subsystems' module init does.
+func (b *boot) moduleInit() {
+	b.sys = &subsys{boot: b.n, chk: b.chk, payloads: newPayloads(b.in, b.out), faults: &faults{}, handed: b.inMeta}
+	b.flbs = newFLBs(b.sc.FLBs, b.sys)
+	handlers := newHandlers(b.sc.Handlers, b.sys)
+	b.user = &userspace{
+		sc: b.sc, boot: b.n, core: b.core, chk: b.chk, handlers: handlers, handed: b.inMeta,
+		sessions: map[string]*luo.Session{}, inSessions: map[string]*luo.Session{}, files: map[fileKey]*simFile{},
+	}
+	b.steps = &steps{
+		user: b.user, core: b.core, chk: b.chk,
+		flbs: b.flbs, handlers: handlers, faults: b.sys.faults, log: stepLog{source: b.sc.Source},
+	}
+	for _, d := range b.sc.Handlers {
+		b.steps.run(scenario.Step{Op: "register-handler", Arg: d.Name})
+		if !d.AutoRegister() {
+			continue
+		}
+		for _, name := range d.FLBs {
+			b.steps.run(scenario.Step{Op: "register-flb", Args: map[string]string{"handler": d.Name, "flb": name}})
+		}
+	}
+}
+
+// runSteps runs the boot's scenario steps, timed by operation.
+func (b *boot) runSteps(plan []scenario.Step) {
+	t0 := time.Now()
+	var byOp timing.Phases
+	for _, st := range plan {
+		ts := time.Now()
+		b.steps.run(st)
+		byOp.Accumulate(st.Op, time.Since(ts))
+	}
+	b.phases.Add("steps", time.Since(t0))
+	b.stepTimes = byOp.List()
+}
+
+// settle ends the steps: the checker sees the boot's last callback, the
+// previous boot's memory is released, and the steps and retrieved payloads
+// get their results.
+func (b *boot) settle() {
+	b.chk.Done()
+	b.releaseIncoming()
+	stepErrs := b.steps.log.failures()
+	b.result(len(stepErrs) == 0, "every step returned what the scenario expects", errors.New(strings.Join(stepErrs, "\n")))
+	if b.in != nil {
+		payloadErrs := b.sys.payloads.failures()
+		b.result(len(payloadErrs) == 0, "every retrieved payload matches what was preserved", errors.New(strings.Join(payloadErrs, "\n")))
+	}
+}
+
+// reboot ends the boot as the scenario's plan says.
+func (b *boot) reboot(end string) *Outcome {
+	switch end {
+	case scenario.EndKexec:
+		return b.kexec()
+	case scenario.EndKexecFails:
+		b.promises()
+		b.abort("the scenario's kexec fails after preserve")
+		return &Outcome{Last: true}
+	case scenario.EndCold:
+		return b.coldReboot()
+	}
+	// The run's last boot: nothing follows.
+	b.promises()
+	return &Outcome{Last: true}
+}
+
+// kexec writes the handover, damages it if asked, and loads the next
+// kernel with it.
+func (b *boot) kexec() *Outcome {
+	root, stamp, err := b.writeHandover()
+	b.promises()
+	if !b.result(err == nil, "handover image written", err) {
+		b.abort("the image could not be written")
+		return &Outcome{Last: true}
+	}
+	next := Handover{RootPA: root, Boot: b.n + 1}
+	b.t.Diag("handover: kho_sim.fdt=%#x for boot %d", root, next.Boot)
+	if b.abi() != ABI70 {
+		b.t.Diag("handover generation %s", b.abi().expected())
+	}
+	if b.cfg.Damage != nil {
+		what, err := b.cfg.Damage(b.cfg.Region, root)
+		if !b.result(err == nil, "image damaged as asked", err) {
+			return &Outcome{Last: true}
+		}
+		b.t.Diag("damaged: %s", what)
+	}
+	if !b.load(next) {
+		b.abort("loading the next kernel failed")
+		return &Outcome{Last: true}
+	}
+	if b.cfg.Load != nil && b.cfg.DryRun {
+		b.abort("dry run: the kernel was loaded and unloaded again")
+		return &Outcome{Last: true}
+	}
+	return &Outcome{Next: next, rebootTSC: stamp}
+}
+
+// writeHandover is the reboot's serialization: LUO serializes its state,
+// the FLB table is read back as the next kernel will find it, and kho-sim's
+// metadata and KHO's root are written. It returns the root's address and
+// the metadata's tsc-reboot bytes.
+func (b *boot) writeHandover() (root uint64, stamp []byte, err error) {
+	t0 := time.Now()
+	defer func() { b.phases.Add("serialize", time.Since(t0)) }()
+	if err := b.core.Serialize(); err != nil {
+		return 0, nil, err
+	}
+	err = b.checkOutgoingTable()
+	if b.lostByFlaw(err) {
+		b.t.Diag("known 7.0 flaw %s: %v", b.sc.Flaw, err)
+		err = nil
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	return b.writeImage()
+}
+
+// coldReboot hands nothing over; on a machine the next kernel is still
+// kexec'd, only without kho_sim.fdt= on its command line.
+func (b *boot) coldReboot() *Outcome {
+	b.promises()
+	next := Handover{Boot: b.n + 1}
+	if !b.load(next) {
+		return &Outcome{Last: true}
+	}
+	return &Outcome{Next: next}
+}
+
+// load loads the next kernel, in run mode, and reports whether it could.
+func (b *boot) load(next Handover) bool {
+	if b.cfg.Load == nil {
+		return true
+	}
+	phases, err := b.cfg.Load(next)
+	for _, p := range phases {
+		b.phases.Add(p.Name, p.D)
+	}
+	return b.result(err == nil, "next kernel loaded", err)
+}
+
+// abort runs the kernel's path for a reboot that will not happen: every
+// file is unpreserved, so each FLB's unpreserve runs once, and the region is
+// left without a handover.
+func (b *boot) abort(why string) {
+	b.t.Diag("abort path: %s", why)
+	err := b.user.abort()
+	if err == nil {
+		err = b.out.Abort()
+	}
+	live := 0
+	for _, f := range b.flbs {
+		if f.live {
+			live++
+		}
+	}
+	if err == nil && live > 0 {
+		err = fmt.Errorf("%d FLBs still hold saved state after the abort path", live)
+	}
+	b.result(err == nil && len(b.chk.Violations()) == 0, "abort path unpreserved every file and FLB once", errors.Join(err, violations(b.chk)))
+}
+
+// finish prints the boot's phase timings and its top-level result.
+func (b *boot) finish(o *Outcome) *Outcome {
+	for _, p := range b.phases.List() {
+		b.t.Diag("phase %s %s", p.Name, timing.Ms(p.D))
+	}
+	if len(b.stepTimes) > 0 {
+		// The steps phase split by operation (preserve, retrieve,
+		// finish, ...), each summed over the boot, in first-run order.
+		parts := make([]string, len(b.stepTimes))
+		for i, p := range b.stepTimes {
+			parts[i] = fmt.Sprintf("%s %.3f ms", p.Name, float64(p.D)/float64(time.Millisecond))
+		}
+		b.t.Diag("steps by operation: %s", strings.Join(parts, ", "))
+	}
+	pass, fail, skip := b.t.Counts()
+	b.t.Plan(pass + fail + skip)
+	o.OK = fail == 0
+	o.Events, o.Violations = b.chk.Events(), b.chk.Violations()
+	b.top.SetNext(b.n)
+	b.top.Result(o.OK, b.name, ktap.Directive{})
+	if o.Last {
+		// A run that stops early still accounts for every planned boot.
+		for i := b.n + 1; i <= b.boots; i++ {
+			b.top.Result(true, fmt.Sprintf("boot-%d", i), ktap.Skip(fmt.Sprintf("no boot: the run stopped at boot %d", b.n)))
+		}
+		passed, failed := b.totals[0], b.totals[1]
+		if o.OK {
+			passed++
+		} else {
+			failed++
+		}
+		b.top.Diag("Totals: pass:%d fail:%d xfail:0 xpass:0 skip:%d error:0", passed, failed, b.totals[2]+max(b.boots-b.n, 0))
+		b.top.Diag("kho-sim: done")
+	}
+	return o
+}
+
+// The pieces of the boot above, in the order they run.
+
+// readMeta decodes kho-sim's metadata and checks it was written by the
+// previous boot of this scenario.
 func (b *boot) readMeta() (*Meta, error) {
 	t, _, err := b.in.SubtreeFDT(MetaName)
 	if err != nil {
@@ -187,79 +398,64 @@ func (b *boot) readMeta() (*Meta, error) {
 	return m, nil
 }
 
-// lifecycle sets up the model, runs the boot's steps and hands over.
-func (b *boot) lifecycle() *Outcome {
-	out, err := b.newOutgoing()
-	if !b.result(err == nil, "KHO set up", err) {
-		return &Outcome{Last: true}
+// inEntries is the FLB table the previous boot says it handed over.
+func (b *boot) inEntries() []check.Entry {
+	var e []check.Entry
+	for _, f := range b.inMeta.FLBs {
+		e = append(e, check.Entry{Name: f.Name, Data: f.Data, Count: f.Count})
 	}
-	b.out = out
-	b.core = luo.New(memory{b}, luo.Options{FLB: flb.Options{FixFinishBeforeRetrieve: b.cfg.Fix}, Format: b.abi().LUOFormat(), ReadFormat: b.readABI().LUOFormat()})
-	if b.in != nil {
-		blob, err := b.incomingLUO()
-		if err == nil {
-			err = b.core.SetupIncoming(blob)
-		}
-		if !b.result(err == nil, "the model accepts the incoming "+luoNoun(b.readABI()), err) {
-			return &Outcome{Last: true}
-		}
-	}
-	luoPA, err := b.core.SetupOutgoing()
-	if err == nil {
-		b.luoPA = luoPA
-		err = b.publishLUO(luoPA)
-	}
-	if !b.result(err == nil, "outgoing "+luoNoun(b.abi())+" set up", err) {
-		return &Outcome{Last: true}
-	}
-	b.register()
-	if b.in != nil {
-		b.chk.Incoming(b.inEntries())
-	}
+	return e
+}
 
-	plan := b.sc.Boot(b.n-1, b.boots)
-	t0 := time.Now()
-	var byOp timing.Phases
-	for _, st := range plan.Steps {
-		ts := time.Now()
-		b.step(st)
-		byOp.Accumulate(st.Op, time.Since(ts))
-	}
-	b.phases.Add("steps", time.Since(t0))
-	b.stepTimes = byOp.List()
-	b.chk.Done()
-	b.releaseIncoming()
-
-	b.result(len(b.stepErrs) == 0, "every step returned what the scenario expects", errors.New(strings.Join(b.stepErrs, "\n")))
-	if b.in != nil {
-		b.result(len(b.payloadErrs) == 0, "every retrieved payload matches what was preserved", errors.New(strings.Join(b.payloadErrs, "\n")))
-	}
-
-	switch plan.End {
-	case scenario.EndKexec:
-		return b.handover()
-	case scenario.EndKexecFails:
-		b.promises()
-		b.abort("the scenario's kexec fails after preserve")
-		return &Outcome{Last: true}
-	case scenario.EndCold:
-		// A cold reboot hands nothing over; on a machine the next kernel is
-		// still kexec'd, only without kho_sim.fdt= on its command line.
-		b.promises()
-		next := Handover{Boot: b.n + 1}
-		if b.cfg.Load != nil {
-			phases, err := b.cfg.Load(next)
-			for _, p := range phases {
-				b.phases.Add(p.Name, p.D)
-			}
-			if !b.result(err == nil, "next kernel loaded", err) {
-				return &Outcome{Last: true}
-			}
+// releaseIncoming returns the previous boot's pages to this boot's
+// allocator, except payloads that were never finished: a kernel that never
+// finishes an FLB never frees its memory either.
+func (b *boot) releaseIncoming() {
+	for _, blk := range b.inBlocks {
+		if !b.sys.payloads.holds(blk) {
+			_ = b.alloc.Free(blk.PA) // reserved above; cannot be missing
 		}
-		return &Outcome{Next: next}
 	}
-	b.promises()
-	return &Outcome{Last: true}
+	b.inBlocks = nil
+}
+
+// writeImage writes kho-sim's metadata and finalizes KHO.
+func (b *boot) writeImage() (uint64, []byte, error) {
+	m := &Meta{
+		Scenario: b.sc.Name, Boot: b.n, Boots: b.boots, Fix: b.cfg.Fix,
+		Passed: b.totals[0], Failed: b.totals[1], Skipped: b.totals[2],
+		TSCHz: b.cfg.TSCHz, TSCReboot: tscPlaceholder, LUONumber: 1,
+		FLBs: b.flbs.preserved(), Files: b.user.preservedFiles(),
+	}
+	if b.inMeta != nil {
+		m.LUONumber = b.inMeta.LUONumber + 1
+	}
+	pass, fail, _ := b.t.Counts()
+	if fail == 0 && pass > 0 {
+		m.Passed++
+	} else {
+		m.Failed++
+	}
+	blob, err := m.Encode()
+	if err != nil {
+		return 0, nil, err
+	}
+	pa, mem, err := b.out.AllocPreserve(uint64(len(blob)))
+	if err != nil {
+		return 0, nil, err
+	}
+	copy(mem, blob)
+	var ph [8]byte
+	binary.LittleEndian.PutUint64(ph[:], tscPlaceholder)
+	off := bytes.Index(mem, ph[:])
+	if off < 0 || bytes.Count(mem, ph[:]) != 1 {
+		return 0, nil, errors.New("tsc-reboot placeholder not found once in the metadata")
+	}
+	if err := b.out.AddSubtree(MetaName, pa); err != nil {
+		return 0, nil, err
+	}
+	root, err := b.out.Finalize()
+	return root, mem[off : off+8], err
 }
 
 // promises prints one result per promise.
@@ -301,124 +497,6 @@ func (b *boot) lostByFlaw(err error) bool {
 	return b.sc.Flaw == scenario.FlawLongCompatible && errors.As(err, &f) && losesFLBState(f.Kernel)
 }
 
-// handover serializes the outgoing state and writes the image.
-func (b *boot) handover() *Outcome {
-	t0 := time.Now()
-	err := b.core.Serialize()
-	if err == nil {
-		err = b.checkOutgoingTable()
-		if b.lostByFlaw(err) {
-			b.t.Diag("known 7.0 flaw %s: %v", b.sc.Flaw, err)
-			err = nil
-		}
-	}
-	var root uint64
-	var stamp []byte
-	if err == nil {
-		root, stamp, err = b.writeImage()
-	}
-	b.phases.Add("serialize", time.Since(t0))
-	b.promises()
-	if !b.result(err == nil, "handover image written", err) {
-		b.abort("the image could not be written")
-		return &Outcome{Last: true}
-	}
-	next := Handover{RootPA: root, Boot: b.n + 1}
-	b.t.Diag("handover: kho_sim.fdt=%#x for boot %d", root, next.Boot)
-	if b.abi() != ABI70 {
-		b.t.Diag("handover generation %s", b.abi().expected())
-	}
-	if b.cfg.Damage != nil {
-		what, err := b.cfg.Damage(b.cfg.Region, root)
-		if !b.result(err == nil, "image damaged as asked", err) {
-			return &Outcome{Last: true}
-		}
-		b.t.Diag("damaged: %s", what)
-	}
-	if b.cfg.Load != nil {
-		phases, err := b.cfg.Load(next)
-		for _, p := range phases {
-			b.phases.Add(p.Name, p.D)
-		}
-		if !b.result(err == nil, "next kernel loaded", err) {
-			b.abort("loading the next kernel failed")
-			return &Outcome{Last: true}
-		}
-		if b.cfg.DryRun {
-			b.abort("dry run: the kernel was loaded and unloaded again")
-			return &Outcome{Last: true}
-		}
-	}
-	return &Outcome{Next: next, rebootTSC: stamp}
-}
-
-// abort runs the kernel's path for a reboot that will not happen: every
-// file is unpreserved, so each FLB's unpreserve runs once, and the region is
-// left without a handover.
-func (b *boot) abort(why string) {
-	b.t.Diag("abort path: %s", why)
-	err := b.core.Abort()
-	b.afterAbort()
-	if err == nil {
-		err = b.out.Abort()
-	}
-	live := 0
-	for _, f := range b.flbs {
-		if f.live {
-			live++
-		}
-	}
-	if err == nil && live > 0 {
-		err = fmt.Errorf("%d FLBs still hold saved state after the abort path", live)
-	}
-	b.result(err == nil && len(b.chk.Violations()) == 0, "abort path unpreserved every file and FLB once", errors.Join(err, violations(b.chk)))
-}
-
-func violations(c *check.Checker) error {
-	var errs []error
-	for _, v := range c.Violations() {
-		errs = append(errs, errors.New(v.String()))
-	}
-	return errors.Join(errs...)
-}
-
-// finish prints the boot's phase timings and its top-level result.
-func (b *boot) finish(o *Outcome) *Outcome {
-	for _, p := range b.phases.List() {
-		b.t.Diag("phase %s %s", p.Name, timing.Ms(p.D))
-	}
-	if len(b.stepTimes) > 0 {
-		// The steps phase split by operation (preserve, retrieve,
-		// finish, ...), each summed over the boot, in first-run order.
-		parts := make([]string, len(b.stepTimes))
-		for i, p := range b.stepTimes {
-			parts[i] = fmt.Sprintf("%s %.3f ms", p.Name, float64(p.D)/float64(time.Millisecond))
-		}
-		b.t.Diag("steps by operation: %s", strings.Join(parts, ", "))
-	}
-	pass, fail, skip := b.t.Counts()
-	b.t.Plan(pass + fail + skip)
-	o.OK = fail == 0
-	o.Events, o.Violations = b.chk.Events(), b.chk.Violations()
-	b.top.SetNext(b.n)
-	b.top.Result(o.OK, b.name, ktap.Directive{})
-	if o.Last {
-		// A run that stops early still accounts for every planned boot.
-		for i := b.n + 1; i <= b.boots; i++ {
-			b.top.Result(true, fmt.Sprintf("boot-%d", i), ktap.Skip(fmt.Sprintf("no boot: the run stopped at boot %d", b.n)))
-		}
-		passed, failed := b.totals[0], b.totals[1]
-		if o.OK {
-			passed++
-		} else {
-			failed++
-		}
-		b.top.Diag("Totals: pass:%d fail:%d xfail:0 xpass:0 skip:%d error:0", passed, failed, b.totals[2]+max(b.boots-b.n, 0))
-		b.top.Diag("kho-sim: done")
-	}
-	return o
-}
-
 // result prints one subtest result; err explains a failure.
 func (b *boot) result(ok bool, desc string, err error) bool {
 	b.t.Result(ok, desc, ktap.Directive{})
@@ -428,82 +506,12 @@ func (b *boot) result(ok bool, desc string, err error) bool {
 	return ok
 }
 
-// inEntries is the FLB table the previous boot says it handed over.
-func (b *boot) inEntries() []check.Entry {
-	var e []check.Entry
-	for _, f := range b.inMeta.FLBs {
-		e = append(e, check.Entry{Name: f.Name, Data: f.Data, Count: f.Count})
+func violations(c *check.Checker) error {
+	var errs []error
+	for _, v := range c.Violations() {
+		errs = append(errs, errors.New(v.String()))
 	}
-	return e
-}
-
-// writeImage writes kho-sim's metadata and finalizes KHO.
-func (b *boot) writeImage() (uint64, []byte, error) {
-	m := &Meta{
-		Scenario: b.sc.Name, Boot: b.n, Boots: b.boots, Fix: b.cfg.Fix,
-		Passed: b.totals[0], Failed: b.totals[1], Skipped: b.totals[2],
-		TSCHz: b.cfg.TSCHz, TSCReboot: tscPlaceholder, LUONumber: 1,
-	}
-	if b.inMeta != nil {
-		m.LUONumber = b.inMeta.LUONumber + 1
-	}
-	pass, fail, _ := b.t.Counts()
-	if fail == 0 && pass > 0 {
-		m.Passed++
-	} else {
-		m.Failed++
-	}
-	for _, name := range slices.Sorted(maps.Keys(b.flbs)) {
-		f := b.flbs[name]
-		if f.live {
-			m.FLBs = append(m.FLBs, MetaFLB{Name: f.compat, Data: f.data, Count: uint64(f.files), Size: f.info.Size, Seed: f.info.Seed, CRC: f.info.CRC})
-		}
-	}
-	for _, k := range slices.SortedFunc(maps.Keys(b.files), compareFileKeys) {
-		f := b.files[k]
-		if f.preserved {
-			m.Files = append(m.Files, MetaFile{Session: k.session, Token: k.token, Handler: f.handler, Data: f.data, Size: f.info.Size, Seed: f.info.Seed, CRC: f.info.CRC})
-		}
-	}
-	blob, err := m.Encode()
-	if err != nil {
-		return 0, nil, err
-	}
-	pa, mem, err := b.out.AllocPreserve(uint64(len(blob)))
-	if err != nil {
-		return 0, nil, err
-	}
-	copy(mem, blob)
-	var ph [8]byte
-	binary.LittleEndian.PutUint64(ph[:], tscPlaceholder)
-	off := bytes.Index(mem, ph[:])
-	if off < 0 || bytes.Count(mem, ph[:]) != 1 {
-		return 0, nil, errors.New("tsc-reboot placeholder not found once in the metadata")
-	}
-	if err := b.out.AddSubtree(MetaName, pa); err != nil {
-		return 0, nil, err
-	}
-	root, err := b.out.Finalize()
-	return root, mem[off : off+8], err
-}
-
-// releaseIncoming returns the previous boot's pages to this boot's
-// allocator, except payloads that were never finished: a kernel that never
-// finishes an FLB never frees its memory either.
-func (b *boot) releaseIncoming() {
-	for _, blk := range b.inBlocks {
-		keep := false
-		for pa, n := range b.live {
-			if blk.PA < pa+n && pa < blk.PA+blk.Size() {
-				keep = true
-				break
-			}
-		}
-		if !keep {
-			_ = b.alloc.Free(blk.PA) // reserved above; cannot be missing
-		}
-	}
-	b.inBlocks = slices.DeleteFunc(b.inBlocks, func(blk kho.Block) bool { return true })
+	return errors.Join(errs...)
 }
 
 // memory adapts KHO to the LUO model: outgoing allocations come from this
