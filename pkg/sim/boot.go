@@ -183,7 +183,7 @@ func (b *boot) moduleInit() {
 		sessions: map[string]*luo.Session{}, inSessions: map[string]*luo.Session{}, files: map[fileKey]*simFile{},
 	}
 	b.steps = &steps{
-		user: b.user, core: b.core, chk: b.chk,
+		ops: stepTable(), user: b.user, core: b.core, chk: b.chk,
 		flbs: b.flbs, handlers: handlers, faults: b.sys.faults, log: stepLog{source: b.sc.Source},
 	}
 	for _, d := range b.sc.Handlers {

@@ -13,9 +13,11 @@ import (
 	"github.com/kho-sim/kho-sim/pkg/scenario"
 )
 
-// steps runs a boot's scenario steps. What a step returns is compared
-// with what the scenario expects, and every difference is logged.
+// steps runs a boot's scenario steps. Each operation of the scenario
+// language has one handler in ops; what a step returns is compared with
+// what the scenario expects, and every difference is logged.
 type steps struct {
+	ops      map[string]stepFunc
 	user     *userspace
 	core     *luo.Core
 	chk      *check.Checker
@@ -25,48 +27,47 @@ type steps struct {
 	log      stepLog
 }
 
+// stepFunc runs one step of its operation.
+type stepFunc func(s *steps, st scenario.Step)
+
+// stepTable maps every operation of pkg/scenario to its handler. It is
+// built for each boot, so no table is shared between boots.
+func stepTable() map[string]stepFunc {
+	return map[string]stepFunc{
+		// outgoing: sessions and files the next boot receives
+		"create-session": (*steps).createSession,
+		"preserve":       (*steps).preserve,
+		"preserve-all":   (*steps).preserveAll,
+		"close":          (*steps).close,
+		"churn":          (*steps).churn,
+		"abort":          (*steps).abort,
+		// incoming: what the previous boot handed over
+		"retrieve-session": (*steps).retrieveSession,
+		"retrieve-file":    (*steps).retrieveFile,
+		"retrieve-all":     (*steps).retrieveAll,
+		"finish":           (*steps).finish,
+		"finish-all":       (*steps).finishAll,
+		// FLBs, as the subsystems reach them
+		"get-incoming":     (*steps).getIncoming,
+		"get-incoming-all": (*steps).getIncomingAll,
+		"get-outgoing":     (*steps).getOutgoing,
+		// module init and exit
+		"register-handler": (*steps).registerHandler,
+		"register-flb":     (*steps).registerFLB,
+		"unregister-flb":   (*steps).unregisterFLB,
+		// failures the scenario injects
+		"fault": (*steps).fault,
+	}
+}
+
 // run runs one step.
 func (s *steps) run(st scenario.Step) {
-	switch st.Op {
-	case "create-session":
-		s.createSession(st)
-	case "preserve":
-		s.preserve(st)
-	case "preserve-all":
-		s.preserveAll(st)
-	case "close":
-		s.close(st)
-	case "churn":
-		s.churn(st)
-	case "abort":
-		s.abort(st)
-	case "retrieve-session":
-		s.retrieveSession(st)
-	case "retrieve-file":
-		s.retrieveFile(st)
-	case "retrieve-all":
-		s.retrieveAll(st)
-	case "finish":
-		s.finish(st)
-	case "finish-all":
-		s.finishAll(st)
-	case "get-incoming":
-		s.getIncoming(st)
-	case "get-incoming-all":
-		s.getIncomingAll(st)
-	case "get-outgoing":
-		s.getOutgoing(st)
-	case "register-handler":
-		s.registerHandler(st)
-	case "register-flb":
-		s.registerFLB(st)
-	case "unregister-flb":
-		s.unregisterFLB(st)
-	case "fault":
-		s.fault(st)
-	default:
+	op, ok := s.ops[st.Op]
+	if !ok {
 		s.log.fail(st, "operation not supported by this build")
+		return
 	}
+	op(s, st)
 }
 
 func (s *steps) createSession(st scenario.Step) {
