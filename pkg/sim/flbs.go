@@ -89,7 +89,7 @@ func (f *simFLB) preserve(a *flb.OpArgs) error {
 
 func (f *simFLB) unpreserve(a *flb.OpArgs) {
 	f.record(check.Unpreserve, a.Data, nil)
-	f.sys.payloads.free(a.Data, "FLB "+f.compat)
+	f.sys.payloads.free(a.Data, "FLB", f.compat)
 	f.mu.Lock()
 	f.live, f.data = false, 0
 	f.mu.Unlock()

@@ -84,7 +84,7 @@ func (h *simHandler) preserve(a *luo.FileOpArgs) error {
 }
 
 func (h *simHandler) unpreserve(a *luo.FileOpArgs) {
-	h.sys.payloads.free(a.SerializedData, "file of "+h.name())
+	h.sys.payloads.free(a.SerializedData, "file of", h.name())
 	if f, ok := a.PrivateData.(*simFile); ok && f.unpreserved() {
 		h.countFiles(-1)
 	}

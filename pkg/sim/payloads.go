@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"fmt"
 	"slices"
 	"sync"
 
@@ -74,11 +75,11 @@ func (p *payloads) read(pa uint64, want payload.Info) (payload.Info, error) {
 	return got, payload.Verify(got, body[:want.Size], want)
 }
 
-// free unpreserves and frees an outgoing payload; what fails is reported
-// as who's.
-func (p *payloads) free(pa uint64, who string) {
+// free unpreserves and frees an outgoing payload; a failure is reported
+// as the owner's, "FLB name" or "file of handler".
+func (p *payloads) free(pa uint64, owner, name string) {
 	if err := p.out.UnpreserveFree(pa); err != nil {
-		p.fail(who + ": unpreserve: " + err.Error())
+		p.fail(fmt.Sprintf("%s %s: unpreserve: %v", owner, name, err))
 	}
 }
 

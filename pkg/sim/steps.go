@@ -220,10 +220,6 @@ type stepLog struct {
 
 // check compares a step's error with what the scenario expects.
 func (l *stepLog) check(st scenario.Step, err error) {
-	var got unix.Errno
-	if err != nil && !errors.As(err, &got) {
-		got = 0
-	}
 	switch {
 	case err == nil && st.Expect == 0:
 		return
@@ -231,8 +227,12 @@ func (l *stepLog) check(st scenario.Step, err error) {
 		l.fail(st, "succeeded, want %s", unix.ErrnoName(st.Expect))
 	case st.Expect == 0:
 		l.fail(st, "%v", err)
-	case got != st.Expect:
-		l.fail(st, "got %v, want %s", err, unix.ErrnoName(st.Expect))
+	default:
+		// The first errno in the chain is what the call returned.
+		var got unix.Errno
+		if !errors.As(err, &got) || got != st.Expect {
+			l.fail(st, "got %v, want %s", err, unix.ErrnoName(st.Expect))
+		}
 	}
 }
 
