@@ -79,6 +79,7 @@ func (b *boot) run() *Outcome {
 	}
 	b.moduleInit()
 	if b.in != nil {
+		// Retrieve and finish are checked against what was handed over.
 		b.chk.Incoming(b.inEntries())
 	}
 	plan := b.sc.Boot(b.n-1, b.boots)
@@ -87,7 +88,8 @@ func (b *boot) run() *Outcome {
 	return b.reboot(plan.End)
 }
 
-// begin opens the boot's KTAP subtest, and the run's KTAP on its first boot.
+// begin starts the boot's memory allocator and checker, and opens its KTAP
+// subtest (and the run's KTAP on the first boot).
 func (b *boot) begin() {
 	cold := b.cfg.In.RootPA == 0
 	if b.n == 1 && cold {
