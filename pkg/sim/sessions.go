@@ -80,9 +80,9 @@ func (u *userspace) inParallel(st scenario.Step, names []string, fn func(name st
 	u.chk.Settle(st.Op)
 }
 
-// settle checks the FLB invariant after an operation, unless goroutines of
-// a parallel step are still half way through theirs.
-func (u *userspace) settle(what string) {
+// checkSettled checks the FLB invariant after an operation, unless
+// goroutines of a parallel step are still half way through theirs.
+func (u *userspace) checkSettled(what string) {
 	if !u.parallel.Load() {
 		u.chk.Settle(what)
 	}
@@ -155,6 +155,8 @@ func (u *userspace) createSession(name string) error {
 	return err
 }
 
+// preserve hands a declared file to its open session, with a payload
+// seeded for this boot.
 func (u *userspace) preserve(k fileKey) error {
 	d := u.sc.File(k.session, k.token)
 	u.mu.Lock()
@@ -177,10 +179,12 @@ func (u *userspace) preserve(k fileKey) error {
 		u.handlers.countFiles(d.Handler, +1)
 		u.chk.FilePreserved(d.Handler)
 	}
-	u.settle("preserve " + name)
+	u.checkSettled("preserve " + name)
 	return err
 }
 
+// closeSession closes an outgoing session, unpreserving its files, or an
+// incoming one.
 func (u *userspace) closeSession(name string) error {
 	u.mu.Lock()
 	out, isOut := u.sessions[name]
@@ -193,7 +197,7 @@ func (u *userspace) closeSession(name string) error {
 	switch {
 	case isOut:
 		err := out.Close()
-		u.settle("close " + name)
+		u.checkSettled("close " + name)
 		return err
 	case isIn:
 		return in.Close()
