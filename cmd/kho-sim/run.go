@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kho-sim/kho-sim/internal/cmdline"
 	"github.com/kho-sim/kho-sim/pkg/kexec"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 	"github.com/kho-sim/kho-sim/pkg/sim"
@@ -368,19 +369,11 @@ func drainConsole() {
 	time.Sleep(20 * time.Millisecond)
 }
 
-// cmdlineParams returns key=value parameters of a kernel command line, up
-// to "--" (what follows belongs to init).
-func cmdlineParams(cmdline string) map[string]string {
-	p := map[string]string{}
-	for _, w := range strings.Fields(cmdline) {
-		if w == "--" {
-			break
-		}
-		if k, v, ok := strings.Cut(w, "="); ok {
-			p[k] = strings.Trim(v, `"`)
-		}
-	}
-	return p
+// cmdlineParams returns the kernel parameters of a command line by name
+// ('-' read as '_'), up to "--" (what follows belongs to init), quoted
+// values whole, the last instance winning, as the kernel reads them.
+func cmdlineParams(line string) map[string]string {
+	return cmdline.Values(line)
 }
 
 func firstNonEmpty(s ...string) string {
