@@ -238,7 +238,10 @@ func loadNext(f runFlags, cmdline string, next sim.Handover, start time.Time) ([
 		set[paramFDT] = fmt.Sprintf("%#x", next.RootPA)
 		drop = nil
 	}
-	nextCmdline := kexec.RewriteCmdline(cmdline, set, drop)
+	nextCmdline, err := kexec.RewriteCmdline(cmdline, set, drop)
+	if err != nil {
+		return phases, err
+	}
 	t0 = time.Now()
 	if f.loader == loaderKexecTools {
 		err = kexecToolsLoad(f.nextKernel, initrd, nextCmdline)

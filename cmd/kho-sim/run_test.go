@@ -12,7 +12,10 @@ import (
 // (lib/cmdline.c next_arg), so must run.
 func TestCmdlineParams_ReadsBackWhatKexecWrites(t *testing.T) {
 	set := map[string]string{paramScenario: "/scenarios/my scenario", paramBoot: "2", paramFDT: "0x10000000"}
-	line := kexec.RewriteCmdline(`console=ttyS0 memmap=16M$0x10000000 dyndbg="file foo.c +p" -- init-arg`, set, nil)
+	line, err := kexec.RewriteCmdline(`console=ttyS0 memmap=16M$0x10000000 dyndbg="file foo.c +p" -- init-arg`, set, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := cmdlineParams(line)
 	for k, want := range set {
 		if got := p[k]; got != want {
