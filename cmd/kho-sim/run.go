@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"time"
@@ -41,12 +40,17 @@ const (
 // The loaders of the next kernel. Both load the same repacked initramfs with
 // the same command line; only the kexec phases differ.
 const (
-	loaderKhoSim     = "kho-sim"     // kexec_file_load(2) and reboot(2) from this process
-	loaderKexecTools = "kexec-tools" // Debian's kexec -s -l, then kexec -e: the baseline
+	loaderKhoSim     = "kho-sim"     // kexec.FileLoader: kexec_file_load(2) and reboot(2) from this process
+	loaderKexecTools = "kexec-tools" // kexec.KexecTools: Debian's kexec -s -l, then kexec -e: the baseline
 )
 
-// kexecTools is Debian's kexec-tools binary, shipped in the initramfs.
-const kexecTools = "/usr/sbin/kexec"
+// loaderNamed is the kexec.Loader a loader name (see chooseLoader) stands for.
+func loaderNamed(name string) kexec.Loader {
+	if name == loaderKexecTools {
+		return kexec.KexecTools{}
+	}
+	return kexec.FileLoader{}
+}
 
 // initramfsMarker is shipped by kho-sim's own initramfs; together with being
 // started by PID 1 it tells kho-sim it owns the machine it would reboot.
@@ -131,16 +135,10 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	case out.Last:
 		drainConsole()
 		return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
-	case f.loader == loaderKexecTools:
-		drainConsole()
-		out.StampReboot()
-		if err := kexecToolsExec(); err != nil {
-			return fmt.Errorf("reboot into the loaded kernel: %w", err)
-		}
 	default:
 		drainConsole()
 		out.StampReboot()
-		if err := kexec.Reboot(); err != nil {
+		if err := loaderNamed(f.loader).Reboot(); err != nil {
 			return fmt.Errorf("reboot into the loaded kernel: %w", err)
 		}
 	}
@@ -243,13 +241,12 @@ func loadNext(f runFlags, cmdline string, next sim.Handover, start time.Time) ([
 		return phases, err
 	}
 	t0 = time.Now()
+	err = loaderNamed(f.loader).Load(kexec.LoadOptions{Kernel: f.nextKernel, Initrd: initrd, Cmdline: nextCmdline})
+	phase := "kexec_file_load"
 	if f.loader == loaderKexecTools {
-		err = kexecToolsLoad(f.nextKernel, initrd, nextCmdline)
-		phases = append(phases, timing.Phase{Name: "kexec_file_load (kexec-tools)", D: time.Since(t0)})
-	} else {
-		err = kexec.FileLoad(kexec.LoadOptions{Kernel: f.nextKernel, Initrd: initrd, Cmdline: nextCmdline})
-		phases = append(phases, timing.Phase{Name: "kexec_file_load", D: time.Since(t0)})
+		phase += " (kexec-tools)"
 	}
+	phases = append(phases, timing.Phase{Name: phase, D: time.Since(t0)})
 	if err != nil {
 		return phases, err
 	}
@@ -295,36 +292,6 @@ func chooseLoader(flagValue string, p map[string]string, boot int) (string, erro
 		return "", usageError{fmt.Sprintf("%s: loader %q: want %s or %s", from, name, loaderKhoSim, loaderKexecTools)}
 	}
 	return name, nil
-}
-
-// kexecToolsLoad loads the next kernel with kexec-tools' kexec_file_load
-// path (kexec -s -l). The initrd is the same sealed memfd kho-sim would pass:
-// the child inherits it as fd 3 and opens it by name through /proc/self/fd,
-// which gives a new file description, so the parent's offset stays put.
-func kexecToolsLoad(kernel string, initrd *os.File, cmdline string) error {
-	cmd := exec.Command(kexecTools, "-s", "-l", kernel, "--initrd=/proc/self/fd/3", "--append="+cmdline)
-	cmd.ExtraFiles = []*os.File{initrd}
-	return runTool(cmd)
-}
-
-// kexecToolsExec boots the kernel kexec-tools loaded (kexec -e). It only
-// returns on failure.
-func kexecToolsExec() error {
-	return runTool(exec.Command(kexecTools, "-e"))
-}
-
-// runTool runs cmd and reports a failure with the command and its output, so
-// a kexec-tools error lands in the boot's KTAP diagnostics.
-func runTool(cmd *exec.Cmd) error {
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		msg := strings.TrimSpace(string(out))
-		if msg == "" {
-			msg = "no output"
-		}
-		return fmt.Errorf("%s: %w; output: %s", strings.Join(cmd.Args, " "), err, msg)
-	}
-	return nil
 }
 
 // flagSet reports whether the command line gave the flag.
