@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -106,17 +105,16 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		return usageError{"refusing to kexec: this is not kho-sim's initramfs (not PID 1, not its uinit). " +
 			"Use --dry-run to prove the set-up without a reboot, or --allow-kexec to reboot this machine into " + f.nextKernel}
 	}
+	plan := preflightPlan{region: &cfg.rg, regionFrom: cfg.rgFrom, kexec: moreBoots, nextKernel: f.nextKernel, loader: f.loader}
+	if err := (preflightEnv{root: "/", probe: kexec.Unload}).ruleOut(plan); err != nil {
+		return err
+	}
 	t0 := time.Now()
 	region, err := physmem.OpenDevMem(physmem.DevMemSpec{Range: cfg.rg})
 	if err != nil {
 		return err
 	}
 	defer region.Close()
-	if moreBoots {
-		if err := preflight(f.nextKernel); err != nil {
-			return err
-		}
-	}
 	cfg.Config.Region = region
 	cfg.Config.Out = stdout
 	cfg.Config.Phases = []timing.Phase{{Name: "boot to start", D: bootToStart}, {Name: "region map", D: time.Since(t0)}}
@@ -152,6 +150,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 type runConfig struct {
 	sim.Config
 	rg     physmem.Range
+	rgFrom string // where rg came from, for preflight's note
 	stay   bool
 	damage damage
 }
@@ -206,6 +205,10 @@ func (f runFlags) resolve(p map[string]string, cmdline string) (runConfig, error
 		if err != nil {
 			return c, usageError{fmt.Sprintf("region %q: %v", r, err)}
 		}
+		c.rgFrom = "--region"
+		if f.region == "" {
+			c.rgFrom = paramRegion + "="
+		}
 		return c, nil
 	}
 	rg, found, err := physmem.MemmapFromCmdline(cmdline)
@@ -215,7 +218,7 @@ func (f runFlags) resolve(p map[string]string, cmdline string) (runConfig, error
 	if !found {
 		return c, usageError{"no region: boot with memmap=16M$0x10000000 (or another free range) on the kernel command line, or pass --region SIZE@ADDR of a range /proc/iomem shows as Reserved"}
 	}
-	c.rg = rg
+	c.rg, c.rgFrom = rg, physmem.MemmapArg(rg)+" on the command line"
 	return c, nil
 }
 
@@ -299,22 +302,6 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 	set := false
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	return set
-}
-
-// preflight explains up front what would stop the kexec.
-func preflight(kernel string) error {
-	p, err := kexec.ReadPreflight("")
-	if err != nil {
-		return err
-	}
-	problems := p.Problems()
-	if err := kexec.CheckKernelImage(kernel); err != nil {
-		problems = append(problems, err.Error())
-	}
-	if len(problems) > 0 {
-		return errors.New("cannot kexec:\n  " + strings.Join(problems, "\n  "))
-	}
-	return nil
 }
 
 // ownsMachine reports whether kho-sim runs as PID 1 or as the uinit of its
