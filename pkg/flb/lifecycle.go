@@ -158,7 +158,7 @@ func (k *Kernel) finishOne(f *FLB) error {
 		_, count, err := k.lookupIncoming(f)
 		if err != nil {
 			f.incoming.mu.Unlock()
-			k.warn(WarnFixedFinishCount, f, fmt.Errorf("count not decremented: %w", err))
+			k.warn(WarnFixedFinishCount, f, fmt.Errorf("finish: count not decremented: %w", err))
 			return nil
 		}
 		f.incoming.count, f.incoming.loaded = count, true

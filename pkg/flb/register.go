@@ -37,17 +37,17 @@ func (k *Kernel) RegisterFLB(h *FileHandler, f *FLB) error {
 		return fmt.Errorf("register FLB %q: ops is NULL: %w", f.Compatible, ErrOops)
 	}
 	if f.Ops.Preserve == nil || f.Ops.Unpreserve == nil || f.Ops.Retrieve == nil || f.Ops.Finish == nil {
-		err := fmt.Errorf("missing op: %w", unix.EINVAL)
+		err := fmt.Errorf("register FLB %q: missing op: %w", f.Compatible, unix.EINVAL)
 		k.warn(WarnMissingOp, f, err)
-		return fmt.Errorf("register FLB %q: %w", f.Compatible, err)
+		return err
 	}
 	h.mu.RLock()
 	registered := h.registered
 	h.mu.RUnlock()
 	if !registered {
-		err := fmt.Errorf("file handler not registered: %w", unix.EINVAL)
+		err := fmt.Errorf("register FLB %q: file handler not registered: %w", f.Compatible, unix.EINVAL)
 		k.warn(WarnHandlerNotRegistered, f, err)
-		return fmt.Errorf("register FLB %q: %w", f.Compatible, err)
+		return err
 	}
 	name, ok := parseCompatible(f.Compatible)
 	if !ok {
@@ -70,9 +70,9 @@ func (k *Kernel) RegisterFLB(h *FileHandler, f *FLB) error {
 	}
 	if f.users == 0 {
 		if f.listed {
-			err := fmt.Errorf("on the global list without users: %w", unix.EINVAL)
+			err := fmt.Errorf("register FLB %q: on the global list without users: %w", f.Compatible, unix.EINVAL)
 			k.warn(WarnListedWithoutUsers, f, err)
-			return fmt.Errorf("register FLB %q: %w", f.Compatible, err)
+			return err
 		}
 		if len(k.list) == Max {
 			return fmt.Errorf("register FLB %q: %d FLBs registered: %w", f.Compatible, Max, unix.ENOSPC)

@@ -30,7 +30,8 @@ const (
 )
 
 // Warning is one WARN_ON the kernel prints: where it fired, for which FLB
-// and what the condition found. It is an error; errors.Is sees Err's errno.
+// and what the condition found (Err names the FLB too). It is an error;
+// errors.Is sees Err's errno.
 type Warning struct {
 	Site Site
 	FLB  string // the FLB's compatible
@@ -38,7 +39,7 @@ type Warning struct {
 }
 
 func (w Warning) Error() string {
-	return fmt.Sprintf("WARN_ON in %s: FLB %q: %v", w.Site, w.FLB, w.Err)
+	return fmt.Sprintf("WARN_ON in %s: %v", w.Site, w.Err)
 }
 
 func (w Warning) Unwrap() error { return w.Err }
