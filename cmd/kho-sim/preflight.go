@@ -42,6 +42,21 @@ type preflightEnv struct {
 	probe func() error
 }
 
+// preflightPlan is what a run asks of the machine, and so which checks
+// apply: the same checks serve kho-sim preflight and run.
+type preflightPlan struct {
+	// region is the reserved region; nil: the memmap= in proc/cmdline.
+	region *physmem.Range
+	// regionFrom says where region came from ("--region", ...).
+	regionFrom string
+	// kexec is true when the run will load a kernel: the kexec checks
+	// (lockdown's kexec half aside) apply only then.
+	kexec      bool
+	nextKernel string
+	// loader is loaderKhoSim or loaderKexecTools, which adds its check.
+	loader string
+}
+
 // preflightCheck is the outcome of one preflight check.
 type preflightCheck struct {
 	name string
@@ -70,26 +85,31 @@ func runPreflight(args []string, stdout, stderr io.Writer) error {
 // preflightStatus parses the flags, runs the checks and returns the exit
 // status: 0 when a run can go ahead, ksftSkip when something rules it out.
 func preflightStatus(args []string, stdout, stderr io.Writer, probe func() error) (int, error) {
-	flags := newFlags("preflight", "preflight [--region SIZE@ADDR] [--next-kernel PATH] [--sysroot DIR]", stderr)
+	flags := newFlags("preflight", "preflight [--region SIZE@ADDR] [--next-kernel PATH] [--loader NAME] [--sysroot DIR]", stderr)
 	region := flags.String("region", "", "reserved region SIZE@ADDR (default: the memmap=SIZE$ADDR on the command line)")
 	next := flags.String("next-kernel", "/kernels/next", "kernel image kho-sim run would kexec into")
+	loader := flags.String("loader", loaderKhoSim, "loader kho-sim run would use: "+loaderKhoSim+" or "+loaderKexecTools)
 	sysroot := flags.String("sysroot", "/", "look at proc/, sys/, dev/mem, kernels/ and --next-kernel under DIR instead of / (kexec_file_load is then not probed)")
 	if err := parseFlags(flags, args); err != nil {
 		return 0, err
 	}
-	var rg *physmem.Range
+	plan := preflightPlan{kexec: true, nextKernel: *next}
 	if *region != "" {
 		r, err := physmem.ParseRegion(*region)
 		if err != nil {
 			return 0, usageError{fmt.Sprintf("--region: %v", err)}
 		}
-		rg = &r
+		plan.region, plan.regionFrom = &r, "--region"
+	}
+	var err error
+	if plan.loader, err = chooseLoader(*loader, nil, 1); err != nil {
+		return 0, err
 	}
 	env := preflightEnv{root: *sysroot}
 	if filepath.Clean(*sysroot) == "/" {
 		env.probe = probe
 	}
-	checks := env.checks(rg, *next)
+	checks := env.checks(plan)
 	if err := writePreflight(stdout, checks); err != nil {
 		return 0, err
 	}
@@ -135,13 +155,36 @@ func writePreflight(out io.Writer, checks []preflightCheck) error {
 // path returns an absolute path as seen under the env's root.
 func (e preflightEnv) path(p string) string { return filepath.Join(e.root, p) }
 
-// checks runs every check in order; later checks that need an earlier
-// one's result skip as its consequence.
-func (e preflightEnv) checks(region *physmem.Range, nextKernel string) []preflightCheck {
-	rc, rg := e.checkRegion(region)
+// ruleOut runs the checks plan needs, as kho-sim run does before it maps
+// the region, and returns an error naming each check that rules the run
+// out and what to fix; nil when nothing does.
+func (e preflightEnv) ruleOut(plan preflightPlan) error {
+	var why []string
+	for _, c := range e.checks(plan) {
+		if c.skip != "" && !c.consequence {
+			why = append(why, c.name+": "+c.skip)
+		}
+	}
+	if len(why) == 0 {
+		return nil
+	}
+	return fmt.Errorf("preflight rules the run out:\n  %s", strings.Join(why, "\n  "))
+}
+
+// checks runs every check plan needs, in order; later checks that need an
+// earlier one's result skip as its consequence.
+func (e preflightEnv) checks(plan preflightPlan) []preflightCheck {
+	rc, rg := e.checkRegion(plan.region, plan.regionFrom)
 	iomem := e.checkReserved(rg)
 	out := []preflightCheck{rc, iomem, e.checkDevMem(rg, iomem.skip == "")}
 	p, err := kexec.ReadPreflight(e.root)
+	if !plan.kexec {
+		// Lockdown forbids /dev/mem as well as unsigned kexecs.
+		if err == nil {
+			out = append(out, checkLockdown(p, e.path(lockdownFile)))
+		}
+		return out
+	}
 	if err != nil {
 		why := fmt.Sprintf("cannot read the kexec state: %v: mount /proc and /sys", err)
 		out = append(out,
@@ -151,16 +194,20 @@ func (e preflightEnv) checks(region *physmem.Range, nextKernel string) []preflig
 	} else {
 		out = append(out, checkLockdown(p, e.path(lockdownFile)), checkPermitted(p), e.checkKexecFile(p))
 	}
-	return append(out, e.checkKernel(nextKernel), e.checkMemory())
+	out = append(out, e.checkKernel(plan.nextKernel), e.checkMemory())
+	if plan.loader == loaderKexecTools {
+		out = append(out, e.checkKexecTools())
+	}
+	return out
 }
 
 const lockdownFile = "/sys/kernel/security/lockdown"
 
-func (e preflightEnv) checkRegion(flagRange *physmem.Range) (preflightCheck, *physmem.Range) {
+func (e preflightEnv) checkRegion(given *physmem.Range, from string) (preflightCheck, *physmem.Range) {
 	c := preflightCheck{name: "region reserved by memmap="}
-	rg := flagRange
+	rg := given
 	if rg != nil {
-		c.note = fmt.Sprintf("region %v from --region", *rg)
+		c.note = fmt.Sprintf("region %v from %s", *rg, from)
 	} else {
 		raw, err := os.ReadFile(e.path("/proc/cmdline"))
 		if err != nil {
@@ -296,6 +343,21 @@ func (e preflightEnv) checkKernel(next string) preflightCheck {
 		c.skip = fmt.Sprintf("%v: pass --next-kernel PATH of a relocatable 64-bit bzImage (a vmlinuz)", err)
 	default:
 		c.skip = fmt.Sprintf("%v: make %s a readable kernel image", err, next)
+	}
+	return c
+}
+
+// checkKexecTools looks for the kexec binary the kexec-tools loader runs.
+func (e preflightEnv) checkKexecTools() preflightCheck {
+	c := preflightCheck{name: "kexec-tools installed"}
+	st, err := os.Stat(e.path(kexec.KexecToolsPath))
+	switch {
+	case err != nil:
+		c.skip = fmt.Sprintf("%v: ship Debian's kexec-tools at %s (initramfs/build.sh does) or use the %s loader", err, kexec.KexecToolsPath, loaderKhoSim)
+	case !st.Mode().IsRegular() || st.Mode()&0o111 == 0:
+		c.skip = fmt.Sprintf("%s is not an executable file (mode %v): reinstall kexec-tools", kexec.KexecToolsPath, st.Mode())
+	default:
+		c.note = kexec.KexecToolsPath
 	}
 	return c
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kho-sim/kho-sim/pkg/kexec"
 	"github.com/kho-sim/kho-sim/pkg/ktap"
+	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
 // Check names as printed.
@@ -83,7 +84,7 @@ func writeUnder(t *testing.T, root, name, content string) {
 func preflightOn(t *testing.T, root string, probe func() error) (*ktap.Report, int, string) {
 	t.Helper()
 	var out bytes.Buffer
-	checks := preflightEnv{root: root, probe: probe}.checks(nil, "/kernels/next")
+	checks := preflightEnv{root: root, probe: probe}.checks(preflightPlan{kexec: true, nextKernel: "/kernels/next", loader: loaderKhoSim})
 	if err := writePreflight(&out, checks); err != nil {
 		t.Fatal(err)
 	}
@@ -283,5 +284,73 @@ func TestPreflightExitStatus(t *testing.T) {
 		if code != tt.want || !strings.HasPrefix(string(out), "KTAP version 1\n1..8\n") {
 			t.Errorf("%s: exit %d, want %d\n%s", tt.name, code, tt.want, out)
 		}
+	}
+}
+
+// TestPreflightKexecTools: the kexec-tools loader needs its binary; the
+// check appears only for that loader.
+func TestPreflightKexecTools(t *testing.T) {
+	root := fakeMachine(t)
+	plan := preflightPlan{kexec: true, nextKernel: "/kernels/next", loader: loaderKexecTools}
+	env := preflightEnv{root: root}
+	last := func() preflightCheck { c := env.checks(plan); return c[len(c)-1] }
+	if c := last(); c.name != "kexec-tools installed" || !strings.Contains(c.skip, "no such file") || !strings.Contains(c.skip, "the kho-sim loader") {
+		t.Errorf("missing kexec: %+v", c)
+	}
+	writeUnder(t, root, kexec.KexecToolsPath, "#!/bin/sh\n")
+	if c := last(); !strings.Contains(c.skip, "not an executable file") {
+		t.Errorf("kexec not executable: %+v", c)
+	}
+	if err := os.Chmod(filepath.Join(root, kexec.KexecToolsPath), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if c := last(); c.skip != "" {
+		t.Errorf("kexec installed: %+v", c)
+	}
+	plan.loader = loaderKhoSim
+	for _, c := range env.checks(plan) {
+		if c.name == "kexec-tools installed" {
+			t.Error("the kexec-tools check runs for the kho-sim loader")
+		}
+	}
+	var out, errs bytes.Buffer
+	if code, err := preflightStatus([]string{"--sysroot", root, "--loader", loaderKexecTools}, &out, &errs, nil); err != nil || code != 0 || !strings.Contains(out.String(), "1..9\n") {
+		t.Errorf("--loader kexec-tools: exit %d, %v\n%s", code, err, out.String())
+	}
+	if code, _, errs := runCLI("preflight", "--sysroot", root, "--loader", "grub"); code != 2 || !strings.Contains(errs, `loader "grub"`) {
+		t.Errorf("--loader grub: exit %d, %q", code, errs)
+	}
+}
+
+// TestRuleOut is run's use of the checks: the region checks always apply,
+// the kexec checks only when the boot will load a kernel, and the error
+// names each cause, not its consequences.
+func TestRuleOut(t *testing.T) {
+	rg := physmem.Range{Start: 0x10000000, Size: 16 << 20}
+	plan := preflightPlan{region: &rg, regionFrom: "kho_sim.region=", nextKernel: "/kernels/next", loader: loaderKhoSim}
+	root := fakeMachine(t)
+	env := preflightEnv{root: root}
+	for _, kexecToo := range []bool{false, true} {
+		plan.kexec = kexecToo
+		if err := env.ruleOut(plan); err != nil {
+			t.Errorf("kexec %v: ready machine ruled out: %v", kexecToo, err)
+		}
+	}
+	os.Remove(filepath.Join(root, "kernels/next"))
+	writeUnder(t, root, "proc/sys/kernel/kexec_load_disabled", "1\n")
+	plan.kexec = false
+	if err := env.ruleOut(plan); err != nil {
+		t.Errorf("the last boot needs no kexec, yet: %v", err)
+	}
+	plan.kexec = true
+	err := env.ruleOut(plan)
+	if err == nil || !strings.Contains(err.Error(), chkLoads+": kernel.kexec_load_disabled=1") || !strings.Contains(err.Error(), chkKernel+": ") {
+		t.Errorf("kexec problems: %v", err)
+	}
+	writeUnder(t, root, "proc/iomem", "00000000-00000fff : Reserved\n")
+	plan.kexec = false
+	err = env.ruleOut(plan)
+	if err == nil || !strings.Contains(err.Error(), chkIOMem+": ") || strings.Contains(err.Error(), chkDevMem) {
+		t.Errorf("unreserved region: %v, want the iomem cause without its /dev/mem consequence", err)
 	}
 }

@@ -1,18 +1,17 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kho-sim/kho-sim/internal/cmdline"
 	"github.com/kho-sim/kho-sim/pkg/kexec"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 	"github.com/kho-sim/kho-sim/pkg/sim"
@@ -40,12 +39,17 @@ const (
 // The loaders of the next kernel. Both load the same repacked initramfs with
 // the same command line; only the kexec phases differ.
 const (
-	loaderKhoSim     = "kho-sim"     // kexec_file_load(2) and reboot(2) from this process
-	loaderKexecTools = "kexec-tools" // Debian's kexec -s -l, then kexec -e: the baseline
+	loaderKhoSim     = "kho-sim"     // kexec.FileLoader: kexec_file_load(2) and reboot(2) from this process
+	loaderKexecTools = "kexec-tools" // kexec.KexecTools: Debian's kexec -s -l, then kexec -e: the baseline
 )
 
-// kexecTools is Debian's kexec-tools binary, shipped in the initramfs.
-const kexecTools = "/usr/sbin/kexec"
+// loaderNamed is the kexec.Loader a loader name (see chooseLoader) stands for.
+func loaderNamed(name string) kexec.Loader {
+	if name == loaderKexecTools {
+		return kexec.KexecTools{}
+	}
+	return kexec.FileLoader{}
+}
 
 // initramfsMarker is shipped by kho-sim's own initramfs; together with being
 // started by PID 1 it tells kho-sim it owns the machine it would reboot.
@@ -101,17 +105,16 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		return usageError{"refusing to kexec: this is not kho-sim's initramfs (not PID 1, not its uinit). " +
 			"Use --dry-run to prove the set-up without a reboot, or --allow-kexec to reboot this machine into " + f.nextKernel}
 	}
+	plan := preflightPlan{region: &cfg.rg, regionFrom: cfg.rgFrom, kexec: moreBoots, nextKernel: f.nextKernel, loader: f.loader}
+	if err := (preflightEnv{root: "/", probe: kexec.Unload}).ruleOut(plan); err != nil {
+		return err
+	}
 	t0 := time.Now()
 	region, err := physmem.OpenDevMem(physmem.DevMemSpec{Range: cfg.rg})
 	if err != nil {
 		return err
 	}
 	defer region.Close()
-	if moreBoots {
-		if err := preflight(f.nextKernel); err != nil {
-			return err
-		}
-	}
 	cfg.Config.Region = region
 	cfg.Config.Out = stdout
 	cfg.Config.Phases = []timing.Phase{{Name: "boot to start", D: bootToStart}, {Name: "region map", D: time.Since(t0)}}
@@ -130,16 +133,10 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	case out.Last:
 		drainConsole()
 		return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
-	case f.loader == loaderKexecTools:
-		drainConsole()
-		out.StampReboot()
-		if err := kexecToolsExec(); err != nil {
-			return fmt.Errorf("reboot into the loaded kernel: %w", err)
-		}
 	default:
 		drainConsole()
 		out.StampReboot()
-		if err := kexec.Reboot(); err != nil {
+		if err := loaderNamed(f.loader).Reboot(); err != nil {
 			return fmt.Errorf("reboot into the loaded kernel: %w", err)
 		}
 	}
@@ -153,6 +150,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 type runConfig struct {
 	sim.Config
 	rg     physmem.Range
+	rgFrom string // where rg came from, for preflight's note
 	stay   bool
 	damage damage
 }
@@ -207,6 +205,10 @@ func (f runFlags) resolve(p map[string]string, cmdline string) (runConfig, error
 		if err != nil {
 			return c, usageError{fmt.Sprintf("region %q: %v", r, err)}
 		}
+		c.rgFrom = "--region"
+		if f.region == "" {
+			c.rgFrom = paramRegion + "="
+		}
 		return c, nil
 	}
 	rg, found, err := physmem.MemmapFromCmdline(cmdline)
@@ -216,7 +218,7 @@ func (f runFlags) resolve(p map[string]string, cmdline string) (runConfig, error
 	if !found {
 		return c, usageError{"no region: boot with memmap=16M$0x10000000 (or another free range) on the kernel command line, or pass --region SIZE@ADDR of a range /proc/iomem shows as Reserved"}
 	}
-	c.rg = rg
+	c.rg, c.rgFrom = rg, physmem.MemmapArg(rg)+" on the command line"
 	return c, nil
 }
 
@@ -237,15 +239,17 @@ func loadNext(f runFlags, cmdline string, next sim.Handover, start time.Time) ([
 		set[paramFDT] = fmt.Sprintf("%#x", next.RootPA)
 		drop = nil
 	}
-	nextCmdline := kexec.RewriteCmdline(cmdline, set, drop)
-	t0 = time.Now()
-	if f.loader == loaderKexecTools {
-		err = kexecToolsLoad(f.nextKernel, initrd, nextCmdline)
-		phases = append(phases, timing.Phase{Name: "kexec_file_load (kexec-tools)", D: time.Since(t0)})
-	} else {
-		err = kexec.FileLoad(kexec.LoadOptions{Kernel: f.nextKernel, Initrd: initrd, Cmdline: nextCmdline})
-		phases = append(phases, timing.Phase{Name: "kexec_file_load", D: time.Since(t0)})
+	nextCmdline, err := kexec.RewriteCmdline(cmdline, set, drop)
+	if err != nil {
+		return phases, err
 	}
+	t0 = time.Now()
+	err = loaderNamed(f.loader).Load(kexec.LoadOptions{Kernel: f.nextKernel, Initrd: initrd, Cmdline: nextCmdline})
+	phase := "kexec_file_load"
+	if f.loader == loaderKexecTools {
+		phase += " (kexec-tools)"
+	}
+	phases = append(phases, timing.Phase{Name: phase, D: time.Since(t0)})
 	if err != nil {
 		return phases, err
 	}
@@ -293,57 +297,11 @@ func chooseLoader(flagValue string, p map[string]string, boot int) (string, erro
 	return name, nil
 }
 
-// kexecToolsLoad loads the next kernel with kexec-tools' kexec_file_load
-// path (kexec -s -l). The initrd is the same sealed memfd kho-sim would pass:
-// the child inherits it as fd 3 and opens it by name through /proc/self/fd,
-// which gives a new file description, so the parent's offset stays put.
-func kexecToolsLoad(kernel string, initrd *os.File, cmdline string) error {
-	cmd := exec.Command(kexecTools, "-s", "-l", kernel, "--initrd=/proc/self/fd/3", "--append="+cmdline)
-	cmd.ExtraFiles = []*os.File{initrd}
-	return runTool(cmd)
-}
-
-// kexecToolsExec boots the kernel kexec-tools loaded (kexec -e). It only
-// returns on failure.
-func kexecToolsExec() error {
-	return runTool(exec.Command(kexecTools, "-e"))
-}
-
-// runTool runs cmd and reports a failure with the command and its output, so
-// a kexec-tools error lands in the boot's KTAP diagnostics.
-func runTool(cmd *exec.Cmd) error {
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		msg := strings.TrimSpace(string(out))
-		if msg == "" {
-			msg = "no output"
-		}
-		return fmt.Errorf("%s: %w; output: %s", strings.Join(cmd.Args, " "), err, msg)
-	}
-	return nil
-}
-
 // flagSet reports whether the command line gave the flag.
 func flagSet(fs *flag.FlagSet, name string) bool {
 	set := false
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	return set
-}
-
-// preflight explains up front what would stop the kexec.
-func preflight(kernel string) error {
-	p, err := kexec.ReadPreflight("")
-	if err != nil {
-		return err
-	}
-	problems := p.Problems()
-	if err := kexec.CheckKernelImage(kernel); err != nil {
-		problems = append(problems, err.Error())
-	}
-	if len(problems) > 0 {
-		return errors.New("cannot kexec:\n  " + strings.Join(problems, "\n  "))
-	}
-	return nil
 }
 
 // ownsMachine reports whether kho-sim runs as PID 1 or as the uinit of its
@@ -368,19 +326,11 @@ func drainConsole() {
 	time.Sleep(20 * time.Millisecond)
 }
 
-// cmdlineParams returns key=value parameters of a kernel command line, up
-// to "--" (what follows belongs to init).
-func cmdlineParams(cmdline string) map[string]string {
-	p := map[string]string{}
-	for _, w := range strings.Fields(cmdline) {
-		if w == "--" {
-			break
-		}
-		if k, v, ok := strings.Cut(w, "="); ok {
-			p[k] = strings.Trim(v, `"`)
-		}
-	}
-	return p
+// cmdlineParams returns the kernel parameters of a command line by name
+// ('-' read as '_'), up to "--" (what follows belongs to init), quoted
+// values whole, the last instance winning, as the kernel reads them.
+func cmdlineParams(line string) map[string]string {
+	return cmdline.Values(line)
 }
 
 func firstNonEmpty(s ...string) string {

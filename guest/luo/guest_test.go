@@ -154,12 +154,17 @@ func TestMemoryMapFromFDTPrefix(t *testing.T) {
 func TestNextCmdline(t *testing.T) {
 	for _, tt := range []struct{ in, want string }{
 		{"console=ttyS0 kho=on liveupdate=on", "console=ttyS0 kho=on liveupdate=on luo_stage=2"},
-		{"console=ttyS0 kho=on liveupdate=on luo_incoming=dump panic=-1", "console=ttyS0 panic=-1 luo_stage=2 kho=off liveupdate=off"},
-		{"luo_stage=2 kho=on", "kho=on luo_stage=2"},
+		{"console=ttyS0 kho=on liveupdate=on luo_incoming=dump panic=-1", "console=ttyS0 kho=off liveupdate=off panic=-1 luo_stage=2"},
+		{"luo_stage=2 kho=on", "luo_stage=2 kho=on"},
 		{"", "luo_stage=2"},
+		// A quoted value is one parameter, as the kernel reads it: the
+		// luo_incoming=dump inside it asks for nothing.
+		{`console=ttyS0 dyndbg="file luo.c +p luo_incoming=dump"`, `console=ttyS0 dyndbg="file luo.c +p luo_incoming=dump" luo_stage=2`},
+		{"console=ttyS0 -- luo_incoming=dump", "console=ttyS0 luo_stage=2 -- luo_incoming=dump"},
 	} {
-		if got := nextCmdline(tt.in); got != tt.want {
-			t.Errorf("nextCmdline(%q) = %q, want %q", tt.in, got, tt.want)
+		got, err := nextCmdline(tt.in)
+		if err != nil || got != tt.want {
+			t.Errorf("nextCmdline(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
 		}
 	}
 }

@@ -31,11 +31,15 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/kho-sim/kho-sim/guest/internal/pid1"
+	kcmdline "github.com/kho-sim/kho-sim/internal/cmdline"
 )
+
+// stageParam is the command line parameter that tells stage 2 from stage 1
+// (luo_stage=2).
+const stageParam = "luo_stage"
 
 func main() {
 	if os.Getpid() != 1 {
@@ -126,13 +130,12 @@ func (g *guest) run() error {
 	}
 	g.cmdline = cmdline
 	g.stage = 1
-	for _, f := range strings.Fields(g.cmdline) {
-		switch f {
-		case "luo_stage=2":
-			g.stage = 2
-		case "kho=off":
-			g.dumpOnly = true
-		}
+	params := kcmdline.Parse(g.cmdline)
+	if v, _ := params.Lookup(stageParam); v == "2" {
+		g.stage = 2
+	}
+	if v, _ := params.Lookup("kho"); v == "off" {
+		g.dumpOnly = true
 	}
 	g.mark("init")
 	g.logf("kernel command line: %s", g.cmdline)

@@ -5,12 +5,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/kho-sim/kho-sim/guest/internal/pid1"
+	kcmdline "github.com/kho-sim/kho-sim/internal/cmdline"
+	"github.com/kho-sim/kho-sim/pkg/kexec"
 )
 
 // stage1 preserves the planned sessions and memfds, then kexecs into the
@@ -48,19 +49,18 @@ func (g *guest) stage1() error {
 	}
 	g.logf("outgoing radix tree: %d blocks preserved, snapshot %d bytes", blocks, len(radix))
 
-	kernel, err := os.Open("/" + kernelPath)
-	if err != nil {
-		return fmt.Errorf("open kernel: %w", err)
-	}
 	initrd, err := g.repack(radix)
 	if err != nil {
 		return err
 	}
-	cmdline := nextCmdline(g.cmdline)
+	cmdline, err := nextCmdline(g.cmdline)
+	if err != nil {
+		return err
+	}
 	g.mark("kexec_file_load-start")
 	t := time.Now()
-	if err := unix.KexecFileLoad(int(kernel.Fd()), int(initrd.Fd()), cmdline, 0); err != nil {
-		return fmt.Errorf("kexec_file_load(%s, %s, %q, 0): %w", kernel.Name(), initrd.Name(), cmdline, err)
+	if err := kexec.FileLoad(kexec.LoadOptions{Kernel: "/" + kernelPath, Initrd: initrd, Cmdline: cmdline}); err != nil {
+		return err
 	}
 	g.logf("kexec_file_load took %.3f s", time.Since(t).Seconds())
 	again, _, err := snapshotRadix()
@@ -82,31 +82,14 @@ func (g *guest) stage1() error {
 
 // nextCmdline is stage 2's command line: stage 1's with luo_stage=2 and,
 // when stage 1's asks for luo_incoming=dump, with KHO and LUO turned off
-// (kho= and liveupdate= are early parameters, the last one wins; the old
-// ones are dropped anyway so that the line says what happens).
-func nextCmdline(cmdline string) string {
-	fields := strings.Fields(cmdline)
-	dump := false
-	for _, f := range fields {
-		if f == "luo_incoming=dump" {
-			dump = true
-		}
+// (kho= and liveupdate= are early parameters; they are rewritten in place
+// so that the line says what happens).
+func nextCmdline(line string) (string, error) {
+	set := map[string]string{stageParam: "2"}
+	if v, _ := kcmdline.Parse(line).Lookup("luo_incoming"); v == "dump" {
+		set["kho"], set["liveupdate"] = "off", "off"
 	}
-	var next []string
-	for _, f := range fields {
-		if dump && (strings.HasPrefix(f, "kho=") || strings.HasPrefix(f, "liveupdate=")) {
-			continue
-		}
-		if f == "luo_incoming=dump" || f == "luo_stage=2" {
-			continue
-		}
-		next = append(next, f)
-	}
-	next = append(next, "luo_stage=2")
-	if dump {
-		next = append(next, "kho=off", "liveupdate=off")
-	}
-	return strings.Join(next, " ")
+	return kexec.RewriteCmdline(line, set, []string{"luo_incoming"})
 }
 
 // preserveMemfd creates a memfd with the planned content and preserves it.

@@ -21,6 +21,13 @@
 //   - a 48-byte compatible has no NUL: it never matches another name,
 //     serializes truncated to 47 bytes, and is then never found again.
 //
+// Each WARN_ON of the seed is reported as a Warning through Options.Warn at
+// the moment the kernel would print it (and counted, Kernel.WarnCount); the
+// call then goes on as the kernel's does. Where the kernel would dereference
+// NULL (an FLB without .retrieve whose entry get_incoming finds) the model
+// returns ErrOops, and ErrDeadlock for later calls that would wait on the
+// lock the dead task held.
+//
 // The FLB page layout (luo_flb_header_ser, luo_flb_ser) lives here too, with
 // bounds-checked readers that a strict checker can reuse.
 package flb

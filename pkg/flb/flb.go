@@ -12,7 +12,8 @@ type OpArgs struct {
 	Obj  any    // preserve, retrieve: out; unpreserve, finish: in
 }
 
-// Ops models struct liveupdate_flb_ops. All four callbacks are required.
+// Ops models struct liveupdate_flb_ops. All four callbacks are required
+// (liveupdate_register_flb refuses an FLB without one).
 // Returned errors should be unix.Errno values (possibly wrapped), as the
 // kernel's callbacks return negative errnos.
 type Ops struct {
@@ -55,6 +56,9 @@ type FLB struct {
 		obj       any
 		retrieved bool
 		finished  bool
+		// oopsed: the kernel's task died in a NULL .retrieve holding
+		// incoming.lock, which no one releases.
+		oopsed bool
 	}
 }
 
@@ -122,12 +126,18 @@ type Options struct {
 	FixFinishBeforeRetrieve bool
 	// Quiescer is the session layer; nil means always quiescent.
 	Quiescer Quiescer
+	// Warn, when set, is called for each WARN_ON at the moment the kernel
+	// prints it, before the function that hit it returns, possibly from
+	// several goroutines at once and with the Kernel's locks held: it must
+	// not call back into the Kernel.
+	Warn func(Warning)
 }
 
 // Kernel models struct luo_flb_global for one boot.
 type Kernel struct {
 	opts     Options
 	disabled atomic.Bool // liveupdate_enabled() == false
+	warns    atomic.Int64
 
 	// regMu guards list and count and each FLB's users/listed. The kernel
 	// relies on luo_session_quiesce alone; a Go lock is needed besides, as

@@ -2,8 +2,11 @@ package flb
 
 import (
 	"encoding/binary"
+	"errors"
 	"sync"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/kho-sim/kho-sim/internal/recorder"
 )
@@ -115,3 +118,32 @@ type fakeQuiescer struct {
 
 func (q *fakeQuiescer) Quiesce() bool { q.quiesce++; return q.ok }
 func (q *fakeQuiescer) Resume()       { q.resume++ }
+
+// warnOptions returns opts with a Warn hook that records each WARN_ON into
+// the returned testFLB's recorder as "WARN SITE FLB ERRNO", in order with
+// the callbacks.
+func warnOptions(opts Options) (Options, *testFLB) {
+	tf := newTestFLB()
+	opts.Warn = func(w Warning) {
+		var errno unix.Errno
+		errors.As(w.Err, &errno)
+		tf.rec.Add("WARN %s %s %s", w.Site, w.FLB, unix.ErrnoName(errno))
+	}
+	return opts, tf
+}
+
+// incomingSetupWith registers a, b, c, recording into tf, on one handler and
+// installs an incoming page holding the given entries (none when nil).
+func incomingSetupWith(t *testing.T, opts Options, tf *testFLB, page []byte) (*Kernel, *testFLB, *FileHandler, []*FLB) {
+	t.Helper()
+	k := New(opts)
+	h := registeredHandler()
+	flbs := []*FLB{tf.flb("a", nil), tf.flb("b", nil), tf.flb("c", nil)}
+	mustRegister(t, k, h, flbs...)
+	if page != nil {
+		if err := k.SetupIncoming(page); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return k, tf, h, flbs
+}

@@ -103,9 +103,15 @@ func (k *Kernel) lookupIncoming(f *FLB) (data uint64, count int64, err error) {
 // incoming data, 0 if already retrieved, ENOENT if f is not in the table;
 // otherwise it loads data and count, then calls .retrieve. As in 7.0, data
 // and count stay loaded when .retrieve fails, and retrieved stays false.
+// A NULL .retrieve (an FLB never registered, as registration refuses one)
+// is called all the same: ErrOops, and incoming.lock is never released, so
+// every later call on f is ErrDeadlock.
 func (k *Kernel) retrieveOne(f *FLB) error {
 	f.incoming.mu.Lock()
 	defer f.incoming.mu.Unlock()
+	if f.incoming.oopsed {
+		return fmt.Errorf("FLB %q: retrieve: %w", f.Compatible, ErrDeadlock)
+	}
 	if f.incoming.finished {
 		return fmt.Errorf("FLB %q: already finished: %w", f.Compatible, unix.ENODATA)
 	}
@@ -121,6 +127,10 @@ func (k *Kernel) retrieveOne(f *FLB) error {
 		f.incoming.count = count
 	}
 	f.incoming.loaded = true
+	if f.Ops == nil || f.Ops.Retrieve == nil {
+		f.incoming.oopsed = true
+		return fmt.Errorf("FLB %q: .retrieve is NULL: %w", f.Compatible, ErrOops)
+	}
 	args := OpArgs{FLB: f, Data: data}
 	if err := f.Ops.Retrieve(&args); err != nil {
 		return fmt.Errorf("FLB %q retrieve: %w", f.Compatible, err)
@@ -133,15 +143,23 @@ func (k *Kernel) retrieveOne(f *FLB) error {
 // finishOne models luo_flb_file_finish_one. In 7.0 the count was loaded only
 // by retrieve, so without an earlier GetIncoming it goes 0 -> -1 (never 0
 // again) and .finish never runs. With FixFinishBeforeRetrieve the first
-// decrement loads the count from the page. The returned error stands for the
-// kernel's WARN_ON: the kernel returns nothing.
+// decrement loads the count from the page (WarnFixedFinishCount when it
+// cannot). When the last file finishes an FLB not yet retrieved, a failed
+// retrieve is WarnFinishRetrieve, ErrReadPastPage included, and .finish is
+// skipped. It returns ErrOops or ErrDeadlock, which end the kernel's task;
+// everything else the kernel only prints.
 func (k *Kernel) finishOne(f *FLB) error {
 	f.incoming.mu.Lock()
+	if f.incoming.oopsed {
+		f.incoming.mu.Unlock()
+		return fmt.Errorf("FLB %q: finish: %w", f.Compatible, ErrDeadlock)
+	}
 	if k.opts.FixFinishBeforeRetrieve && !f.incoming.loaded && !f.incoming.finished {
 		_, count, err := k.lookupIncoming(f)
 		if err != nil {
 			f.incoming.mu.Unlock()
-			return fmt.Errorf("finish: count not loaded, not decremented: %w", err)
+			k.warn(WarnFixedFinishCount, f, fmt.Errorf("finish: count not decremented: %w", err))
+			return nil
 		}
 		f.incoming.count, f.incoming.loaded = count, true
 	}
@@ -153,7 +171,11 @@ func (k *Kernel) finishOne(f *FLB) error {
 	}
 	if !retrieved {
 		if err := k.retrieveOne(f); err != nil {
-			return fmt.Errorf("finish: WARN_ON(retrieve): %w", err)
+			if errors.Is(err, ErrOops) || errors.Is(err, ErrDeadlock) {
+				return err
+			}
+			k.warn(WarnFinishRetrieve, f, err)
+			return nil
 		}
 	}
 	f.incoming.mu.Lock()
@@ -166,30 +188,30 @@ func (k *Kernel) finishOne(f *FLB) error {
 
 // FileFinish models luo_flb_file_finish: called by luo_file_finish after the
 // handler's .finish, it walks h's FLBs in reverse registration order. The
-// kernel returns void; the error joins the WARN_ONs the kernel would print
-// (including ErrReadPastPage), while the walk continues as in the kernel.
+// kernel returns void: its WARN_ONs go to Options.Warn as they fire and the
+// walk goes on. The error is ErrOops or ErrDeadlock, where the kernel's task
+// would die or hang; the walk stops there, as the task does.
 func (k *Kernel) FileFinish(h *FileHandler) error {
 	flbs := h.FLBs()
-	var errs []error
 	for i := len(flbs) - 1; i >= 0; i-- {
 		if err := k.finishOne(flbs[i]); err != nil {
-			errs = append(errs, err)
+			return err
 		}
 	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // GetIncoming models liveupdate_flb_get_incoming: it returns the object
 // .retrieve rebuilt, calling .retrieve only while no object is cached.
 // Errors: EOPNOTSUPP, ENODATA (no incoming data, or finished), ENOENT (not in
-// the incoming table), ErrReadPastPage, or the .retrieve error.
+// the incoming table), ErrReadPastPage, or the .retrieve error. The kernel
+// checks no op here: an FLB without .retrieve (never registered) gets the
+// same ENODATA and ENOENT, and when its entry is found, ErrOops as the
+// kernel calls the NULL .retrieve (see retrieveOne).
 // Differs from 7.0: the kernel reads obj without the lock; the model locks.
 func (k *Kernel) GetIncoming(f *FLB) (any, error) {
 	if !k.Enabled() {
 		return nil, fmt.Errorf("FLB %q get incoming: %w", f.Compatible, unix.EOPNOTSUPP)
-	}
-	if f.Ops == nil || f.Ops.Retrieve == nil {
-		return nil, fmt.Errorf("FLB %q get incoming: no retrieve op: %w", f.Compatible, unix.EINVAL)
 	}
 	f.incoming.mu.Lock()
 	cached := f.incoming.obj != nil

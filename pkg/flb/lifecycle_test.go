@@ -3,6 +3,7 @@ package flb
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -126,17 +127,7 @@ func TestGetOutgoing_BeforePreserve_Nil(t *testing.T) {
 // page holding the given entries.
 func incomingSetup(t *testing.T, opts Options, page []byte) (*Kernel, *testFLB, *FileHandler, []*FLB) {
 	t.Helper()
-	k := New(opts)
-	tf := newTestFLB()
-	h := registeredHandler()
-	flbs := []*FLB{tf.flb("a", nil), tf.flb("b", nil), tf.flb("c", nil)}
-	mustRegister(t, k, h, flbs...)
-	if page != nil {
-		if err := k.SetupIncoming(page); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return k, tf, h, flbs
+	return incomingSetupWith(t, opts, newTestFLB(), page)
 }
 
 // abcPage holds a, b, c, each with count files.
@@ -309,30 +300,150 @@ func TestGetIncomingAfterFinish_ReloadsCount_LosesDecrements(t *testing.T) {
 	}
 }
 
-func TestFinishFixed_NotInTable_NoDecrement(t *testing.T) {
-	k, tf, h, flbs := incomingSetup(t, Options{FixFinishBeforeRetrieve: true}, makePage(1, pageEntry{"a", 1, 1}))
-	err := k.FileFinish(h)
-	if !errors.Is(err, unix.ENOENT) {
-		t.Fatalf("FileFinish = %v, want ENOENT warnings for b and c", err)
+func TestFinishFixed_NotInTable_WarnsNoDecrement(t *testing.T) {
+	opts, tf := warnOptions(Options{FixFinishBeforeRetrieve: true})
+	k, _, h, flbs := incomingSetupWith(t, opts, tf, makePage(1, pageEntry{"a", 1, 1}))
+	if err := k.FileFinish(h); err != nil {
+		t.Fatal(err)
 	}
-	tf.rec.Expect(t, "retrieve a data=0x1", "finish a obj=in:a")
+	tf.rec.Expect(t,
+		"WARN "+string(WarnFixedFinishCount)+" c ENOENT",
+		"WARN "+string(WarnFixedFinishCount)+" b ENOENT",
+		"retrieve a data=0x1", "finish a obj=in:a")
 	if s := flbs[1].State(); s.IncomingCount != 0 {
 		t.Fatalf("b count %d, want 0 (not decremented)", s.IncomingCount)
 	}
+	if k.WarnCount() != 2 {
+		t.Fatalf("WarnCount = %d, want 2", k.WarnCount())
+	}
 }
 
-func TestFileFinish_RetrieveFailsAtLastFile_WarnsNoFinish(t *testing.T) {
-	k, tf, h, flbs := incomingSetup(t, Options{FixFinishBeforeRetrieve: true}, abcPage(1))
-	tf.failRetrieve["b"] = unix.EIO
-	if err := k.FileFinish(h); !errors.Is(err, unix.EIO) {
-		t.Fatalf("FileFinish = %v, want the EIO warning", err)
+// TestFileFinish_RetrieveFailsAtLastFile_WARN_ON_err: luo_flb_file_finish_one
+// retrieves an FLB not yet retrieved when its last file finishes; if that
+// fails, WARN_ON(err) fires right then and .finish is skipped, while the
+// walk goes on to the next FLB. In 7.0 the count is loaded only by a
+// retrieve, so the path needs a get_incoming whose .retrieve failed first.
+func TestFileFinish_RetrieveFailsAtLastFile_WARN_ON_err(t *testing.T) {
+	for _, fix := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fix=%v", fix), func(t *testing.T) {
+			opts, tf := warnOptions(Options{FixFinishBeforeRetrieve: fix})
+			k, _, h, flbs := incomingSetupWith(t, opts, tf, abcPage(1))
+			tf.failRetrieve["b"] = unix.EIO
+			if !fix {
+				for _, f := range flbs {
+					_, err := k.GetIncoming(f)
+					if want := f.Compatible == "b"; errors.Is(err, unix.EIO) != want {
+						t.Fatalf("GetIncoming(%s) = %v", f.Compatible, err)
+					}
+				}
+				tf.rec.Take()
+			}
+			if err := k.FileFinish(h); err != nil {
+				t.Fatal(err)
+			}
+			want := []string{"retrieve c data=" + hex(dataFor("c")), "finish c obj=in:c",
+				"retrieve b data=" + hex(dataFor("b")), "WARN " + string(WarnFinishRetrieve) + " b EIO",
+				"retrieve a data=" + hex(dataFor("a")), "finish a obj=in:a"}
+			if !fix { // c and a were retrieved by get_incoming
+				want = []string{"finish c obj=in:c", want[2], want[3], "finish a obj=in:a"}
+			}
+			tf.rec.Expect(t, want...)
+			// 7.0's retrieve in finish reloads the count from the page
+			// before its .retrieve fails; the fix keeps the count.
+			wantCount := int64(0)
+			if !fix {
+				wantCount = 1
+			}
+			if s := flbs[1].State(); s.Finished || s.IncomingCount != wantCount {
+				t.Fatalf("b: %+v, want count %d, not finished", s, wantCount)
+			}
+			if k.WarnCount() != 1 {
+				t.Fatalf("WarnCount = %d, want 1", k.WarnCount())
+			}
+		})
 	}
-	tf.rec.Expect(t,
-		"retrieve c data="+hex(dataFor("c")), "finish c obj=in:c",
-		"retrieve b data="+hex(dataFor("b")),
-		"retrieve a data="+hex(dataFor("a")), "finish a obj=in:a")
-	if s := flbs[1].State(); s.Finished || s.IncomingCount != 0 {
-		t.Fatalf("b: %+v", s)
+}
+
+// TestFileFinish_NoWarnOnTheGoodPath: a retrieve, then every file finished:
+// no WARN_ON fires.
+func TestFileFinish_NoWarnOnTheGoodPath(t *testing.T) {
+	opts, tf := warnOptions(Options{})
+	k, _, h, flbs := incomingSetupWith(t, opts, tf, abcPage(2))
+	for _, f := range flbs {
+		if _, err := k.GetIncoming(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 { // one more finish than files: the count goes below 0
+		if err := k.FileFinish(h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if k.WarnCount() != 0 || slices.ContainsFunc(tf.rec.Take(), func(e string) bool { return strings.HasPrefix(e, "WARN") }) {
+		t.Fatalf("WarnCount = %d on the good path", k.WarnCount())
+	}
+}
+
+// TestGetIncoming_NoRetrieveOp_KernelErrnos_ThenNULLCallOops:
+// liveupdate_flb_get_incoming checks no op. An FLB without .retrieve (never
+// registered: registration WARNs and refuses it) gets ENODATA without
+// incoming data or once finished, ENOENT when not in the table, and when its
+// entry is found the kernel calls the NULL .retrieve: an oops, with
+// data and count already loaded and incoming.lock never released.
+func TestGetIncoming_NoRetrieveOp_KernelErrnos_ThenNULLCallOops(t *testing.T) {
+	noRetrieve := func(tf *testFLB, name string) *FLB {
+		f := tf.flb(name, nil)
+		f.Ops.Retrieve = nil
+		return f
+	}
+	k, tf, h, _ := incomingSetup(t, Options{}, nil)
+	if _, err := k.GetIncoming(noRetrieve(tf, "a")); !errors.Is(err, unix.ENODATA) {
+		t.Errorf("no incoming data: GetIncoming = %v, want ENODATA", err)
+	}
+	k, tf, h, flbs := incomingSetup(t, Options{}, abcPage(1))
+	if _, err := k.GetIncoming(noRetrieve(tf, "d")); !errors.Is(err, unix.ENOENT) {
+		t.Errorf("not in the table: GetIncoming = %v, want ENOENT", err)
+	}
+	b := noRetrieve(tf, "b")
+	_, err := k.GetIncoming(b)
+	if !errors.Is(err, ErrOops) || errors.Is(err, unix.EINVAL) {
+		t.Fatalf("entry found: GetIncoming = %v, want ErrOops", err)
+	}
+	if s := b.State(); s.IncomingData != dataFor("b") || s.IncomingCount != 1 || s.Retrieved {
+		t.Errorf("state after the oops %+v: data and count are loaded before the call", s)
+	}
+	if _, err := k.GetIncoming(b); !errors.Is(err, ErrDeadlock) {
+		t.Errorf("after the oops: GetIncoming = %v, want ErrDeadlock", err)
+	}
+	// Finished: ENODATA comes before the table is read.
+	if _, err := k.GetIncoming(flbs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.FileFinish(h); err != nil {
+		t.Fatal(err)
+	}
+	flbs[0].Ops.Retrieve = nil
+	if _, err := k.GetIncoming(flbs[0]); !errors.Is(err, unix.ENODATA) {
+		t.Errorf("finished: GetIncoming = %v, want ENODATA", err)
+	}
+	if k.WarnCount() != 0 {
+		t.Errorf("WarnCount = %d: get_incoming has no WARN_ON", k.WarnCount())
+	}
+}
+
+// TestFileFinish_NULLRetrieveAtLastFile_Oops: an op cleared after
+// registration is called through NULL when the last file finishes; the
+// kernel's task dies there, so no WARN_ON and no later FLB is finished.
+func TestFileFinish_NULLRetrieveAtLastFile_Oops(t *testing.T) {
+	opts, tf := warnOptions(Options{FixFinishBeforeRetrieve: true})
+	k, _, h, flbs := incomingSetupWith(t, opts, tf, abcPage(1))
+	flbs[1].Ops.Retrieve = nil
+	if err := k.FileFinish(h); !errors.Is(err, ErrOops) {
+		t.Fatalf("FileFinish = %v, want ErrOops", err)
+	}
+	tf.rec.Expect(t, "retrieve c data="+hex(dataFor("c")), "finish c obj=in:c")
+	if k.WarnCount() != 0 {
+		t.Fatalf("WarnCount = %d, want 0", k.WarnCount())
 	}
 }
 

@@ -11,27 +11,43 @@ import (
 // f's first link, adds f to the global list. Checks run in the kernel's order:
 //
 //   - EOPNOTSUPP: live update disabled;
-//   - EINVAL: an op missing, or h not registered;
+//   - EINVAL after a WARN_ON: an op missing (WarnMissingOp), or h not
+//     registered (WarnHandlerNotRegistered);
 //   - EBUSY: sessions exist (Quiesce failed);
 //   - EEXIST: f already linked to h;
-//   - on f's first link: ENOSPC when Max FLBs are registered, EEXIST when
-//     another FLB has the same compatible (strcmp), EAGAIN when the owner
-//     module is going away.
+//   - on f's first link: EINVAL after a WARN_ON when f has no users but is
+//     still listed (WarnListedWithoutUsers), ENOSPC when Max FLBs are
+//     registered, EEXIST when another FLB has the same compatible (strcmp),
+//     EAGAIN when the owner module is going away.
 //
-// Differs from 7.0: a Compatible longer than 48 bytes, nil Ops, and an FLB
-// already owned by another Kernel return EINVAL (in C they do not compile,
-// oops, or cannot happen). The kernel's "not registered" test is
+// nil Ops is ErrOops: the kernel reads flb->ops->preserve through NULL.
+// Differs from 7.0: a Compatible longer than 48 bytes and an FLB already
+// owned by another Kernel return EINVAL (in C they do not compile, or
+// cannot happen). The kernel's "not registered" test is
 // list_empty(&fh->list), which is false for a zeroed, never-registered handler
 // (NULL next: the kernel then oopses walking flb_list) and for one removed by
-// list_del (poisoned); the model returns the EINVAL the code intends.
+// list_del (poisoned); the model WARNs and returns the EINVAL the code
+// intends.
 // ENOMEM is not modelled.
 func (k *Kernel) RegisterFLB(h *FileHandler, f *FLB) error {
 	if !k.Enabled() {
 		return fmt.Errorf("register FLB %q: %w", f.Compatible, unix.EOPNOTSUPP)
 	}
-	if f.Ops == nil || f.Ops.Preserve == nil || f.Ops.Unpreserve == nil ||
-		f.Ops.Retrieve == nil || f.Ops.Finish == nil {
-		return fmt.Errorf("register FLB %q: missing op: %w", f.Compatible, unix.EINVAL)
+	if f.Ops == nil {
+		return fmt.Errorf("register FLB %q: ops is NULL: %w", f.Compatible, ErrOops)
+	}
+	if f.Ops.Preserve == nil || f.Ops.Unpreserve == nil || f.Ops.Retrieve == nil || f.Ops.Finish == nil {
+		err := fmt.Errorf("register FLB %q: missing op: %w", f.Compatible, unix.EINVAL)
+		k.warn(WarnMissingOp, f, err)
+		return err
+	}
+	h.mu.RLock()
+	registered := h.registered
+	h.mu.RUnlock()
+	if !registered {
+		err := fmt.Errorf("register FLB %q: file handler not registered: %w", f.Compatible, unix.EINVAL)
+		k.warn(WarnHandlerNotRegistered, f, err)
+		return err
 	}
 	name, ok := parseCompatible(f.Compatible)
 	if !ok {
@@ -39,12 +55,6 @@ func (k *Kernel) RegisterFLB(h *FileHandler, f *FLB) error {
 	}
 	if !f.owner.CompareAndSwap(nil, k) && f.owner.Load() != k {
 		return fmt.Errorf("register FLB %q: FLB belongs to another boot: %w", f.Compatible, unix.EINVAL)
-	}
-	h.mu.RLock()
-	registered := h.registered
-	h.mu.RUnlock()
-	if !registered {
-		return fmt.Errorf("register FLB %q: file handler not registered: %w", f.Compatible, unix.EINVAL)
 	}
 	if !k.quiesce() {
 		return fmt.Errorf("register FLB %q: sessions exist: %w", f.Compatible, unix.EBUSY)
@@ -59,8 +69,10 @@ func (k *Kernel) RegisterFLB(h *FileHandler, f *FLB) error {
 		return fmt.Errorf("register FLB %q: already linked to this handler: %w", f.Compatible, unix.EEXIST)
 	}
 	if f.users == 0 {
-		if f.listed { // WARN_ON(!list_empty(&private->list))
-			return fmt.Errorf("register FLB %q: on the global list without users: %w", f.Compatible, unix.EINVAL)
+		if f.listed {
+			err := fmt.Errorf("register FLB %q: on the global list without users: %w", f.Compatible, unix.EINVAL)
+			k.warn(WarnListedWithoutUsers, f, err)
+			return err
 		}
 		if len(k.list) == Max {
 			return fmt.Errorf("register FLB %q: %d FLBs registered: %w", f.Compatible, Max, unix.ENOSPC)

@@ -28,7 +28,9 @@ func TestRegisterFLB_Disabled_EOPNOTSUPP(t *testing.T) {
 	}
 }
 
-func TestRegisterFLB_MissingOp_EINVAL(t *testing.T) {
+// TestRegisterFLB_MissingOp_WARN_ON_EINVAL: liveupdate_register_flb
+// WARNs and returns EINVAL for an FLB without one of its four ops.
+func TestRegisterFLB_MissingOp_WARN_ON_EINVAL(t *testing.T) {
 	tests := []struct {
 		name string
 		drop func(*Ops)
@@ -40,22 +42,26 @@ func TestRegisterFLB_MissingOp_EINVAL(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			k := New(Options{})
-			f := newTestFLB().flb("a", nil)
+			opts, tf := warnOptions(Options{})
+			k := New(opts)
+			f := tf.flb("a", nil)
 			tt.drop(f.Ops)
 			if err := k.RegisterFLB(registeredHandler(), f); !errors.Is(err, unix.EINVAL) {
 				t.Fatalf("RegisterFLB = %v, want EINVAL", err)
 			}
-			if len(k.Registered()) != 0 {
-				t.Fatal("FLB registered despite missing op")
+			tf.rec.Expect(t, "WARN "+string(WarnMissingOp)+" a EINVAL")
+			if len(k.Registered()) != 0 || k.WarnCount() != 1 {
+				t.Fatalf("registered %d, WarnCount %d; want 0, 1", len(k.Registered()), k.WarnCount())
 			}
 		})
 	}
 }
 
-func TestRegisterFLB_HandlerNotRegistered_EINVAL(t *testing.T) {
-	k := New(Options{})
-	tf := newTestFLB()
+// TestRegisterFLB_HandlerNotRegistered_WARN_ON_EINVAL: liveupdate_register_flb
+// WARNs and returns EINVAL for a file handler that is not registered.
+func TestRegisterFLB_HandlerNotRegistered_WARN_ON_EINVAL(t *testing.T) {
+	opts, tf := warnOptions(Options{})
+	k := New(opts)
 	never := &FileHandler{}
 	if err := k.RegisterFLB(never, tf.flb("a", nil)); !errors.Is(err, unix.EINVAL) {
 		t.Errorf("never registered: RegisterFLB = %v, want EINVAL", err)
@@ -64,6 +70,73 @@ func TestRegisterFLB_HandlerNotRegistered_EINVAL(t *testing.T) {
 	gone.MarkUnregistered()
 	if err := k.RegisterFLB(gone, tf.flb("b", nil)); !errors.Is(err, unix.EINVAL) {
 		t.Errorf("unregistered: RegisterFLB = %v, want EINVAL", err)
+	}
+	w := "WARN " + string(WarnHandlerNotRegistered)
+	tf.rec.Expect(t, w+" a EINVAL", w+" b EINVAL")
+	if k.WarnCount() != 2 {
+		t.Errorf("WarnCount = %d, want 2", k.WarnCount())
+	}
+}
+
+// TestRegisterFLB_ListedWithoutUsers_WARN_ON_EINVAL: on an FLB's first link
+// liveupdate_register_flb WARNs and returns EINVAL if the FLB is still on
+// the global list. The API never leaves that state (unregister takes the
+// FLB off with its last user); the test sets it.
+func TestRegisterFLB_ListedWithoutUsers_WARN_ON_EINVAL(t *testing.T) {
+	opts, tf := warnOptions(Options{})
+	k := New(opts)
+	f := tf.flb("a", nil)
+	f.listed = true
+	h := registeredHandler()
+	if err := k.RegisterFLB(h, f); !errors.Is(err, unix.EINVAL) {
+		t.Fatalf("RegisterFLB = %v, want EINVAL", err)
+	}
+	tf.rec.Expect(t, "WARN "+string(WarnListedWithoutUsers)+" a EINVAL")
+	if len(h.FLBs()) != 0 || f.users != 0 || k.WarnCount() != 1 {
+		t.Fatalf("links %d, users %d, WarnCount %d; want 0, 0, 1", len(h.FLBs()), f.users, k.WarnCount())
+	}
+}
+
+// TestRegisterFLB_NilOps_Oops: the kernel reads flb->ops->preserve through
+// a NULL ops before any WARN_ON can print.
+func TestRegisterFLB_NilOps_Oops(t *testing.T) {
+	k := New(Options{})
+	if err := k.RegisterFLB(registeredHandler(), &FLB{Compatible: "a"}); !errors.Is(err, ErrOops) {
+		t.Fatalf("RegisterFLB = %v, want ErrOops", err)
+	}
+	if k.WarnCount() != 0 {
+		t.Fatalf("WarnCount = %d, want 0", k.WarnCount())
+	}
+}
+
+// TestRegisterFLB_NoWarnOnOtherErrors: EBUSY, EEXIST, ENOENT and EAGAIN are
+// returned without a WARN_ON.
+func TestRegisterFLB_NoWarnOnOtherErrors(t *testing.T) {
+	q := &fakeQuiescer{}
+	opts, tf := warnOptions(Options{Quiescer: q})
+	k := New(opts)
+	h, f := registeredHandler(), tf.flb("a", nil)
+	mod := &Module{}
+	mod.BeginUnload()
+	steps := []struct {
+		name string
+		call func() error
+		want error
+	}{
+		{"sessions exist", func() error { return k.RegisterFLB(h, f) }, unix.EBUSY},
+		{"first link", func() error { q.ok = true; return k.RegisterFLB(h, f) }, nil},
+		{"same link", func() error { return k.RegisterFLB(h, f) }, unix.EEXIST},
+		{"same compatible", func() error { return k.RegisterFLB(registeredHandler(), tf.flb("a", nil)) }, unix.EEXIST},
+		{"not linked", func() error { return k.UnregisterFLB(registeredHandler(), f) }, unix.ENOENT},
+		{"module going", func() error { return k.RegisterFLB(h, tf.flb("b", mod)) }, unix.EAGAIN},
+	}
+	for _, st := range steps {
+		if err := st.call(); !errors.Is(err, st.want) || (st.want == nil) != (err == nil) {
+			t.Fatalf("%s: %v, want %v", st.name, err, st.want)
+		}
+	}
+	if k.WarnCount() != 0 {
+		t.Fatalf("WarnCount = %d: %q", k.WarnCount(), tf.rec.Take())
 	}
 }
 

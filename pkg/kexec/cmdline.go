@@ -1,105 +1,63 @@
 package kexec
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/kho-sim/kho-sim/internal/cmdline"
 )
 
 // RewriteCmdline returns current with every parameter named in set given
 // that value and every parameter named in drop removed. A key present in
 // current keeps the position of its first instance and loses the others;
-// keys not present are appended, sorted, before any "--" (after it the
-// kernel passes words to init, which are never touched). Everything else
-// carries over unchanged and in order: memmap=16M$0x10000000, quoted values
-// such as foo="a b", and repeated parameters. Keys match as the kernel
-// matches them, with '-' and '_' equal. An empty value gives a bare flag
-// ("quiet"); a value with white space is double-quoted (it cannot itself
-// hold a double quote). Words are joined by single spaces, and a final
-// unterminated quote is closed, which the kernel reads the same way.
-func RewriteCmdline(current string, set map[string]string, drop []string) string {
+// keys not present are appended, sorted, before any "--" (what follows it
+// belongs to init and is copied verbatim). Everything else carries over
+// unchanged and in order: memmap=16M$0x10000000, quoted values such as
+// foo="a b", and repeated parameters. Words are split and keys matched as
+// the kernel does (internal/cmdline: next_arg's quotes, '-' and '_' equal).
+// An empty value gives a bare flag ("quiet"); a value with white space is
+// double-quoted. A value holding a double quote or NUL, or a key that no
+// command line word can carry, is an error. Words are joined by single
+// spaces. A last word whose quote never closes runs to the end of the line
+// in the kernel's eyes, so appended words go before it.
+func RewriteCmdline(current string, set map[string]string, drop []string) (string, error) {
 	remove := make(map[string]bool, len(set)+len(drop))
 	for _, k := range drop {
-		remove[paramKey(k)] = true
+		remove[cmdline.Key(k)] = true
 	}
 	pending := make(map[string]string, len(set))
 	for _, k := range slices.Sorted(maps.Keys(set)) {
-		if k == "" {
-			continue
+		w, ok := cmdline.Format(k, set[k])
+		if !ok {
+			return "", fmt.Errorf("kexec: command line parameter %q=%q: no command line word can carry it", k, set[k])
 		}
-		remove[paramKey(k)] = true
-		pending[paramKey(k)] = formatParam(k, set[k])
+		remove[cmdline.Key(k)] = true
+		pending[cmdline.Key(k)] = w
 	}
-	words := cmdlineWords(current)
-	end := slices.Index(words, "--")
-	if end < 0 {
-		end = len(words)
-	}
-	out := make([]string, 0, len(words)+len(pending))
-	for _, w := range words[:end] {
-		k := paramKey(w)
+	line := cmdline.Parse(current)
+	out := make([]string, 0, len(line.Params)+len(pending))
+	for _, p := range line.Params {
+		k := p.Key()
 		if !remove[k] {
+			out = append(out, p.Raw)
+		} else if w, ok := pending[k]; ok {
 			out = append(out, w)
-		} else if p, ok := pending[k]; ok {
-			out = append(out, p)
 			delete(pending, k)
 		}
 	}
-	out = append(out, slices.Sorted(maps.Values(pending))...)
-	out = append(out, words[end:]...)
-	return strings.Join(out, " ")
-}
-
-// cmdlineWords splits a command line where the kernel's next_arg() does: at
-// white space outside double quotes. The quotes stay in the words.
-func cmdlineWords(s string) []string {
-	var words []string
-	start, inQuote := -1, false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if isSpace(c) && !inQuote {
-			if start >= 0 {
-				words = append(words, s[start:i])
-				start = -1
-			}
-			continue
-		}
-		if start < 0 {
-			start = i
-		}
-		if c == '"' {
-			inQuote = !inQuote
+	added := slices.Sorted(maps.Values(pending))
+	if n := len(out); n > 0 && strings.Count(out[n-1], `"`)%2 == 1 {
+		out = slices.Insert(out, n-1, added...)
+	} else {
+		out = append(out, added...)
+	}
+	if line.Dashes != "" {
+		out = append(out, line.Dashes)
+		if line.Init != "" {
+			out = append(out, line.Init)
 		}
 	}
-	if inQuote {
-		// The kernel reads an unterminated quote to the end of the line;
-		// closing it keeps that meaning and keeps appended words apart.
-		return append(words, s[start:]+`"`)
-	}
-	if start >= 0 {
-		words = append(words, s[start:])
-	}
-	return words
-}
-
-// isSpace is the kernel's isspace() for the characters a command line holds.
-func isSpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
-}
-
-// paramKey is the parameter name of a command line word, quotes removed and
-// '-' folded to '_' as the kernel's parameq() does.
-func paramKey(word string) string {
-	k, _, _ := strings.Cut(strings.TrimPrefix(word, `"`), "=")
-	return strings.ReplaceAll(strings.TrimSuffix(k, `"`), "-", "_")
-}
-
-func formatParam(key, value string) string {
-	switch {
-	case value == "":
-		return key
-	case strings.IndexFunc(value, func(r rune) bool { return r < 0x80 && isSpace(byte(r)) }) >= 0:
-		return key + `="` + value + `"`
-	}
-	return key + "=" + value
+	return strings.Join(out, " "), nil
 }

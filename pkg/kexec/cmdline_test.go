@@ -2,8 +2,9 @@ package kexec
 
 import (
 	"slices"
-	"strings"
 	"testing"
+
+	"github.com/kho-sim/kho-sim/internal/cmdline"
 )
 
 func TestRewriteCmdline(t *testing.T) {
@@ -33,10 +34,10 @@ func TestRewriteCmdline(t *testing.T) {
 			want:    "kho_sim.fdt=0x2 console=ttyS0",
 		},
 		{
-			name:    "new keys are sorted and go before --",
-			current: "console=ttyS0 -- init-arg1 kho_sim.fdt=0xdead",
+			name:    "new keys are sorted and go before --; init's words are copied verbatim",
+			current: "console=ttyS0 -- init-arg1  kho_sim.fdt=0xdead",
 			set:     map[string]string{"kho_sim.hop": "2", "kho_sim.fdt": "0x10000000"},
-			want:    "console=ttyS0 kho_sim.fdt=0x10000000 kho_sim.hop=2 -- init-arg1 kho_sim.fdt=0xdead",
+			want:    "console=ttyS0 kho_sim.fdt=0x10000000 kho_sim.hop=2 -- init-arg1  kho_sim.fdt=0xdead",
 		},
 		{
 			name:    "drop removes every instance but only before --",
@@ -49,6 +50,12 @@ func TestRewriteCmdline(t *testing.T) {
 			current: `dyndbg="file foo.c +p" "kho_sim.note=a b" console=ttyS0`,
 			set:     map[string]string{"kho_sim.note": "c d"},
 			want:    `dyndbg="file foo.c +p" kho_sim.note="c d" console=ttyS0`,
+		},
+		{
+			name:    "a quoted -- ends the kernel's parameters too",
+			current: `a=1 "--" b=2`,
+			set:     map[string]string{"b": "3"},
+			want:    `a=1 b=3 "--" b=2`,
 		},
 		{
 			name:    "empty value gives a bare flag; white space collapses",
@@ -64,10 +71,10 @@ func TestRewriteCmdline(t *testing.T) {
 			want:    "a=3",
 		},
 		{
-			name:    "an unterminated quote is closed before appending",
-			current: `console=ttyS0 x="a b`,
+			name:    "an unterminated quote keeps running to the end: new words go before it",
+			current: `console=ttyS0 x=a"b c`,
 			set:     map[string]string{"y": "1"},
-			want:    `console=ttyS0 x="a b" y=1`,
+			want:    `console=ttyS0 y=1 x=a"b c`,
 		},
 		{
 			name:    "empty line",
@@ -90,55 +97,68 @@ func TestRewriteCmdline(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for range 3 { // map order must not show
-				if got := RewriteCmdline(tt.current, tt.set, tt.drop); got != tt.want {
-					t.Fatalf("RewriteCmdline(%q, %v, %v)\n got %q\nwant %q", tt.current, tt.set, tt.drop, got, tt.want)
+				got, err := RewriteCmdline(tt.current, tt.set, tt.drop)
+				if err != nil || got != tt.want {
+					t.Fatalf("RewriteCmdline(%q, %v, %v)\n got %q, %v\nwant %q", tt.current, tt.set, tt.drop, got, err, tt.want)
 				}
 			}
 		})
 	}
 }
 
-func TestCmdlineWords(t *testing.T) {
-	tests := []struct {
-		in   string
-		want []string
-	}{
-		{"", nil},
-		{" a  b ", []string{"a", "b"}},
-		{`x="1 2" "y=3 4"z w`, []string{`x="1 2"`, `"y=3 4"z`, "w"}},
-		{`open="unterminated quote`, []string{`open="unterminated quote"`}},
-		{`a "b=c -- d`, []string{"a", `"b=c -- d"`}},
-	}
-	for _, tt := range tests {
-		if got := cmdlineWords(tt.in); !slices.Equal(got, tt.want) {
-			t.Errorf("cmdlineWords(%q) = %q, want %q", tt.in, got, tt.want)
+func TestRewriteCmdline_UnwritableParameter_Error(t *testing.T) {
+	for _, set := range []map[string]string{
+		{"x": `a"b`}, {"x": "a\x00b"}, {"": "1"}, {"a=b": "1"}, {"a b": "1"}, {"--": ""},
+	} {
+		if got, err := RewriteCmdline("console=ttyS0", set, nil); err == nil {
+			t.Errorf("RewriteCmdline(%v) = %q, want an error", set, got)
 		}
 	}
 }
 
+// FuzzRewriteCmdline: the kernel reads the rewritten line as asked: the key
+// with its value, the dropped key gone, every other parameter in its order,
+// init's arguments untouched; and a second rewrite changes nothing.
 func FuzzRewriteCmdline(f *testing.F) {
 	f.Add("console=ttyS0 memmap=16M$0x10000000 kho_sim.fdt=0x1 -- a b", "kho_sim.fdt", "0x10000000", "console")
 	f.Add(`x="a b" "y=c d" --`, "y", "e f", "x")
+	f.Add(`a x=b"c d`, "z", "1", "a")
 	f.Fuzz(func(t *testing.T, current, key, value, drop string) {
-		if key == "" || strings.ContainsAny(key, "=\" \t\n\r\v\f") || strings.HasPrefix(key, "-") || strings.Contains(value, `"`) {
+		set := map[string]string{key: value}
+		once, err := RewriteCmdline(current, set, []string{drop})
+		if err != nil {
+			if _, ok := cmdline.Format(key, value); ok {
+				t.Fatalf("error for a writable parameter: %v", err)
+			}
 			return
 		}
-		set := map[string]string{key: value}
-		once := RewriteCmdline(current, set, []string{drop})
-		if twice := RewriteCmdline(once, set, []string{drop}); twice != once {
+		if twice, _ := RewriteCmdline(once, set, []string{drop}); twice != once {
 			t.Fatalf("not idempotent:\n once %q\ntwice %q", once, twice)
 		}
-		words := cmdlineWords(once)
-		if !slices.Contains(words, formatParam(key, value)) {
-			t.Fatalf("%q lacks %q", once, formatParam(key, value))
+		in, out := cmdline.Parse(current), cmdline.Parse(once)
+		if v, ok := out.Lookup(key); !ok || v != value {
+			t.Fatalf("%q: %s reads %q, %v; want %q", once, key, v, ok, value)
 		}
-		// What follows "--" belongs to init and is never touched.
-		in, out := cmdlineWords(current), words
-		if i := slices.Index(in, "--"); i >= 0 {
-			j := slices.Index(out, "--")
-			if j < 0 || !slices.Equal(in[i:], out[j:]) {
-				t.Fatalf("init arguments changed: %q -> %q", current, once)
+		k, d := cmdline.Key(key), cmdline.Key(drop)
+		var kept, got []string
+		for _, p := range in.Params {
+			if p.Key() != k && p.Key() != d {
+				kept = append(kept, p.Name+"="+p.Value)
 			}
+		}
+		for _, p := range out.Params {
+			if p.Key() == d && d != k {
+				t.Fatalf("%q still holds dropped %q", once, drop)
+			}
+			if p.Key() != k {
+				got = append(got, p.Name+"="+p.Value)
+			}
+		}
+		if !slices.Equal(kept, got) {
+			t.Fatalf("other parameters changed: %q -> %q", current, once)
+		}
+		if in.Init != out.Init || (in.Dashes != "") != (out.Dashes != "") {
+			t.Fatalf("init arguments changed: %q -> %q", current, once)
 		}
 	})
 }

@@ -1,7 +1,9 @@
 // Package kexec boots the next kernel: it loads a kernel image with
 // kexec_file_load(2), reboots into it, builds the next kernel command line,
 // and repacks the running root filesystem into a newc cpio held in a memfd,
-// so the same initramfs runs again after every hop.
+// so the same initramfs runs again after every hop. Two Loaders do the load
+// and the reboot: FileLoader makes the system calls from this process,
+// KexecTools runs kexec-tools' kexec -s -l and kexec -e, the baseline.
 //
 // Failures are explained before and after the fact. ReadPreflight and
 // CheckKernelImage report what would make kexec_file_load fail (sysctls,

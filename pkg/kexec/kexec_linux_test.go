@@ -2,8 +2,10 @@ package kexec
 
 import (
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -134,5 +136,73 @@ func TestLoadDetail(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// fakeKexec writes a shell script standing in for kexec-tools: it records
+// its arguments and the initrd it was handed (fd 3, by name), then exits
+// with status.
+func fakeKexec(t *testing.T, status int) (path, log string) {
+	t.Helper()
+	dir := t.TempDir()
+	path, log = filepath.Join(dir, "kexec"), filepath.Join(dir, "log")
+	script := "#!/bin/sh\nfor a in \"$@\"; do echo \"arg $a\"; done >>" + log + "\n" +
+		"case \"$*\" in *--initrd=/proc/self/fd/3*) echo \"initrd $(cat /proc/self/fd/3)\" >>" + log + ";; esac\n" +
+		"echo 'kexec: fake says no' >&2\nexit " + strconv.Itoa(status) + "\n"
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path, log
+}
+
+func TestKexecTools_LoadPassesKernelInitrdCmdline_RebootRunsE(t *testing.T) {
+	path, log := fakeKexec(t, 0)
+	initrd, err := os.CreateTemp(t.TempDir(), "initrd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer initrd.Close()
+	if _, err := initrd.WriteString("cpio bytes"); err != nil {
+		t.Fatal(err)
+	}
+	var l Loader = KexecTools{Path: path}
+	if err := l.Load(LoadOptions{Kernel: "/kernels/next", Initrd: initrd, Cmdline: `console=ttyS0 x="a b"`}); err != nil {
+		t.Fatal(err)
+	}
+	if off, err := initrd.Seek(0, io.SeekCurrent); err != nil || off != int64(len("cpio bytes")) {
+		t.Errorf("the parent's initrd offset moved to %d, %v", off, err)
+	}
+	if err := l.Reboot(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "arg -s\narg -l\narg /kernels/next\narg --initrd=/proc/self/fd/3\narg --append=console=ttyS0 x=\"a b\"\ninitrd cpio bytes\narg -e\n"
+	if string(got) != want {
+		t.Fatalf("kexec-tools saw\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestKexecTools_NoInitrd_NoInitrdArgument(t *testing.T) {
+	path, log := fakeKexec(t, 0)
+	if err := (KexecTools{Path: path}).Load(LoadOptions{Kernel: "k", Cmdline: "quiet"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(log); string(got) != "arg -s\narg -l\narg k\narg --append=quiet\n" {
+		t.Fatalf("kexec-tools saw\n%s", got)
+	}
+}
+
+func TestKexecTools_Failure_NamesCommandAndOutput(t *testing.T) {
+	path, _ := fakeKexec(t, 3)
+	err := (KexecTools{Path: path}).Load(LoadOptions{Kernel: "k", Cmdline: "quiet"})
+	if err == nil || !strings.Contains(err.Error(), path+" -s -l k --append=quiet") ||
+		!strings.Contains(err.Error(), "exit status 3") || !strings.Contains(err.Error(), "kexec: fake says no") {
+		t.Fatalf("Load = %v, want the command, its status and its output", err)
+	}
+	if (KexecTools{}).path() != KexecToolsPath {
+		t.Error("the default path is not Debian's kexec")
 	}
 }

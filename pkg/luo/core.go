@@ -24,6 +24,7 @@ type Memory interface {
 type Options struct {
 	// FLB configures the FLB layer. Disabled is liveupdate_enabled() ==
 	// false for all of LUO; Quiescer is ignored: the Core is the quiescer.
+	// Each WARN_ON goes to Core.Warnings, then to Warn if set.
 	FLB flb.Options
 	// PropagateFileDeserializeErrors applies upstream commit 307e0c58
 	// ("liveupdate: propagate file deserialization failures", backported to
@@ -128,6 +129,12 @@ func New(mem Memory, opts Options) *Core {
 	}
 	fo := opts.FLB
 	fo.Quiescer = c
+	fo.Warn = func(w flb.Warning) {
+		c.warn(w)
+		if opts.FLB.Warn != nil {
+			opts.FLB.Warn(w)
+		}
+	}
 	c.flb = flb.New(fo)
 	return c
 }
@@ -153,12 +160,16 @@ func (c *Core) LiveupdateNumber() (incoming, outgoing uint64) {
 }
 
 // Warnings returns what the kernel would have logged with WARN_ON or
-// pr_warn, in order: failures it does not report to any caller.
+// pr_warn, in order: failures it does not report to any caller. The
+// WARN_ONs of luo_flb.c are flb.Warning values, added as they fire.
 func (c *Core) Warnings() []error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]error(nil), c.warnings...)
 }
+
+// WarnCount returns how many WARN_ONs of luo_flb.c fired in this boot.
+func (c *Core) WarnCount() int { return c.flb.WarnCount() }
 
 func (c *Core) warn(err error) {
 	if err == nil {

@@ -17,6 +17,7 @@ func TestMemmapFromCmdline(t *testing.T) {
 		{"escaped", `console=ttyS0 memmap=16M\$0x10000000`, want, true, false},
 		{"quoted arg", `"memmap=16M$0x10000000" quiet`, want, true, false},
 		{"quoted value", `memmap="16M$0x10000000" quiet`, want, true, false},
+		{"a quote inside the value stays, as in next_arg", `memmap=16M$0x1"0000000"`, Range{}, false, true},
 		{"quoted with space", `foo="a b memmap=1M$0x1" memmap=16M$0x10000000`, want, true, false},
 		{"proc newline", "ro memmap=16M$0x10000000\n", want, true, false},
 		{"tabs", "ro\tmemmap=16M$0x10000000\tquiet", want, true, false},

@@ -340,8 +340,17 @@ func (b *boot) abort(why string) {
 	b.result(err == nil && len(b.chk.Violations()) == 0, "abort path unpreserved every file and FLB once", errors.Join(err, violations(b.chk)))
 }
 
-// finish prints the boot's phase timings and its top-level result.
+// finish prints the boot's WARN_ONs, its phase timings and its top-level
+// result.
 func (b *boot) finish(o *Outcome) *Outcome {
+	if b.core != nil {
+		b.t.Diag("kernel WARN_ONs: %d", b.core.WarnCount())
+		for _, w := range b.core.Warnings() {
+			if errors.As(w, new(flb.Warning)) {
+				b.t.Diag("%v", w)
+			}
+		}
+	}
 	for _, p := range b.phases.List() {
 		b.t.Diag("phase %s %s", p.Name, timing.Ms(p.D))
 	}

@@ -16,6 +16,8 @@ import (
 
 	"github.com/u-root/u-root/pkg/cpio"
 	"golang.org/x/sys/unix"
+
+	"github.com/kho-sim/kho-sim/pkg/kexec"
 )
 
 // Mount mounts proc, sysfs and devtmpfs, and debugfs when asked: there is
@@ -129,12 +131,12 @@ func ReadFiles(mode func(name string) uint64, names ...string) ([]File, error) {
 	return files, nil
 }
 
-// RebootKexec starts the loaded kernel after giving the console time to
-// drain. It returns only if the kexec failed.
+// RebootKexec starts the kernel kexec.FileLoad loaded (kexec.Reboot) after
+// giving the console time to drain. It returns only if the kexec failed.
 func RebootKexec() error {
 	unix.Sync()
 	time.Sleep(200 * time.Millisecond)
-	return fmt.Errorf("reboot(LINUX_REBOOT_CMD_KEXEC): %w", unix.Reboot(unix.LINUX_REBOOT_CMD_KEXEC))
+	return kexec.Reboot()
 }
 
 // Reset resets the machine (QEMU's -no-reboot turns that into an exit)

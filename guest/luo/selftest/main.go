@@ -28,12 +28,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/kho-sim/kho-sim/guest/internal/pid1"
+	kcmdline "github.com/kho-sim/kho-sim/internal/cmdline"
+	"github.com/kho-sim/kho-sim/pkg/kexec"
 )
 
 // Paths inside the initramfs.
@@ -41,7 +40,7 @@ const (
 	initPath     = "init"
 	kernelPath   = "bzImage"
 	selftestPath = "luo_kexec_simple"
-	stage2Arg    = "luo_stage=2"
+	stageParam   = "luo_stage" // luo_stage=2 marks boot 2
 )
 
 func main() {
@@ -129,10 +128,8 @@ func (g *guest) run() error {
 		return err
 	}
 	g.cmdline = cmdline
-	for _, f := range strings.Fields(g.cmdline) {
-		if f == stage2Arg {
-			g.stage = 2
-		}
+	if v, _ := kcmdline.Parse(g.cmdline).Lookup(stageParam); v == "2" {
+		g.stage = 2
 	}
 	g.mark("init")
 	if err := g.selftest(); err != nil {
@@ -172,13 +169,12 @@ func (g *guest) kexec() error {
 	if err != nil {
 		return err
 	}
-	kernel, err := os.Open("/" + kernelPath)
+	cmdline, err := kexec.RewriteCmdline(g.cmdline, map[string]string{stageParam: "2"}, nil)
 	if err != nil {
-		return fmt.Errorf("open kernel: %w", err)
+		return err
 	}
-	cmdline := g.cmdline + " " + stage2Arg
-	if err := unix.KexecFileLoad(int(kernel.Fd()), int(initrd.Fd()), cmdline, 0); err != nil {
-		return fmt.Errorf("kexec_file_load(%q): %w", cmdline, err)
+	if err := kexec.FileLoad(kexec.LoadOptions{Kernel: "/" + kernelPath, Initrd: initrd, Cmdline: cmdline}); err != nil {
+		return err
 	}
 	g.mark("reboot-kexec")
 	return pid1.RebootKexec()
