@@ -164,6 +164,9 @@ func TestWriteRead(t *testing.T) {
 			if f.Size() != tt.spec.Size || len(f.Folios) != tt.folios || f.Seals() != tt.spec.Seals || f.Ser.Pos != tt.spec.Pos || f.Holes != tt.holes {
 				t.Errorf("read %s, pos %d, %d holes; want size %d, %d folios, seals %#x, pos %d, %d holes", f, f.Ser.Pos, f.Holes, tt.spec.Size, tt.folios, tt.spec.Seals, tt.spec.Pos, tt.holes)
 			}
+			if got, err := f.Content(w.r); err != nil || !bytes.Equal(got, content) {
+				t.Errorf("Content: %v, equal to the spec's %v", err, bytes.Equal(got, content))
+			}
 			if f.Checksum != Checksum(content) || wr.Checksum != f.Checksum {
 				t.Errorf("checksum read %#x, written %#x, of the content %#x", f.Checksum, wr.Checksum, Checksum(content))
 			}

@@ -139,8 +139,7 @@ func Read(mem kho.PhysReader, pa uint64, opt Options) (*File, error) {
 		if !ser.Folios.IsZero() {
 			return nil, bad(pa, "no folios, but a folio descriptor %+v (memfd_luo clears it)", ser.Folios)
 		}
-		f.Holes = pages(ser.Size)
-		f.Checksum = f.checksum(nil, nil)
+		f.Checksum, _ = f.checksum(nil) // all holes: nothing to read
 		return f, nil
 	}
 	arrayBytes := ser.NrFolios * FolioSerSize
@@ -197,8 +196,7 @@ func Read(mem kho.PhysReader, pa uint64, opt Options) (*File, error) {
 	if err := f.checkOverlaps(); err != nil {
 		return nil, err
 	}
-	f.Checksum = f.checksum(mem, &err)
-	if err != nil {
+	if f.Checksum, err = f.checksum(mem); err != nil {
 		return nil, fmt.Errorf("memfd-v2 state at %#x: content: %w", pa, err)
 	}
 	return f, nil
@@ -238,12 +236,11 @@ func cmpU64(a, b uint64) int {
 
 var zeroPage [PageSize]byte
 
-// checksum computes the CRC32C of the content page by page; a read error
-// is stored in *errp.
-func (f *File) checksum(mem kho.PhysReader, errp *error) uint32 {
-	tab := crc32.MakeTable(crc32.Castagnoli)
+// eachPage calls fn with the content of every page of the file in order,
+// the last one cut at Size: the page of its up-to-date folio, or zeros.
+func (f *File) eachPage(mem kho.PhysReader, fn func([]byte)) error {
 	// The page of each index: the folio's address plus the page's offset
-	// in it, or 0 for a hole or a folio that is not up to date.
+	// in it; absent for a hole or a folio that is not up to date.
 	at := make(map[uint64]uint64, len(f.Folios))
 	for _, fo := range f.Folios {
 		if fo.Flags&FolioUptodate == 0 {
@@ -253,13 +250,11 @@ func (f *File) checksum(mem kho.PhysReader, errp *error) uint32 {
 			at[fo.Index+j] = fo.PA() + j*PageSize
 		}
 	}
-	var crc uint32
-	var covered uint64
 	for idx, size := uint64(0), f.Ser.Size; idx*PageSize < size; idx++ {
 		n := min(PageSize, size-idx*PageSize)
 		pa, ok := at[idx]
 		if !ok {
-			crc = crc32.Update(crc, tab, zeroPage[:n])
+			fn(zeroPage[:n])
 			continue
 		}
 		b, err := mem.Bytes(pa, n)
@@ -267,14 +262,33 @@ func (f *File) checksum(mem kho.PhysReader, errp *error) uint32 {
 			err = fmt.Errorf("page %#x: %d bytes, want %d", pa, len(b), n)
 		}
 		if err != nil {
-			*errp = fmt.Errorf("file page %d: %w", idx, err)
-			return 0
+			return fmt.Errorf("file page %d: %w", idx, err)
 		}
-		crc = crc32.Update(crc, tab, b)
+		fn(b)
 	}
+	return nil
+}
+
+// checksum computes the CRC32C of the content and counts the holes.
+func (f *File) checksum(mem kho.PhysReader) (uint32, error) {
+	tab := crc32.MakeTable(crc32.Castagnoli)
+	var crc uint32
+	err := f.eachPage(mem, func(b []byte) { crc = crc32.Update(crc, tab, b) })
+	var covered uint64
 	for _, fo := range f.Folios {
 		covered += min(uint64(1)<<fo.Order, pages(f.Ser.Size)-fo.Index)
 	}
 	f.Holes = pages(f.Ser.Size) - covered
-	return crc
+	return crc, err
+}
+
+// Content returns a copy of the file's logical content (Size bytes), what
+// read(2) returns from the retrieved memfd.
+func (f *File) Content(mem kho.PhysReader) ([]byte, error) {
+	out := make([]byte, 0, f.Ser.Size)
+	err := f.eachPage(mem, func(b []byte) { out = append(out, b...) })
+	if err != nil {
+		return nil, fmt.Errorf("memfd-v2 state at %#x: content: %w", f.PA, err)
+	}
+	return out, nil
 }
