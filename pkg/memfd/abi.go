@@ -45,9 +45,10 @@ const (
 	// folioFlagsKnown are the folio flags 7.2 defines.
 	folioFlagsKnown = FolioDirty | FolioUptodate
 
-	// pfnBits and flagBits are the widths of the folio_ser bitfields.
-	pfnBits  = 52
-	flagBits = 12
+	// PFNBits and FlagBits are the widths of memfd_luo_folio_ser's
+	// bitfields pfn and flags, which share its first u64.
+	PFNBits  = 52
+	FlagBits = 12
 
 	// PageSize is the x86-64 page size.
 	PageSize = 4096
@@ -118,7 +119,7 @@ type FolioSer struct {
 // field's width are dropped, as the compiler does.
 func (f FolioSer) Put(b []byte) {
 	le := binary.LittleEndian
-	le.PutUint64(b, f.PFN&(1<<pfnBits-1)|uint64(f.Flags&(1<<flagBits-1))<<pfnBits)
+	le.PutUint64(b, f.PFN&(1<<PFNBits-1)|uint64(f.Flags&(1<<FlagBits-1))<<PFNBits)
 	le.PutUint64(b[8:], f.Index)
 }
 
@@ -126,7 +127,7 @@ func (f FolioSer) Put(b []byte) {
 func ParseFolioSer(b []byte) FolioSer {
 	le := binary.LittleEndian
 	w := le.Uint64(b)
-	return FolioSer{PFN: w & (1<<pfnBits - 1), Flags: uint16(w >> pfnBits), Index: le.Uint64(b[8:])}
+	return FolioSer{PFN: w & (1<<PFNBits - 1), Flags: uint16(w >> PFNBits), Index: le.Uint64(b[8:])}
 }
 
 // RestoredSeals models the seals a retrieved memfd ends up with:
