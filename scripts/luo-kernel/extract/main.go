@@ -8,7 +8,9 @@
 // the root FDT is, its KHODUMP lines are the guest's own dump. The image is
 // decoded strictly with gen72.Decode; handover.txt receives the KHOSETUP
 // line and every page of the handover (the structures, the radix nodes, the
-// scratch array, each file's serialized state), and the comparison says
+// scratch array, each file's serialized state and, for a memfd-v2 file
+// decoded strictly with pkg/memfd, its folio array, chunks and folios),
+// and the comparison says
 // which of the guest's pages differ from the image and what they hold.
 // The scratch array is a kexec segment, not yet in place when the image is
 // taken, so its page comes from the guest's dump.
