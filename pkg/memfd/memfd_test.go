@@ -425,3 +425,47 @@ func BenchmarkRead(b *testing.B) {
 		}
 	}
 }
+
+// TestExamples writes every example into one handover and reads each back:
+// the shapes they promise, and content that changes with the boot.
+func TestExamples(t *testing.T) {
+	w := newWorld(t)
+	var written []*Written
+	for _, ex := range Examples(3) {
+		wr, err := Write(w.out, ex.Spec)
+		if err != nil {
+			t.Fatalf("%s: %v", ex.Name, err)
+		}
+		written = append(written, wr)
+	}
+	_, pf := w.handover()
+	files := map[string]*File{}
+	for i, ex := range Examples(3) {
+		f, err := Read(w.r, written[i].PA, Options{Preserved: pf})
+		if err != nil {
+			t.Fatalf("%s: %v", ex.Name, err)
+		}
+		if f.Checksum != written[i].Checksum {
+			t.Errorf("%s: checksum %#x, written %#x", ex.Name, f.Checksum, written[i].Checksum)
+		}
+		files[ex.Name] = f
+	}
+	checks := []struct {
+		name string
+		ok   bool
+	}{
+		{"memfd-multi has several folios and a position", len(files["memfd-multi"].Folios) == 6 && files["memfd-multi"].Ser.Pos != 0},
+		{"memfd-large has large folios", files["memfd-large"].Folios[0].Order == 2 && files["memfd-large"].Holes == 0},
+		{"memfd-sparse has holes", files["memfd-sparse"].Holes == 6},
+		{"memfd-sealed is sealed", files["memfd-sealed"].Seals() == SealSeal|SealShrink|SealGrow|SealWrite},
+		{"memfd-empty is empty", files["memfd-empty"].Size() == 0 && files["memfd-empty"].Area == nil},
+	}
+	for _, c := range checks {
+		if !c.ok {
+			t.Error(c.name + ": no")
+		}
+	}
+	if Examples(3)[0].Spec.Seed == Examples(4)[0].Spec.Seed {
+		t.Error("the seed does not change with the boot")
+	}
+}

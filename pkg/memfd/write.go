@@ -217,3 +217,28 @@ func Write(alloc kho.PageAllocator, s Spec) (*Written, error) {
 	w.Checksum = Checksum(s.content())
 	return w, nil
 }
+
+// Example is a named file of Examples.
+type Example struct {
+	Name string
+	Spec Spec
+}
+
+// Examples are the memfds kho-sim hands over to exercise every shape of
+// memfd-v2 state, their content seeded from the name and the boot
+// (payload.Seed): a multi-folio file with a position, one with large
+// folios, a sparse one (which 7.2 restores but never writes), a sealed one
+// and an empty one.
+func Examples(boot int) []Example {
+	ex := []Example{
+		{"memfd-multi", Spec{Size: 5*PageSize + 123, Pos: PageSize + 7}},
+		{"memfd-large", Spec{Size: 8 * PageSize, Folios: []Folio{{Index: 0, Order: 2}, {Index: 4, Order: 1}, {Index: 6}, {Index: 7}}}},
+		{"memfd-sparse", Spec{Size: 10*PageSize - 1, Folios: []Folio{{Index: 0}, {Index: 1}, {Index: 4}, {Index: 9}}}},
+		{"memfd-sealed", Spec{Size: 3000, Seals: SealSeal | SealShrink | SealGrow | SealWrite}},
+		{"memfd-empty", Spec{Seals: SealSeal}},
+	}
+	for i := range ex {
+		ex[i].Spec.Seed = payload.Seed(ex[i].Name, boot)
+	}
+	return ex
+}
