@@ -65,8 +65,9 @@ func ParseVmalloc(b []byte) (Vmalloc, error) {
 	return Vmalloc{First: le.Uint64(b), TotalPages: le.Uint32(b[8:]), Flags: le.Uint16(b[12:]), Order: le.Uint16(b[14:])}, nil
 }
 
-// IsZero reports a descriptor that memset left empty, as memfd_luo writes
-// it for a file without folios.
+// IsZero reports an empty descriptor, what a memfd without folios keeps
+// (its memfd_luo_ser comes zeroed from kho_alloc_preserve and nothing
+// writes the descriptor).
 func (v Vmalloc) IsZero() bool { return v == Vmalloc{} }
 
 // PageAllocator hands out zeroed, preserved, naturally aligned blocks, as

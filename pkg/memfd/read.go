@@ -137,7 +137,7 @@ func Read(mem kho.PhysReader, pa uint64, opt Options) (*File, error) {
 	}
 	if ser.NrFolios == 0 {
 		if !ser.Folios.IsZero() {
-			return nil, bad(pa, "no folios, but a folio descriptor %+v (memfd_luo clears it)", ser.Folios)
+			return nil, bad(pa, "no folios, but a folio descriptor %+v (7.2 leaves it as kho_alloc_preserve zeroed it)", ser.Folios)
 		}
 		f.Checksum, _ = f.checksum(nil) // all holes: nothing to read
 		return f, nil
