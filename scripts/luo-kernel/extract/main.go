@@ -8,7 +8,9 @@
 // the root FDT is, its KHODUMP lines are the guest's own dump. The image is
 // decoded strictly with gen72.Decode; handover.txt receives the KHOSETUP
 // line and every page of the handover (the structures, the radix nodes, the
-// scratch array, each file's serialized state), and the comparison says
+// scratch array, each file's serialized state and, for a memfd-v2 file
+// decoded strictly with pkg/memfd, its folio array, chunks and folios),
+// and the comparison says
 // which of the guest's pages differ from the image and what they hold.
 // The scratch array is a kexec segment, not yet in place when the image is
 // taken, so its page comes from the guest's dump.
@@ -24,6 +26,7 @@ import (
 	"strings"
 
 	"github.com/kho-sim/kho-sim/pkg/gen72"
+	"github.com/kho-sim/kho-sim/pkg/memfd"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
@@ -70,7 +73,10 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("decode the RAM image: %w", err)
 	}
-	role := roles(h, setup)
+	role, err := roles(ram, h, setup)
+	if err != nil {
+		return err
+	}
 	pages := make([]uint64, 0, len(role))
 	for p := range role {
 		pages = append(pages, p)
@@ -135,8 +141,9 @@ func run() error {
 	return nil
 }
 
-// roles names what each page of the handover holds.
-func roles(h *gen72.Handover, setup gen72.Setup) map[uint64]string {
+// roles names what each page of the handover holds, the pages of every
+// memfd-v2 file (folio array, its chunks, the folios) included.
+func roles(mem gen72.Memory, h *gen72.Handover, setup gen72.Setup) (map[uint64]string, error) {
 	role := make(map[uint64]string)
 	add := func(pa uint64, what string) {
 		p := pa &^ (gen72.PageSize - 1)
@@ -156,6 +163,12 @@ func roles(h *gen72.Handover, setup gen72.Setup) map[uint64]string {
 		for _, s := range h.LUO.Sessions {
 			for _, f := range s.Files {
 				add(f.Data, fmt.Sprintf("%s state of token %#x", f.Compatible, f.Token))
+				if f.Compatible != memfd.Compatible {
+					continue
+				}
+				if err := memfdRoles(mem, h.MemoryMap, f.Data, f.Token, add); err != nil {
+					return nil, err
+				}
 			}
 		}
 	}
@@ -165,5 +178,33 @@ func roles(h *gen72.Handover, setup gen72.Setup) map[uint64]string {
 	if setup.ScratchSize > 0 && setup.ScratchSize <= gen72.PageSize {
 		add(setup.ScratchAddr, "scratch array")
 	}
-	return role
+	return role, nil
+}
+
+// memfdRoles decodes the memfd-v2 state at pa strictly and names its pages.
+func memfdRoles(mem gen72.Memory, mm *gen72.MemoryMap, pa, token uint64, add func(uint64, string)) error {
+	preserved := func(pa uint64) (uint, bool) {
+		b, ok := mm.Find(pa)
+		return b.Order, ok && b.PA == pa
+	}
+	f, err := memfd.Read(mem, pa, memfd.Options{Preserved: preserved})
+	if err != nil {
+		return fmt.Errorf("memfd token %#x: %w", token, err)
+	}
+	if a := f.Area; a != nil {
+		for i, c := range a.Chunks {
+			add(c, fmt.Sprintf("memfd token %#x vmalloc chunk %d", token, i))
+		}
+		for i, r := range a.Runs {
+			for j := uint64(0); j < 1<<a.Order; j++ {
+				add(r+j*gen72.PageSize, fmt.Sprintf("memfd token %#x folio array page %d", token, i<<a.Order+int(j)))
+			}
+		}
+	}
+	for _, fo := range f.Folios {
+		for j := uint64(0); j < 1<<fo.Order; j++ {
+			add(fo.PA()+j*gen72.PageSize, fmt.Sprintf("memfd token %#x folio index %d", token, fo.Index+j))
+		}
+	}
+	return nil
 }
