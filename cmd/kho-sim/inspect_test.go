@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kho-sim/kho-sim/internal/realhandover"
 	"github.com/kho-sim/kho-sim/pkg/check"
-	"github.com/kho-sim/kho-sim/pkg/gen72"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
@@ -355,56 +355,10 @@ func TestInspectGenerations(t *testing.T) {
 	}
 }
 
-// realImage writes the pages a real Linux 7.2 kernel handed over
-// (pkg/gen72/testdata) into a sparse raw memory image whose byte 0 is
-// physical address 0, large enough for every block the handover's memory
-// map preserves, and returns it with the root FDT's address.
-func realImage(t *testing.T) (string, uint64) {
-	t.Helper()
-	f, err := os.Open("../../pkg/gen72/testdata/real-7.2/handover.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	d, err := gen72.ParseDump(f)
-	if err != nil || d.Setup == nil {
-		t.Fatalf("dump: %v", err)
-	}
-	h, err := gen72.Decode(d.Pages, d.Setup.FDTAddr, d.Setup.FDTSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var end uint64
-	for _, b := range h.MemoryMap.Blocks {
-		end = max(end, b.End())
-	}
-	end = (end + 1<<20 - 1) &^ (1<<20 - 1)
-	path := filepath.Join(t.TempDir(), "real-7.2.mem")
-	img, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer img.Close()
-	if err := img.Truncate(int64(end)); err != nil {
-		t.Fatal(err)
-	}
-	for _, pa := range d.Pages.Addresses() {
-		if pa < end { // beyond: the scratch array, not part of the handover
-			if _, err := img.WriteAt(d.Pages.Page(pa), int64(pa)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := img.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return path, d.Setup.FDTAddr
-}
-
 // TestInspectRealHandover inspects a saved real 7.2 kernel's handover:
 // valid, with the kernel's test FLBs, both sessions and the four memfds.
 func TestInspectRealHandover(t *testing.T) {
-	path, root := realImage(t)
+	path, root := realhandover.Image(t)
 	args := []string{"inspect", "--image", path, "--base", "0", "--root", fmt.Sprintf("%#x", root)}
 	code, out, errs := runCLI(args...)
 	if code != 0 || errs != "" {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kho-sim/kho-sim/pkg/gen72"
+	"github.com/kho-sim/kho-sim/pkg/kho"
 )
 
 // requireEnv opts in: "1" runs and skips over a missing tool, "required"
@@ -181,7 +182,7 @@ func (h *harness) goBuild(pkg, name string) string {
 // pointed at it).
 func (h *harness) captureAndInspect(kernel, khoSim string) {
 	t := h.t
-	committed := loadHandover(t, filepath.Join(h.repo, "pkg/gen72/testdata/real-7.2/handover.txt"))
+	committed := loadHandover(t, filepath.Join(h.repo, "testdata/real-7.2/handover.txt"))
 
 	dir := h.capture(kernel, "retrieve", "")
 	// What the guest read through /dev/mem after the kexec equals the RAM
@@ -285,7 +286,7 @@ func unexpectedDifferences(report string, luoFreed bool) []string {
 
 // handover is a parsed dump and its decoded handover.
 type handover struct {
-	dump *gen72.Dump
+	dump *kho.Dump
 	h    *gen72.Handover
 }
 
@@ -296,7 +297,7 @@ func loadHandover(t *testing.T, path string) handover {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	d, err := gen72.ParseDump(f)
+	d, err := kho.ParseDump(f)
 	if err != nil || d.Setup == nil {
 		t.Fatalf("%s: %v (setup %v)", path, err, d != nil && d.Setup != nil)
 	}

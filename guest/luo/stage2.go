@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/kho-sim/kho-sim/pkg/gen72"
+	"github.com/kho-sim/kho-sim/pkg/kho"
 	"golang.org/x/sys/unix"
 )
 
@@ -56,12 +57,12 @@ func (g *guest) stage2() error {
 
 // findKHOSetup finds the SETUP_KEXEC_KHO entry among the setup_data that
 // kexec_file_load passed (sysfs lists them, with type as "0x%x").
-func findKHOSetup() (gen72.Setup, error) {
+func findKHOSetup() (kho.Setup, error) {
 	dirs, err := os.ReadDir(setupDataDir)
 	if err != nil {
-		return gen72.Setup{}, fmt.Errorf("list setup_data: %w", err)
+		return kho.Setup{}, fmt.Errorf("list setup_data: %w", err)
 	}
-	want := fmt.Sprintf("%#x", gen72.SetupKHO)
+	want := fmt.Sprintf("%#x", kho.SetupKHO)
 	for _, d := range dirs {
 		typ, err := os.ReadFile(filepath.Join(setupDataDir, d.Name(), "type"))
 		if err != nil || strings.TrimSpace(string(typ)) != want {
@@ -69,17 +70,17 @@ func findKHOSetup() (gen72.Setup, error) {
 		}
 		data, err := os.ReadFile(filepath.Join(setupDataDir, d.Name(), "data"))
 		if err != nil {
-			return gen72.Setup{}, fmt.Errorf("read setup_data %s: %w", d.Name(), err)
+			return kho.Setup{}, fmt.Errorf("read setup_data %s: %w", d.Name(), err)
 		}
-		return gen72.ParseSetup(data)
+		return kho.ParseSetup(data)
 	}
-	return gen72.Setup{}, fmt.Errorf("no setup_data of type %s (SETUP_KEXEC_KHO) in %s", want, setupDataDir)
+	return kho.Setup{}, fmt.Errorf("no setup_data of type %s (SETUP_KEXEC_KHO) in %s", want, setupDataDir)
 }
 
 // dump decodes the handover through /dev/mem and prints every page the
 // decode read, plus the scratch array and each memfd's serialized state.
 // Kernel messages are held back meanwhile so they cannot split a line.
-func (g *guest) dump(setup gen72.Setup) error {
+func (g *guest) dump(setup kho.Setup) error {
 	mem, err := openDevMem()
 	if err != nil {
 		return err
@@ -132,7 +133,7 @@ func (g *guest) dump(setup gen72.Setup) error {
 		}
 	}
 	sort.Slice(pages, func(i, j int) bool { return pages[i] < pages[j] })
-	fmt.Println(gen72.FormatSetupLine(setup))
+	fmt.Println(kho.FormatSetupLine(setup))
 	for _, p := range pages {
 		b := snap.Page(p)
 		if !ov.used[p] {
@@ -141,7 +142,7 @@ func (g *guest) dump(setup gen72.Setup) error {
 				continue
 			}
 		}
-		fmt.Println(gen72.FormatDumpLine(p, b))
+		fmt.Println(kho.FormatDumpLine(p, b))
 	}
 	g.logf("dumped %d pages; %d radix nodes from stage 1's snapshot, %d of them already reused by this kernel", len(pages), len(ov.used), reused)
 	if decodeErr != nil {

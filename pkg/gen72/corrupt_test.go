@@ -205,7 +205,7 @@ func TestDecodeDamage(t *testing.T) {
 			c.put64(t, c.h.Root.MemoryMapPA+511*8, 0xffff888000000000)
 		}, ErrBadAddress},
 		{"radix leaf missing", func(t *testing.T, c *corrupter) {
-			delete(c.s.pages, c.h.MemoryMap.Nodes[len(c.h.MemoryMap.Nodes)-1])
+			c.s.Remove(c.h.MemoryMap.Nodes[len(c.h.MemoryMap.Nodes)-1])
 		}, ErrUnavailable},
 		{"memory map null", func(t *testing.T, c *corrupter) {
 			c.editRoot(t, func(r *fdt.Node) { setProp(r, MemoryMapProp, le64(0)) })

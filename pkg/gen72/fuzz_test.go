@@ -2,8 +2,9 @@ package gen72
 
 import (
 	"sort"
-	"strings"
 	"testing"
+
+	"github.com/kho-sim/kho-sim/pkg/kho"
 )
 
 // checkHandover walks everything a successful Decode returned and checks
@@ -82,7 +83,7 @@ func FuzzDecodeFlat(f *testing.F) {
 		if len(data) > 64*PageSize {
 			return
 		}
-		s := NewPageStore()
+		s := kho.NewPageStore()
 		for off := 0; off < len(data); off += PageSize {
 			s.Add(0x1000+uint64(off), data[off:min(off+PageSize, len(data))])
 		}
@@ -94,31 +95,5 @@ func FuzzDecodeFlat(f *testing.F) {
 			return
 		}
 		checkHandover(t, h)
-	})
-}
-
-// FuzzParseDump feeds arbitrary console text; what parses must format back
-// to lines that parse to the same pages.
-func FuzzParseDump(f *testing.F) {
-	f.Add(FormatDumpLine(0x1000, []byte{1, 2, 3}) + "\nKHOSETUP 1 2 3 4\n")
-	f.Add("KHODUMP 0 00000000 -\n")
-	f.Fuzz(func(t *testing.T, log string) {
-		d, err := ParseDump(strings.NewReader(log))
-		if err != nil {
-			return
-		}
-		var again strings.Builder
-		for _, pa := range d.Pages.Addresses() {
-			again.WriteString(FormatDumpLine(pa, d.Pages.Page(pa)) + "\n")
-		}
-		d2, err := ParseDump(strings.NewReader(again.String()))
-		if err != nil {
-			t.Fatalf("reformatted dump: %v", err)
-		}
-		for _, pa := range d.Pages.Addresses() {
-			if string(d2.Pages.Page(pa)) != string(d.Pages.Page(pa)) {
-				t.Fatalf("page %#x changed", pa)
-			}
-		}
 	})
 }

@@ -1,30 +1,14 @@
 package gen72
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
+
+	"github.com/kho-sim/kho-sim/internal/realhandover"
+	"github.com/kho-sim/kho-sim/pkg/kho"
 )
 
-const realDir = "testdata/real-7.2"
-
 // loadDump parses a dump file of testdata/real-7.2.
-func loadDump(t testing.TB, name string) *Dump {
-	t.Helper()
-	f, err := os.Open(filepath.Join(realDir, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	d, err := ParseDump(f)
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	if d.Setup == nil {
-		t.Fatalf("%s: no KHOSETUP line", name)
-	}
-	return d
-}
+func loadDump(t testing.TB, name string) *kho.Dump { return realhandover.Load(t, name) }
 
 // realHandover decodes the captured handover, failing the test on error.
 func realHandover(t testing.TB) (*Dump, *Handover) {

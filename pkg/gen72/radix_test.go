@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"testing"
+
+	"github.com/kho-sim/kho-sim/pkg/kho"
 )
 
 func TestBlockKey(t *testing.T) {
@@ -64,7 +66,7 @@ func TestMemoryMapContains(t *testing.T) {
 // orders, and checks the walk finds exactly them.
 func TestReadMemoryMapBuilt(t *testing.T) {
 	want := []Block{{0x1000, 0}, {0x8000, 3}, {0x10000000, 9}, {0x3ffff000, 0}, {1 << 40, 0}}
-	s := NewPageStore()
+	s := kho.NewPageStore()
 	const root = 0x100000
 	next := uint64(root + PageSize)
 	s.Add(root, nil)
@@ -99,7 +101,7 @@ func TestReadMemoryMapBuilt(t *testing.T) {
 		t.Errorf("%d nodes read, %d built", len(m.Nodes), (next-root)/PageSize)
 	}
 	// An empty tree (just the root) preserves nothing.
-	e := NewPageStore()
+	e := kho.NewPageStore()
 	e.Add(root, nil)
 	if m, err := ReadMemoryMap(e, root); err != nil || len(m.Blocks) != 0 || len(m.Nodes) != 1 {
 		t.Errorf("empty tree: %+v, %v", m, err)

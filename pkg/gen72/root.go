@@ -1,10 +1,10 @@
 package gen72
 
 import (
-	"encoding/binary"
 	"fmt"
 
 	"github.com/kho-sim/kho-sim/pkg/fdt"
+	"github.com/kho-sim/kho-sim/pkg/kho"
 )
 
 // ABI strings and names of Linux 7.2 (include/linux/kho/abi/).
@@ -32,38 +32,14 @@ const MaxRootSize = 16 * PageSize
 // kho_alloc_preserve makes (order MAX_PAGE_ORDER = 10, 4 MiB).
 const MaxBlobSize = PageSize << 10
 
-// SetupKHO is SETUP_KEXEC_KHO, the x86 setup_data type that carries Setup.
-const SetupKHO = 10
+// Setup is kho.Setup; the dump format lives in pkg/kho.
+type Setup = kho.Setup
 
-// SetupSize is sizeof(struct kho_data).
-const SetupSize = 32
+// Dump is kho.Dump.
+type Dump = kho.Dump
 
-// Setup is struct kho_data, the setup_data payload (type SetupKHO) through
-// which kexec_file_load tells the next x86 kernel where the handover is.
-type Setup struct {
-	FDTAddr, FDTSize         uint64 // the root FDT (FDTSize is PAGE_SIZE)
-	ScratchAddr, ScratchSize uint64 // the array of struct kho_scratch {addr, size}
-}
-
-// ParseSetup decodes the 32-byte kho_data payload.
-func ParseSetup(b []byte) (Setup, error) {
-	if len(b) != SetupSize {
-		return Setup{}, fmt.Errorf("gen72: kho_data is %d bytes, want %d: %w", len(b), SetupSize, ErrBadSize)
-	}
-	le := binary.LittleEndian
-	return Setup{le.Uint64(b), le.Uint64(b[8:]), le.Uint64(b[16:]), le.Uint64(b[24:])}, nil
-}
-
-// Bytes encodes s as the kernel lays out struct kho_data.
-func (s Setup) Bytes() []byte {
-	b := make([]byte, SetupSize)
-	le := binary.LittleEndian
-	le.PutUint64(b, s.FDTAddr)
-	le.PutUint64(b[8:], s.FDTSize)
-	le.PutUint64(b[16:], s.ScratchAddr)
-	le.PutUint64(b[24:], s.ScratchSize)
-	return b
-}
+// PageStore is kho.PageStore.
+type PageStore = kho.PageStore
 
 // Root is the KHO root FDT.
 type Root struct {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kho-sim/kho-sim/internal/realhandover"
 	"github.com/kho-sim/kho-sim/pkg/gen72"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
@@ -35,7 +36,7 @@ func TestDecodeRealHandover(t *testing.T) {
 	if g := rep.Generation; g == nil || *g != (Generation{Name: string(sim.ABI72), KHO: kho.CompatibleV4, LUO: luo.SerCompatible}) {
 		t.Errorf("generation %+v", rep.Generation)
 	}
-	d := loadDump(t, "handover.txt")
+	d := realhandover.Load(t, realhandover.Handover)
 	h, err := gen72.Decode(d.Pages, d.Setup.FDTAddr, d.Setup.FDTSize)
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package kho
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -20,7 +21,10 @@ type Block struct {
 }
 
 // Size is the block's length in bytes.
-func (b Block) Size() uint64 { return pageSize << b.Order }
+func (b Block) Size() uint64 { return physmem.PageSize << b.Order }
+
+// End is the first address after the block.
+func (b Block) End() uint64 { return b.PA + b.Size() }
 
 // ErrNotPreserved means the previous kernel's memory map does not list a page
 // that something asked to use.
@@ -30,15 +34,17 @@ var ErrNotPreserved = errors.New("page not in the preserved-memory map")
 // handover (kho_populate and kho_mem_deserialize), read from untrusted
 // memory and checked.
 type Incoming struct {
-	region *physmem.Region
+	mem    Memory
 	rootPA uint64
 	root   *fdt.Tree
 	blocks []Block // sorted by PA, non-overlapping
 	format Format
 }
 
-// maxFDTSize bounds how much of the region a sub-FDT may claim.
-const maxFDTSize = 1 << 20
+// MaxFDTSize bounds the root FDT and every child's FDT or blob that the
+// incoming side reads (the kernel writes the root in one page; the bound
+// keeps hostile sizes from claiming the region).
+const MaxFDTSize = 1 << 20
 
 // ReadIncoming validates the KHO root FDT at rootPA and the memory map it
 // points to, in whichever format the root's compatible names: "kho-v1"
@@ -49,7 +55,7 @@ const maxFDTSize = 1 << 20
 // lie inside the region, chunk lists must end, a tree must be a tree, and
 // counts must fit. Which format the reading kernel expects is the caller's
 // business (Format tells what was found).
-func ReadIncoming(r *physmem.Region, rootPA uint64) (*Incoming, error) {
+func ReadIncoming(r Memory, rootPA uint64) (*Incoming, error) {
 	root, err := readFDT(r, rootPA)
 	if err != nil {
 		return nil, fmt.Errorf("kho: root FDT at %#x: %w (the kernel disables KHO revival)", rootPA, err)
@@ -77,23 +83,26 @@ func ReadIncoming(r *physmem.Region, rootPA uint64) (*Incoming, error) {
 	}
 	var blocks []Block
 	if format == FormatV4 {
-		blocks, err = readRadix(r, mapPA)
+		var m *RadixMap
+		if m, err = ReadRadix(r, mapPA); err == nil {
+			blocks = m.Blocks
+		}
 	} else {
 		blocks, err = readMemoryMap(r, mapPA)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("kho: %s: %w", PropMemoryMap, err)
 	}
-	in := &Incoming{region: r, rootPA: rootPA, root: root, blocks: blocks, format: format}
-	if err := in.check(rootPA, pageSize); err != nil {
+	in := &Incoming{mem: r, rootPA: rootPA, root: root, blocks: blocks, format: format}
+	if err := in.check(rootPA, physmem.PageSize); err != nil {
 		return nil, fmt.Errorf("kho: root FDT page %#x: %w", rootPA, err)
 	}
 	return in, nil
 }
 
 // readFDT reads an FDT whose size comes from its own header, bounded by the
-// region and maxFDTSize.
-func readFDT(r *physmem.Region, pa uint64) (*fdt.Tree, error) {
+// memory and MaxFDTSize.
+func readFDT(r Memory, pa uint64) (*fdt.Tree, error) {
 	hdr, err := r.Bytes(pa, 40)
 	if err != nil {
 		return nil, err
@@ -102,8 +111,8 @@ func readFDT(r *physmem.Region, pa uint64) (*fdt.Tree, error) {
 	if err != nil {
 		return nil, err
 	}
-	if size > maxFDTSize {
-		return nil, fmt.Errorf("totalsize %d above the %d bytes kho-sim accepts", size, maxFDTSize)
+	if size > MaxFDTSize {
+		return nil, fmt.Errorf("totalsize %d above the %d bytes kho-sim accepts", size, MaxFDTSize)
 	}
 	blob, err := r.Bytes(pa, uint64(size))
 	if err != nil {
@@ -112,7 +121,7 @@ func readFDT(r *physmem.Region, pa uint64) (*fdt.Tree, error) {
 	return fdt.Parse(blob)
 }
 
-func readMemoryMap(r *physmem.Region, pa uint64) ([]Block, error) {
+func readMemoryMap(r Memory, pa uint64) ([]Block, error) {
 	var blocks []Block
 	seen := map[uint64]bool{}
 	for pa != 0 {
@@ -120,10 +129,10 @@ func readMemoryMap(r *physmem.Region, pa uint64) ([]Block, error) {
 			return nil, fmt.Errorf("chunk list loops back to %#x (the 7.0 kernel loops forever in kho_mem_deserialize)", pa)
 		}
 		seen[pa] = true
-		if pa%pageSize != 0 {
+		if pa%physmem.PageSize != 0 {
 			return nil, fmt.Errorf("chunk %#x is not page aligned", pa)
 		}
-		chunk, err := r.Bytes(pa, pageSize)
+		chunk, err := r.Bytes(pa, physmem.PageSize)
 		if err != nil {
 			return nil, fmt.Errorf("chunk: %w", err)
 		}
@@ -140,7 +149,7 @@ func readMemoryMap(r *physmem.Region, pa uint64) ([]Block, error) {
 			elm := chunk[chunkHeaderSize+i*bitmapPtrSize:]
 			start := binary.LittleEndian.Uint64(elm[0:])
 			bmPA := binary.LittleEndian.Uint64(elm[8:])
-			bm, err := r.Bytes(bmPA, pageSize)
+			bm, err := r.Bytes(bmPA, physmem.PageSize)
 			if err != nil {
 				return nil, fmt.Errorf("chunk %#x element %d: bitmap: %w", pa, i, err)
 			}
@@ -151,7 +160,7 @@ func readMemoryMap(r *physmem.Region, pa uint64) ([]Block, error) {
 		}
 		pa = next
 	}
-	slices.SortFunc(blocks, func(a, b Block) int { return cmpU64(a.PA, b.PA) })
+	slices.SortFunc(blocks, func(a, b Block) int { return cmp.Compare(a.PA, b.PA) })
 	for i := 1; i < len(blocks); i++ {
 		if blocks[i].PA < blocks[i-1].PA+blocks[i-1].Size() {
 			return nil, fmt.Errorf("preserved blocks %#x and %#x overlap", blocks[i-1].PA, blocks[i].PA)
@@ -160,7 +169,7 @@ func readMemoryMap(r *physmem.Region, pa uint64) ([]Block, error) {
 	return blocks, nil
 }
 
-func appendBits(blocks []Block, r *physmem.Region, start uint64, order uint, bm []byte) ([]Block, error) {
+func appendBits(blocks []Block, r Memory, start uint64, order uint, bm []byte) ([]Block, error) {
 	for w := 0; w < len(bm); w += 8 {
 		word := binary.LittleEndian.Uint64(bm[w:])
 		for word != 0 {
@@ -168,9 +177,9 @@ func appendBits(blocks []Block, r *physmem.Region, start uint64, order uint, bm 
 			word &= word - 1
 			pa := start + bit<<(order+pageShift)
 			b := Block{PA: pa, Order: order}
-			if pa < start || !r.Contains(pa, b.Size()) {
+			if pa < start || !contains(r, pa, b.Size()) {
 				return nil, fmt.Errorf("preserved block %#x (order %d) lies outside the region %#x-%#x; the kernel would reserve it blindly",
-					pa, order, r.Base(), r.End()-1)
+					pa, order, r.Range().Start, r.Range().End()-1)
 			}
 			blocks = append(blocks, b)
 		}
@@ -261,14 +270,14 @@ func (in *Incoming) SubtreeBlob(name string) (pa, size uint64, err error) {
 }
 
 // SubtreeBytes maps the named child's blob (or kho-v1 FDT): every byte of
-// it must be preserved, and it may not be empty or larger than 1 MiB.
+// it must be preserved, and it may not be empty or larger than MaxFDTSize.
 func (in *Incoming) SubtreeBytes(name string) ([]byte, error) {
 	pa, size, err := in.SubtreeBlob(name)
 	if err != nil {
 		return nil, err
 	}
-	if size == 0 || size > maxFDTSize {
-		return nil, fmt.Errorf("kho: subtree %q: blob-size %d: want 1 to %d bytes: %w", name, size, maxFDTSize, unix.EINVAL)
+	if size == 0 || size > MaxFDTSize {
+		return nil, fmt.Errorf("kho: subtree %q: blob-size %d: want 1 to %d bytes: %w", name, size, MaxFDTSize, unix.EINVAL)
 	}
 	blob, err := in.Map(pa, size)
 	if err != nil {
@@ -328,7 +337,7 @@ func (in *Incoming) Map(pa, size uint64) ([]byte, error) {
 	if err := in.check(pa, size); err != nil {
 		return nil, err
 	}
-	return in.region.Bytes(pa, size)
+	return in.mem.Bytes(pa, size)
 }
 
 // check reports whether the previous kernel preserved all of [pa, pa+size).
@@ -336,12 +345,13 @@ func (in *Incoming) check(pa, size uint64) error {
 	if size == 0 || pa+size < pa {
 		return fmt.Errorf("range %#x+%#x: %w", pa, size, physmem.ErrOutOfRegion)
 	}
-	if !in.region.Contains(pa, size) {
-		return fmt.Errorf("range %#x+%#x outside region %#x-%#x: %w", pa, size, in.region.Base(), in.region.End()-1, physmem.ErrOutOfRegion)
+	if !contains(in.mem, pa, size) {
+		rg := in.mem.Range()
+		return fmt.Errorf("range %#x+%#x outside region %#x-%#x: %w", pa, size, rg.Start, rg.End()-1, physmem.ErrOutOfRegion)
 	}
-	next := pa &^ (pageSize - 1)
+	next := pa &^ (physmem.PageSize - 1)
 	end := pa + size
-	i, _ := slices.BinarySearchFunc(in.blocks, next, func(b Block, t uint64) int { return cmpU64(b.PA+b.Size(), t+1) })
+	i, _ := slices.BinarySearchFunc(in.blocks, next, func(b Block, t uint64) int { return cmp.Compare(b.PA+b.Size(), t+1) })
 	for ; next < end; i++ {
 		if i >= len(in.blocks) || in.blocks[i].PA > next {
 			return fmt.Errorf("page %#x of %#x+%#x: %w", next, pa, size, ErrNotPreserved)

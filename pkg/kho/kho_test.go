@@ -357,7 +357,7 @@ func TestRootPageFull(t *testing.T) {
 			if added < 20 {
 				t.Fatalf("only %d children fit in a page", added)
 			}
-			page, err := r.Bytes(out.RootPA(), pageSize)
+			page, err := r.Bytes(out.RootPA(), physmem.PageSize)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,6 +1,7 @@
 package kho
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -73,7 +74,7 @@ func NewOutgoingWith(alloc *physmem.Allocator, opts Options) (*Outgoing, error) 
 		}
 		o.tree = t
 	}
-	pa, _, err := o.AllocPreserve(pageSize)
+	pa, _, err := o.AllocPreserve(physmem.PageSize)
 	if err != nil {
 		return nil, fmt.Errorf("kho: allocate root FDT: %w", err)
 	}
@@ -126,7 +127,7 @@ func (o *Outgoing) AllocPreserve(size uint64) (uint64, []byte, error) {
 	if order > MaxPageOrder {
 		return 0, nil, fmt.Errorf("kho: alloc_preserve of %d bytes needs order %d > %d: %w", size, order, MaxPageOrder, unix.E2BIG)
 	}
-	n := uint64(pageSize) << order
+	n := uint64(physmem.PageSize) << order
 	pa, mem, err := o.allocFolio(n)
 	if err != nil {
 		return 0, nil, fmt.Errorf("kho: alloc_preserve %d bytes: %w", size, err)
@@ -159,7 +160,7 @@ func (o *Outgoing) allocFolio(n uint64) (uint64, []byte, error) {
 			start = align(al.End())
 		}
 		if start < r.Base() || start+n > r.End() || start+n < start {
-			return 0, nil, fmt.Errorf("kho: no free aligned run of %d pages in %v: %w", n/pageSize, r.Range(), unix.ENOMEM)
+			return 0, nil, fmt.Errorf("kho: no free aligned run of %d pages in %v: %w", n/physmem.PageSize, r.Range(), unix.ENOMEM)
 		}
 		err := o.alloc.Reserve(physmem.Range{Start: start, Size: n})
 		if errors.Is(err, unix.EBUSY) {
@@ -178,7 +179,7 @@ func (o *Outgoing) allocFolio(n uint64) (uint64, []byte, error) {
 		clear(mem)
 		return start, mem, nil
 	}
-	return 0, nil, fmt.Errorf("kho: aligned run of %d pages kept being taken: %w", n/pageSize, unix.EAGAIN)
+	return 0, nil, fmt.Errorf("kho: aligned run of %d pages kept being taken: %w", n/physmem.PageSize, unix.EAGAIN)
 }
 
 // UnpreserveFree models kho_unpreserve_free.
@@ -219,7 +220,7 @@ func forEachBlock(pfn, end uint64, fn func(pfn uint64, order uint)) {
 
 // getOrder is the kernel's get_order: the smallest order whose block holds size.
 func getOrder(size uint64) uint {
-	pages := (size + pageSize - 1) >> pageShift
+	pages := (size + physmem.PageSize - 1) >> pageShift
 	if pages <= 1 {
 		return 0
 	}
@@ -395,7 +396,7 @@ func (o *Outgoing) preservedLocked() []Block {
 	for pfn, order := range o.preserved {
 		out = append(out, Block{PA: pfn << pageShift, Order: order})
 	}
-	slices.SortFunc(out, func(a, b Block) int { return cmpU64(a.PA, b.PA) })
+	slices.SortFunc(out, func(a, b Block) int { return cmp.Compare(a.PA, b.PA) })
 	return out
 }
 
@@ -424,7 +425,7 @@ func (o *Outgoing) serializeMemoryMap() (uint64, error) {
 		k := key{order, high / preserveBits}
 		bm, ok := bitmaps[k]
 		if !ok {
-			pa, mem, err := o.alloc.Alloc(pageSize, false)
+			pa, mem, err := o.alloc.Alloc(physmem.PageSize, false)
 			if err != nil {
 				return 0, fmt.Errorf("kho: allocate memory map bitmap: %w", err)
 			}
@@ -440,14 +441,14 @@ func (o *Outgoing) serializeMemoryMap() (uint64, error) {
 		if a.order != b.order {
 			return int(a.order) - int(b.order)
 		}
-		return cmpU64(a.index, b.index)
+		return cmp.Compare(a.index, b.index)
 	})
 	var first uint64
 	var chunk []byte
 	var n uint32
 	for i, k := range keys {
 		if chunk == nil || k.order != keys[i-1].order || n == ChunkCapacity {
-			pa, mem, err := o.alloc.Alloc(pageSize, false)
+			pa, mem, err := o.alloc.Alloc(physmem.PageSize, false)
 			if err != nil {
 				return 0, fmt.Errorf("kho: allocate memory map chunk: %w", err)
 			}
@@ -473,11 +474,11 @@ func (o *Outgoing) serializeMemoryMap() (uint64, error) {
 // and preserved-memory-map, built with libfdt's sequential writer in the
 // root's page.
 func (o *Outgoing) writeEmptyRoot(memMap uint64) error {
-	page, err := o.alloc.Region().Bytes(o.rootPA, pageSize)
+	page, err := o.alloc.Region().Bytes(o.rootPA, physmem.PageSize)
 	if err != nil {
 		return fmt.Errorf("kho: root FDT page: %w", err)
 	}
-	b := fdt.NewBuilder(pageSize)
+	b := fdt.NewBuilder(physmem.PageSize)
 	_ = b.BeginNode("")
 	_ = b.PropertyString("compatible", string(o.format))
 	_ = b.PropertyU64(PropMemoryMap, memMap)
@@ -493,7 +494,7 @@ func (o *Outgoing) writeEmptyRoot(memMap uint64) error {
 // root, PAGE_SIZE), the edit, then fdt_pack, whatever the edit returned;
 // without, the edit may only write in place (fdt_getprop_w).
 func (o *Outgoing) editRoot(open bool, edit func(*fdt.Editor) error) error {
-	page, err := o.alloc.Region().Bytes(o.rootPA, pageSize)
+	page, err := o.alloc.Region().Bytes(o.rootPA, physmem.PageSize)
 	if err != nil {
 		return fmt.Errorf("root FDT page: %w", err)
 	}
@@ -533,14 +534,4 @@ func (o *Outgoing) setMemoryMapLocked(pa uint64) error {
 		return fmt.Errorf("kho: update memory map: %w", err)
 	}
 	return nil
-}
-
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -220,13 +220,16 @@ func TestRadixDecoderHandBuilt(t *testing.T) {
 	poke64(t, r, page(8), page(9))
 	poke64(t, r, page(9)+1*8, page(10)) // L1 index 0x8008 >> 15 = 1
 	poke64(t, r, page(10), 1<<8)        // bit 8: 0x10010000 order 1
-	blocks, err := readRadix(r, page(0))
+	m, err := ReadRadix(r, page(0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []Block{{PA: 0x10003000, Order: 0}, {PA: 0x10010000, Order: 1}}
-	if !slices.Equal(blocks, want) {
-		t.Fatalf("decoded %v, want %v", blocks, want)
+	if !slices.Equal(m.Blocks, want) {
+		t.Fatalf("decoded %v, want %v", m.Blocks, want)
+	}
+	if nodes := []uint64{page(0), page(6), page(7), page(8), page(9), page(10), page(1), page(2), page(3), page(4), page(5)}; !slices.Equal(m.Nodes, nodes) {
+		t.Fatalf("nodes %#x, want %#x: the root, then each path in index order", m.Nodes, nodes)
 	}
 }
 
@@ -500,10 +503,11 @@ func FuzzReadRadix(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		blocks, err := readRadix(r, testBase)
+		m, err := ReadRadix(r, testBase)
 		if err != nil {
 			return
 		}
+		blocks := m.Blocks
 		for i, b := range blocks {
 			if !r.Contains(b.PA, b.Size()) || b.Order > MaxPageOrder || (i > 0 && blocks[i-1].PA+blocks[i-1].Size() > b.PA) {
 				t.Fatalf("accepted block %+v", b)
@@ -659,7 +663,7 @@ func TestFindRadixBit(t *testing.T) {
 	}
 	held := map[uint64]bool{}
 	for _, b := range out.Preserved() {
-		last := b.PA + pageSize<<b.Order - pageSize
+		last := b.PA + physmem.PageSize<<b.Order - physmem.PageSize
 		for _, pa := range []uint64{b.PA, last + 100} {
 			rb, ok, err := FindRadixBit(r, treePA, pa)
 			if err != nil || !ok || rb.Block != b {
@@ -670,11 +674,11 @@ func TestFindRadixBit(t *testing.T) {
 				t.Fatalf("bit %d of %#x is clear", rb.Bit, rb.BitmapPA)
 			}
 		}
-		for p := b.PA; p <= last; p += pageSize {
+		for p := b.PA; p <= last; p += physmem.PageSize {
 			held[p] = true
 		}
 	}
-	for p := r.Base(); p < r.End(); p += pageSize {
+	for p := r.Base(); p < r.End(); p += physmem.PageSize {
 		if held[p] {
 			continue
 		}

@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kho-sim/kho-sim/internal/realhandover"
 	"github.com/kho-sim/kho-sim/pkg/flb"
 	"github.com/kho-sim/kho-sim/pkg/gen72"
 	"github.com/kho-sim/kho-sim/pkg/kho"
@@ -114,46 +114,14 @@ func decodeMeta(t *testing.T, in *kho.Incoming) *Meta {
 	return m
 }
 
-// realHandoverEnv names a dump (pkg/gen72's format) to use instead of the
-// committed capture: e2e/realkernel points it at what its guest has just
-// read through /dev/mem from a freshly built kernel.
-const realHandoverEnv = "KHO_SIM_REAL_HANDOVER"
-
 // realHandover loads the handover a real Linux 7.2 kernel left in memory
-// (pkg/gen72's capture: 4 memfds in two sessions, three test FLBs) into a
-// region from 1 MiB up to past its highest preserved page.
+// (internal/realhandover, or the dump its Env names: 4 memfds in two
+// sessions, three test FLBs) into a region that covers every preserved
+// page.
 func realHandover(t *testing.T) (*physmem.Region, uint64) {
 	t.Helper()
-	path := "../gen72/testdata/real-7.2/handover.txt"
-	if p := os.Getenv(realHandoverEnv); p != "" {
-		path = p
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatalf("no captured 7.2 handover: %v", err)
-	}
-	defer f.Close()
-	d, err := gen72.ParseDump(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := gen72.Decode(d.Pages, d.Setup.FDTAddr, d.Setup.FDTSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const base = 1 << 20
-	end := h.MemoryMap.Blocks[len(h.MemoryMap.Blocks)-1].End()
-	mem := make([]byte, end-base) // untouched pages cost nothing
-	for _, pa := range d.Pages.Addresses() {
-		if pa >= base && pa+gen72.PageSize <= end {
-			copy(mem[pa-base:], d.Pages.Page(pa))
-		}
-	}
-	r, err := physmem.New(base, mem)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r, d.Setup.FDTAddr
+	d := realhandover.LoadEnv(t)
+	return realhandover.Region(t, d, d), d.Setup.FDTAddr
 }
 
 // TestRealLinux72Handover reads a real 7.2 kernel's handover with

@@ -3,7 +3,7 @@
 # guest/luo initramfs, lets it preserve memfds, kexec into itself and dump
 # the handover it received, and turns the result into test data.
 #
-#   capture.sh [OUTDIR]     (default: pkg/gen72/testdata/real-7.2)
+#   capture.sh [OUTDIR]     (default: testdata/real-7.2)
 #
 # The guest can print only what survives until its /init runs after the
 # kexec: the new kernel frees the LUO blob in an early initcall and reuses
@@ -49,7 +49,7 @@ die() {
 }
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-out=${1:-$repo/pkg/gen72/testdata/real-7.2}
+out=${1:-$repo/testdata/real-7.2}
 qemu=${QEMU:-qemu-system-x86_64}
 accel=${QEMU_ACCEL:-tcg}
 timeout_s=${TIMEOUT:-300}
@@ -141,6 +141,6 @@ grep -v -e ' KHODUMP ' -e ' KHOSETUP ' "$work/console.log" >"$out/console.log"
 cp "$work/timings" "$out/timings"
 log "wrote $out ($(grep -c KHODUMP "$out/handover.txt") pages from the RAM image, $(grep -c KHODUMP "$out/guest-dump.txt") from the guest)"
 # The pkg/gen72 tests read only the committed data: run them when it changed.
-if [[ $out -ef $repo/pkg/gen72/testdata/real-7.2 ]]; then
+if [[ $out -ef $repo/testdata/real-7.2 ]]; then
 	(cd "$repo" && go test ./pkg/gen72/) >&2
 fi

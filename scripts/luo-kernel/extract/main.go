@@ -1,5 +1,5 @@
 // Command extract turns a guest RAM image taken at the moment of a Linux 7.2
-// kexec into pkg/gen72 test data, and compares it with what the guest
+// kexec into the test data of testdata/real-7.2, and compares it with what the guest
 // itself could still read through /dev/mem after the kexec.
 //
 //	extract -mem ram.bin -console console.log -o handover.txt [-diff diff.txt]
@@ -24,6 +24,7 @@ import (
 	"strings"
 
 	"github.com/kho-sim/kho-sim/pkg/gen72"
+	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
@@ -47,7 +48,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	guest, err := gen72.ParseDump(f)
+	guest, err := kho.ParseDump(f)
 	f.Close()
 	if err != nil {
 		return fmt.Errorf("%s: %w", *consolePath, err)
@@ -82,7 +83,7 @@ func run() error {
 	// pages are taken from the guest, which read them after the kexec.
 	scratch := setup.ScratchAddr &^ (gen72.PageSize - 1)
 	var dump bytes.Buffer
-	fmt.Fprintln(&dump, gen72.FormatSetupLine(setup))
+	fmt.Fprintln(&dump, kho.FormatSetupLine(setup))
 	for _, p := range pages {
 		b, err := ram.Bytes(p, gen72.PageSize)
 		if err != nil {
@@ -93,7 +94,7 @@ func run() error {
 				continue
 			}
 		}
-		fmt.Fprintln(&dump, gen72.FormatDumpLine(p, b))
+		fmt.Fprintln(&dump, kho.FormatDumpLine(p, b))
 	}
 	if err := os.WriteFile(*out, dump.Bytes(), 0o644); err != nil {
 		return err
@@ -136,7 +137,7 @@ func run() error {
 }
 
 // roles names what each page of the handover holds.
-func roles(h *gen72.Handover, setup gen72.Setup) map[uint64]string {
+func roles(h *gen72.Handover, setup kho.Setup) map[uint64]string {
 	role := make(map[uint64]string)
 	add := func(pa uint64, what string) {
 		p := pa &^ (gen72.PageSize - 1)
