@@ -13,6 +13,7 @@ import (
 
 	"github.com/kho-sim/kho-sim/internal/realhandover"
 	"github.com/kho-sim/kho-sim/pkg/check"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
@@ -36,11 +37,11 @@ const (
 // and returns the file and the root address it handed over.
 func handoverImage(t *testing.T) (string, uint64) {
 	t.Helper()
-	return handoverImageABI(t, sim.ABI70)
+	return handoverImageABI(t, kernel.V70)
 }
 
 // handoverImageABI is handoverImage in the given generation.
-func handoverImageABI(t *testing.T, abi sim.ABI) (string, uint64) {
+func handoverImageABI(t *testing.T, abi kernel.Generation) (string, uint64) {
 	t.Helper()
 	sc, err := scenario.Lookup("default")
 	if err != nil {
@@ -245,7 +246,7 @@ func TestInspectDamagedImage(t *testing.T) {
 	if code != 1 || errs != "" {
 		t.Errorf("exit %d, stderr %q; want 1 and nothing on stderr", code, errs)
 	}
-	for _, w := range []string{"FLB header count 64 above LUO_FLB_MAX 63", string(sim.ReadsPastPage), `compatible = "kho-v1";`, want.flbs[0].Name} {
+	for _, w := range []string{"FLB header count 64 above LUO_FLB_MAX 63", kernel.V70.Does(kernel.ReadsPastPage), `compatible = "kho-v1";`, want.flbs[0].Name} {
 		if !strings.Contains(out, w) {
 			t.Errorf("output lacks %q", w)
 		}
@@ -254,7 +255,7 @@ func TestInspectDamagedImage(t *testing.T) {
 	var doc struct {
 		Findings []struct{ Where, What, Kernel string } `json:"findings"`
 	}
-	if err := json.Unmarshal([]byte(out), &doc); code != 1 || err != nil || len(doc.Findings) == 0 || doc.Findings[0].Kernel != string(sim.ReadsPastPage) {
+	if err := json.Unmarshal([]byte(out), &doc); code != 1 || err != nil || len(doc.Findings) == 0 || doc.Findings[0].Kernel != kernel.V70.Does(kernel.ReadsPastPage) {
 		t.Errorf("JSON: exit %d, %v, %+v", code, err, doc.Findings)
 	}
 	after, err := os.ReadFile(path)
@@ -326,7 +327,7 @@ func TestInspectHelp(t *testing.T) {
 }
 
 func TestInspectGenerations(t *testing.T) {
-	for _, abi := range sim.ABIs() {
+	for _, abi := range kernel.Generations() {
 		t.Run(string(abi), func(t *testing.T) {
 			path, root := handoverImageABI(t, abi)
 			code, out, errs := runCLI("inspect", "--json", "--image", path, "--root", fmt.Sprintf("%#x", root))

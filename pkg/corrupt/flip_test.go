@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/kho-sim/kho-sim/pkg/kho"
+	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
 // imagePages lists every page of the handover: the preserved blocks and
@@ -21,7 +22,7 @@ func imagePages(t testing.TB, h *handover) []uint64 {
 	}
 	var pages []uint64
 	for _, b := range in.Blocks() {
-		for pa := b.PA; pa < b.PA+b.Size(); pa += pageSize {
+		for pa := b.PA; pa < b.PA+b.Size(); pa += physmem.PageSize {
 			pages = append(pages, pa)
 		}
 	}
@@ -100,7 +101,7 @@ func TestRandomByteFlips(t *testing.T) {
 	detected, work := 0, make([]byte, regionSize)
 	for i := range runs {
 		page := pages[i%len(pages)]
-		off := rng.Uint64N(pageSize)
+		off := rng.Uint64N(physmem.PageSize)
 		if rng.IntN(2) == 0 {
 			off = rng.Uint64N(256)
 		}
@@ -132,7 +133,7 @@ func FuzzByteFlip(f *testing.F) {
 		if x == 0 {
 			return
 		}
-		pa := pages[int(page)%len(pages)] + uint64(off)%pageSize
+		pa := pages[int(page)%len(pages)] + uint64(off)%physmem.PageSize
 		if res := flipAndBoot(t, h, work, pa, x); res.err != nil {
 			t.Fatalf("byte %#x ^= %#02x: %v", pa, x, res.err)
 		}

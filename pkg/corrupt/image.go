@@ -8,6 +8,7 @@ import (
 	"github.com/kho-sim/kho-sim/pkg/flb"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
+	"github.com/kho-sim/kho-sim/pkg/meta"
 	"github.com/kho-sim/kho-sim/pkg/payload"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
@@ -19,18 +20,15 @@ const (
 	luoFLBNode       = luo.FDTFLBNode
 	luoFLBHeader     = luo.FDTFLBHeader
 	luoLiveupdateNum = luo.FDTLiveupdateNum
-	// metaSubtree is sim.MetaName, spelled out so that pkg/sim's own tests
-	// may use this package without an import cycle.
-	metaSubtree = "kho-sim"
+	metaSubtree      = meta.Name
 	// payloadMagic opens every kho-sim payload header (pkg/payload).
 	payloadMagic = "KHOSIMPL"
 
-	pageShift = 12
-	pageSize  = 1 << pageShift
+	pageShift = 12 // log2(physmem.PageSize)
 	// Memory-map chunk layout (kho.Outgoing.serializeMemoryMap).
 	chunkHeaderSize = 16
 	bitmapPtrSize   = 16
-	bitsPerBitmap   = pageSize * 8
+	bitsPerBitmap   = physmem.PageSize * 8
 	// maxChunks bounds the chunk walk; a map larger than the region is
 	// impossible anyway.
 	maxChunks = 1 << 16
@@ -402,10 +400,10 @@ func planDataOutside(im image) ([]edit, error) {
 	}
 	outside := im.r.End()
 	if outside < im.r.Base() || outside == 0 {
-		if im.r.Base() < pageSize {
+		if im.r.Base() < physmem.PageSize {
 			return nil, fmt.Errorf("the region spans all of memory, nothing lies outside it: %w", ErrNotApplicable)
 		}
-		outside = im.r.Base() - pageSize
+		outside = im.r.Base() - physmem.PageSize
 	}
 	name, _ := e.NameString()
 	ed := u64LE(pa+flbDataOff, page[flbDataOff:], outside, fmt.Sprintf("FLB entry 0 (%q) data", name))
@@ -482,7 +480,7 @@ func (im image) chunks() ([]chunk, error) {
 			return nil, fmt.Errorf("memory-map chunk list loops back to %#x: %w", pa, ErrNotApplicable)
 		}
 		seen[pa] = true
-		mem, err := im.r.Bytes(pa, pageSize)
+		mem, err := im.r.Bytes(pa, physmem.PageSize)
 		if err != nil {
 			return nil, fmt.Errorf("memory-map chunk: %w", err)
 		}

@@ -11,11 +11,12 @@ import (
 	"github.com/kho-sim/kho-sim/pkg/fdt"
 	"github.com/kho-sim/kho-sim/pkg/flb"
 	"github.com/kho-sim/kho-sim/pkg/gen72"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
+	"github.com/kho-sim/kho-sim/pkg/meta"
 	"github.com/kho-sim/kho-sim/pkg/payload"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
-	"github.com/kho-sim/kho-sim/pkg/sim"
 )
 
 // Where a finding was made (Finding.Where).
@@ -33,23 +34,6 @@ const (
 	whereStrict   = "strict 7.2 reader"
 )
 
-// What 7.0 does with bad session state, in sim.KernelAction's wording
-// (pkg/sim names only what its own checks meet). decoder.find rewords
-// them for the handover's generation.
-const (
-	readsPastBlock sim.KernelAction = "the 7.0 kernel reads past the end of a preserved block"
-	failsOpen      sim.KernelAction = "the 7.0 kernel fails the first open of /dev/liveupdate (luo_session_deserialize) and restores no session after it"
-	warnsNoFiles   sim.KernelAction = "the 7.0 kernel WARNs and restores none of the session's files"
-	stopsAtFile    sim.KernelAction = "the 7.0 kernel's strcmp runs past the entry; the files after it are not restored"
-)
-
-// ignoresMetadata is what 7.2's kho_in_kexec_metadata does with a
-// kexec-metadata blob it cannot use.
-const ignoresMetadata sim.KernelAction = "the 7.2 kernel warns and ignores the kexec-metadata (kexec_count restarts at 1)"
-
-// maxRootSize bounds the root FDT as kho.ReadIncoming does.
-const maxRootSize = 1 << 20
-
 var le = binary.LittleEndian
 
 // decoder carries one Decode.
@@ -59,7 +43,7 @@ type decoder struct {
 	rep *Report
 	// abi is the generation whose kernel the findings speak of: the one
 	// the compatibles name, else the KHO root's (kho-v4: 7.2, else 7.0).
-	abi sim.ABI
+	abi kernel.Generation
 	// luoWhere is where the LUO state's own fields are reported, and
 	// luoFollowed says they were good enough to follow to the blocks.
 	luoWhere    string
@@ -79,12 +63,12 @@ type decoder struct {
 // (kho.Incoming.Map). When no root FDT exists at rootPA, Report.KHO is nil
 // and RootError says why.
 func Decode(r *physmem.Region, rootPA uint64) *Report {
-	d := &decoder{r: r, abi: sim.ABI70, blocksLeft: gen72.MaxBlocksTotal, rep: &Report{
+	d := &decoder{r: r, abi: kernel.V70, blocksLeft: gen72.MaxBlocksTotal, rep: &Report{
 		Schema: SchemaVersion, RootPA: Hex(rootPA),
-		Subtrees: []Subtree{}, Notes: []string{}, Findings: []Finding{},
+		Subtrees: []Subtree{}, Notes: []string{}, Findings: []kernel.Finding{},
 	}}
 	if r == nil {
-		d.find(whereRoot, "", "no FDT at %#x: no memory to read", rootPA)
+		d.find(whereRoot, kernel.NoAction, "no FDT at %#x: no memory to read", rootPA)
 		return d.rep
 	}
 	d.rep.Region = Span{Start: Hex(r.Base()), Size: r.Size()}
@@ -95,12 +79,12 @@ func Decode(r *physmem.Region, rootPA uint64) *Report {
 	d.rep.Generation = &Generation{KHO: d.rep.KHO.Compatible}
 	v4 := root.Root.IsCompatible(kho.CompatibleV4)
 	if v4 {
-		d.abi = sim.ABI72
+		d.abi = kernel.V72
 	}
 	if d.rootUsable(root) {
 		in, err := kho.ReadIncoming(r, rootPA)
 		if err != nil {
-			d.find(whereMap, "", "%v", err)
+			d.find(whereMap, kernel.NoAction, "%v", err)
 		}
 		d.in = in
 	}
@@ -112,28 +96,21 @@ func Decode(r *physmem.Region, rootPA uint64) *Report {
 	d.generation()
 	d.memory()
 	trees := d.subtrees()
-	if d.in.Format() == kho.FormatV4 {
+	if d.in.Compatible() == kho.CompatibleV4 {
 		d.luoBlob()
 		d.kexecMetadata()
 	} else {
 		d.luoFDT(trees[luo.FDTKHOEntryName])
 	}
-	d.meta(trees[sim.MetaName])
+	d.meta(trees[meta.Name])
 	d.strict72()
 	return d.rep
 }
 
-// find records a finding; k, in 7.0's words, is reworded for the
-// handover's generation as pkg/sim rewords it.
-func (d *decoder) find(where string, k sim.KernelAction, format string, args ...any) {
-	kernel := string(k)
-	switch d.abi {
-	case sim.ABILUOv2:
-		kernel = strings.Replace(kernel, "the 7.0 kernel", "a luo-v2 kernel", 1)
-	case sim.ABI72:
-		kernel = strings.Replace(kernel, "the 7.0 kernel", "the 7.2 kernel", 1)
-	}
-	d.rep.Findings = append(d.rep.Findings, Finding{Where: where, What: fmt.Sprintf(format, args...), Kernel: kernel})
+// find records a finding, a being what the kernel of the handover's
+// generation does.
+func (d *decoder) find(where string, a kernel.Action, format string, args ...any) {
+	d.rep.Findings = append(d.rep.Findings, d.abi.Find(where, a, format, args...))
 }
 
 func (d *decoder) note(format string, args ...any) {
@@ -145,26 +122,26 @@ func (d *decoder) note(format string, args ...any) {
 func (d *decoder) root(pa uint64) *fdt.Tree {
 	hdr, err := d.r.Bytes(pa, 40)
 	if err != nil {
-		d.find(whereRoot, "", "no FDT at %#x: outside the region %v", pa, d.r.Range())
+		d.find(whereRoot, kernel.NoAction, "no FDT at %#x: outside the region %v", pa, d.r.Range())
 		return nil
 	}
 	size, err := fdt.TotalSize(hdr)
 	if err != nil {
-		d.find(whereRoot, "", "no FDT at %#x: %s", pa, parseReason(err))
+		d.find(whereRoot, kernel.NoAction, "no FDT at %#x: %s", pa, parseReason(err))
 		return nil
 	}
-	if size > maxRootSize {
-		d.find(whereRoot, sim.DisablesRevival, "root FDT at %#x: totalsize %d above the %d bytes a root may have", pa, size, maxRootSize)
+	if size > kho.MaxFDTSize {
+		d.find(whereRoot, kernel.DisablesRevival, "root FDT at %#x: totalsize %d above the %d bytes a root may have", pa, size, kho.MaxFDTSize)
 		return nil
 	}
 	blob, err := d.r.Bytes(pa, uint64(size))
 	if err != nil {
-		d.find(whereRoot, sim.DisablesRevival, "root FDT at %#x: totalsize %d runs past the region's end %#x", pa, size, d.r.End())
+		d.find(whereRoot, kernel.DisablesRevival, "root FDT at %#x: totalsize %d runs past the region's end %#x", pa, size, d.r.End())
 		return nil
 	}
 	t, err := fdt.Parse(blob)
 	if err != nil {
-		d.find(whereRoot, sim.DisablesRevival, "root FDT at %#x: %s", pa, parseReason(err))
+		d.find(whereRoot, kernel.DisablesRevival, "root FDT at %#x: %s", pa, parseReason(err))
 		return nil
 	}
 	compat, _ := t.Root.Prop("compatible")
@@ -178,16 +155,16 @@ func (d *decoder) root(pa uint64) *fdt.Tree {
 func (d *decoder) rootUsable(t *fdt.Tree) bool {
 	ok := true
 	if !t.Root.IsCompatible(kho.Compatible) && !t.Root.IsCompatible(kho.CompatibleV4) {
-		d.find(whereRoot, sim.DisablesRevival, "root FDT compatible %q, want %q or %q", d.rep.KHO.Compatible, kho.Compatible, kho.CompatibleV4)
+		d.find(whereRoot, kernel.DisablesRevival, "root FDT compatible %q, want %q or %q", d.rep.KHO.Compatible, kho.Compatible, kho.CompatibleV4)
 		ok = false
 	}
 	mapPA, err := t.Root.U64(kho.PropMemoryMap)
 	switch {
 	case err != nil:
-		d.find(whereRoot, sim.DisablesRevival, "root FDT: %v", err)
+		d.find(whereRoot, kernel.DisablesRevival, "root FDT: %v", err)
 		ok = false
 	case mapPA == 0:
-		d.find(whereRoot, sim.DisablesRevival, "root FDT has an empty %s: nothing was preserved", kho.PropMemoryMap)
+		d.find(whereRoot, kernel.DisablesRevival, "root FDT has an empty %s: nothing was preserved", kho.PropMemoryMap)
 		ok = false
 	}
 	return ok
@@ -212,16 +189,16 @@ func (d *decoder) listChildren(t *fdt.Tree, v4 bool) {
 // generation names the handover from its compatibles as pkg/sim does, and
 // picks whose kernel the findings speak of.
 func (d *decoder) generation() {
-	g := sim.DetectGeneration(d.in)
-	d.rep.Generation = &Generation{Name: string(g.ABI), KHO: g.KHO, LUO: g.LUO}
-	if g.ABI != "" {
-		d.abi = g.ABI
+	g := luo.Detect(d.in)
+	d.rep.Generation = &Generation{Name: string(g.Generation), KHO: g.KHO, LUO: g.LUO}
+	if g.Generation != "" {
+		d.abi = g.Generation
 	}
 }
 
 func (d *decoder) memory() {
 	m := &Memory{Encoding: EncodingBitmaps, Ranges: []MemRange{}}
-	if d.in.Format() == kho.FormatV4 {
+	if d.in.Compatible() == kho.CompatibleV4 {
 		m.Encoding = EncodingRadix
 	}
 	for _, b := range d.in.Blocks() {
@@ -240,15 +217,15 @@ func (d *decoder) subtrees() map[string]*fdt.Tree {
 	for _, name := range d.in.SubtreeNames() {
 		s := Subtree{Name: name}
 		var err error
-		if d.in.Format() == kho.FormatV4 {
+		if d.in.Compatible() == kho.CompatibleV4 {
 			err = d.blobSubtree(&s, trees)
 		} else {
 			err = d.fdtSubtree(&s, trees)
 		}
 		if err != nil {
-			var k sim.KernelAction
+			var k kernel.Action
 			if name == luo.FDTKHOEntryName {
-				k = sim.PanicsAtBoot
+				k = kernel.PanicsAtBoot
 			}
 			d.find("subtree "+name, k, "%v", err)
 		}
@@ -335,11 +312,11 @@ func (d *decoder) luoFDT(t *fdt.Tree) {
 		return
 	}
 	if !r.IsCompatible(luo.FDTCompatible) {
-		d.find(whereLUO, sim.PanicsAtBoot, "LUO FDT compatible %q, want %q or %q", l.Compatible, luo.FDTCompatible, luo.FDTCompatibleV2)
+		d.find(whereLUO, kernel.PanicsAtBoot, "LUO FDT compatible %q, want %q or %q", l.Compatible, luo.FDTCompatible, luo.FDTCompatibleV2)
 	}
 	num, err := r.U64(luo.FDTLiveupdateNum)
 	if err != nil {
-		d.find(whereLUO, sim.PanicsAtBoot, "LUO FDT: %v", err)
+		d.find(whereLUO, kernel.PanicsAtBoot, "LUO FDT: %v", err)
 	}
 	l.LiveupdateNumber = num
 	d.luoFollowed = true
@@ -365,18 +342,18 @@ func (d *decoder) luoNode(r *fdt.Node, name, compat, prop string) (uint64, bool)
 		}
 	}
 	if n == nil {
-		d.find(whereLUO, sim.PanicsAtBoot, "LUO FDT has no %s node", name)
+		d.find(whereLUO, kernel.PanicsAtBoot, "LUO FDT has no %s node", name)
 		return 0, false
 	}
 	ok := true
 	if !n.IsCompatible(compat) {
 		c, _ := n.Prop("compatible")
-		d.find(whereLUO, sim.PanicsAtBoot, "%s compatible %q, want %q", name, cstring(c), compat)
+		d.find(whereLUO, kernel.PanicsAtBoot, "%s compatible %q, want %q", name, cstring(c), compat)
 		ok = false
 	}
 	pa, err := n.U64(prop)
 	if err != nil {
-		d.find(whereLUO, sim.PanicsAtBoot, "%s: %v", name, err)
+		d.find(whereLUO, kernel.PanicsAtBoot, "%s: %v", name, err)
 		return 0, false
 	}
 	return pa, ok
@@ -386,7 +363,7 @@ func (d *decoder) luoNode(r *fdt.Node, name, compat, prop string) (uint64, bool)
 func (d *decoder) flbAt(l *LUO, pa uint64) {
 	page, err := d.in.Map(pa, luo.FLBPageSize)
 	if err != nil {
-		d.find(whereFLB, sim.UsesBadAddress, "FLB page %#x: %v", pa, err)
+		d.find(whereFLB, kernel.UsesBadAddress, "FLB page %#x: %v", pa, err)
 		return
 	}
 	l.FLB = d.flbTable(pa, page)
@@ -397,7 +374,7 @@ func (d *decoder) flbAt(l *LUO, pa uint64) {
 func (d *decoder) sessionBlockAt(l *LUO, pa uint64) {
 	block, err := d.in.Map(pa, luo.SessionBlockSize)
 	if err != nil {
-		d.find(whereSessions, sim.UsesBadAddress, "session block %#x: %v", pa, err)
+		d.find(whereSessions, kernel.UsesBadAddress, "session block %#x: %v", pa, err)
 		return
 	}
 	l.Sessions = d.sessions(pa, block)
@@ -409,32 +386,32 @@ func (d *decoder) flbTable(pa uint64, page []byte) *FLBTable {
 	pgcnt, count, err := flb.ReadHeader(page)
 	t := &FLBTable{PA: Hex(pa), PageCount: pgcnt, Count: count, Entries: []FLBEntry{}}
 	if err != nil {
-		d.find(whereFLB, sim.ReadsPastPage, "FLB header: %v", err)
+		d.find(whereFLB, kernel.ReadsPastPage, "FLB header: %v", err)
 		return t
 	}
 	if pgcnt != flb.PageCount {
-		d.find(whereFLB, sim.ReadsPastPage, "FLB header pgcnt %d, want %d", pgcnt, flb.PageCount)
+		d.find(whereFLB, kernel.ReadsPastPage, "FLB header pgcnt %d, want %d", pgcnt, flb.PageCount)
 	}
 	n := count
 	if count > flb.Max {
-		d.find(whereFLB, sim.ReadsPastPage, "FLB header count %d above LUO_FLB_MAX %d", count, flb.Max)
+		d.find(whereFLB, kernel.ReadsPastPage, "FLB header count %d above LUO_FLB_MAX %d", count, flb.Max)
 		n = flb.Max
 	}
 	first := map[string]int{}
 	for i := range int(n) {
 		e, err := flb.ReadEntry(page, i)
 		if err != nil {
-			d.find(whereFLB, sim.ReadsPastPage, "FLB entry %d: %v", i, err)
+			d.find(whereFLB, kernel.ReadsPastPage, "FLB entry %d: %v", i, err)
 			break
 		}
 		name, terminated := e.NameString()
 		t.Entries = append(t.Entries, FLBEntry{Index: i, Name: name, NameTerminated: terminated, Data: Hex(e.Data), Count: e.Count})
 		if !terminated {
-			d.find(whereFLB, sim.ReadsPastPage, "FLB entry %d: name %q has no NUL in its %d bytes (strcmp runs past it)", i, name, flb.NameLen)
+			d.find(whereFLB, kernel.ReadsPastPage, "FLB entry %d: name %q has no NUL in its %d bytes (strcmp runs past it)", i, name, flb.NameLen)
 			continue
 		}
 		if j, dup := first[name]; dup {
-			d.find(whereFLB, "", "FLB entry %d repeats the name %q of entry %d; the kernel only ever finds the first", i, name, j)
+			d.find(whereFLB, kernel.NoAction, "FLB entry %d repeats the name %q of entry %d; the kernel only ever finds the first", i, name, j)
 			continue
 		}
 		first[name] = i
@@ -449,7 +426,7 @@ func (d *decoder) sessions(pa uint64, block []byte) *SessionTable {
 	t := &SessionTable{PA: Hex(pa), Count: count, Blocks: []Block{{PA: Hex(pa), Count: count}}, Sessions: []Session{}}
 	n := count
 	if count > luo.SessionMax {
-		d.find(whereSessions, readsPastBlock, "session header count %d above LUO_SESSION_MAX %d", count, luo.SessionMax)
+		d.find(whereSessions, kernel.ReadsPastBlock, "session header count %d above LUO_SESSION_MAX %d", count, luo.SessionMax)
 		n = luo.SessionMax
 	}
 	first := map[string]int{}
@@ -468,11 +445,11 @@ func (d *decoder) session(i int, e []byte, first map[string]int) (Session, strin
 	s := Session{Index: i, Name: name, NameTerminated: terminated, FilesPA: Hex(le.Uint64(e[64:])), Count: le.Uint64(e[72:]), FileBlocks: []Block{}, Files: []File{}}
 	where := fmt.Sprintf("session %d %q", i, name)
 	if !terminated {
-		d.find(whereSessions, "", "%s: name has no NUL in its %d bytes; the kernel keeps %d of them", where, luo.SessionNameLen, luo.SessionNameLen-1)
+		d.find(whereSessions, kernel.NoAction, "%s: name has no NUL in its %d bytes; the kernel keeps %d of them", where, luo.SessionNameLen, luo.SessionNameLen-1)
 		name = name[:luo.SessionNameLen-1]
 	}
 	if j, dup := first[name]; dup {
-		d.find(whereSessions, failsOpen, "%s repeats the name of session %d (EEXIST)", where, j)
+		d.find(whereSessions, kernel.FailsOpen, "%s repeats the name of session %d (EEXIST)", where, j)
 	} else {
 		first[name] = i
 	}
@@ -485,18 +462,18 @@ func (d *decoder) files(s *Session, where string) {
 	pa := uint64(s.FilesPA)
 	if pa == 0 {
 		if s.Count != 0 {
-			d.find(whereSessions, warnsNoFiles, "%s: %d files but no file block", where, s.Count)
+			d.find(whereSessions, kernel.WarnsNoFiles, "%s: %d files but no file block", where, s.Count)
 		}
 		return
 	}
 	n := s.Count
 	if n > luo.FileMax {
-		d.find(whereSessions, readsPastBlock, "%s: file count %d above LUO_FILE_MAX %d", where, n, luo.FileMax)
+		d.find(whereSessions, kernel.ReadsPastBlock, "%s: file count %d above LUO_FILE_MAX %d", where, n, luo.FileMax)
 		n = luo.FileMax
 	}
 	block, err := d.in.Map(pa, luo.FileBlockSize)
 	if err != nil {
-		d.find(whereSessions, sim.UsesBadAddress, "%s: file block %#x: %v", where, pa, err)
+		d.find(whereSessions, kernel.UsesBadAddress, "%s: file block %#x: %v", where, pa, err)
 		return
 	}
 	s.FileBlocks = append(s.FileBlocks, Block{PA: Hex(pa), Count: s.Count})
@@ -504,13 +481,13 @@ func (d *decoder) files(s *Session, where string) {
 	for i := range entries {
 		entries[i] = block[i*luo.FileEntrySize:][:luo.FileEntrySize]
 	}
-	d.fileEntries(s, where, entries, stopsAtFile)
+	d.fileEntries(s, where, entries, kernel.StopsAtFile)
 }
 
 // fileEntries decodes struct luo_file_ser entries, the same in every
 // generation; unterminated is what the kernel does with a compatible that
 // has no NUL.
-func (d *decoder) fileEntries(s *Session, where string, entries [][]byte, unterminated sim.KernelAction) {
+func (d *decoder) fileEntries(s *Session, where string, entries [][]byte, unterminated kernel.Action) {
 	tokens := map[uint64]int{}
 	for i, e := range entries {
 		compat, terminated := cfield(e[:luo.HandlerCompatLen])
@@ -520,7 +497,7 @@ func (d *decoder) fileEntries(s *Session, where string, entries [][]byte, unterm
 			d.find(whereSessions, unterminated, "%s file %d: compatible %q has no NUL in its %d bytes", where, i, compat, luo.HandlerCompatLen)
 		}
 		if j, dup := tokens[uint64(f.Token)]; dup {
-			d.find(whereSessions, "", "%s file %d repeats token %#x of file %d; retrieving it finds the first", where, i, uint64(f.Token), j)
+			d.find(whereSessions, kernel.NoAction, "%s file %d repeats token %#x of file %d; retrieving it finds the first", where, i, uint64(f.Token), j)
 		} else {
 			tokens[uint64(f.Token)] = i
 		}
@@ -530,17 +507,17 @@ func (d *decoder) fileEntries(s *Session, where string, entries [][]byte, unterm
 // meta decodes kho-sim's metadata and checks the handover against it.
 func (d *decoder) meta(t *fdt.Tree) {
 	if t == nil {
-		switch s := d.subtree(sim.MetaName); {
+		switch s := d.subtree(meta.Name); {
 		case s == nil:
-			d.note("no %s subtree: kho-sim metadata absent (a kernel's own handover), so nothing is checked against what was meant to be handed over", sim.MetaName)
+			d.note("no %s subtree: kho-sim metadata absent (a kernel's own handover), so nothing is checked against what was meant to be handed over", meta.Name)
 		case s.Kind == KindBlob:
-			d.find(whereMeta, "", "the %s child is a raw blob, not the FDT kho-sim writes", sim.MetaName)
+			d.find(whereMeta, kernel.NoAction, "the %s child is a raw blob, not the FDT kho-sim writes", meta.Name)
 		}
 		return
 	}
-	m, err := sim.DecodeMeta(t)
+	m, err := meta.Decode(t)
 	if err != nil {
-		d.find(whereMeta, "", "%v", err)
+		d.find(whereMeta, kernel.NoAction, "%v", err)
 		return
 	}
 	out := &Meta{
@@ -553,7 +530,7 @@ func (d *decoder) meta(t *fdt.Tree) {
 		want := payload.Info{Name: payloadName(f.Name), Size: f.Size, Seed: f.Seed, CRC: f.CRC}
 		err := d.payload(f.Data, want)
 		if err != nil {
-			d.find(wherePayloads, "", "FLB %q payload at %#x: %v", f.Name, f.Data, err)
+			d.find(wherePayloads, kernel.NoAction, "FLB %q payload at %#x: %v", f.Name, f.Data, err)
 		}
 		out.FLBs = append(out.FLBs, MetaFLB{Name: f.Name, Data: Hex(f.Data), Count: f.Count, Size: f.Size, Seed: Hex(f.Seed), CRC: Hex(f.CRC), PayloadOK: err == nil})
 	}
@@ -562,7 +539,7 @@ func (d *decoder) meta(t *fdt.Tree) {
 		want := payload.Info{Name: payloadName(id), Size: f.Size, Seed: f.Seed, CRC: f.CRC}
 		err := d.payload(f.Data, want)
 		if err != nil {
-			d.find(wherePayloads, "", "file %s payload at %#x: %v", id, f.Data, err)
+			d.find(wherePayloads, kernel.NoAction, "file %s payload at %#x: %v", id, f.Data, err)
 		}
 		out.Files = append(out.Files, MetaFile{Session: f.Session, Token: Hex(f.Token), Handler: f.Handler, Data: Hex(f.Data), Size: f.Size, Seed: Hex(f.Seed), CRC: Hex(f.CRC), PayloadOK: err == nil})
 	}
@@ -571,23 +548,23 @@ func (d *decoder) meta(t *fdt.Tree) {
 
 // checkAgainstMeta compares the kernel structures with what kho-sim says
 // it handed over, in pkg/sim's wording.
-func (d *decoder) checkAgainstMeta(m *sim.Meta) {
+func (d *decoder) checkAgainstMeta(m *meta.Meta) {
 	l := d.rep.LUO
 	if l == nil {
-		d.find(whereMeta, sim.LosesFLBState, "the metadata lists %d FLBs and %d files, but there is no readable %s subtree", len(m.FLBs), len(m.Files), luo.FDTKHOEntryName)
+		d.find(whereMeta, kernel.LosesFLBState, "the metadata lists %d FLBs and %d files, but there is no readable %s subtree", len(m.FLBs), len(m.Files), luo.FDTKHOEntryName)
 		return
 	}
 	if !d.luoFollowed {
 		return // the LUO state itself is refused: its fields mean nothing
 	}
 	if l.LiveupdateNumber != m.LUONumber {
-		d.find(d.luoWhere, "", "liveupdate-number %d, want %d (one more per hop, 1 after a cold boot)", l.LiveupdateNumber, m.LUONumber)
+		d.find(d.luoWhere, kernel.NoAction, "liveupdate-number %d, want %d (one more per hop, 1 after a cold boot)", l.LiveupdateNumber, m.LUONumber)
 	}
 	if k := d.rep.KexecMetadata; k != nil && uint64(k.KexecCount) != m.LUONumber {
-		d.find(whereKexec, "", "kexec_count %d, want %d (kexec boots since the last cold boot)", k.KexecCount, m.LUONumber)
+		d.find(whereKexec, kernel.NoAction, "kexec_count %d, want %d (kexec boots since the last cold boot)", k.KexecCount, m.LUONumber)
 	}
 	if l.Ser != nil && l.FLBsPA == 0 && len(m.FLBs) > 0 {
-		d.find(whereFLB, sim.LosesFLBState, "luo_ser flbs_pa is 0, but %d FLBs were handed over", len(m.FLBs))
+		d.find(whereFLB, kernel.LosesFLBState, "luo_ser flbs_pa is 0, but %d FLBs were handed over", len(m.FLBs))
 	}
 	if l.FLB != nil {
 		d.checkFLBData(l.FLB.Entries)
@@ -609,14 +586,14 @@ func (d *decoder) checkFLBData(table []FLBEntry) {
 	for _, e := range table {
 		switch _, err := d.in.Map(uint64(e.Data), 1); {
 		case errors.Is(err, physmem.ErrOutOfRegion):
-			d.find(whereFLB, sim.UsesBadAddress, "FLB entry %d (%q): data %#x lies outside the region %#x-%#x", e.Index, e.Name, uint64(e.Data), d.r.Base(), d.r.End()-1)
+			d.find(whereFLB, kernel.UsesBadAddress, "FLB entry %d (%q): data %#x lies outside the region %#x-%#x", e.Index, e.Name, uint64(e.Data), d.r.Base(), d.r.End()-1)
 		case errors.Is(err, kho.ErrNotPreserved):
-			d.find(whereFLB, sim.UsesBadAddress, "FLB entry %d (%q): data %#x is not in the preserved-memory map", e.Index, e.Name, uint64(e.Data))
+			d.find(whereFLB, kernel.UsesBadAddress, "FLB entry %d (%q): data %#x is not in the preserved-memory map", e.Index, e.Name, uint64(e.Data))
 		}
 	}
 }
 
-func (d *decoder) compareFLBs(table []FLBEntry, want []sim.MetaFLB) {
+func (d *decoder) compareFLBs(table []FLBEntry, want []meta.FLB) {
 	got := map[string]FLBEntry{}
 	for _, e := range table {
 		if _, dup := got[e.Name]; !dup && e.NameTerminated {
@@ -627,21 +604,21 @@ func (d *decoder) compareFLBs(table []FLBEntry, want []sim.MetaFLB) {
 		g, ok := got[w.Name]
 		switch {
 		case !ok:
-			d.find(whereFLB, sim.LosesFLBState, "FLB %q missing from the table", w.Name)
+			d.find(whereFLB, kernel.LosesFLBState, "FLB %q missing from the table", w.Name)
 		case uint64(g.Data) != w.Data || g.Count != w.Count:
-			d.find(whereFLB, "", "FLB %q: table has data %#x count %d, expected data %#x count %d", w.Name, uint64(g.Data), g.Count, w.Data, w.Count)
+			d.find(whereFLB, kernel.NoAction, "FLB %q: table has data %#x count %d, expected data %#x count %d", w.Name, uint64(g.Data), g.Count, w.Data, w.Count)
 		}
 		delete(got, w.Name)
 	}
 	for _, e := range table {
 		if _, left := got[e.Name]; left {
-			d.find(whereFLB, "", "FLB %q in the table but never preserved", e.Name)
+			d.find(whereFLB, kernel.NoAction, "FLB %q in the table but never preserved", e.Name)
 			delete(got, e.Name)
 		}
 	}
 }
 
-func (d *decoder) compareFiles(sessions []Session, want []sim.MetaFile) {
+func (d *decoder) compareFiles(sessions []Session, want []meta.File) {
 	type key struct {
 		session string
 		token   uint64
@@ -662,16 +639,16 @@ func (d *decoder) compareFiles(sessions []Session, want []sim.MetaFile) {
 		g, ok := got[k]
 		switch {
 		case !ok:
-			d.find(whereSessions, "", "file %s/%d missing from the session blocks; its state is lost", w.Session, w.Token)
+			d.find(whereSessions, kernel.NoAction, "file %s/%d missing from the session blocks; its state is lost", w.Session, w.Token)
 		case g.Compatible != w.Handler || uint64(g.Data) != w.Data:
-			d.find(whereSessions, "", "file %s/%d: session block has handler %q data %#x, expected handler %q data %#x",
+			d.find(whereSessions, kernel.NoAction, "file %s/%d: session block has handler %q data %#x, expected handler %q data %#x",
 				w.Session, w.Token, g.Compatible, uint64(g.Data), w.Handler, w.Data)
 		}
 		delete(got, k)
 	}
 	for _, k := range order {
 		if _, left := got[k]; left {
-			d.find(whereSessions, "", "file %q/%d in the session blocks but never preserved", k.session, k.token)
+			d.find(whereSessions, kernel.NoAction, "file %q/%d in the session blocks but never preserved", k.session, k.token)
 		}
 	}
 }

@@ -5,9 +5,9 @@ import (
 
 	"github.com/kho-sim/kho-sim/pkg/fdt"
 	"github.com/kho-sim/kho-sim/pkg/gen72"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
-	"github.com/kho-sim/kho-sim/pkg/sim"
 )
 
 // luoV2 decodes the luo-v2 step's LUO FDT: luo-abi-header points at
@@ -16,19 +16,19 @@ import (
 func (d *decoder) luoV2(r *fdt.Node, l *LUO) {
 	serPA, err := r.U64(luo.FDTABIHeader)
 	if err != nil {
-		d.find(whereLUO, sim.PanicsAtBoot, "LUO FDT: %v", err)
+		d.find(whereLUO, kernel.PanicsAtBoot, "LUO FDT: %v", err)
 		return
 	}
 	d.luoWhere = whereSer
 	l.Ser = &Ser{PA: Hex(serPA), Size: luo.SerV2Size}
 	raw, err := d.in.Map(serPA, luo.SerV2Size)
 	if err != nil {
-		d.find(whereSer, sim.UsesBadAddress, "luo_ser %#x: %v", serPA, err)
+		d.find(whereSer, kernel.UsesBadAddress, "luo_ser %#x: %v", serPA, err)
 		return
 	}
-	ser, err := luo.ParseSer(luo.FormatV2, raw)
+	ser, err := luo.ParseSer(kernel.LUOv2, raw)
 	if err != nil {
-		d.find(whereSer, sim.UsesBadAddress, "luo_ser %#x: %v", serPA, err)
+		d.find(whereSer, kernel.UsesBadAddress, "luo_ser %#x: %v", serPA, err)
 		return
 	}
 	d.followSer(l, ser)
@@ -60,20 +60,20 @@ func (d *decoder) luoBlob() {
 	}
 	blob, err := d.in.SubtreeBytes(luo.FDTKHOEntryName)
 	if err != nil { // read once already; cannot fail now, but memory is untrusted
-		d.find(whereBlob, sim.PanicsAtBoot, "%v", err)
+		d.find(whereBlob, kernel.PanicsAtBoot, "%v", err)
 		return
 	}
 	l := &LUO{Ser: &Ser{PA: s.PA, Size: s.BlobSize}}
 	d.rep.LUO = l
 	if len(blob) < luo.SerSize {
-		d.find(whereBlob, sim.PanicsAtBoot, "LUO blob of %d bytes, smaller than struct luo_ser (%d)", len(blob), luo.SerSize)
+		d.find(whereBlob, kernel.PanicsAtBoot, "LUO blob of %d bytes, smaller than struct luo_ser (%d)", len(blob), luo.SerSize)
 		return
 	}
-	ser, _ := luo.ParseSer(luo.FormatV5, blob) // long enough: checked above
+	ser, _ := luo.ParseSer(kernel.V72, blob) // long enough: checked above
 	l.Compatible = ser.Compatible
 	if ser.Compatible != luo.SerCompatible {
 		l.LiveupdateNumber, l.SessionsPA, l.FLBsPA = ser.LiveupdateNum, Hex(ser.SessionsPA), Hex(ser.FLBsPA)
-		d.find(whereBlob, sim.PanicsAtBoot, "LUO blob compatible %q, want %q (luo_early_startup: EINVAL)", ser.Compatible, luo.SerCompatible)
+		d.find(whereBlob, kernel.PanicsAtBoot, "LUO blob compatible %q, want %q (luo_early_startup: EINVAL)", ser.Compatible, luo.SerCompatible)
 		return
 	}
 	d.followSer(l, ser)
@@ -84,7 +84,7 @@ func (d *decoder) luoBlob() {
 
 // sessions72 decodes 7.2's session chain and each session's file chain.
 func (d *decoder) sessions72(head uint64) *SessionTable {
-	blocks, entries, _ := d.chain("session", head, luo.SessionEntrySize, sim.PanicsAtBoot)
+	blocks, entries, _ := d.chain("session", head, luo.SessionEntrySize, kernel.PanicsAtBoot)
 	t := &SessionTable{PA: Hex(head), Blocks: blocks, Sessions: []Session{}}
 	for _, b := range blocks {
 		t.Count += b.Count
@@ -104,15 +104,15 @@ func (d *decoder) files72(s *Session, where string) {
 	pa := uint64(s.FilesPA)
 	if pa == 0 {
 		if s.Count != 0 {
-			d.find(whereSessions, warnsNoFiles, "%s: %d files but no file block", where, s.Count)
+			d.find(whereSessions, kernel.WarnsNoFiles, "%s: %d files but no file block", where, s.Count)
 		}
 		return
 	}
-	blocks, entries, whole := d.chain(where+" file", pa, luo.FileEntrySize, failsOpen)
+	blocks, entries, whole := d.chain(where+" file", pa, luo.FileEntrySize, kernel.FailsOpen)
 	s.FileBlocks = blocks
-	d.fileEntries(s, where, entries, failsOpen)
+	d.fileEntries(s, where, entries, kernel.FailsOpen)
 	if whole && uint64(len(entries)) != s.Count {
-		d.find(whereSessions, failsOpen, "%s: %d files in its blocks, %d in its entry (luo_file_deserialize: EINVAL)", where, len(entries), s.Count)
+		d.find(whereSessions, kernel.FailsOpen, "%s: %d files in its blocks, %d in its entry (luo_file_deserialize: EINVAL)", where, len(entries), s.Count)
 	}
 }
 
@@ -123,7 +123,7 @@ func (d *decoder) files72(s *Session, where string) {
 // and the walk goes on past a bad count without reading that block's
 // entries; a block that is not page aligned or not preserved ends it.
 // whole is false when anything was wrong.
-func (d *decoder) chain(what string, head uint64, entrySize int, refused sim.KernelAction) (blocks []Block, entries [][]byte, whole bool) {
+func (d *decoder) chain(what string, head uint64, entrySize int, refused kernel.Action) (blocks []Block, entries [][]byte, whole bool) {
 	per := uint64((luo.BlockSize - luo.BlockHeaderSize) / entrySize)
 	blocks, whole = []Block{}, true
 	seen := map[uint64]bool{}
@@ -136,17 +136,17 @@ func (d *decoder) chain(what string, head uint64, entrySize int, refused sim.Ker
 			d.find(whereSessions, refused, "%s block chain has more than KHO_MAX_BLOCKS %d blocks (kho_block_set_restore: EINVAL)", what, luo.MaxBlocks)
 			return blocks, entries, false
 		case d.blocksLeft == 0:
-			d.find(whereSessions, "", "%s blocks not read: the handover's chains pass %d blocks, which inspect and gen72 read at most", what, gen72.MaxBlocksTotal)
+			d.find(whereSessions, kernel.NoAction, "%s blocks not read: the handover's chains pass %d blocks, which inspect and gen72 read at most", what, gen72.MaxBlocksTotal)
 			return blocks, entries, false
 		case pa%luo.BlockSize != 0:
-			d.find(whereSessions, sim.UsesBadAddress, "%s block %#x is not page aligned", what, pa)
+			d.find(whereSessions, kernel.UsesBadAddress, "%s block %#x is not page aligned", what, pa)
 			return blocks, entries, false
 		}
 		seen[pa] = true
 		d.blocksLeft--
 		blk, err := d.in.Map(pa, luo.BlockSize)
 		if err != nil {
-			d.find(whereSessions, sim.UsesBadAddress, "%s block %#x: %v", what, pa, err)
+			d.find(whereSessions, kernel.UsesBadAddress, "%s block %#x: %v", what, pa, err)
 			return blocks, entries, false
 		}
 		n := le.Uint64(blk[8:])
@@ -177,7 +177,7 @@ func (d *decoder) kexecMetadata() {
 	}
 	m, err := d.in.KexecMetadata()
 	if err != nil {
-		d.find(whereKexec, ignoresMetadata, "%v", err)
+		d.find(whereKexec, kernel.IgnoresMetadata, "%v", err)
 		return
 	}
 	d.rep.KexecMetadata = &KexecMetadata{PA: s.PA, Size: s.BlobSize, Version: m.Version, PreviousRelease: m.PreviousRelease, KexecCount: m.KexecCount}
@@ -188,11 +188,11 @@ func (d *decoder) kexecMetadata() {
 // what neither 7.2 nor Decode looks for (a page that serves two
 // structures, an FLB with count 0, liveupdate number 0, ...).
 func (d *decoder) strict72() {
-	if d.in.Format() != kho.FormatV4 || len(d.rep.Findings) > 0 {
+	if d.in.Compatible() != kho.CompatibleV4 || len(d.rep.Findings) > 0 {
 		return
 	}
 	if _, err := gen72.Decode(d.r, uint64(d.rep.KHO.PA), uint64(d.rep.KHO.Size)); err != nil {
-		d.find(whereStrict, "", "%v", err)
+		d.find(whereStrict, kernel.NoAction, "%v", err)
 	}
 }
 

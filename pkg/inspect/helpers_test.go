@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/kho-sim/kho-sim/internal/realhandover"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 	"github.com/kho-sim/kho-sim/pkg/scenario"
 	"github.com/kho-sim/kho-sim/pkg/sim"
@@ -21,11 +22,11 @@ const (
 // file and the KHO root address it handed over.
 func simImage(t testing.TB, name string, boots int) (string, uint64) {
 	t.Helper()
-	return simImageABI(t, name, boots, sim.ABI70)
+	return simImageABI(t, name, boots, kernel.V70)
 }
 
 // simImageABI is simImage in the given generation.
-func simImageABI(t testing.TB, name string, boots int, abi sim.ABI) (string, uint64) {
+func simImageABI(t testing.TB, name string, boots int, abi kernel.Generation) (string, uint64) {
 	t.Helper()
 	sc, err := scenario.Lookup(name)
 	if err != nil {

@@ -11,9 +11,9 @@ import (
 
 	"github.com/kho-sim/kho-sim/internal/realhandover"
 	"github.com/kho-sim/kho-sim/pkg/gen72"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
-	"github.com/kho-sim/kho-sim/pkg/sim"
 )
 
 // testFLBData is TEST_FLB_MAGIC_BASE of the kernel's lib/tests/liveupdate.c,
@@ -33,7 +33,7 @@ func TestDecodeRealHandover(t *testing.T) {
 	if len(rep.Notes) != 1 || !strings.Contains(rep.Notes[0], "kho-sim metadata absent") {
 		t.Errorf("notes %q, want only the absent kho-sim metadata", rep.Notes)
 	}
-	if g := rep.Generation; g == nil || *g != (Generation{Name: string(sim.ABI72), KHO: kho.CompatibleV4, LUO: luo.SerCompatible}) {
+	if g := rep.Generation; g == nil || *g != (Generation{Name: string(kernel.V72), KHO: kho.CompatibleV4, LUO: luo.SerCompatible}) {
 		t.Errorf("generation %+v", rep.Generation)
 	}
 	d := realhandover.Load(t, realhandover.Handover)
@@ -134,7 +134,7 @@ func TestDecodeRealHandoverDamage(t *testing.T) {
 		apply  func(t *testing.T, rep *Report) (pa uint64, v uint64)
 		where  string
 		what   string
-		kernel sim.KernelAction
+		kernel string
 	}{
 		{"liveupdate number 0", "handover.txt", func(t *testing.T, rep *Report) (uint64, uint64) {
 			return uint64(rep.LUO.Ser.PA) + 8, 0

@@ -1,6 +1,9 @@
 package kho
 
-import "github.com/kho-sim/kho-sim/pkg/physmem"
+import (
+	"github.com/kho-sim/kho-sim/pkg/kernel"
+	"github.com/kho-sim/kho-sim/pkg/physmem"
+)
 
 // Names and limits of the 7.0 KHO ABI.
 const (
@@ -29,19 +32,15 @@ const (
 	MaxPageOrder = 10
 )
 
-// Format is a generation of the KHO handover: the root FDT's compatible, the
-// shape of its children and the encoding of the preserved-memory map.
-type Format string
-
-// The KHO formats kho-sim writes and reads.
-const (
-	// FormatV1 is Linux 7.0: children hold "fdt" = the subsystem FDT's
-	// address; the memory map is a list of chunks of bitmaps per order.
-	FormatV1 Format = Compatible
-	// FormatV4 is Linux 7.2: children hold "blob-size" and "preserved-data";
-	// the memory map is one radix tree over all orders.
-	FormatV4 Format = CompatibleV4
-)
+// CompatibleOf is the root compatible a kernel of generation g writes and
+// expects: "kho-v4" in 7.2, "kho-v1" before. The compatible also says how
+// children and the memory map are encoded.
+func CompatibleOf(g kernel.Generation) string {
+	if g == kernel.V72 {
+		return CompatibleV4
+	}
+	return Compatible
+}
 
 // Names and sizes of the 7.2 KHO ABI (include/linux/kho/abi/kexec_handover.h
 // and kexec_metadata.h).

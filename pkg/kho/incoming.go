@@ -38,7 +38,7 @@ type Incoming struct {
 	rootPA uint64
 	root   *fdt.Tree
 	blocks []Block // sorted by PA, non-overlapping
-	format Format
+	format string
 }
 
 // MaxFDTSize bounds the root FDT and every child's FDT or blob that the
@@ -54,18 +54,18 @@ const MaxFDTSize = 1 << 20
 // trusts its predecessor: every chunk, node, bitmap and preserved block must
 // lie inside the region, chunk lists must end, a tree must be a tree, and
 // counts must fit. Which format the reading kernel expects is the caller's
-// business (Format tells what was found).
+// business (Compatible tells what was found).
 func ReadIncoming(r Memory, rootPA uint64) (*Incoming, error) {
 	root, err := readFDT(r, rootPA)
 	if err != nil {
 		return nil, fmt.Errorf("kho: root FDT at %#x: %w (the kernel disables KHO revival)", rootPA, err)
 	}
-	var format Format
+	var format string
 	switch {
 	case root.Root.IsCompatible(Compatible):
-		format = FormatV1
+		format = Compatible
 	case root.Root.IsCompatible(CompatibleV4):
-		format = FormatV4
+		format = CompatibleV4
 	default:
 		c, _ := root.Root.String("compatible")
 		return nil, fmt.Errorf("kho: root FDT at %#x is %q, not %q or %q (the kernel disables KHO revival)", rootPA, c, Compatible, CompatibleV4)
@@ -76,13 +76,13 @@ func ReadIncoming(r Memory, rootPA uint64) (*Incoming, error) {
 	}
 	if mapPA == 0 {
 		errno := "ENOENT"
-		if format == FormatV4 {
+		if format == CompatibleV4 {
 			errno = "EINVAL"
 		}
 		return nil, fmt.Errorf("kho: root FDT has an empty %s (the kernel disables KHO revival: %s)", PropMemoryMap, errno)
 	}
 	var blocks []Block
-	if format == FormatV4 {
+	if format == CompatibleV4 {
 		var m *RadixMap
 		if m, err = ReadRadix(r, mapPA); err == nil {
 			blocks = m.Blocks
@@ -218,8 +218,10 @@ func (in *Incoming) SubtreeNames() []string {
 	return names
 }
 
-// Format is the handover format the root FDT's compatible names.
-func (in *Incoming) Format() Format { return in.format }
+// Compatible is the root FDT's compatible: Compatible ("kho-v1") or
+// CompatibleV4 ("kho-v4"), which says how children and the memory map are
+// encoded.
+func (in *Incoming) Compatible() string { return in.format }
 
 // Subtree models kho_retrieve_subtree: the address of the named child's
 // FDT (kho-v1 "fdt") or blob (kho-v4 "preserved-data"). ENOENT without such
@@ -234,7 +236,7 @@ func (in *Incoming) subtree(name string) (pa, size uint64, err error) {
 	if n == nil {
 		return 0, 0, fmt.Errorf("kho: no subtree %q: %w", name, unix.ENOENT)
 	}
-	if in.format != FormatV4 {
+	if in.format != CompatibleV4 {
 		pa, err := n.U64(PropSubFDT)
 		if err != nil {
 			return 0, 0, fmt.Errorf("kho: subtree %q: %v: %w", name, err, unix.EINVAL)
@@ -255,7 +257,7 @@ func (in *Incoming) subtree(name string) (pa, size uint64, err error) {
 // totalsize, read from preserved memory.
 func (in *Incoming) SubtreeBlob(name string) (pa, size uint64, err error) {
 	pa, size, err = in.subtree(name)
-	if err != nil || in.format == FormatV4 {
+	if err != nil || in.format == CompatibleV4 {
 		return pa, size, err
 	}
 	hdr, err := in.Map(pa, 40)
@@ -290,7 +292,7 @@ func (in *Incoming) SubtreeBytes(name string) ([]byte, error) {
 // preserved. It returns the raw blob too, for byte-level checks. In kho-v4
 // the FDT must fit in the child's blob-size.
 func (in *Incoming) SubtreeFDT(name string) (*fdt.Tree, []byte, error) {
-	if in.format == FormatV4 {
+	if in.format == CompatibleV4 {
 		blob, err := in.SubtreeBytes(name)
 		if err != nil {
 			return nil, nil, err

@@ -24,7 +24,7 @@ type KexecMetadata struct {
 // silently). Where 7.2 only warns and ignores the metadata, kho-sim refuses it.
 func (in *Incoming) KexecMetadata() (KexecMetadata, error) {
 	var m KexecMetadata
-	if in.format != FormatV4 {
+	if in.format != CompatibleV4 {
 		return m, fmt.Errorf("kho: %s handovers carry no %s: %w", in.format, KexecMetadataName, unix.ENOENT)
 	}
 	blob, err := in.SubtreeBytes(KexecMetadataName)

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kho-sim/kho-sim/pkg/fdt"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
@@ -29,7 +30,7 @@ type Outgoing struct {
 	// serialized holds the chunk and bitmap pages of the last Finalize;
 	// like kmalloc'd memory in the kernel they are not themselves preserved.
 	serialized []uint64
-	format     Format
+	format     string
 	folioMu    sync.Mutex // serializes allocFolio's search and reservation
 	// tree is the kho-v4 memory map; its root's address is in the root FDT
 	// from the start, as in 7.2.
@@ -38,8 +39,9 @@ type Outgoing struct {
 
 // Options select the handover format of an Outgoing.
 type Options struct {
-	// Format is FormatV1 (the default, Linux 7.0) or FormatV4 (Linux 7.2).
-	Format Format
+	// Generation is the kernel generation whose handover is written:
+	// "kho-v4" for kernel.V72, "kho-v1" (Linux 7.0's) for the others.
+	Generation kernel.Generation
 	// Release and KexecCount fill the kho-v4 kexec-metadata child:
 	// previous_release is this kernel's release and kexec_count the
 	// incoming count (0 after a cold boot) plus one.
@@ -54,20 +56,17 @@ func NewOutgoing(alloc *physmem.Allocator) (*Outgoing, error) {
 	return NewOutgoingWith(alloc, Options{})
 }
 
-// NewOutgoingWith models kho_init of the kernel generation opts.Format names.
-// For FormatV4 it follows 7.2: the radix tree's root page (not preserved),
+// NewOutgoingWith models kho_init of the kernel generation opts.Generation
+// names. For 7.2 it follows 7.2: the radix tree's root page (not preserved),
 // the root FDT page (preserved) holding "kho-v4" and the tree's address, and
 // the kexec-metadata child in a preserved block of its own.
 func NewOutgoingWith(alloc *physmem.Allocator, opts Options) (*Outgoing, error) {
-	f := opts.Format
-	if f == "" {
-		f = FormatV1
+	if _, err := kernel.Parse(string(opts.Generation)); err != nil {
+		return nil, fmt.Errorf("kho: %w", err)
 	}
-	if f != FormatV1 && f != FormatV4 {
-		return nil, fmt.Errorf("kho: format %q: %w", f, unix.EINVAL)
-	}
+	f := CompatibleOf(opts.Generation)
 	o := &Outgoing{alloc: alloc, allocs: map[uint64]uint64{}, preserved: map[uint64]uint{}, format: f}
-	if f == FormatV4 {
+	if f == CompatibleV4 {
 		t, err := newRadixTree(alloc)
 		if err != nil {
 			return nil, err
@@ -80,13 +79,13 @@ func NewOutgoingWith(alloc *physmem.Allocator, opts Options) (*Outgoing, error) 
 	}
 	o.rootPA = pa
 	var memMap uint64
-	if f == FormatV4 {
+	if f == CompatibleV4 {
 		memMap = o.tree.rootPA
 	}
 	if err := o.writeEmptyRoot(memMap); err != nil {
 		return nil, err
 	}
-	if f == FormatV4 {
+	if f == CompatibleV4 {
 		if err := o.addKexecMetadata(opts.Release, opts.KexecCount); err != nil {
 			return nil, err
 		}
@@ -94,8 +93,8 @@ func NewOutgoingWith(alloc *physmem.Allocator, opts Options) (*Outgoing, error) 
 	return o, nil
 }
 
-// Format is the handover format this Outgoing writes.
-func (o *Outgoing) Format() Format { return o.format }
+// Compatible is the root compatible this Outgoing writes.
+func (o *Outgoing) Compatible() string { return o.format }
 
 // addKexecMetadata models kho_out_kexec_metadata.
 func (o *Outgoing) addKexecMetadata(release string, incomingCount uint32) error {
@@ -235,7 +234,7 @@ func getOrder(size uint64) uint {
 // existing ones.
 func (o *Outgoing) AddSubtree(name string, fdtPA uint64) error {
 	var size uint64
-	if o.format == FormatV4 {
+	if o.format == CompatibleV4 {
 		hdr, err := o.alloc.Region().Bytes(fdtPA, 40)
 		if err != nil {
 			return fmt.Errorf("kho: add_subtree %q: %w", name, err)
@@ -253,7 +252,7 @@ func (o *Outgoing) AddSubtree(name string, fdtPA uint64) error {
 // not an FDT. EINVAL on a kho-v1 handover, whose children must be FDTs, or
 // for an empty blob; EEXIST if the name is taken.
 func (o *Outgoing) AddBlob(name string, pa, size uint64) error {
-	if o.format != FormatV4 {
+	if o.format != CompatibleV4 {
 		return fmt.Errorf("kho: add blob %q: a %s child must be an FDT: %w", name, o.format, unix.EINVAL)
 	}
 	if size == 0 {
@@ -282,7 +281,7 @@ func (o *Outgoing) addChild(name string, pa, size uint64) error {
 			name  string
 			value uint64
 		}{{PropSubFDT, pa}}
-		if o.format == FormatV4 {
+		if o.format == CompatibleV4 {
 			props = []struct {
 				name  string
 				value uint64
@@ -293,7 +292,7 @@ func (o *Outgoing) addChild(name string, pa, size uint64) error {
 			if err == nil {
 				continue
 			}
-			if o.format == FormatV1 {
+			if o.format == Compatible {
 				return fmt.Errorf("%w (libfdt's -FDT_ERR_NOSPACE as an errno): %w", unix.ESRCH, err)
 			}
 			if derr := e.DelNode(off); derr != nil {
@@ -315,7 +314,7 @@ func (o *Outgoing) RemoveSubtree(fdtPA uint64) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	prop := PropSubFDT
-	if o.format == FormatV4 {
+	if o.format == CompatibleV4 {
 		prop = PropBlobData
 	}
 	err := o.editRoot(true, func(e *fdt.Editor) error {
@@ -344,12 +343,12 @@ func (o *Outgoing) RemoveSubtree(fdtPA uint64) error {
 // it frees the previous map first, as kho_update_memory_map does.
 //
 // 7.2 has no finalize: its radix tree is updated at every preservation. For
-// FormatV4 Finalize builds the tree from the preserved blocks at once, which
+// CompatibleV4 Finalize builds the tree from the preserved blocks at once, which
 // yields the same tree; the root FDT keeps the tree root's address.
 func (o *Outgoing) Finalize() (uint64, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.format == FormatV4 {
+	if o.format == CompatibleV4 {
 		o.tree.reset()
 		for _, b := range o.preservedLocked() {
 			if err := o.tree.add(b.PA, b.Order); err != nil {
@@ -376,7 +375,7 @@ func (o *Outgoing) Finalize() (uint64, error) {
 func (o *Outgoing) Abort() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.format == FormatV4 {
+	if o.format == CompatibleV4 {
 		o.tree.reset()
 		return nil
 	}
@@ -480,7 +479,7 @@ func (o *Outgoing) writeEmptyRoot(memMap uint64) error {
 	}
 	b := fdt.NewBuilder(physmem.PageSize)
 	_ = b.BeginNode("")
-	_ = b.PropertyString("compatible", string(o.format))
+	_ = b.PropertyString("compatible", o.format)
 	_ = b.PropertyU64(PropMemoryMap, memMap)
 	_ = b.EndNode()
 	if err := b.FinishInto(page); err != nil { // errors are sticky

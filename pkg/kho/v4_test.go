@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kho-sim/kho-sim/pkg/fdt"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
@@ -20,7 +21,7 @@ import (
 func handoverV4(t testing.TB) (*physmem.Region, *Outgoing, uint64) {
 	t.Helper()
 	r := newRegion(t, 16<<20)
-	out, err := NewOutgoingWith(physmem.NewAllocator(r), Options{Format: FormatV4, Release: "7.2.13-test", KexecCount: 4})
+	out, err := NewOutgoingWith(physmem.NewAllocator(r), Options{Generation: kernel.V72, Release: "7.2.13-test", KexecCount: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,8 +67,8 @@ func TestV4RoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if in.Format() != FormatV4 {
-		t.Fatalf("format %q, want %q", in.Format(), FormatV4)
+	if in.Compatible() != CompatibleV4 {
+		t.Fatalf("format %q, want %q", in.Compatible(), CompatibleV4)
 	}
 	if !slices.Equal(in.Blocks(), out.Preserved()) {
 		t.Fatalf("incoming blocks %v\noutgoing %v", in.Blocks(), out.Preserved())
@@ -163,7 +164,7 @@ func TestRadixKey(t *testing.T) {
 // the bitmap.
 func TestRadixEncoderHandComputed(t *testing.T) {
 	r := newRegion(t, 1<<20)
-	out, err := NewOutgoingWith(physmem.NewAllocator(r), Options{Format: FormatV4})
+	out, err := NewOutgoingWith(physmem.NewAllocator(r), Options{Generation: kernel.V72})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,13 +373,13 @@ func TestV1HasNoBlobsOrMetadata(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if in.Format() != FormatV1 {
-		t.Fatalf("format %q", in.Format())
+	if in.Compatible() != Compatible {
+		t.Fatalf("format %q", in.Compatible())
 	}
 	if _, err := in.KexecMetadata(); !errors.Is(err, unix.ENOENT) {
 		t.Fatalf("kexec-metadata on kho-v1: %v, want ENOENT", err)
 	}
-	if _, err := NewOutgoingWith(physmem.NewAllocator(newRegion(t, 1<<20)), Options{Format: "kho-v2"}); !errors.Is(err, unix.EINVAL) {
+	if _, err := NewOutgoingWith(physmem.NewAllocator(newRegion(t, 1<<20)), Options{Generation: "kho-v2"}); !errors.Is(err, unix.EINVAL) {
 		t.Fatalf("unknown format: %v, want EINVAL", err)
 	}
 }
@@ -476,7 +477,7 @@ func TestV4RandomDamageNeverPanics(t *testing.T) {
 // index, a byte offset and a value, so inputs stay small.
 func FuzzReadRadix(f *testing.F) {
 	r := newRegion(f, 1<<20)
-	out, err := NewOutgoingWith(physmem.NewAllocator(r), Options{Format: FormatV4})
+	out, err := NewOutgoingWith(physmem.NewAllocator(r), Options{Generation: kernel.V72})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -522,7 +523,7 @@ func peekTable(mem []byte, page, i int) uint64 {
 
 func BenchmarkFinalizeAndReadV4(b *testing.B) {
 	r := newRegion(b, 64<<20)
-	out, _ := NewOutgoingWith(physmem.NewAllocator(r), Options{Format: FormatV4})
+	out, _ := NewOutgoingWith(physmem.NewAllocator(r), Options{Generation: kernel.V72})
 	for range 200 {
 		if _, _, err := out.AllocPreserve(16 << 10); err != nil {
 			b.Fatal(err)
@@ -616,10 +617,10 @@ func rewriteRoot(t *testing.T, r *physmem.Region, root uint64, edit func(*fdt.Tr
 // kho_preserve_folio in 7.0 and 7.2 alike, so every allocation is one
 // naturally aligned block of its order.
 func TestAllocationsAreFolios(t *testing.T) {
-	for _, format := range []Format{FormatV1, FormatV4} {
-		t.Run(string(format), func(t *testing.T) {
+	for _, gen := range []kernel.Generation{kernel.V70, kernel.V72} {
+		t.Run(CompatibleOf(gen), func(t *testing.T) {
 			r := newRegion(t, 4<<20)
-			out, err := NewOutgoingWith(physmem.NewAllocator(r), Options{Format: format})
+			out, err := NewOutgoingWith(physmem.NewAllocator(r), Options{Generation: gen})
 			if err != nil {
 				t.Fatal(err)
 			}

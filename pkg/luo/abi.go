@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 
 	"github.com/kho-sim/kho-sim/pkg/flb"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 )
 
 // LUO FDT names, include/linux/kho/abi/luo.h.
@@ -89,23 +90,18 @@ func compatMatches(handler string, ser []byte) bool {
 	return string(ser[:len(name)]) == name && ser[len(name)] == 0
 }
 
-// Format is a generation of LUO's handover: what the "LUO" KHO child holds
-// and how sessions and files are laid out. The FLB page is the same in all.
-type Format string
-
-// The LUO formats kho-sim writes and reads.
-const (
-	// FormatV1 is Linux 7.0: the LUO FDT with luo-session and luo-flb
-	// nodes, a 16-page session block and a 2-page file block per session.
-	FormatV1 Format = FDTCompatible
-	// FormatV2 is the first step of the "Remove limits on sessions and
-	// files" series: the LUO FDT holds only luo-abi-header, the address of
-	// struct luo_ser; session and file blocks are still 7.0's.
-	FormatV2 Format = FDTCompatibleV2
-	// FormatV5 is Linux 7.2: the "LUO" child is struct luo_ser itself (a
-	// raw blob, no FDT); sessions and files live in linked one-page blocks.
-	FormatV5 Format = SerCompatible
-)
+// compatibleOf is what a kernel of generation g writes as, and expects
+// to find in, the "LUO" child's compatible: the LUO FDT's root compatible
+// before 7.2, luo_ser's compatible field in 7.2.
+func compatibleOf(g kernel.Generation) string {
+	switch g.OrDefault() {
+	case kernel.LUOv2:
+		return FDTCompatibleV2
+	case kernel.V72:
+		return SerCompatible
+	}
+	return FDTCompatible
+}
 
 // The luo-v2 step (include/linux/kho/abi/luo.h of that series):
 //

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/kho-sim/kho-sim/pkg/fdt"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"golang.org/x/sys/unix"
 )
 
@@ -19,8 +20,8 @@ import (
 // Errors: EOPNOTSUPP when live update is disabled (the kernel then builds
 // nothing), EALREADY on a second call, allocation and FDT errors.
 //
-// FormatV2 returns the "luo-v2" FDT whose luo-abi-header points at
-// struct luo_ser; FormatV5 returns struct luo_ser itself, a SerSize-byte
+// kernel.LUOv2 returns the "luo-v2" FDT whose luo-abi-header points at
+// struct luo_ser; kernel.V72 returns struct luo_ser itself, a SerSize-byte
 // blob that KHO publishes with kho_add_subtree(name, blob, size).
 func (c *Core) SetupOutgoing() (uint64, error) {
 	if !c.Enabled() {
@@ -34,9 +35,9 @@ func (c *Core) SetupOutgoing() (uint64, error) {
 	var pa uint64
 	var err error
 	switch c.format {
-	case FormatV2:
+	case kernel.LUOv2:
 		pa, err = c.setupOutgoingV2()
-	case FormatV5:
+	case kernel.V72:
 		pa, err = c.setupOutgoingV5()
 	default:
 		pa, err = c.fdtSetup()
@@ -147,18 +148,18 @@ func panicErr(format string, a ...any) error {
 // preserve is a *BootError with ActionReadUnpreserved. Nothing else is
 // read until Open. On any error LUO is disabled.
 //
-// The Core reads the generation it was made for (Options.ReadFormat, else
-// Options.Format): FormatV2 wants the
-// "luo-v2" FDT, FormatV5 the raw struct luo_ser blob (the child's
+// The Core reads the generation it was made for (Options.ReadGeneration, else
+// Options.Generation): kernel.LUOv2 wants the
+// "luo-v2" FDT, kernel.V72 the raw struct luo_ser blob (the child's
 // blob-size bytes) with compatible "luo-v5" and, if sessions_pa is set, a
 // session block chain kho_block_set_restore accepts. A handover of another
 // generation fails these checks exactly as the kernel's would: a panic.
 func (c *Core) SetupIncoming(luoFDT []byte) error {
 	var err error
 	switch c.readFormat {
-	case FormatV2:
+	case kernel.LUOv2:
 		err = c.setupIncomingV2(luoFDT)
-	case FormatV5:
+	case kernel.V72:
 		err = c.setupIncomingV5(luoFDT)
 	default:
 		err = c.setupIncoming(luoFDT)

@@ -11,7 +11,7 @@
 // as untrusted: where 7.0 would read outside a block or panic, the model
 // returns a *BootError saying what the kernel would do.
 //
-// The image layer comes in three generations (Options.Format): 7.0's LUO
+// The image layer comes in three generations (Options.Generation): 7.0's LUO
 // FDT with luo-session and luo-flb nodes ("luo-v1", the default); the
 // "luo-v2" step, an FDT whose luo-abi-header points at struct luo_ser; and
 // 7.2's raw "luo-v5" struct luo_ser with sessions and files in linked

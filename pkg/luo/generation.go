@@ -7,18 +7,19 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kho-sim/kho-sim/pkg/fdt"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 )
 
 // Offsets of the fields of struct luo_ser.
-func serNumOff(f Format) int {
-	if f == FormatV5 {
+func serNumOff(f kernel.Generation) int {
+	if f == kernel.V72 {
 		return SerCompatLen
 	}
 	return 0
 }
 
-func serSessionsOff(f Format) int { return serNumOff(f) + 8 }
-func serFLBsOff(f Format) int     { return serNumOff(f) + 16 }
+func serSessionsOff(f kernel.Generation) int { return serNumOff(f) + 8 }
+func serFLBsOff(f kernel.Generation) int     { return serNumOff(f) + 16 }
 
 // Ser is struct luo_ser as read back: the generation's compatible (empty
 // for luo-v2, whose compatible is in the FDT), the liveupdate number and
@@ -33,16 +34,16 @@ type Ser struct {
 // ParseSer decodes struct luo_ser of the given format from b, which must
 // hold at least the struct (SerV2Size or SerSize bytes). It checks nothing
 // else; the kernel's checks are the callers'.
-func ParseSer(f Format, b []byte) (Ser, error) {
+func ParseSer(f kernel.Generation, b []byte) (Ser, error) {
 	var s Ser
 	size := SerV2Size
-	if f == FormatV5 {
+	if f == kernel.V72 {
 		size = SerSize
 	}
 	if len(b) < size {
 		return s, fmt.Errorf("struct luo_ser of %d bytes, want %d: %w", len(b), size, unix.EINVAL)
 	}
-	if f == FormatV5 {
+	if f == kernel.V72 {
 		s.Compatible = cstring(b[:SerCompatLen])
 	}
 	s.LiveupdateNum = le.Uint64(b[serNumOff(f):])
@@ -87,13 +88,13 @@ func (c *Core) setupOutgoingV2() (uint64, error) {
 	c.outgoing.rw.Lock()
 	c.outgoing.block, c.outgoing.active = block, true
 	c.outgoing.rw.Unlock()
-	le.PutUint64(ser[serSessionsOff(FormatV2):], sessPA)
+	le.PutUint64(ser[serSessionsOff(kernel.LUOv2):], sessPA)
 	flbPA, err := c.flbSetupOutgoingRaw()
 	if err != nil {
 		return fail(err)
 	}
-	le.PutUint64(ser[serFLBsOff(FormatV2):], flbPA)
-	le.PutUint64(ser[serNumOff(FormatV2):], c.liveupdateNum+1)
+	le.PutUint64(ser[serFLBsOff(kernel.LUOv2):], flbPA)
+	le.PutUint64(ser[serNumOff(kernel.LUOv2):], c.liveupdateNum+1)
 	c.ser = ser
 	return fdtPA, nil
 }
@@ -109,7 +110,7 @@ func (c *Core) setupOutgoingV5() (uint64, error) {
 		return 0, fmt.Errorf("allocate luo_ser: %w", err)
 	}
 	strscpy(ser[:SerCompatLen], SerCompatible)
-	le.PutUint64(ser[serNumOff(FormatV5):], c.liveupdateNum+1)
+	le.PutUint64(ser[serNumOff(kernel.V72):], c.liveupdateNum+1)
 	c.outgoing.rw.Lock()
 	c.outgoing.active = true
 	c.outgoing.rw.Unlock()
@@ -117,7 +118,7 @@ func (c *Core) setupOutgoingV5() (uint64, error) {
 	if err != nil {
 		return 0, errors.Join(err, c.mem.UnpreserveFree(serPA))
 	}
-	le.PutUint64(ser[serFLBsOff(FormatV5):], flbPA)
+	le.PutUint64(ser[serFLBsOff(kernel.V72):], flbPA)
 	c.ser = ser
 	return serPA, nil
 }
@@ -153,7 +154,7 @@ func (c *Core) setupIncomingV2(blob []byte) error {
 	if err != nil {
 		return &BootError{Err: fmt.Errorf("luo_ser at %#x: %w", serPA, err), KernelAction: ActionReadUnpreserved}
 	}
-	ser, err := ParseSer(FormatV2, raw)
+	ser, err := ParseSer(kernel.LUOv2, raw)
 	if err != nil {
 		return &BootError{Err: fmt.Errorf("luo_ser at %#x: %w", serPA, err), KernelAction: ActionReadUnpreserved}
 	}
@@ -174,7 +175,7 @@ func (c *Core) setupIncomingV5(blob []byte) error {
 	if len(blob) < SerSize {
 		return panicErr("LUO state is too small (%d < %d): %w", len(blob), SerSize, unix.EINVAL)
 	}
-	ser, _ := ParseSer(FormatV5, blob) // long enough: checked above
+	ser, _ := ParseSer(kernel.V72, blob) // long enough: checked above
 	if ser.Compatible != SerCompatible {
 		return panicErr("LUO state %q is incompatible with %q: %w", ser.Compatible, SerCompatible, unix.EINVAL)
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 )
 
 // Serialize models liveupdate_reboot, run by reboot(LINUX_REBOOT_CMD_KEXEC):
@@ -33,7 +35,7 @@ func sessionEntry(block []byte, i int) []byte {
 	return block[SessionHeaderSize+i*SessionEntrySize:][:SessionEntrySize]
 }
 
-// serializeSessions models luo_session_serialize. In FormatV5 the entries
+// serializeSessions models luo_session_serialize. In kernel.V72 the entries
 // go into the linked blocks, each block's count set as its entries are
 // reserved, and luo_ser.sessions_pa is 0 unless it succeeds with at least
 // one session.
@@ -44,7 +46,7 @@ func (c *Core) serializeSessions() error {
 	if !l.active {
 		return fmt.Errorf("session serialize: outgoing block not set up: %w", unix.EINVAL)
 	}
-	v5 := c.format == FormatV5
+	v5 := c.format == kernel.V72
 	if v5 {
 		le.PutUint64(c.ser[serSessionsOff(c.format):], 0)
 	}
@@ -168,7 +170,7 @@ func (c *Core) deserializeFiles(s *Session, pa, count uint64) error {
 		}
 		return nil
 	}
-	if c.readFormat == FormatV5 {
+	if c.readFormat == kernel.V72 {
 		return c.deserializeFilesV5(s, pa, count)
 	}
 	if count > FileMax {

@@ -13,6 +13,7 @@ import (
 	"github.com/kho-sim/kho-sim/internal/realhandover"
 	"github.com/kho-sim/kho-sim/pkg/flb"
 	"github.com/kho-sim/kho-sim/pkg/gen72"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
@@ -37,7 +38,7 @@ func TestGen72DecodesTheSimulatedHandover(t *testing.T) {
 			var o *Outcome
 			for range 2 {
 				r, _ := physmem.New(testBase, mem)
-				o = Run(Config{Region: r, Scenario: sc, In: in, Boots: 3, Out: &out, ABI: ABI72})
+				o = Run(Config{Region: r, Scenario: sc, In: in, Boots: 3, Out: &out, ABI: kernel.V72})
 				if !o.OK {
 					t.Fatalf("boot %d failed:\n%s", in.Boot, out.String())
 				}
@@ -133,8 +134,8 @@ func TestRealLinux72Handover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g := DetectGeneration(in); g != ABI72.expected() {
-		t.Fatalf("generation %v, want %v", g, ABI72.expected())
+	if g := luo.Detect(in); g != luo.Expected(kernel.V72) {
+		t.Fatalf("generation %v, want %v", g, luo.Expected(kernel.V72))
 	}
 	if got := strings.Join(in.SubtreeNames(), ","); got != "LUO,kexec-metadata" {
 		t.Fatalf("children %s", got)
@@ -150,7 +151,7 @@ func TestRealLinux72Handover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	core := luo.New(realMemory{in}, luo.Options{Format: luo.FormatV5})
+	core := luo.New(realMemory{in}, luo.Options{Generation: kernel.V72})
 	memfd := &luo.FileHandler{Compatible: "memfd-v2", Ops: luo.FileOps{
 		CanPreserve: func(*luo.FileHandler, any) bool { return false },
 		Preserve:    func(*luo.FileOpArgs) error { return unix.EINVAL },

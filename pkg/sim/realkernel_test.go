@@ -13,6 +13,7 @@ import (
 	"github.com/kho-sim/kho-sim/pkg/fdt"
 	"github.com/kho-sim/kho-sim/pkg/flb"
 	"github.com/kho-sim/kho-sim/pkg/gen72"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
@@ -123,14 +124,14 @@ type memfd struct{ token uint64 }
 // three test FLBs, LUO's outgoing state published to KHO, the sessions and
 // files of realLayout, then the reboot path (liveupdate_reboot, then KHO's
 // memory map). It returns the region and the KHO root's address.
-func buildRealLayout(t *testing.T, abi ABI) (*physmem.Region, uint64) {
+func buildRealLayout(t *testing.T, abi kernel.Generation) (*physmem.Region, uint64) {
 	t.Helper()
 	r, err := physmem.New(testBase, make([]byte, 16<<20))
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := kho.Options{Format: abi.KHOFormat()}
-	if opts.Format == kho.FormatV4 {
+	opts := kho.Options{Generation: abi}
+	if opts.Generation == kernel.V72 {
 		opts.Release = "7.2.13"
 	}
 	out, err := kho.NewOutgoingWith(physmem.NewAllocator(r), opts)
@@ -138,7 +139,7 @@ func buildRealLayout(t *testing.T, abi ABI) (*physmem.Region, uint64) {
 		t.Fatal(err)
 	}
 	mem := coldBoot{out}
-	core := luo.New(mem, luo.Options{Format: abi.LUOFormat()})
+	core := luo.New(mem, luo.Options{Generation: abi})
 
 	// memfd_luo_preserve keeps the file's state in a preserved block and
 	// hands its address over as the file's data.
@@ -173,7 +174,7 @@ func buildRealLayout(t *testing.T, abi ABI) (*physmem.Region, uint64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if abi == ABI72 {
+	if abi == kernel.V72 {
 		err = out.AddBlob(luo.FDTKHOEntryName, luoPA, luo.SerSize)
 	} else {
 		err = out.AddSubtree(luo.FDTKHOEntryName, luoPA)
@@ -256,7 +257,7 @@ func blockEntries(blocks [][]byte, size int) [][]byte {
 // "LUO" FDT (luo-session and luo-flb nodes, or luo-abi-header pointing at
 // struct luo_ser) to the session block (u64 count, then entries), each
 // session's file block and the FLB page.
-func read70(t *testing.T, r *physmem.Region, root uint64, abi ABI) layoutEntries {
+func read70(t *testing.T, r *physmem.Region, root uint64, abi kernel.Generation) layoutEntries {
 	t.Helper()
 	in, err := kho.ReadIncoming(r, root)
 	if err != nil {
@@ -267,9 +268,9 @@ func read70(t *testing.T, r *physmem.Region, root uint64, abi ABI) layoutEntries
 		t.Fatal(err)
 	}
 	var sessPA, flbPA uint64
-	if abi == ABILUOv2 {
+	if abi == kernel.LUOv2 {
 		serPA := u64Prop(t, tree.Root, luo.FDTABIHeader)
-		ser, err := luo.ParseSer(luo.FormatV2, bytesAt(t, r, serPA, luo.SerV2Size))
+		ser, err := luo.ParseSer(kernel.LUOv2, bytesAt(t, r, serPA, luo.SerV2Size))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -330,11 +331,11 @@ func realKernelLayout(t *testing.T) layoutEntries {
 // except the masked fields. For those it checks what both kernels must
 // agree on: an address is present (non-zero) in both or in neither, and
 // one of a preserved block is page aligned.
-func diffMasked(what string, model, kernel []byte, masks []field) []string {
-	if len(model) != len(kernel) {
-		return []string{fmt.Sprintf("%s: %d bytes, kernel %d", what, len(model), len(kernel))}
+func diffMasked(what string, model, kern []byte, masks []field) []string {
+	if len(model) != len(kern) {
+		return []string{fmt.Sprintf("%s: %d bytes, kernel %d", what, len(model), len(kern))}
 	}
-	m, k := bytes.Clone(model), bytes.Clone(kernel)
+	m, k := bytes.Clone(model), bytes.Clone(kern)
 	var diffs []string
 	for _, f := range masks {
 		mv := binary.LittleEndian.Uint64(m[f.off:])
@@ -365,18 +366,18 @@ func diffMasked(what string, model, kernel []byte, masks []field) []string {
 
 // compareLayouts checks the FLB page byte for byte and every session and
 // file entry except its address fields.
-func compareLayouts(t *testing.T, model, kernel layoutEntries) {
+func compareLayouts(t *testing.T, model, kern layoutEntries) {
 	t.Helper()
-	if !bytes.Equal(model.flbPage, kernel.flbPage) {
-		for _, d := range diffMasked("FLB page", model.flbPage, kernel.flbPage, nil) {
+	if !bytes.Equal(model.flbPage, kern.flbPage) {
+		for _, d := range diffMasked("FLB page", model.flbPage, kern.flbPage, nil) {
 			t.Error(d)
 		}
 	}
-	if len(model.sessions) != len(kernel.sessions) {
-		t.Fatalf("%d sessions, kernel %d", len(model.sessions), len(kernel.sessions))
+	if len(model.sessions) != len(kern.sessions) {
+		t.Fatalf("%d sessions, kernel %d", len(model.sessions), len(kern.sessions))
 	}
 	for i, ms := range model.sessions {
-		ks := kernel.sessions[i]
+		ks := kern.sessions[i]
 		for _, d := range diffMasked(fmt.Sprintf("session %d entry", i), ms.entry, ks.entry, sessionMasks()) {
 			t.Error(d)
 		}
@@ -398,13 +399,13 @@ func compareLayouts(t *testing.T, model, kernel layoutEntries) {
 // luo_ser and every session and file block byte for byte except the
 // address fields (see the masks above).
 func TestRealKernel72_ModelWritesTheSameLayout(t *testing.T) {
-	kernel := realKernelLayout(t)
-	r, root := buildRealLayout(t, ABI72)
+	kern := realKernelLayout(t)
+	r, root := buildRealLayout(t, kernel.V72)
 	model := read72(t, r, root)
 
 	// The test builds what the capture holds; if either side changes,
 	// the comparison below compares something else.
-	for name, e := range map[string]layoutEntries{"kernel": kernel, "model": model} {
+	for name, e := range map[string]layoutEntries{"kernel": kern, "model": model} {
 		var got []realSession
 		for _, s := range e.sessions {
 			rs := realSession{name: string(bytes.TrimRight(s.entry[:luo.SessionNameLen], "\x00"))}
@@ -418,21 +419,21 @@ func TestRealKernel72_ModelWritesTheSameLayout(t *testing.T) {
 		}
 	}
 
-	compareLayouts(t, model, kernel)
-	for _, d := range diffMasked("luo_ser", model.ser, kernel.ser, serMasks()) {
+	compareLayouts(t, model, kern)
+	for _, d := range diffMasked("luo_ser", model.ser, kern.ser, serMasks()) {
 		t.Error(d)
 	}
-	if len(model.sessionBlocks) != len(kernel.sessionBlocks) {
-		t.Fatalf("%d session blocks, kernel %d", len(model.sessionBlocks), len(kernel.sessionBlocks))
+	if len(model.sessionBlocks) != len(kern.sessionBlocks) {
+		t.Fatalf("%d session blocks, kernel %d", len(model.sessionBlocks), len(kern.sessionBlocks))
 	}
 	for i, mb := range model.sessionBlocks {
 		masks := slices.Concat(blockMasks(), entryMasks(mb, gen72.SessionEntrySize, sessionMasks()))
-		for _, d := range diffMasked(fmt.Sprintf("session block %d", i), mb, kernel.sessionBlocks[i], masks) {
+		for _, d := range diffMasked(fmt.Sprintf("session block %d", i), mb, kern.sessionBlocks[i], masks) {
 			t.Error(d)
 		}
 	}
 	for i, ms := range model.sessions {
-		ks := kernel.sessions[i]
+		ks := kern.sessions[i]
 		if len(ms.fileBlocks) != len(ks.fileBlocks) {
 			t.Errorf("session %d: %d file blocks, kernel %d", i, len(ms.fileBlocks), len(ks.fileBlocks))
 			continue
@@ -465,18 +466,18 @@ func entryMasks(block []byte, size int, masks []field) []field {
 // the kernel's, byte for byte; and struct luo_session_ser and luo_file_ser
 // did not change either, so their entries match but for addresses.
 func TestRealKernel72_FLBPageOfEarlierGenerations(t *testing.T) {
-	kernel := realKernelLayout(t)
-	def, err := ParseABI("")
+	kern := realKernelLayout(t)
+	def, err := kernel.Parse("")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, abi := range []ABI{def, ABILUOv2} {
+	for _, abi := range []kernel.Generation{def, kernel.LUOv2} {
 		t.Run(string(abi), func(t *testing.T) {
 			r, root := buildRealLayout(t, abi)
-			if g := DetectGeneration(mustIncoming(t, r, root)); g.ABI != abi {
+			if g := luo.Detect(mustIncoming(t, r, root)); g.Generation != abi {
 				t.Fatalf("model wrote %v, want %s", g, abi)
 			}
-			compareLayouts(t, read70(t, r, root, abi), kernel)
+			compareLayouts(t, read70(t, r, root, abi), kern)
 		})
 	}
 }
@@ -529,17 +530,17 @@ func rootPageMasked(t *testing.T, r *physmem.Region, root uint64) ([]byte, int) 
 // the sequential writer's strings left at the end of the page.
 func TestRealKernel72_RootFDTPage(t *testing.T) {
 	kr, kroot := realHandover(t)
-	mr, mroot := buildRealLayout(t, ABI72)
-	kernel, kn := rootPageMasked(t, kr, kroot)
+	mr, mroot := buildRealLayout(t, kernel.V72)
+	kern, kn := rootPageMasked(t, kr, kroot)
 	model, mn := rootPageMasked(t, mr, mroot)
 	if kn != 3 || mn != 3 {
 		t.Fatalf("masked %d addresses in the kernel's page and %d in the model's, want 3 (the map, kexec-metadata, LUO)", kn, mn)
 	}
-	if !bytes.Equal(model, kernel) {
+	if !bytes.Equal(model, kern) {
 		var diffs []string
-		for i := range kernel {
-			if model[i] != kernel[i] && len(diffs) < 16 {
-				diffs = append(diffs, fmt.Sprintf("%#x: model %#02x kernel %#02x", i, model[i], kernel[i]))
+		for i := range kern {
+			if model[i] != kern[i] && len(diffs) < 16 {
+				diffs = append(diffs, fmt.Sprintf("%#x: model %#02x kernel %#02x", i, model[i], kern[i]))
 			}
 		}
 		t.Errorf("the model's root FDT page differs from the kernel's: %s", strings.Join(diffs, ", "))

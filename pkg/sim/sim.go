@@ -18,6 +18,7 @@ import (
 
 	"github.com/kho-sim/kho-sim/pkg/check"
 	"github.com/kho-sim/kho-sim/pkg/flb"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/ktap"
 	"github.com/kho-sim/kho-sim/pkg/luo"
@@ -67,10 +68,10 @@ type Config struct {
 	TSCHz uint64
 	// ABI is this boot's kernel generation: the handover it writes and, unless
 	// ReadABI says otherwise, the one it expects to read. "" is 7.0.
-	ABI ABI
+	ABI kernel.Generation
 	// ReadABI, when set, is the generation the incoming side expects, to
 	// simulate a hop between kernels of different generations.
-	ReadABI ABI
+	ReadABI kernel.Generation
 }
 
 // Outcome is how a boot ended.
@@ -120,7 +121,7 @@ type boot struct {
 	chk   *check.Checker
 
 	inMeta   *Meta
-	inABI    ABI // the generation the incoming handover is read as
+	inABI    kernel.Generation // the generation the incoming handover is read as
 	inBlocks []kho.Block
 	// live lists incoming payload ranges not yet finished; their pages stay
 	// reserved when the boot releases the rest.
@@ -271,13 +272,13 @@ func (b *boot) lifecycle() *Outcome {
 		return &Outcome{Last: true}
 	}
 	b.out = out
-	b.core = luo.New(memory{b}, luo.Options{FLB: flb.Options{FixFinishBeforeRetrieve: b.cfg.Fix}, Format: b.abi().LUOFormat(), ReadFormat: b.readABI().LUOFormat()})
+	b.core = luo.New(memory{b}, luo.Options{FLB: flb.Options{FixFinishBeforeRetrieve: b.cfg.Fix}, Generation: b.abi(), ReadGeneration: b.readABI()})
 	if b.in != nil {
 		blob, err := b.incomingLUO()
 		if err == nil {
 			err = b.core.SetupIncoming(blob)
 		}
-		if !b.result(err == nil, "the model accepts the incoming "+luoNoun(b.readABI()), err) {
+		if !b.result(err == nil, "the model accepts the incoming "+luo.Noun(b.readABI()), err) {
 			return &Outcome{Last: true}
 		}
 	}
@@ -286,7 +287,7 @@ func (b *boot) lifecycle() *Outcome {
 		b.luoPA = luoPA
 		err = b.publishLUO(luoPA)
 	}
-	if !b.result(err == nil, "outgoing "+luoNoun(b.abi())+" set up", err) {
+	if !b.result(err == nil, "outgoing "+luo.Noun(b.abi())+" set up", err) {
 		return &Outcome{Last: true}
 	}
 	b.register()
@@ -374,8 +375,8 @@ func (b *boot) knownFlaw(p check.Promise) bool {
 // lostByFlaw reports whether err is the FLB loss the long-compatible
 // scenario exists to show.
 func (b *boot) lostByFlaw(err error) bool {
-	var f Finding
-	return b.sc.Flaw == scenario.FlawLongCompatible && errors.As(err, &f) && losesFLBState(f.Kernel)
+	var f kernel.Finding
+	return b.sc.Flaw == scenario.FlawLongCompatible && errors.As(err, &f) && f.Action == kernel.LosesFLBState
 }
 
 // handover serializes the outgoing state and writes the image.
@@ -402,8 +403,8 @@ func (b *boot) handover() *Outcome {
 	}
 	next := Handover{RootPA: root, Boot: b.n + 1}
 	b.t.Diag("handover: kho_sim.fdt=%#x for boot %d", root, next.Boot)
-	if b.abi() != ABI70 {
-		b.t.Diag("handover generation %s", b.abi().expected())
+	if b.abi() != kernel.V70 {
+		b.t.Diag("handover generation %s", luo.Expected(b.abi()))
 	}
 	if b.cfg.Damage != nil {
 		what, err := b.cfg.Damage(b.cfg.Region, root)

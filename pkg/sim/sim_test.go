@@ -12,6 +12,7 @@ import (
 	"github.com/kho-sim/kho-sim/pkg/fdt"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/ktap"
+	"github.com/kho-sim/kho-sim/pkg/meta"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 	"github.com/kho-sim/kho-sim/pkg/scenario"
 	"github.com/kho-sim/kho-sim/pkg/timing"
@@ -242,7 +243,7 @@ func BenchmarkHop(b *testing.B) {
 	sc := lookup(b, "registration-limits")
 	mem := make([]byte, 16<<20)
 	r, _ := physmem.New(testBase, mem)
-	first := Run(Config{Region: r, Scenario: sc, In: Handover{Boot: 1}, Boots: maxBoots, Out: &bytes.Buffer{}})
+	first := Run(Config{Region: r, Scenario: sc, In: Handover{Boot: 1}, Boots: meta.MaxBoots, Out: &bytes.Buffer{}})
 	if !first.OK {
 		b.Fatal("first boot failed")
 	}
@@ -250,7 +251,7 @@ func BenchmarkHop(b *testing.B) {
 	var out bytes.Buffer
 	for b.Loop() {
 		out.Reset()
-		o := Run(Config{Region: r, Scenario: sc, In: in, Boots: maxBoots, Out: &out})
+		o := Run(Config{Region: r, Scenario: sc, In: in, Boots: meta.MaxBoots, Out: &out})
 		if !o.OK {
 			b.Fatalf("boot failed:\n%s", out.String())
 		}
