@@ -9,8 +9,6 @@ import (
 	"strings"
 
 	"github.com/kho-sim/kho-sim/pkg/fdt"
-	"github.com/kho-sim/kho-sim/pkg/flb"
-	"github.com/kho-sim/kho-sim/pkg/gen72"
 	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
@@ -19,51 +17,47 @@ import (
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
-// Where a finding was made (Finding.Where).
+// Where a finding was made (kernel.Finding.Where); the LUO state's are
+// pkg/luo's.
 const (
 	whereRoot     = "kho root"
 	whereMap      = "preserved-memory map"
-	whereLUO      = "LUO FDT"
-	whereSer      = "luo_ser"
-	whereBlob     = "LUO blob"
-	whereFLB      = "FLB table"
-	whereSessions = "sessions"
+	whereLUO      = luo.WhereLUO
+	whereSer      = luo.WhereSer
+	whereBlob     = luo.WhereBlob
+	whereFLB      = luo.WhereFLB
+	whereSessions = luo.WhereSessions
 	whereKexec    = "kexec-metadata"
 	whereMeta     = "kho-sim metadata"
 	wherePayloads = "payloads"
-	whereStrict   = "strict 7.2 reader"
 )
 
 var le = binary.LittleEndian
 
 // decoder carries one Decode.
 type decoder struct {
-	r   *physmem.Region
+	r   kho.Memory
 	in  *kho.Incoming
 	rep *Report
 	// abi is the generation whose kernel the findings speak of: the one
 	// the compatibles name, else the KHO root's (kho-v4: 7.2, else 7.0).
 	abi kernel.Generation
-	// luoWhere is where the LUO state's own fields are reported, and
-	// luoFollowed says they were good enough to follow to the blocks.
-	luoWhere    string
-	luoFollowed bool
-	// blocksLeft bounds the 7.2 chain blocks read over the whole handover,
-	// as gen72 bounds them, so shared blocks cannot multiply the work.
-	blocksLeft int
+	// luo is the LUO state as pkg/luo decoded it.
+	luo *luo.Handover
 }
 
-// Decode reads the handover whose KHO root FDT is at rootPA in r, in
+// Decode reads the handover whose KHO root FDT is at rootPA in r (a
+// region, an image, a real kernel's dump), in
 // whichever generation its compatibles name (kho-v1 with a luo-v1 or
 // luo-v2 LUO FDT, kho-v4 with a luo-v5 blob). It never fails: whatever
 // cannot be read or is wrong becomes a Finding, and decoding goes on
 // wherever the rest does not depend on it. Memory is untrusted: every
 // address, count and string is checked, and beyond the root FDT and the
 // memory map only pages the preserved-memory map lists are read
-// (kho.Incoming.Map). When no root FDT exists at rootPA, Report.KHO is nil
-// and RootError says why.
-func Decode(r *physmem.Region, rootPA uint64) *Report {
-	d := &decoder{r: r, abi: kernel.V70, blocksLeft: gen72.MaxBlocksTotal, rep: &Report{
+// (kho.Incoming.Map). The LUO state is pkg/luo's Decode. When no root FDT
+// exists at rootPA, Report.KHO is nil and RootError says why.
+func Decode(r kho.Memory, rootPA uint64) *Report {
+	d := &decoder{r: r, abi: kernel.V70, rep: &Report{
 		Schema: SchemaVersion, RootPA: Hex(rootPA),
 		Subtrees: []Subtree{}, Notes: []string{}, Findings: []kernel.Finding{},
 	}}
@@ -71,7 +65,8 @@ func Decode(r *physmem.Region, rootPA uint64) *Report {
 		d.find(whereRoot, kernel.NoAction, "no FDT at %#x: no memory to read", rootPA)
 		return d.rep
 	}
-	d.rep.Region = Span{Start: Hex(r.Base()), Size: r.Size()}
+	rg := r.Range()
+	d.rep.Region = Span{Start: Hex(rg.Start), Size: rg.Size}
 	root := d.root(rootPA)
 	if root == nil {
 		return d.rep
@@ -96,14 +91,11 @@ func Decode(r *physmem.Region, rootPA uint64) *Report {
 	d.generation()
 	d.memory()
 	trees := d.subtrees()
+	d.luoState()
 	if d.in.Compatible() == kho.CompatibleV4 {
-		d.luoBlob()
 		d.kexecMetadata()
-	} else {
-		d.luoFDT(trees[luo.FDTKHOEntryName])
 	}
 	d.meta(trees[meta.Name])
-	d.strict72()
 	return d.rep
 }
 
@@ -136,7 +128,7 @@ func (d *decoder) root(pa uint64) *fdt.Tree {
 	}
 	blob, err := d.r.Bytes(pa, uint64(size))
 	if err != nil {
-		d.find(whereRoot, kernel.DisablesRevival, "root FDT at %#x: totalsize %d runs past the region's end %#x", pa, size, d.r.End())
+		d.find(whereRoot, kernel.DisablesRevival, "root FDT at %#x: totalsize %d runs past the region's end %#x", pa, size, d.r.Range().End())
 		return nil
 	}
 	t, err := fdt.Parse(blob)
@@ -186,7 +178,7 @@ func (d *decoder) listChildren(t *fdt.Tree, v4 bool) {
 	}
 }
 
-// generation names the handover from its compatibles as pkg/sim does, and
+// generation names the handover from its compatibles (luo.Detect), and
 // picks whose kernel the findings speak of.
 func (d *decoder) generation() {
 	g := luo.Detect(d.in)
@@ -222,12 +214,8 @@ func (d *decoder) subtrees() map[string]*fdt.Tree {
 		} else {
 			err = d.fdtSubtree(&s, trees)
 		}
-		if err != nil {
-			var k kernel.Action
-			if name == luo.FDTKHOEntryName {
-				k = kernel.PanicsAtBoot
-			}
-			d.find("subtree "+name, k, "%v", err)
+		if err != nil && name != luo.FDTKHOEntryName { // pkg/luo reports its own
+			d.find("subtree "+name, kernel.NoAction, "%v", err)
 		}
 		d.rep.Subtrees = append(d.rep.Subtrees, s)
 	}
@@ -292,218 +280,6 @@ func (d *decoder) subtree(name string) *Subtree {
 
 func (d *decoder) hasChild(name string) bool { return d.subtree(name) != nil }
 
-// luoFDT decodes a kho-v1 handover's LUO FDT: luo-v1's session and FLB
-// nodes, or luo-v2's luo-abi-header. A compatible that is neither is
-// reported and decoded as luo-v1.
-func (d *decoder) luoFDT(t *fdt.Tree) {
-	d.luoWhere = whereLUO
-	if t == nil {
-		if !d.hasChild(luo.FDTKHOEntryName) {
-			d.note("no %s subtree: no live update state was handed over", luo.FDTKHOEntryName)
-		}
-		return
-	}
-	r := t.Root
-	compat, _ := r.Prop("compatible")
-	l := &LUO{Compatible: cstring(compat)}
-	d.rep.LUO = l
-	if r.IsCompatible(luo.FDTCompatibleV2) {
-		d.luoV2(r, l)
-		return
-	}
-	if !r.IsCompatible(luo.FDTCompatible) {
-		d.find(whereLUO, kernel.PanicsAtBoot, "LUO FDT compatible %q, want %q or %q", l.Compatible, luo.FDTCompatible, luo.FDTCompatibleV2)
-	}
-	num, err := r.U64(luo.FDTLiveupdateNum)
-	if err != nil {
-		d.find(whereLUO, kernel.PanicsAtBoot, "LUO FDT: %v", err)
-	}
-	l.LiveupdateNumber = num
-	d.luoFollowed = true
-	sessPA, sessOK := d.luoNode(r, luo.FDTSessionNode, luo.FDTSessionCompatible, luo.FDTSessionHeader)
-	flbPA, flbOK := d.luoNode(r, luo.FDTFLBNode, luo.FDTFLBCompatible, luo.FDTFLBHeader)
-	l.SessionsPA, l.FLBsPA = Hex(sessPA), Hex(flbPA)
-	if flbOK {
-		d.flbAt(l, flbPA)
-	}
-	if sessOK {
-		d.sessionBlockAt(l, sessPA)
-	}
-}
-
-// luoNode checks a LUO subnode as luo_session_setup_incoming and
-// luo_flb_setup_incoming do (a name with a unit address matches too) and
-// returns its header address.
-func (d *decoder) luoNode(r *fdt.Node, name, compat, prop string) (uint64, bool) {
-	n := r.Child(name)
-	for _, c := range r.Children {
-		if n == nil && strings.HasPrefix(c.Name, name+"@") {
-			n = c
-		}
-	}
-	if n == nil {
-		d.find(whereLUO, kernel.PanicsAtBoot, "LUO FDT has no %s node", name)
-		return 0, false
-	}
-	ok := true
-	if !n.IsCompatible(compat) {
-		c, _ := n.Prop("compatible")
-		d.find(whereLUO, kernel.PanicsAtBoot, "%s compatible %q, want %q", name, cstring(c), compat)
-		ok = false
-	}
-	pa, err := n.U64(prop)
-	if err != nil {
-		d.find(whereLUO, kernel.PanicsAtBoot, "%s: %v", name, err)
-		return 0, false
-	}
-	return pa, ok
-}
-
-// flbAt maps and decodes the FLB page, the same in every generation.
-func (d *decoder) flbAt(l *LUO, pa uint64) {
-	page, err := d.in.Map(pa, luo.FLBPageSize)
-	if err != nil {
-		d.find(whereFLB, kernel.UsesBadAddress, "FLB page %#x: %v", pa, err)
-		return
-	}
-	l.FLB = d.flbTable(pa, page)
-}
-
-// sessionBlockAt maps and decodes the single session block of luo-v1 and
-// luo-v2.
-func (d *decoder) sessionBlockAt(l *LUO, pa uint64) {
-	block, err := d.in.Map(pa, luo.SessionBlockSize)
-	if err != nil {
-		d.find(whereSessions, kernel.UsesBadAddress, "session block %#x: %v", pa, err)
-		return
-	}
-	l.Sessions = d.sessions(pa, block)
-}
-
-// flbTable decodes the FLB page with the checks 7.0 and 7.2 omit: pgcnt,
-// the count against LUO_FLB_MAX, terminated and unique names.
-func (d *decoder) flbTable(pa uint64, page []byte) *FLBTable {
-	pgcnt, count, err := flb.ReadHeader(page)
-	t := &FLBTable{PA: Hex(pa), PageCount: pgcnt, Count: count, Entries: []FLBEntry{}}
-	if err != nil {
-		d.find(whereFLB, kernel.ReadsPastPage, "FLB header: %v", err)
-		return t
-	}
-	if pgcnt != flb.PageCount {
-		d.find(whereFLB, kernel.ReadsPastPage, "FLB header pgcnt %d, want %d", pgcnt, flb.PageCount)
-	}
-	n := count
-	if count > flb.Max {
-		d.find(whereFLB, kernel.ReadsPastPage, "FLB header count %d above LUO_FLB_MAX %d", count, flb.Max)
-		n = flb.Max
-	}
-	first := map[string]int{}
-	for i := range int(n) {
-		e, err := flb.ReadEntry(page, i)
-		if err != nil {
-			d.find(whereFLB, kernel.ReadsPastPage, "FLB entry %d: %v", i, err)
-			break
-		}
-		name, terminated := e.NameString()
-		t.Entries = append(t.Entries, FLBEntry{Index: i, Name: name, NameTerminated: terminated, Data: Hex(e.Data), Count: e.Count})
-		if !terminated {
-			d.find(whereFLB, kernel.ReadsPastPage, "FLB entry %d: name %q has no NUL in its %d bytes (strcmp runs past it)", i, name, flb.NameLen)
-			continue
-		}
-		if j, dup := first[name]; dup {
-			d.find(whereFLB, kernel.NoAction, "FLB entry %d repeats the name %q of entry %d; the kernel only ever finds the first", i, name, j)
-			continue
-		}
-		first[name] = i
-	}
-	return t
-}
-
-// sessions decodes the luo-v1/luo-v2 session block and every session's
-// file block.
-func (d *decoder) sessions(pa uint64, block []byte) *SessionTable {
-	count := le.Uint64(block)
-	t := &SessionTable{PA: Hex(pa), Count: count, Blocks: []Block{{PA: Hex(pa), Count: count}}, Sessions: []Session{}}
-	n := count
-	if count > luo.SessionMax {
-		d.find(whereSessions, kernel.ReadsPastBlock, "session header count %d above LUO_SESSION_MAX %d", count, luo.SessionMax)
-		n = luo.SessionMax
-	}
-	first := map[string]int{}
-	for i := range int(n) {
-		s, where := d.session(i, block[luo.SessionHeaderSize+i*luo.SessionEntrySize:][:luo.SessionEntrySize], first)
-		d.files(&s, where)
-		t.Sessions = append(t.Sessions, s)
-	}
-	return t
-}
-
-// session decodes one struct luo_session_ser, the same in every
-// generation, and checks its name; first maps names to their first index.
-func (d *decoder) session(i int, e []byte, first map[string]int) (Session, string) {
-	name, terminated := cfield(e[:luo.SessionNameLen])
-	s := Session{Index: i, Name: name, NameTerminated: terminated, FilesPA: Hex(le.Uint64(e[64:])), Count: le.Uint64(e[72:]), FileBlocks: []Block{}, Files: []File{}}
-	where := fmt.Sprintf("session %d %q", i, name)
-	if !terminated {
-		d.find(whereSessions, kernel.NoAction, "%s: name has no NUL in its %d bytes; the kernel keeps %d of them", where, luo.SessionNameLen, luo.SessionNameLen-1)
-		name = name[:luo.SessionNameLen-1]
-	}
-	if j, dup := first[name]; dup {
-		d.find(whereSessions, kernel.FailsOpen, "%s repeats the name of session %d (EEXIST)", where, j)
-	} else {
-		first[name] = i
-	}
-	return s, where
-}
-
-// files decodes one session's file block as luo_file_deserialize of 7.0
-// reads it.
-func (d *decoder) files(s *Session, where string) {
-	pa := uint64(s.FilesPA)
-	if pa == 0 {
-		if s.Count != 0 {
-			d.find(whereSessions, kernel.WarnsNoFiles, "%s: %d files but no file block", where, s.Count)
-		}
-		return
-	}
-	n := s.Count
-	if n > luo.FileMax {
-		d.find(whereSessions, kernel.ReadsPastBlock, "%s: file count %d above LUO_FILE_MAX %d", where, n, luo.FileMax)
-		n = luo.FileMax
-	}
-	block, err := d.in.Map(pa, luo.FileBlockSize)
-	if err != nil {
-		d.find(whereSessions, kernel.UsesBadAddress, "%s: file block %#x: %v", where, pa, err)
-		return
-	}
-	s.FileBlocks = append(s.FileBlocks, Block{PA: Hex(pa), Count: s.Count})
-	entries := make([][]byte, n)
-	for i := range entries {
-		entries[i] = block[i*luo.FileEntrySize:][:luo.FileEntrySize]
-	}
-	d.fileEntries(s, where, entries, kernel.StopsAtFile)
-}
-
-// fileEntries decodes struct luo_file_ser entries, the same in every
-// generation; unterminated is what the kernel does with a compatible that
-// has no NUL.
-func (d *decoder) fileEntries(s *Session, where string, entries [][]byte, unterminated kernel.Action) {
-	tokens := map[uint64]int{}
-	for i, e := range entries {
-		compat, terminated := cfield(e[:luo.HandlerCompatLen])
-		f := File{Index: i, Compatible: compat, CompatibleTerminated: terminated, Data: Hex(le.Uint64(e[48:])), Token: Hex(le.Uint64(e[56:]))}
-		s.Files = append(s.Files, f)
-		if !terminated {
-			d.find(whereSessions, unterminated, "%s file %d: compatible %q has no NUL in its %d bytes", where, i, compat, luo.HandlerCompatLen)
-		}
-		if j, dup := tokens[uint64(f.Token)]; dup {
-			d.find(whereSessions, kernel.NoAction, "%s file %d repeats token %#x of file %d; retrieving it finds the first", where, i, uint64(f.Token), j)
-		} else {
-			tokens[uint64(f.Token)] = i
-		}
-	}
-}
-
 // meta decodes kho-sim's metadata and checks the handover against it.
 func (d *decoder) meta(t *fdt.Tree) {
 	if t == nil {
@@ -547,18 +323,18 @@ func (d *decoder) meta(t *fdt.Tree) {
 }
 
 // checkAgainstMeta compares the kernel structures with what kho-sim says
-// it handed over, in pkg/sim's wording.
+// it handed over.
 func (d *decoder) checkAgainstMeta(m *meta.Meta) {
 	l := d.rep.LUO
 	if l == nil {
 		d.find(whereMeta, kernel.LosesFLBState, "the metadata lists %d FLBs and %d files, but there is no readable %s subtree", len(m.FLBs), len(m.Files), luo.FDTKHOEntryName)
 		return
 	}
-	if !d.luoFollowed {
+	if !d.luo.Followed {
 		return // the LUO state itself is refused: its fields mean nothing
 	}
 	if l.LiveupdateNumber != m.LUONumber {
-		d.find(d.luoWhere, kernel.NoAction, "liveupdate-number %d, want %d (one more per hop, 1 after a cold boot)", l.LiveupdateNumber, m.LUONumber)
+		d.find(d.luo.Where, kernel.NoAction, "liveupdate-number %d, want %d (one more per hop, 1 after a cold boot)", l.LiveupdateNumber, m.LUONumber)
 	}
 	if k := d.rep.KexecMetadata; k != nil && uint64(k.KexecCount) != m.LUONumber {
 		d.find(whereKexec, kernel.NoAction, "kexec_count %d, want %d (kexec boots since the last cold boot)", k.KexecCount, m.LUONumber)
@@ -586,7 +362,7 @@ func (d *decoder) checkFLBData(table []FLBEntry) {
 	for _, e := range table {
 		switch _, err := d.in.Map(uint64(e.Data), 1); {
 		case errors.Is(err, physmem.ErrOutOfRegion):
-			d.find(whereFLB, kernel.UsesBadAddress, "FLB entry %d (%q): data %#x lies outside the region %#x-%#x", e.Index, e.Name, uint64(e.Data), d.r.Base(), d.r.End()-1)
+			d.find(whereFLB, kernel.UsesBadAddress, "FLB entry %d (%q): data %#x lies outside the region %#x-%#x", e.Index, e.Name, uint64(e.Data), d.r.Range().Start, d.r.Range().End()-1)
 		case errors.Is(err, kho.ErrNotPreserved):
 			d.find(whereFLB, kernel.UsesBadAddress, "FLB entry %d (%q): data %#x is not in the preserved-memory map", e.Index, e.Name, uint64(e.Data))
 		}

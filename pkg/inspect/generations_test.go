@@ -287,11 +287,6 @@ func TestDecodeDamage72KeepsGoing(t *testing.T) {
 	if rep.KHOSim == nil || rep.KexecMetadata == nil || len(rep.LUO.Sessions.Sessions) != 2 || len(rep.LUO.Sessions.Sessions[1].Files) != 1 {
 		t.Errorf("decoding stopped early: %+v", rep)
 	}
-	for _, f := range rep.Findings {
-		if f.Where == whereStrict {
-			t.Errorf("the strict reader ran although Decode found something: %v", f)
-		}
-	}
 }
 
 // TestDecode72UnreadableMap breaks the radix tree: nothing past the root

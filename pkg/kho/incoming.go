@@ -34,11 +34,13 @@ var ErrNotPreserved = errors.New("page not in the preserved-memory map")
 // handover (kho_populate and kho_mem_deserialize), read from untrusted
 // memory and checked.
 type Incoming struct {
-	mem    Memory
-	rootPA uint64
-	root   *fdt.Tree
-	blocks []Block // sorted by PA, non-overlapping
-	format string
+	mem      Memory
+	rootPA   uint64
+	rootSize uint64
+	root     *fdt.Tree
+	blocks   []Block  // sorted by PA, non-overlapping
+	mapPages []uint64 // the memory map's own pages: chunks and bitmaps, or radix nodes
+	format   string
 }
 
 // MaxFDTSize bounds the root FDT and every child's FDT or blob that the
@@ -56,7 +58,7 @@ const MaxFDTSize = 1 << 20
 // counts must fit. Which format the reading kernel expects is the caller's
 // business (Compatible tells what was found).
 func ReadIncoming(r Memory, rootPA uint64) (*Incoming, error) {
-	root, err := readFDT(r, rootPA)
+	root, rootSize, err := readFDT(r, rootPA)
 	if err != nil {
 		return nil, fmt.Errorf("kho: root FDT at %#x: %w (the kernel disables KHO revival)", rootPA, err)
 	}
@@ -82,18 +84,19 @@ func ReadIncoming(r Memory, rootPA uint64) (*Incoming, error) {
 		return nil, fmt.Errorf("kho: root FDT has an empty %s (the kernel disables KHO revival: %s)", PropMemoryMap, errno)
 	}
 	var blocks []Block
+	var mapPages []uint64
 	if format == CompatibleV4 {
 		var m *RadixMap
 		if m, err = ReadRadix(r, mapPA); err == nil {
-			blocks = m.Blocks
+			blocks, mapPages = m.Blocks, m.Nodes
 		}
 	} else {
-		blocks, err = readMemoryMap(r, mapPA)
+		blocks, mapPages, err = readMemoryMap(r, mapPA)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("kho: %s: %w", PropMemoryMap, err)
 	}
-	in := &Incoming{mem: r, rootPA: rootPA, root: root, blocks: blocks, format: format}
+	in := &Incoming{mem: r, rootPA: rootPA, rootSize: rootSize, root: root, blocks: blocks, mapPages: mapPages, format: format}
 	if err := in.check(rootPA, physmem.PageSize); err != nil {
 		return nil, fmt.Errorf("kho: root FDT page %#x: %w", rootPA, err)
 	}
@@ -102,60 +105,64 @@ func ReadIncoming(r Memory, rootPA uint64) (*Incoming, error) {
 
 // readFDT reads an FDT whose size comes from its own header, bounded by the
 // memory and MaxFDTSize.
-func readFDT(r Memory, pa uint64) (*fdt.Tree, error) {
+func readFDT(r Memory, pa uint64) (*fdt.Tree, uint64, error) {
 	hdr, err := r.Bytes(pa, 40)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	size, err := fdt.TotalSize(hdr)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if size > MaxFDTSize {
-		return nil, fmt.Errorf("totalsize %d above the %d bytes kho-sim accepts", size, MaxFDTSize)
+		return nil, 0, fmt.Errorf("totalsize %d above the %d bytes kho-sim accepts", size, MaxFDTSize)
 	}
 	blob, err := r.Bytes(pa, uint64(size))
 	if err != nil {
-		return nil, fmt.Errorf("totalsize %d: %w", size, err)
+		return nil, 0, fmt.Errorf("totalsize %d: %w", size, err)
 	}
-	return fdt.Parse(blob)
+	t, err := fdt.Parse(blob)
+	return t, uint64(size), err
 }
 
-func readMemoryMap(r Memory, pa uint64) ([]Block, error) {
+func readMemoryMap(r Memory, pa uint64) ([]Block, []uint64, error) {
 	var blocks []Block
+	var pages []uint64
 	seen := map[uint64]bool{}
 	for pa != 0 {
 		if seen[pa] {
-			return nil, fmt.Errorf("chunk list loops back to %#x (the 7.0 kernel loops forever in kho_mem_deserialize)", pa)
+			return nil, nil, fmt.Errorf("chunk list loops back to %#x (the 7.0 kernel loops forever in kho_mem_deserialize)", pa)
 		}
 		seen[pa] = true
+		pages = append(pages, pa)
 		if pa%physmem.PageSize != 0 {
-			return nil, fmt.Errorf("chunk %#x is not page aligned", pa)
+			return nil, nil, fmt.Errorf("chunk %#x is not page aligned", pa)
 		}
 		chunk, err := r.Bytes(pa, physmem.PageSize)
 		if err != nil {
-			return nil, fmt.Errorf("chunk: %w", err)
+			return nil, nil, fmt.Errorf("chunk: %w", err)
 		}
 		next := binary.LittleEndian.Uint64(chunk[0:])
 		order := binary.LittleEndian.Uint32(chunk[8:])
 		n := binary.LittleEndian.Uint32(chunk[12:])
 		if order > MaxPageOrder {
-			return nil, fmt.Errorf("chunk %#x: order %d above MAX_PAGE_ORDER %d", pa, order, MaxPageOrder)
+			return nil, nil, fmt.Errorf("chunk %#x: order %d above MAX_PAGE_ORDER %d", pa, order, MaxPageOrder)
 		}
 		if n > ChunkCapacity {
-			return nil, fmt.Errorf("chunk %#x: num_elms %d above %d (the kernel would read past the chunk)", pa, n, ChunkCapacity)
+			return nil, nil, fmt.Errorf("chunk %#x: num_elms %d above %d (the kernel would read past the chunk)", pa, n, ChunkCapacity)
 		}
 		for i := range n {
 			elm := chunk[chunkHeaderSize+i*bitmapPtrSize:]
 			start := binary.LittleEndian.Uint64(elm[0:])
 			bmPA := binary.LittleEndian.Uint64(elm[8:])
+			pages = append(pages, bmPA)
 			bm, err := r.Bytes(bmPA, physmem.PageSize)
 			if err != nil {
-				return nil, fmt.Errorf("chunk %#x element %d: bitmap: %w", pa, i, err)
+				return nil, nil, fmt.Errorf("chunk %#x element %d: bitmap: %w", pa, i, err)
 			}
 			blocks, err = appendBits(blocks, r, start, uint(order), bm)
 			if err != nil {
-				return nil, fmt.Errorf("chunk %#x element %d: %w", pa, i, err)
+				return nil, nil, fmt.Errorf("chunk %#x element %d: %w", pa, i, err)
 			}
 		}
 		pa = next
@@ -163,10 +170,10 @@ func readMemoryMap(r Memory, pa uint64) ([]Block, error) {
 	slices.SortFunc(blocks, func(a, b Block) int { return cmp.Compare(a.PA, b.PA) })
 	for i := 1; i < len(blocks); i++ {
 		if blocks[i].PA < blocks[i-1].PA+blocks[i-1].Size() {
-			return nil, fmt.Errorf("preserved blocks %#x and %#x overlap", blocks[i-1].PA, blocks[i].PA)
+			return nil, nil, fmt.Errorf("preserved blocks %#x and %#x overlap", blocks[i-1].PA, blocks[i].PA)
 		}
 	}
-	return blocks, nil
+	return blocks, pages, nil
 }
 
 func appendBits(blocks []Block, r Memory, start uint64, order uint, bm []byte) ([]Block, error) {
@@ -189,6 +196,45 @@ func appendBits(blocks []Block, r Memory, start uint64, order uint, bm []byte) (
 
 // RootPA is where the root FDT was read.
 func (in *Incoming) RootPA() uint64 { return in.rootPA }
+
+// RootSize is the root FDT's totalsize.
+func (in *Incoming) RootSize() uint64 { return in.rootSize }
+
+// MapPages lists the memory map's own pages (kho-v1's chunks and bitmaps,
+// kho-v4's radix nodes) in the order read. They are not preserved: the
+// next kernel reuses them once it has read the map.
+func (in *Incoming) MapPages() []uint64 { return slices.Clone(in.mapPages) }
+
+// InOneBlock reports whether [pa, pa+size) lies inside a single preserved
+// block, as every structure a kernel allocates with kho_alloc_preserve does.
+func (in *Incoming) InOneBlock(pa, size uint64) bool {
+	if size == 0 || pa+size < pa {
+		return false
+	}
+	i, found := slices.BinarySearchFunc(in.blocks, pa, func(b Block, t uint64) int { return cmp.Compare(b.PA, t) })
+	if !found {
+		i--
+	}
+	return i >= 0 && pa+size <= in.blocks[i].End()
+}
+
+// Structure is one piece of a handover in memory.
+type Structure struct {
+	What     string
+	PA, Size uint64
+}
+
+// Structures lists the root FDT and every child whose address (and, for
+// kho-v1's FDTs, header) can be read.
+func (in *Incoming) Structures() []Structure {
+	out := []Structure{{What: "KHO root FDT", PA: in.rootPA, Size: in.rootSize}}
+	for _, name := range in.SubtreeNames() {
+		if pa, size, err := in.SubtreeBlob(name); err == nil {
+			out = append(out, Structure{What: fmt.Sprintf("subtree %q", name), PA: pa, Size: size})
+		}
+	}
+	return out
+}
 
 // Root is the parsed root FDT.
 func (in *Incoming) Root() *fdt.Tree { return in.root }
