@@ -332,6 +332,9 @@ func TestV4ChildErrors(t *testing.T) {
 				}
 			},
 			read: func(in *Incoming) error { _, err := in.KexecMetadata(); return err }, want: unix.EINVAL, text: "no NUL"},
+		{name: "metadata kexec_count 0", child: KexecMetadataName,
+			edit: func(t *testing.T, r *physmem.Region, pa uint64) { pokeLE32(t, r, pa+4+ReleaseLen, 0) },
+			read: func(in *Incoming) error { _, err := in.KexecMetadata(); return err }, want: unix.EINVAL, text: "kexec_count 0"},
 		{name: "metadata too small", child: KexecMetadataName, prop: PropBlobSize, value: le64(40),
 			read: func(in *Incoming) error { _, err := in.KexecMetadata(); return err }, want: unix.EINVAL, text: "too small for v1"},
 	}

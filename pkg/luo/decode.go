@@ -2,7 +2,9 @@ package luo
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/kho-sim/kho-sim/pkg/fdt"
@@ -32,6 +34,10 @@ const MaxChainBlocks = 1 << 14
 // what is wrong with them. Fields are zero or nil where the state could
 // not be read.
 type Handover struct {
+	// In is the KHO side the state was read through.
+	In *kho.Incoming
+	// KexecMetadata is 7.2's kexec-metadata, as Read reads it.
+	KexecMetadata *kho.KexecMetadata
 	// Detected is what the compatibles say the handover is.
 	Detected Detected
 	// Generation is the generation whose kernel the findings speak of:
@@ -153,7 +159,7 @@ type decoder struct {
 // MaxChainBlocks blocks.
 func Decode(in *kho.Incoming, opts DecodeOptions) *Handover {
 	d := &decoder{in: in, force: opts.Generation, blocksLeft: MaxChainBlocks,
-		h: &Handover{Detected: Detect(in), Notes: []string{}, Findings: []kernel.Finding{}}}
+		h: &Handover{In: in, Detected: Detect(in), Notes: []string{}, Findings: []kernel.Finding{}}}
 	h := d.h
 	h.Generation = opts.Generation
 	if h.Generation == "" {
@@ -167,7 +173,10 @@ func Decode(in *kho.Incoming, opts DecodeOptions) *Handover {
 	}
 	if in.Compatible() == kho.CompatibleV4 {
 		d.claims = map[uint64]string{}
-		d.claim("KHO root FDT", in.RootPA(), in.RootSize())
+		d.strictSpan("kho root", "KHO root FDT", in.RootPA(), in.RootSize(), physmem.PageSize)
+		if c, _ := in.Root().Root.Prop("compatible"); string(c) != kho.CompatibleV4+"\x00" {
+			d.find("kho root", kernel.NoAction, "root compatible %q: 7.2 writes exactly %q", c, kho.CompatibleV4)
+		}
 		d.luoBlob()
 		if pa, size, err := in.SubtreeBlob(kho.KexecMetadataName); err == nil {
 			d.strictSpan("kexec-metadata", kho.KexecMetadataName, pa, size, physmem.PageSize)
@@ -633,12 +642,15 @@ func (d *decoder) chain(what string, head uint64, entrySize int, refused kernel.
 	return blocks, entries, whole
 }
 
-// Structures lists where the LUO state lies: luo_ser, the session and
-// file blocks, the FLB page; kho.Incoming.Structures has the rest.
+// Structures lists where the handover lies: the KHO root and children
+// (kho.Incoming.Structures), then luo_ser, the session and file blocks and
+// the FLB page.
 func (h *Handover) Structures() []kho.Structure {
-	var out []kho.Structure
+	out := h.In.Structures()
 	if h.Ser != nil {
-		out = append(out, kho.Structure{What: "luo_ser", PA: h.Ser.PA, Size: h.Ser.Size})
+		if h.Generation != kernel.V72 { // 7.2's is the LUO child itself
+			out = append(out, kho.Structure{What: "luo_ser", PA: h.Ser.PA, Size: h.Ser.Size})
+		}
 	}
 	if t := h.Sessions; t != nil {
 		size := uint64(BlockSize)
@@ -661,7 +673,27 @@ func (h *Handover) Structures() []kho.Structure {
 	if h.FLB != nil {
 		out = append(out, kho.Structure{What: "FLB page", PA: h.FLB.PA, Size: FLBPageSize})
 	}
+	slices.SortStableFunc(out, func(a, b kho.Structure) int { return cmp.Compare(a.PA, b.PA) })
 	return out
+}
+
+// Pages lists every page the handover occupies, ascending: those of each
+// structure and the memory map's own. With the scratch array and the
+// files' own data they are what a dump of the handover must hold.
+func (h *Handover) Pages() []uint64 {
+	set := map[uint64]bool{}
+	for _, s := range h.Structures() {
+		if s.Size == 0 || s.Size > kho.MaxFDTSize {
+			continue
+		}
+		for p := s.PA &^ (physmem.PageSize - 1); p < s.PA+s.Size; p += physmem.PageSize {
+			set[p] = true
+		}
+	}
+	for _, p := range h.In.MapPages() {
+		set[p] = true
+	}
+	return slices.Sorted(maps.Keys(set))
 }
 
 // cfield returns a fixed-size C string field up to its first NUL, and
@@ -671,4 +703,27 @@ func cfield(b []byte) (string, bool) {
 		return string(b[:i]), true
 	}
 	return string(b), false
+}
+
+// Read reads the whole handover whose root FDT is at rootPA in mem as a
+// reader that accepts nothing wrong does (the guest's /dev/mem reader, the
+// tools over a real kernel's dump): the KHO root and memory map, the LUO
+// state and, in 7.2, the kexec-metadata. The error is the first problem;
+// the handover comes back with it whenever the KHO side could be read, so
+// that what was read can still be shown.
+func Read(mem kho.Memory, rootPA uint64) (*Handover, error) {
+	in, err := kho.ReadIncoming(mem, rootPA)
+	if err != nil {
+		return nil, err
+	}
+	h := Decode(in, DecodeOptions{})
+	if in.Compatible() == kho.CompatibleV4 && slices.Contains(in.SubtreeNames(), kho.KexecMetadataName) {
+		m, err := in.KexecMetadata()
+		if err != nil {
+			h.Findings = append(h.Findings, h.Generation.Find("kexec-metadata", kernel.IgnoresMetadata, "%v", err))
+		} else {
+			h.KexecMetadata = &m
+		}
+	}
+	return h, h.Err()
 }

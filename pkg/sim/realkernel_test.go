@@ -12,15 +12,13 @@ import (
 
 	"github.com/kho-sim/kho-sim/pkg/fdt"
 	"github.com/kho-sim/kho-sim/pkg/flb"
-	"github.com/kho-sim/kho-sim/pkg/gen72"
 	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
-// The layout of the captured Linux 7.2.13 handover (pkg/gen72's
-// testdata/real-7.2): guest/luo preserved these memfds through the
+// The layout of the captured Linux 7.2.13 handover (testdata/real-7.2): guest/luo preserved these memfds through the
 // "memfd-v2" handler, on which CONFIG_LIVEUPDATE_TEST's
 // liveupdate_test_register had put the three test FLBs of
 // lib/tests/liveupdate.c, whose preserve returns TEST_FLB_MAGIC_BASE + i.
@@ -207,35 +205,33 @@ func buildRealLayout(t *testing.T, abi kernel.Generation) (*physmem.Region, uint
 	return r, root
 }
 
-// read72 decodes a 7.2 handover with pkg/gen72 and collects its layout.
+// read72 reads a 7.2 handover with the strict reader and collects its layout.
 func read72(t *testing.T, r *physmem.Region, root uint64) layoutEntries {
 	t.Helper()
-	hdr := bytesAt(t, r, root, 8)
-	h, err := gen72.Decode(r, root, uint64(binary.BigEndian.Uint32(hdr[4:])))
+	h, err := luo.Read(r, root)
 	if err != nil {
-		t.Fatalf("decode: %v", err)
+		t.Fatalf("read: %v", err)
 	}
-	l := h.LUO
-	if l == nil || l.FLB == nil {
-		t.Fatalf("no LUO state or FLB page: %+v", l)
+	if h.Ser == nil || h.FLB == nil || h.Sessions == nil {
+		t.Fatalf("no LUO state, sessions or FLB page: %+v", h)
 	}
 	e := layoutEntries{
-		flbPage: bytesAt(t, r, l.FLBsPA, gen72.PageSize),
-		ser:     bytesAt(t, r, l.PA, gen72.LUOSize),
+		flbPage: bytesAt(t, r, h.FLBsPA, physmem.PageSize),
+		ser:     bytesAt(t, r, h.Ser.PA, luo.SerSize),
 	}
-	for _, pa := range l.SessionBlocks {
-		e.sessionBlocks = append(e.sessionBlocks, bytesAt(t, r, pa, gen72.PageSize))
+	for _, b := range h.Sessions.Blocks {
+		e.sessionBlocks = append(e.sessionBlocks, bytesAt(t, r, b.PA, physmem.PageSize))
 	}
-	entries := blockEntries(e.sessionBlocks, gen72.SessionEntrySize)
-	if len(entries) != len(l.Sessions) {
-		t.Fatalf("%d session entries in the blocks, gen72 found %d sessions", len(entries), len(l.Sessions))
+	entries := blockEntries(e.sessionBlocks, luo.SessionEntrySize)
+	if len(entries) != len(h.Sessions.Sessions) {
+		t.Fatalf("%d session entries in the blocks, the reader found %d sessions", len(entries), len(h.Sessions.Sessions))
 	}
-	for i, s := range l.Sessions {
+	for i, s := range h.Sessions.Sessions {
 		se := sessionEntries{entry: entries[i]}
-		for _, pa := range s.FileBlocks {
-			se.fileBlocks = append(se.fileBlocks, bytesAt(t, r, pa, gen72.PageSize))
+		for _, b := range s.FileBlocks {
+			se.fileBlocks = append(se.fileBlocks, bytesAt(t, r, b.PA, physmem.PageSize))
 		}
-		se.files = blockEntries(se.fileBlocks, gen72.FileEntrySize)
+		se.files = blockEntries(se.fileBlocks, luo.FileEntrySize)
 		e.sessions = append(e.sessions, se)
 	}
 	return e
@@ -245,7 +241,7 @@ func read72(t *testing.T, r *physmem.Region, root uint64) layoutEntries {
 func blockEntries(blocks [][]byte, size int) [][]byte {
 	var out [][]byte
 	for _, b := range blocks {
-		n := int(binary.LittleEndian.Uint64(b[8:])) // gen72 checked it
+		n := int(binary.LittleEndian.Uint64(b[8:])) // the reader checked it
 		for i := range n {
 			out = append(out, b[16+i*size:][:size])
 		}
@@ -343,7 +339,7 @@ func diffMasked(what string, model, kern []byte, masks []field) []string {
 		if (mv == 0) != (kv == 0) {
 			diffs = append(diffs, fmt.Sprintf("%s: %s (%s) is %#x, kernel %#x: one of them is null", what, f.name, f.why, mv, kv))
 		}
-		if f.page && (mv%gen72.PageSize != 0 || kv%gen72.PageSize != 0) {
+		if f.page && (mv%physmem.PageSize != 0 || kv%physmem.PageSize != 0) {
 			diffs = append(diffs, fmt.Sprintf("%s: %s %#x, kernel %#x: want page-aligned blocks", what, f.name, mv, kv))
 		}
 		clear(m[f.off : f.off+f.size])
@@ -427,7 +423,7 @@ func TestRealKernel72_ModelWritesTheSameLayout(t *testing.T) {
 		t.Fatalf("%d session blocks, kernel %d", len(model.sessionBlocks), len(kern.sessionBlocks))
 	}
 	for i, mb := range model.sessionBlocks {
-		masks := slices.Concat(blockMasks(), entryMasks(mb, gen72.SessionEntrySize, sessionMasks()))
+		masks := slices.Concat(blockMasks(), entryMasks(mb, luo.SessionEntrySize, sessionMasks()))
 		for _, d := range diffMasked(fmt.Sprintf("session block %d", i), mb, kern.sessionBlocks[i], masks) {
 			t.Error(d)
 		}
@@ -439,7 +435,7 @@ func TestRealKernel72_ModelWritesTheSameLayout(t *testing.T) {
 			continue
 		}
 		for j, mb := range ms.fileBlocks {
-			masks := slices.Concat(blockMasks(), entryMasks(mb, gen72.FileEntrySize, fileMasks()))
+			masks := slices.Concat(blockMasks(), entryMasks(mb, luo.FileEntrySize, fileMasks()))
 			for _, d := range diffMasked(fmt.Sprintf("session %d file block %d", i, j), mb, ks.fileBlocks[j], masks) {
 				t.Error(d)
 			}
@@ -496,7 +492,7 @@ func mustIncoming(t *testing.T, r *physmem.Region, root uint64) *kho.Incoming {
 // it zeroed.
 func rootPageMasked(t *testing.T, r *physmem.Region, root uint64) ([]byte, int) {
 	t.Helper()
-	page := bytesAt(t, r, root, gen72.PageSize)
+	page := bytesAt(t, r, root, physmem.PageSize)
 	e, err := fdt.Open(page)
 	if err != nil {
 		t.Fatal(err)

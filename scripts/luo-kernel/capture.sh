@@ -12,19 +12,19 @@
 # To have the whole handover as it was handed over, this script also stops
 # QEMU when the old kernel prints "Starting new kernel" (serialization is
 # done, the new kernel not yet started), saves guest RAM through the QEMU
-# monitor, and lets the run continue. extract/ decodes that image.
+# monitor, and lets the run continue. tools/luo-extract decodes that image.
 #
 # OUTDIR receives (only when the guest printed TEST PASSED and the image
 # decoded):
 #   handover.txt      every page of the handover, from the RAM image taken at
-#                     the kexec (pkg/gen72's dump format)
+#                     the kexec (pkg/kho's dump format)
 #   guest-dump.txt    the KHOSETUP/KHODUMP lines the guest printed after the
 #                     kexec (/dev/mem, radix nodes from its snapshot)
 #   guest-vs-kexec.txt  which of the guest's pages differ from the image
 #   console.log       the rest of the serial console, each line prefixed with
 #                     the host's seconds since QEMU started
 #   timings           boot and kexec times of this run
-# and, when OUTDIR is the default, the pkg/gen72 tests run against the new
+# and, when OUTDIR is the default, the tests that read it run against the new
 # data (e2e/realkernel captures into a temporary OUTDIR and compares).
 #
 # With LUO_INCOMING=dump the kexec'd kernel boots with kho=off
@@ -134,13 +134,13 @@ cat "$work/timings" >&2
 
 [[ -s $ram ]] || die "QEMU saved no RAM image"
 mkdir -p "$out"
-(cd "$repo" && go run ./scripts/luo-kernel/extract -mem "$ram" -console "$work/console.log" \
+(cd "$repo" && go run ./tools/luo-extract -mem "$ram" -console "$work/console.log" \
 	-o "$out/handover.txt" -diff "$out/guest-vs-kexec.txt")
 grep -e ' KHOSETUP ' -e ' KHODUMP ' "$work/console.log" | sed -E 's/^ *[0-9.]+ //' >"$out/guest-dump.txt"
 grep -v -e ' KHODUMP ' -e ' KHOSETUP ' "$work/console.log" >"$out/console.log"
 cp "$work/timings" "$out/timings"
 log "wrote $out ($(grep -c KHODUMP "$out/handover.txt") pages from the RAM image, $(grep -c KHODUMP "$out/guest-dump.txt") from the guest)"
-# The pkg/gen72 tests read only the committed data: run them when it changed.
+# These tests read only the committed data (internal/realhandover): run them when it changed.
 if [[ $out -ef $repo/testdata/real-7.2 ]]; then
-	(cd "$repo" && go test ./pkg/gen72/) >&2
+	(cd "$repo" && go test ./pkg/kho/ ./pkg/luo/ ./pkg/inspect/ ./pkg/sim/ ./cmd/kho-sim/) >&2
 fi

@@ -1,12 +1,13 @@
-// Command extract turns a guest RAM image taken at the moment of a Linux 7.2
-// kexec into the test data of testdata/real-7.2, and compares it with what the guest
-// itself could still read through /dev/mem after the kexec.
+// Command luo-extract turns a guest RAM image taken at the moment of a
+// Linux 7.2 kexec into the test data of testdata/real-7.2, and compares it
+// with what the guest itself could still read through /dev/mem after the
+// kexec. scripts/luo-kernel/capture.sh runs it.
 //
-//	extract -mem ram.bin -console console.log -o handover.txt [-diff diff.txt]
+//	luo-extract -mem ram.bin -console console.log -o handover.txt [-diff diff.txt]
 //
 // console.log is the serial log of the run: its KHOSETUP line says where
 // the root FDT is, its KHODUMP lines are the guest's own dump. The image is
-// decoded strictly with gen72.Decode; handover.txt receives the KHOSETUP
+// read strictly with luo.Read; handover.txt receives the KHOSETUP
 // line and every page of the handover (the structures, the radix nodes, the
 // scratch array, each file's serialized state), and the comparison says
 // which of the guest's pages differ from the image and what they hold.
@@ -23,14 +24,14 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/kho-sim/kho-sim/pkg/gen72"
 	"github.com/kho-sim/kho-sim/pkg/kho"
+	"github.com/kho-sim/kho-sim/pkg/luo"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
 func main() {
 	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "extract:", err)
+		fmt.Fprintln(os.Stderr, "luo-extract:", err)
 		os.Exit(1)
 	}
 }
@@ -42,7 +43,7 @@ func run() error {
 	diffPath := flag.String("diff", "", "comparison report to write (default: stderr only)")
 	flag.Parse()
 	if *memPath == "" || *consolePath == "" || *out == "" {
-		return errors.New("usage: extract -mem RAM -console LOG -o OUT [-diff REPORT]")
+		return errors.New("usage: luo-extract -mem RAM -console LOG -o OUT [-diff REPORT]")
 	}
 	f, err := os.Open(*consolePath)
 	if err != nil {
@@ -67,9 +68,9 @@ func run() error {
 	}
 	defer ram.Close()
 
-	h, err := gen72.Decode(ram, setup.FDTAddr, setup.FDTSize)
+	h, err := luo.Read(ram, setup.FDTAddr)
 	if err != nil {
-		return fmt.Errorf("decode the RAM image: %w", err)
+		return fmt.Errorf("read the RAM image: %w", err)
 	}
 	role := roles(h, setup)
 	pages := make([]uint64, 0, len(role))
@@ -81,11 +82,11 @@ func run() error {
 	// The image precedes machine_kexec, which copies the kexec segments
 	// (kernel, initrd, the scratch array) into the scratch areas: those
 	// pages are taken from the guest, which read them after the kexec.
-	scratch := setup.ScratchAddr &^ (gen72.PageSize - 1)
+	scratch := setup.ScratchAddr &^ (physmem.PageSize - 1)
 	var dump bytes.Buffer
 	fmt.Fprintln(&dump, kho.FormatSetupLine(setup))
 	for _, p := range pages {
-		b, err := ram.Bytes(p, gen72.PageSize)
+		b, err := ram.Bytes(p, physmem.PageSize)
 		if err != nil {
 			return err
 		}
@@ -105,7 +106,7 @@ func run() error {
 	fmt.Fprintf(&report, "pages the guest printed after the kexec: %d\n", len(guest.Pages.Addresses()))
 	same, differ := 0, 0
 	for _, p := range guest.Pages.Addresses() {
-		b, err := ram.Bytes(p, gen72.PageSize)
+		b, err := ram.Bytes(p, physmem.PageSize)
 		if err != nil {
 			return err
 		}
@@ -137,10 +138,10 @@ func run() error {
 }
 
 // roles names what each page of the handover holds.
-func roles(h *gen72.Handover, setup kho.Setup) map[uint64]string {
+func roles(h *luo.Handover, setup kho.Setup) map[uint64]string {
 	role := make(map[uint64]string)
 	add := func(pa uint64, what string) {
-		p := pa &^ (gen72.PageSize - 1)
+		p := pa &^ (physmem.PageSize - 1)
 		if role[p] == "" {
 			role[p] = what
 		} else if !strings.Contains(role[p], what) {
@@ -148,22 +149,24 @@ func roles(h *gen72.Handover, setup kho.Setup) map[uint64]string {
 		}
 	}
 	for _, s := range h.Structures() {
-		for p := s.PA &^ (gen72.PageSize - 1); p < s.PA+s.Size; p += gen72.PageSize {
+		for p := s.PA &^ (physmem.PageSize - 1); p < s.PA+s.Size; p += physmem.PageSize {
 			add(p, s.What)
 		}
 	}
-	if h.LUO != nil {
-		add(h.LUO.PA, "LUO blob (freed by the next kernel's luo_early_startup)")
-		for _, s := range h.LUO.Sessions {
+	if h.Ser != nil {
+		add(h.Ser.PA, "LUO blob (freed by the next kernel's luo_early_startup)")
+	}
+	if h.Sessions != nil {
+		for _, s := range h.Sessions.Sessions {
 			for _, f := range s.Files {
 				add(f.Data, fmt.Sprintf("%s state of token %#x", f.Compatible, f.Token))
 			}
 		}
 	}
-	for _, pa := range h.MemoryMap.Nodes {
+	for _, pa := range h.In.MapPages() {
 		add(pa, "radix node (not preserved)")
 	}
-	if setup.ScratchSize > 0 && setup.ScratchSize <= gen72.PageSize {
+	if setup.ScratchSize > 0 && setup.ScratchSize <= physmem.PageSize {
 		add(setup.ScratchAddr, "scratch array")
 	}
 	return role
