@@ -6,11 +6,12 @@ import (
 
 	"github.com/kho-sim/kho-sim/pkg/flb"
 	"github.com/kho-sim/kho-sim/pkg/kernel"
+	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
 // LUO FDT names, include/linux/kho/abi/luo.h.
 const (
-	FDTSize              = 4096 // LUO_FDT_SIZE
+	FDTSize              = physmem.PageSize // LUO_FDT_SIZE
 	FDTKHOEntryName      = "LUO"
 	FDTCompatible        = "luo-v1"
 	FDTLiveupdateNum     = "liveupdate-number"
@@ -28,17 +29,15 @@ const (
 //	struct luo_session_ser { char name[64]; u64 files; u64 count; };
 //	struct luo_file_ser { char compatible[48]; u64 data; u64 token; };
 const (
-	PageSize = 4096
-
 	SessionPages      = 16 // LUO_SESSION_PGCNT
-	SessionBlockSize  = SessionPages * PageSize
+	SessionBlockSize  = SessionPages * physmem.PageSize
 	SessionHeaderSize = 8
 	SessionEntrySize  = 80
 	SessionNameLen    = 64                                                        // LIVEUPDATE_SESSION_NAME_LENGTH
 	SessionMax        = (SessionBlockSize - SessionHeaderSize) / SessionEntrySize // 819
 
 	FilePages        = 2 // LUO_FILE_PGCNT
-	FileBlockSize    = FilePages * PageSize
+	FileBlockSize    = FilePages * physmem.PageSize
 	FileEntrySize    = 64
 	FileMax          = FileBlockSize / FileEntrySize // 128
 	HandlerCompatLen = 48                            // LIVEUPDATE_HNDL_COMPAT_LENGTH
@@ -126,7 +125,7 @@ const (
 	SerCompatLen  = 8        // LUO_ABI_COMPAT_LEN: ALIGN(sizeof("luo-v5"), 8)
 	SerSize       = SerCompatLen + 24
 
-	BlockSize        = PageSize // KHO_BLOCK_SIZE
+	BlockSize        = physmem.PageSize // KHO_BLOCK_SIZE
 	BlockHeaderSize  = 16
 	SessionsPerBlock = (BlockSize - BlockHeaderSize) / SessionEntrySize // 51
 	FilesPerBlock    = (BlockSize - BlockHeaderSize) / FileEntrySize    // 63
