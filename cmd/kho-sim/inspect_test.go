@@ -91,8 +91,12 @@ func expectedHandover(t *testing.T, path string, root uint64) expected {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.flbs, err = sim.ReadFLBTable(page); err != nil || len(e.flbs) == 0 {
-		t.Fatalf("FLB table %v, %v", e.flbs, err)
+	table, findings := luo.ReadFLBTable(kernel.V70, e.flbPA, page)
+	for _, f := range table.Entries {
+		e.flbs = append(e.flbs, check.Entry{Name: f.Name, Data: f.Data, Count: f.Count})
+	}
+	if len(findings) != 0 || len(e.flbs) == 0 {
+		t.Fatalf("FLB table %v, %v", e.flbs, findings)
 	}
 	sessPA, _ := tree.Lookup("/" + luo.FDTSessionNode).U64(luo.FDTSessionHeader)
 	block, err := in.Map(sessPA, luo.SessionBlockSize)

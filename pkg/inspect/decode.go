@@ -42,8 +42,10 @@ type decoder struct {
 	// abi is the generation whose kernel the findings speak of: the one
 	// the compatibles name, else the KHO root's (kho-v4: 7.2, else 7.0).
 	abi kernel.Generation
-	// luo is the LUO state as pkg/luo decoded it.
-	luo *luo.Handover
+	// luo is the LUO state as pkg/luo decoded it, kexec 7.2's
+	// kexec-metadata as pkg/kho read it (nil: none).
+	luo   *luo.Handover
+	kexec *kho.KexecMetadata
 }
 
 // Decode reads the handover whose KHO root FDT is at rootPA in r (a
@@ -319,114 +321,7 @@ func (d *decoder) meta(t *fdt.Tree) {
 		}
 		out.Files = append(out.Files, MetaFile{Session: f.Session, Token: Hex(f.Token), Handler: f.Handler, Data: Hex(f.Data), Size: f.Size, Seed: Hex(f.Seed), CRC: Hex(f.CRC), PayloadOK: err == nil})
 	}
-	d.checkAgainstMeta(m)
-}
-
-// checkAgainstMeta compares the kernel structures with what kho-sim says
-// it handed over.
-func (d *decoder) checkAgainstMeta(m *meta.Meta) {
-	l := d.rep.LUO
-	if l == nil {
-		d.find(whereMeta, kernel.LosesFLBState, "the metadata lists %d FLBs and %d files, but there is no readable %s subtree", len(m.FLBs), len(m.Files), luo.FDTKHOEntryName)
-		return
-	}
-	if !d.luo.Followed {
-		return // the LUO state itself is refused: its fields mean nothing
-	}
-	if l.LiveupdateNumber != m.LUONumber {
-		d.find(d.luo.Where, kernel.NoAction, "liveupdate-number %d, want %d (one more per hop, 1 after a cold boot)", l.LiveupdateNumber, m.LUONumber)
-	}
-	if k := d.rep.KexecMetadata; k != nil && uint64(k.KexecCount) != m.LUONumber {
-		d.find(whereKexec, kernel.NoAction, "kexec_count %d, want %d (kexec boots since the last cold boot)", k.KexecCount, m.LUONumber)
-	}
-	if l.Ser != nil && l.FLBsPA == 0 && len(m.FLBs) > 0 {
-		d.find(whereFLB, kernel.LosesFLBState, "luo_ser flbs_pa is 0, but %d FLBs were handed over", len(m.FLBs))
-	}
-	if l.FLB != nil {
-		d.checkFLBData(l.FLB.Entries)
-		d.compareFLBs(l.FLB.Entries, m.FLBs)
-	}
-	switch {
-	case l.Sessions != nil:
-		d.compareFiles(l.Sessions.Sessions, m.Files)
-	case l.Ser != nil && l.SessionsPA == 0:
-		d.compareFiles(nil, m.Files) // luo_ser says: no sessions
-	}
-}
-
-// checkFLBData checks that each FLB's data, which kho-sim's FLBs set to
-// their payload's address, is preserved memory: a kernel FLB would
-// phys_to_virt it unchecked. Only kho-sim's own FLBs are known to hold an
-// address there.
-func (d *decoder) checkFLBData(table []FLBEntry) {
-	for _, e := range table {
-		switch _, err := d.in.Map(uint64(e.Data), 1); {
-		case errors.Is(err, physmem.ErrOutOfRegion):
-			d.find(whereFLB, kernel.UsesBadAddress, "FLB entry %d (%q): data %#x lies outside the region %#x-%#x", e.Index, e.Name, uint64(e.Data), d.r.Range().Start, d.r.Range().End()-1)
-		case errors.Is(err, kho.ErrNotPreserved):
-			d.find(whereFLB, kernel.UsesBadAddress, "FLB entry %d (%q): data %#x is not in the preserved-memory map", e.Index, e.Name, uint64(e.Data))
-		}
-	}
-}
-
-func (d *decoder) compareFLBs(table []FLBEntry, want []meta.FLB) {
-	got := map[string]FLBEntry{}
-	for _, e := range table {
-		if _, dup := got[e.Name]; !dup && e.NameTerminated {
-			got[e.Name] = e
-		}
-	}
-	for _, w := range want {
-		g, ok := got[w.Name]
-		switch {
-		case !ok:
-			d.find(whereFLB, kernel.LosesFLBState, "FLB %q missing from the table", w.Name)
-		case uint64(g.Data) != w.Data || g.Count != w.Count:
-			d.find(whereFLB, kernel.NoAction, "FLB %q: table has data %#x count %d, expected data %#x count %d", w.Name, uint64(g.Data), g.Count, w.Data, w.Count)
-		}
-		delete(got, w.Name)
-	}
-	for _, e := range table {
-		if _, left := got[e.Name]; left {
-			d.find(whereFLB, kernel.NoAction, "FLB %q in the table but never preserved", e.Name)
-			delete(got, e.Name)
-		}
-	}
-}
-
-func (d *decoder) compareFiles(sessions []Session, want []meta.File) {
-	type key struct {
-		session string
-		token   uint64
-	}
-	got := map[key]File{}
-	var order []key
-	for _, s := range sessions {
-		for _, f := range s.Files {
-			k := key{s.Name, uint64(f.Token)}
-			if _, dup := got[k]; !dup {
-				got[k] = f
-				order = append(order, k)
-			}
-		}
-	}
-	for _, w := range want {
-		k := key{w.Session, w.Token}
-		g, ok := got[k]
-		switch {
-		case !ok:
-			d.find(whereSessions, kernel.NoAction, "file %s/%d missing from the session blocks; its state is lost", w.Session, w.Token)
-		case g.Compatible != w.Handler || uint64(g.Data) != w.Data:
-			d.find(whereSessions, kernel.NoAction, "file %s/%d: session block has handler %q data %#x, expected handler %q data %#x",
-				w.Session, w.Token, g.Compatible, uint64(g.Data), w.Handler, w.Data)
-		}
-		delete(got, k)
-	}
-	for _, k := range order {
-		if _, left := got[k]; left {
-			d.find(whereSessions, kernel.NoAction, "file %q/%d in the session blocks but never preserved", k.session, k.token)
-		}
-	}
+	d.rep.Findings = append(d.rep.Findings, m.Check(d.luo, d.kexec)...)
 }
 
 // payload verifies a kho-sim payload as the next boot would; the size

@@ -240,7 +240,7 @@ func TestDecodeDamage(t *testing.T) {
 		}, whereFLB, "count 99, expected", ""},
 		{"FLB data unpreserved", func(t *testing.T, r *physmem.Region, rep *Report) {
 			put64(t, r, uint64(rep.LUO.FLBsPA)+16+48, r.End()-4096)
-		}, whereFLB, "is not in the preserved-memory map", kernel.V70.Does(kernel.UsesBadAddress)},
+		}, whereFLB, "is not in the preserved-memory map", kernel.V70.Does(kernel.UsesUnpreserved)},
 		{"FLB page unpreserved", func(t *testing.T, r *physmem.Region, rep *Report) {
 			replaceInFDT(t, r, rep, luo.FDTKHOEntryName, le64(uint64(rep.LUO.FLBsPA)), le64(r.End()-4096))
 		}, whereFLB, "page not in the preserved-memory map", kernel.V70.Does(kernel.UsesBadAddress)},

@@ -65,6 +65,7 @@ func (d *decoder) kexecMetadata() {
 		d.find(whereKexec, kernel.IgnoresMetadata, "%v", err)
 		return
 	}
+	d.kexec = &m
 	d.rep.KexecMetadata = &KexecMetadata{PA: s.PA, Size: s.BlobSize, Version: m.Version, PreviousRelease: m.PreviousRelease, KexecCount: m.KexecCount}
 }
 

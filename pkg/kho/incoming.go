@@ -197,6 +197,9 @@ func appendBits(blocks []Block, r Memory, start uint64, order uint, bm []byte) (
 // RootPA is where the root FDT was read.
 func (in *Incoming) RootPA() uint64 { return in.rootPA }
 
+// Memory is what the handover is read from.
+func (in *Incoming) Memory() Memory { return in.mem }
+
 // RootSize is the root FDT's totalsize.
 func (in *Incoming) RootSize() uint64 { return in.rootSize }
 

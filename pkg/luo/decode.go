@@ -221,7 +221,7 @@ func (d *decoder) luoFDT() {
 	h.Present = true
 	t, _, err := d.in.SubtreeFDT(FDTKHOEntryName)
 	if err != nil {
-		d.find(WhereSubtree, kernel.PanicsAtBoot, "%v", err)
+		d.find(WhereSubtree, kernel.PanicsAtBoot, "LUO FDT: %v", err)
 		return
 	}
 	h.Readable = true
@@ -340,7 +340,7 @@ func (d *decoder) luoBlob() {
 		blob, err = d.in.SubtreeBytes(FDTKHOEntryName)
 	}
 	if err != nil {
-		d.find(WhereSubtree, kernel.PanicsAtBoot, "%v", err)
+		d.find(WhereSubtree, kernel.PanicsAtBoot, "LUO blob: %v", err)
 		return
 	}
 	h.Readable = true
@@ -586,7 +586,7 @@ func (d *decoder) files72(s *SessionEntry, where string) {
 	s.FileBlocks = blocks
 	d.fileEntries(s, where, entries, kernel.FailsOpen)
 	if whole && uint64(len(entries)) != s.Count {
-		d.find(WhereSessions, kernel.FailsOpen, "%s: %d files in its blocks, %d in its entry (luo_file_deserialize: EINVAL)", where, len(entries), s.Count)
+		d.find(WhereSessions, kernel.FailsOpen, "%s: %d files in its blocks, %d in its entry (EINVAL)", where, len(entries), s.Count)
 	}
 }
 
