@@ -44,11 +44,8 @@ func TestKindsSortedDescribedAndParsed(t *testing.T) {
 	}
 }
 
-// The names this package spells out must match the packages that own them.
-func TestNamesMatchOwners(t *testing.T) {
-	if metaSubtree != meta.Name {
-		t.Errorf("metaSubtree %q, meta.Name %q", metaSubtree, meta.Name)
-	}
+// The offsets this package computes must be where the owners read.
+func TestOffsetsMatchOwners(t *testing.T) {
 	page := make([]byte, flb.PageSize)
 	binary.LittleEndian.PutUint64(page[flbDataOff:], 0x1234)
 	binary.LittleEndian.PutUint64(page[flbCountOff:], 7)
@@ -57,10 +54,6 @@ func TestNamesMatchOwners(t *testing.T) {
 	}
 	if _, count, _ := flb.ReadHeader(page); count != 7 {
 		t.Errorf("header count read as %d from offset %d", count, flbCountOff)
-	}
-	pl := make([]byte, payload.HeaderSize+8)
-	if _, err := payload.Write(pl, payload.Info{Name: "x", Size: 8}); err != nil || string(pl[:8]) != payloadMagic {
-		t.Errorf("payload starts % x (%v), want %q", pl[:8], err, payloadMagic)
 	}
 }
 

@@ -26,16 +26,7 @@ func imagePages(t testing.TB, h *handover) []uint64 {
 			pages = append(pages, pa)
 		}
 	}
-	cs, err := image{r, h.next.RootPA}.chunks()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range cs {
-		pages = append(pages, c.pa)
-		for i := range c.n {
-			pages = append(pages, le.Uint64(c.mem[chunkHeaderSize+i*bitmapPtrSize+8:]))
-		}
-	}
+	pages = append(pages, in.MapPages()...)
 	slices.Sort(pages)
 	return slices.Compact(pages)
 }

@@ -411,3 +411,43 @@ func (in *Incoming) check(pa, size uint64) error {
 	}
 	return nil
 }
+
+// FindMapBit finds where the memory map records the preserved block that
+// holds pa: 7.2's radix-tree bit (FindRadixBit) or 7.0's bit in a chunk's
+// bitmap. ok is false when no block holds pa. It reads the map as
+// ReadIncoming checked it.
+func (in *Incoming) FindMapBit(pa uint64) (b RadixBit, ok bool, err error) {
+	mapPA, err := in.root.Root.U64(PropMemoryMap)
+	if err != nil {
+		return RadixBit{}, false, fmt.Errorf("kho: %w", err)
+	}
+	if in.format == CompatibleV4 {
+		return FindRadixBit(in.mem, mapPA, pa)
+	}
+	for seen := 0; mapPA != 0 && seen < len(in.mapPages); seen++ {
+		chunk, err := in.mem.Bytes(mapPA, physmem.PageSize)
+		if err != nil {
+			return RadixBit{}, false, fmt.Errorf("kho: chunk %#x: %w", mapPA, err)
+		}
+		order := uint(binary.LittleEndian.Uint32(chunk[8:]))
+		n := min(binary.LittleEndian.Uint32(chunk[12:]), ChunkCapacity)
+		shift := order + pageShift
+		for i := range n {
+			elm := chunk[chunkHeaderSize+i*bitmapPtrSize:]
+			start, bmPA := binary.LittleEndian.Uint64(elm), binary.LittleEndian.Uint64(elm[8:])
+			if pa < start || (pa-start)>>shift >= preserveBits {
+				continue
+			}
+			bit := (pa - start) >> shift
+			bm, err := in.mem.Bytes(bmPA+bit/8, 1)
+			if err != nil {
+				return RadixBit{}, false, fmt.Errorf("kho: chunk %#x element %d: bitmap: %w", mapPA, i, err)
+			}
+			if bm[0]&(1<<(bit%8)) != 0 {
+				return RadixBit{BitmapPA: bmPA, Bit: bit, Block: Block{PA: start + bit<<shift, Order: order}}, true, nil
+			}
+		}
+		mapPA = binary.LittleEndian.Uint64(chunk)
+	}
+	return RadixBit{}, false, nil
+}

@@ -211,8 +211,9 @@ func (w *radixWalker) leaf(pa, start uint64) error {
 	return nil
 }
 
-// RadixBit is where a radix tree records one preserved block: the leaf
-// bitmap page, the bit in it and the block it stands for.
+// RadixBit is where a memory map records one preserved block: the bitmap
+// page (a radix leaf, or a 7.0 chunk's bitmap), the bit in it and the
+// block it stands for.
 type RadixBit struct {
 	BitmapPA uint64
 	Bit      uint64

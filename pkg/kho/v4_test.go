@@ -694,3 +694,51 @@ func TestFindRadixBit(t *testing.T) {
 		t.Fatal("a root outside the region: no error")
 	}
 }
+
+// TestFindMapBit finds, in both generations' memory maps, the bit that
+// preserves a page of every preserved block, and clearing it unpreserves
+// exactly that block.
+func TestFindMapBit(t *testing.T) {
+	for _, gen := range []kernel.Generation{kernel.V70, kernel.V72} {
+		t.Run(CompatibleOf(gen), func(t *testing.T) {
+			r := newRegion(t, 4<<20)
+			out, err := NewOutgoingWith(physmem.NewAllocator(r), Options{Generation: gen})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, size := range []uint64{4096, 3 * 4096, 64 << 10} {
+				if _, _, err := out.AllocPreserve(size); err != nil {
+					t.Fatal(err)
+				}
+			}
+			root, err := out.Finalize()
+			if err != nil {
+				t.Fatal(err)
+			}
+			in, err := ReadIncoming(r, root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, b := range out.Preserved() {
+				mb, ok, err := in.FindMapBit(b.End() - 1)
+				if err != nil || !ok || mb.Block != b {
+					t.Fatalf("block %v: %+v, %v, %v", b, mb, ok, err)
+				}
+			}
+			if mb, ok, err := in.FindMapBit(r.End() - 1); ok || err != nil {
+				t.Fatalf("the region's last page is in no block, found %+v, %v", mb, err)
+			}
+			last := out.Preserved()[len(out.Preserved())-1]
+			mb, _, _ := in.FindMapBit(last.PA)
+			bm, _ := r.Bytes(mb.BitmapPA+mb.Bit/8, 1)
+			bm[0] &^= 1 << (mb.Bit % 8)
+			again, err := ReadIncoming(r, root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := again.Blocks(); len(got) != len(out.Preserved())-1 || slices.Contains(got, last) {
+				t.Fatalf("after clearing %v's bit: %v", last, got)
+			}
+		})
+	}
+}

@@ -19,7 +19,11 @@ func serNumOff(f kernel.Generation) int {
 }
 
 func serSessionsOff(f kernel.Generation) int { return serNumOff(f) + 8 }
-func serFLBsOff(f kernel.Generation) int     { return serNumOff(f) + 16 }
+
+// SerField is the offset in struct luo_ser of generation g of its i-th u64
+// field: liveupdate_num, sessions_pa, flbs_pa.
+func SerField(g kernel.Generation, i int) int { return serNumOff(g) + 8*i }
+func serFLBsOff(f kernel.Generation) int      { return serNumOff(f) + 16 }
 
 // Ser is struct luo_ser as read back: the generation's compatible (empty
 // for luo-v2, whose compatible is in the FDT), the liveupdate number and
