@@ -144,6 +144,9 @@ const (
 	StopsAtFile
 	// IgnoresMetadata: kho_in_kexec_metadata (7.2) cannot use the blob.
 	IgnoresMetadata
+	// ReadsUnpreserved: the kernel reads one of its own structures from
+	// memory the previous kernel did not preserve.
+	ReadsUnpreserved
 )
 
 // predicate is the action's wording after the kernel's name.
@@ -171,6 +174,8 @@ func (a Action) predicate() string {
 		return "'s strcmp runs past the entry; the files after it are not restored"
 	case IgnoresMetadata:
 		return "warns and ignores the kexec-metadata (kexec_count restarts at 1)"
+	case ReadsUnpreserved:
+		return "reads memory the previous kernel did not preserve"
 	}
 	return ""
 }
@@ -222,3 +227,11 @@ func (f Finding) Error() string {
 
 // String is Error preceded by where.
 func (f Finding) String() string { return f.Where + ": " + f.Error() }
+
+// String is the action's wording without a kernel's name.
+func (a Action) String() string {
+	if p := a.predicate(); p != "" {
+		return strings.TrimPrefix(p, "'s ")
+	}
+	return "nothing kho-sim does not report"
+}

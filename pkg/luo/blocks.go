@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 )
 
 // blockSet models struct kho_block_set (kernel/liveupdate/kho_block.c of
@@ -157,7 +159,7 @@ var errBlockSetCorrupted = errors.New("block set is corrupted")
 // 7.2 the chain is first checked for a cycle or more than MaxBlocks blocks,
 // then every block's count must be 1 to perBlock; both fail with EINVAL.
 // Beyond 7.2 each block is mapped through Memory: one the previous kernel
-// did not preserve is a *BootError with ActionReadUnpreserved. head 0 is an
+// did not preserve is a *BootError with kernel.ReadsUnpreserved. head 0 is an
 // empty set.
 func restoreBlockSet(mem Memory, entrySize int, head uint64) (*blockSet, error) {
 	bs := newBlockSet(entrySize)
@@ -173,7 +175,7 @@ func restoreBlockSet(mem Memory, entrySize int, head uint64) (*blockSet, error) 
 			err = fmt.Errorf("mapped %d bytes: %w", len(m), unix.EFAULT)
 		}
 		if err != nil {
-			return nil, &BootError{Err: fmt.Errorf("block at %#x: %w", pa, err), KernelAction: ActionReadUnpreserved}
+			return nil, &BootError{Err: fmt.Errorf("block at %#x: %w", pa, err), KernelAction: kernel.ReadsUnpreserved}
 		}
 		bs.blocks = append(bs.blocks, setBlock{pa, m[:BlockSize]})
 		pa = le.Uint64(m)

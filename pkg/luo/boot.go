@@ -135,17 +135,17 @@ func headerPA(n *fdt.Node, prop string) (uint64, error) {
 }
 
 func panicErr(format string, a ...any) error {
-	return &BootError{Err: fmt.Errorf(format, a...), KernelAction: ActionPanic}
+	return &BootError{Err: fmt.Errorf(format, a...), KernelAction: kernel.PanicsAtBoot}
 }
 
 // SetupIncoming models luo_early_startup once KHO has found the "LUO"
 // subtree: luoFDT is that FDT. It checks what 7.0 checks (root compatible,
 // an 8-byte liveupdate-number, then luo_session_setup_incoming and
 // luo_flb_setup_incoming: node, compatible, 8-byte header address), each
-// failure being a *BootError with ActionPanic, as liveupdate_early_init
+// failure being a *BootError with kernel.PanicsAtBoot, as liveupdate_early_init
 // panics. Beyond 7.0 it parses the FDT strictly and maps the session block
 // and the FLB page through Memory.Map; a block the previous kernel did not
-// preserve is a *BootError with ActionReadUnpreserved. Nothing else is
+// preserve is a *BootError with kernel.ReadsUnpreserved. Nothing else is
 // read until Open. On any error LUO is disabled.
 //
 // The Core reads the generation it was made for (Options.ReadGeneration, else
@@ -166,7 +166,7 @@ func (c *Core) SetupIncoming(luoFDT []byte) error {
 	}
 	if err != nil {
 		c.flb.Disable()
-		return fmt.Errorf("LUO setup incoming: %w", err)
+		return fmt.Errorf("LUO setup incoming: %w", c.bootError(err))
 	}
 	return nil
 }
@@ -211,14 +211,14 @@ func (c *Core) setupIncoming(blob []byte) error {
 
 	sessBlock, err := c.mem.Map(sessPA, SessionBlockSize)
 	if err != nil {
-		return &BootError{Err: fmt.Errorf("session block at %#x: %w", sessPA, err), KernelAction: ActionReadUnpreserved}
+		return &BootError{Err: fmt.Errorf("session block at %#x: %w", sessPA, err), KernelAction: kernel.ReadsUnpreserved}
 	}
 	flbPage, err := c.mem.Map(flbPA, FLBPageSize)
 	if err != nil {
-		return &BootError{Err: fmt.Errorf("FLB page at %#x: %w", flbPA, err), KernelAction: ActionReadUnpreserved}
+		return &BootError{Err: fmt.Errorf("FLB page at %#x: %w", flbPA, err), KernelAction: kernel.ReadsUnpreserved}
 	}
 	if len(sessBlock) < SessionBlockSize || len(flbPage) < FLBPageSize {
-		return &BootError{Err: fmt.Errorf("mapped blocks too short: %w", unix.EFAULT), KernelAction: ActionReadUnpreserved}
+		return &BootError{Err: fmt.Errorf("mapped blocks too short: %w", unix.EFAULT), KernelAction: kernel.ReadsUnpreserved}
 	}
 	if err := c.flb.SetupIncoming(flbPage); err != nil {
 		return err

@@ -44,30 +44,31 @@ type Options struct {
 	ReadGeneration kernel.Generation
 }
 
-// KernelAction says what Linux 7.0 does with an incoming handover that the
-// model refuses.
-type KernelAction string
-
-// What 7.0 does with bad incoming state.
-const (
-	ActionPanic           KernelAction = "panics at boot (luo_restore_fail)"
-	ActionReadPastBlock   KernelAction = "reads past the end of a preserved block"
-	ActionReadUnpreserved KernelAction = "reads memory the previous kernel did not preserve"
-)
-
-// BootError reports incoming state that 7.0 cannot handle: Err says what is
-// wrong (an errno where the kernel returns one), KernelAction what the kernel
-// does about it.
+// BootError reports incoming state the kernel cannot handle: Err says what
+// is wrong (an errno where the kernel returns one), KernelAction what the
+// kernel of Generation ("" is 7.0) does about it: kernel.PanicsAtBoot,
+// kernel.ReadsPastBlock or kernel.ReadsUnpreserved.
 type BootError struct {
 	Err          error
-	KernelAction KernelAction
+	KernelAction kernel.Action
+	Generation   kernel.Generation
 }
 
 func (e *BootError) Error() string {
-	return fmt.Sprintf("%v: Linux 7.0 %s", e.Err, e.KernelAction)
+	return fmt.Sprintf("%v; %s", e.Err, e.Generation.Does(e.KernelAction))
 }
 
 func (e *BootError) Unwrap() error { return e.Err }
+
+// bootError names the reading kernel's generation in a BootError err
+// holds, and returns err.
+func (c *Core) bootError(err error) error {
+	var be *BootError
+	if errors.As(err, &be) && be.Generation == "" {
+		be.Generation = c.readFormat
+	}
+	return err
+}
 
 // sessionList models struct luo_session_header: one list of sessions and
 // its serialization block.

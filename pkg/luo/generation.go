@@ -156,11 +156,11 @@ func (c *Core) setupIncomingV2(blob []byte) error {
 	}
 	raw, err := c.mem.Map(serPA, SerV2Size)
 	if err != nil {
-		return &BootError{Err: fmt.Errorf("luo_ser at %#x: %w", serPA, err), KernelAction: ActionReadUnpreserved}
+		return &BootError{Err: fmt.Errorf("luo_ser at %#x: %w", serPA, err), KernelAction: kernel.ReadsUnpreserved}
 	}
 	ser, err := ParseSer(kernel.LUOv2, raw)
 	if err != nil {
-		return &BootError{Err: fmt.Errorf("luo_ser at %#x: %w", serPA, err), KernelAction: ActionReadUnpreserved}
+		return &BootError{Err: fmt.Errorf("luo_ser at %#x: %w", serPA, err), KernelAction: kernel.ReadsUnpreserved}
 	}
 	var block []byte
 	if ser.SessionsPA != 0 {
@@ -226,7 +226,7 @@ func (c *Core) mapFull(pa, size uint64, what string) ([]byte, error) {
 		err = fmt.Errorf("mapped %d bytes: %w", len(m), unix.EFAULT)
 	}
 	if err != nil {
-		return nil, &BootError{Err: fmt.Errorf("%s at %#x: %w", what, pa, err), KernelAction: ActionReadUnpreserved}
+		return nil, &BootError{Err: fmt.Errorf("%s at %#x: %w", what, pa, err), KernelAction: kernel.ReadsUnpreserved}
 	}
 	return m[:size], nil
 }

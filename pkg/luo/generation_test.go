@@ -348,7 +348,7 @@ func TestV5_DuplicateNameLeavesEmptyBlock(t *testing.T) {
 	next := New(mem, Options{Generation: kernel.V72})
 	err = next.SetupIncoming(luoBlob(t, mem, kernel.V72, pa))
 	var be *BootError
-	if !errors.As(err, &be) || be.KernelAction != ActionPanic || !errors.Is(err, unix.EINVAL) {
+	if !errors.As(err, &be) || be.KernelAction != kernel.PanicsAtBoot || !errors.Is(err, unix.EINVAL) {
 		t.Fatalf("SetupIncoming = %v, want a panic (EINVAL)", err)
 	}
 }
@@ -369,7 +369,7 @@ func TestSetupIncoming_OtherGeneration_Panics(t *testing.T) {
 				c := New(mem, Options{Generation: reader})
 				err := c.SetupIncoming(blob)
 				var be *BootError
-				if !errors.As(err, &be) || be.KernelAction != ActionPanic || !errors.Is(err, unix.EINVAL) {
+				if !errors.As(err, &be) || be.KernelAction != kernel.PanicsAtBoot || !errors.Is(err, unix.EINVAL) {
 					t.Fatalf("SetupIncoming = %v, want a panic (EINVAL)", err)
 				}
 				if c.Enabled() {
@@ -384,54 +384,54 @@ func TestSetupIncoming_V5_Corruption(t *testing.T) {
 	tests := []struct {
 		name   string
 		damage func(t *testing.T, mem *testMem, ser []byte) []byte // returns the blob to pass
-		action KernelAction
+		action kernel.Action
 		open   error // when SetupIncoming succeeds: Open's error
 	}{
-		{"blob too small", func(t *testing.T, mem *testMem, ser []byte) []byte { return ser[:SerSize-1] }, ActionPanic, nil},
-		{"compatible luo-v4", func(t *testing.T, mem *testMem, ser []byte) []byte { ser[5] = '4'; return ser }, ActionPanic, nil},
-		{"compatible without NUL", func(t *testing.T, mem *testMem, ser []byte) []byte { copy(ser, "luo-v5xx"); return ser }, ActionPanic, nil},
+		{"blob too small", func(t *testing.T, mem *testMem, ser []byte) []byte { return ser[:SerSize-1] }, kernel.PanicsAtBoot, nil},
+		{"compatible luo-v4", func(t *testing.T, mem *testMem, ser []byte) []byte { ser[5] = '4'; return ser }, kernel.PanicsAtBoot, nil},
+		{"compatible without NUL", func(t *testing.T, mem *testMem, ser []byte) []byte { copy(ser, "luo-v5xx"); return ser }, kernel.PanicsAtBoot, nil},
 		{"session chain loops", func(t *testing.T, mem *testMem, ser []byte) []byte {
 			head := le.Uint64(ser[16:])
 			le.PutUint64(luoBlobAt(t, mem, head, BlockSize), head)
 			return ser
-		}, ActionPanic, nil},
+		}, kernel.PanicsAtBoot, nil},
 		{"session block count 0", func(t *testing.T, mem *testMem, ser []byte) []byte {
 			le.PutUint64(luoBlobAt(t, mem, le.Uint64(ser[16:]), BlockSize)[8:], 0)
 			return ser
-		}, ActionPanic, nil},
+		}, kernel.PanicsAtBoot, nil},
 		{"session block count 52", func(t *testing.T, mem *testMem, ser []byte) []byte {
 			le.PutUint64(luoBlobAt(t, mem, le.Uint64(ser[16:]), BlockSize)[8:], SessionsPerBlock+1)
 			return ser
-		}, ActionPanic, nil},
+		}, kernel.PanicsAtBoot, nil},
 		{"session block unpreserved", func(t *testing.T, mem *testMem, ser []byte) []byte {
 			le.PutUint64(ser[16:], 0xdead000)
 			return ser
-		}, ActionReadUnpreserved, nil},
+		}, kernel.ReadsUnpreserved, nil},
 		{"FLB page unpreserved", func(t *testing.T, mem *testMem, ser []byte) []byte {
 			le.PutUint64(ser[24:], 0xdead000)
 			return ser
-		}, ActionReadUnpreserved, nil},
+		}, kernel.ReadsUnpreserved, nil},
 		{"file count mismatch", func(t *testing.T, mem *testMem, ser []byte) []byte {
 			e := luoBlobAt(t, mem, le.Uint64(ser[16:]), BlockSize)[BlockHeaderSize:]
 			le.PutUint64(e[72:], 3)
 			return ser
-		}, "", unix.EINVAL},
+		}, kernel.NoAction, unix.EINVAL},
 		{"file chain loops", func(t *testing.T, mem *testMem, ser []byte) []byte {
 			e := luoBlobAt(t, mem, le.Uint64(ser[16:]), BlockSize)[BlockHeaderSize:]
 			files := le.Uint64(e[64:])
 			le.PutUint64(luoBlobAt(t, mem, files, BlockSize), files)
 			return ser
-		}, "", unix.EINVAL},
+		}, kernel.NoAction, unix.EINVAL},
 		{"file block count 64", func(t *testing.T, mem *testMem, ser []byte) []byte {
 			e := luoBlobAt(t, mem, le.Uint64(ser[16:]), BlockSize)[BlockHeaderSize:]
 			le.PutUint64(luoBlobAt(t, mem, le.Uint64(e[64:]), BlockSize)[8:], FilesPerBlock+1)
 			return ser
-		}, "", unix.EINVAL},
+		}, kernel.NoAction, unix.EINVAL},
 		{"file block unpreserved", func(t *testing.T, mem *testMem, ser []byte) []byte {
 			e := luoBlobAt(t, mem, le.Uint64(ser[16:]), BlockSize)[BlockHeaderSize:]
 			le.PutUint64(e[64:], 0xdead000)
 			return ser
-		}, ActionReadUnpreserved, nil},
+		}, kernel.ReadsUnpreserved, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -451,7 +451,7 @@ func TestSetupIncoming_V5_Corruption(t *testing.T) {
 				}
 				return
 			}
-			if tt.action == ActionReadUnpreserved && err == nil {
+			if tt.action == kernel.ReadsUnpreserved && err == nil {
 				err = c.Open()
 			}
 			var be *BootError
@@ -549,7 +549,7 @@ func TestReadGeneration_CrossesGenerations(t *testing.T) {
 	}
 	other := New(mem, Options{Generation: kernel.V72, ReadGeneration: kernel.V70})
 	var be *BootError
-	if err := other.SetupIncoming(luoBlob(t, mem, kernel.V72, pa)); !errors.As(err, &be) || be.KernelAction != ActionPanic {
+	if err := other.SetupIncoming(luoBlob(t, mem, kernel.V72, pa)); !errors.As(err, &be) || be.KernelAction != kernel.PanicsAtBoot {
 		t.Fatalf("a luo-v1 reader given luo-v5: %v, want a panic", err)
 	}
 }

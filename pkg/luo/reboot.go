@@ -106,7 +106,7 @@ func (c *Core) deserialize() error {
 		return c.deserializeEr
 	}
 	c.deserialized = true
-	c.deserializeEr = c.deserializeSessions()
+	c.deserializeEr = c.bootError(c.deserializeSessions())
 	return c.deserializeEr
 }
 
@@ -126,7 +126,7 @@ func (c *Core) deserializeSessions() error {
 		if n > SessionMax {
 			return &BootError{
 				Err:          fmt.Errorf("session count %d exceeds %d: %w", n, SessionMax, unix.EINVAL),
-				KernelAction: ActionReadPastBlock,
+				KernelAction: kernel.ReadsPastBlock,
 			}
 		}
 		for i := range int(n) {
@@ -176,7 +176,7 @@ func (c *Core) deserializeFiles(s *Session, pa, count uint64) error {
 	if count > FileMax {
 		return &BootError{
 			Err:          fmt.Errorf("file count %d exceeds %d: %w", count, FileMax, unix.EINVAL),
-			KernelAction: ActionReadPastBlock,
+			KernelAction: kernel.ReadsPastBlock,
 		}
 	}
 	block, err := c.mem.Map(pa, FileBlockSize)
@@ -184,7 +184,7 @@ func (c *Core) deserializeFiles(s *Session, pa, count uint64) error {
 		err = fmt.Errorf("mapped %d bytes: %w", len(block), unix.EFAULT)
 	}
 	if err != nil {
-		return &BootError{Err: fmt.Errorf("file block at %#x: %w", pa, err), KernelAction: ActionReadUnpreserved}
+		return &BootError{Err: fmt.Errorf("file block at %#x: %w", pa, err), KernelAction: kernel.ReadsUnpreserved}
 	}
 	s.set.count = int64(count)
 	s.set.block, s.set.blockPA, s.set.mapped = block[:FileBlockSize], pa, true
