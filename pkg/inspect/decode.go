@@ -231,11 +231,17 @@ func (d *decoder) fdtSubtree(s *Subtree, trees map[string]*fdt.Tree) error {
 		return err
 	}
 	s.PA = Hex(pa)
+	return d.fdtChild(s, trees)
+}
+
+// fdtChild reads the child's FDT into s and trees.
+func (d *decoder) fdtChild(s *Subtree, trees map[string]*fdt.Tree) error {
 	t, blob, err := d.in.SubtreeFDT(s.Name)
 	if err != nil {
 		return err
 	}
-	d.setFDT(s, t, blob)
+	compat, _ := t.Root.Prop("compatible")
+	s.Kind, s.Size, s.Compatible, s.DTS = KindFDT, len(blob), cstring(compat), dts(t)
 	trees[s.Name] = t
 	return nil
 }
@@ -253,21 +259,10 @@ func (d *decoder) blobSubtree(s *Subtree, trees map[string]*fdt.Tree) error {
 		return err
 	}
 	if len(blob) >= 4 && binary.BigEndian.Uint32(blob) == fdt.Magic {
-		t, fdtBlob, err := d.in.SubtreeFDT(s.Name)
-		if err != nil {
-			return err
-		}
-		d.setFDT(s, t, fdtBlob)
-		trees[s.Name] = t
-		return nil
+		return d.fdtChild(s, trees)
 	}
 	s.Kind, s.Size, s.Hex = KindBlob, len(blob), hex.EncodeToString(blob[:min(len(blob), MaxBlobHex)])
 	return nil
-}
-
-func (d *decoder) setFDT(s *Subtree, t *fdt.Tree, blob []byte) {
-	compat, _ := t.Root.Prop("compatible")
-	s.Kind, s.Size, s.Compatible, s.DTS = KindFDT, len(blob), cstring(compat), dts(t)
 }
 
 // subtree returns the child called name as the report has it, or nil.

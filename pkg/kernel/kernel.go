@@ -91,25 +91,20 @@ func (g Generation) OrDefault() Generation {
 }
 
 // Name names a kernel of the generation in a sentence.
-func (g Generation) Name() string {
-	switch g.OrDefault() {
-	case LUOv2:
-		return "a kernel with the luo-v2 LUO ABI"
-	case V72:
-		return "Linux 7.2"
-	}
-	return "Linux 7.0"
-}
+func (g Generation) Name() string { name, _ := g.words(); return name }
 
 // subject is how a finding names the generation's kernel.
-func (g Generation) subject() string {
+func (g Generation) subject() string { _, subject := g.words(); return subject }
+
+// words are the generation's names in a sentence and in a finding.
+func (g Generation) words() (name, subject string) {
 	switch g.OrDefault() {
 	case LUOv2:
-		return "a luo-v2 kernel"
+		return "a kernel with the luo-v2 LUO ABI", "a luo-v2 kernel"
 	case V72:
-		return "the 7.2 kernel"
+		return "Linux 7.2", "the 7.2 kernel"
 	}
-	return "the 7.0 kernel"
+	return "Linux 7.0", "the 7.0 kernel"
 }
 
 // Action is what a kernel does with a handover that fails a check. The

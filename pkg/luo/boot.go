@@ -83,15 +83,9 @@ func (c *Core) fdtSetup() (uint64, error) {
 
 // sessionSetupOutgoing models luo_session_setup_outgoing.
 func (c *Core) sessionSetupOutgoing(b *fdt.Builder) error {
-	pa, block, err := c.mem.AllocPreserve(SessionBlockSize)
+	block, err := c.nodeBlock(b, SessionBlockSize, "session block", FDTSessionNode, FDTSessionCompatible, FDTSessionHeader)
 	if err != nil {
-		return fmt.Errorf("allocate session block: %w", err)
-	}
-	if err := errors.Join(b.BeginNode(FDTSessionNode),
-		b.PropertyString("compatible", FDTSessionCompatible),
-		b.PropertyU64(FDTSessionHeader, pa),
-		b.EndNode()); err != nil {
-		return errors.Join(err, c.mem.UnpreserveFree(pa))
+		return err
 	}
 	c.outgoing.rw.Lock()
 	c.outgoing.block, c.outgoing.active = block, true
@@ -101,17 +95,28 @@ func (c *Core) sessionSetupOutgoing(b *fdt.Builder) error {
 
 // flbSetupOutgoing models luo_flb_setup_outgoing.
 func (c *Core) flbSetupOutgoing(b *fdt.Builder) error {
-	pa, page, err := c.mem.AllocPreserve(FLBPageSize)
+	page, err := c.nodeBlock(b, FLBPageSize, "FLB page", FDTFLBNode, FDTFLBCompatible, FDTFLBHeader)
 	if err != nil {
-		return fmt.Errorf("allocate FLB page: %w", err)
-	}
-	if err := errors.Join(b.BeginNode(FDTFLBNode),
-		b.PropertyString("compatible", FDTFLBCompatible),
-		b.PropertyU64(FDTFLBHeader, pa),
-		b.EndNode()); err != nil {
-		return errors.Join(err, c.mem.UnpreserveFree(pa))
+		return err
 	}
 	return c.flb.SetupOutgoing(page)
+}
+
+// nodeBlock allocates and preserves a block of size bytes and adds the
+// LUO FDT node that points at it (compatible and header address), as the
+// session and FLB setups do; on failure the block is freed again.
+func (c *Core) nodeBlock(b *fdt.Builder, size uint64, what, node, compat, header string) ([]byte, error) {
+	pa, mem, err := c.mem.AllocPreserve(size)
+	if err != nil {
+		return nil, fmt.Errorf("allocate %s: %w", what, err)
+	}
+	if err := errors.Join(b.BeginNode(node),
+		b.PropertyString("compatible", compat),
+		b.PropertyU64(header, pa),
+		b.EndNode()); err != nil {
+		return nil, errors.Join(err, c.mem.UnpreserveFree(pa))
+	}
+	return mem, nil
 }
 
 // subnode models fdt_subnode_offset: a name without a unit address also

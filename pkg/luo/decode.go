@@ -508,16 +508,25 @@ func (d *decoder) session(i int, e []byte, first map[string]int) (SessionEntry, 
 	return s, where
 }
 
+// noFileBlock reports a session without a file block, which the kernel
+// WARNs about when the entry still claims files.
+func (d *decoder) noFileBlock(s *SessionEntry, where string) bool {
+	if s.FilesPA != 0 {
+		return false
+	}
+	if s.Count != 0 {
+		d.find(WhereSessions, kernel.WarnsNoFiles, "%s: %d files but no file block", where, s.Count)
+	}
+	return true
+}
+
 // files decodes one session's file block as luo_file_deserialize of 7.0
 // reads it.
 func (d *decoder) files(s *SessionEntry, where string) {
-	pa := s.FilesPA
-	if pa == 0 {
-		if s.Count != 0 {
-			d.find(WhereSessions, kernel.WarnsNoFiles, "%s: %d files but no file block", where, s.Count)
-		}
+	if d.noFileBlock(s, where) {
 		return
 	}
+	pa := s.FilesPA
 	n := s.Count
 	if n > FileMax {
 		d.find(WhereSessions, kernel.ReadsPastBlock, "%s: file count %d above LUO_FILE_MAX %d", where, n, FileMax)
@@ -575,14 +584,10 @@ func (d *decoder) sessions72(head uint64) *SessionTable {
 // files72 decodes one session's file chain as 7.2's luo_file_deserialize
 // reads it: restored whole or refused, then counted against the entry.
 func (d *decoder) files72(s *SessionEntry, where string) {
-	pa := s.FilesPA
-	if pa == 0 {
-		if s.Count != 0 {
-			d.find(WhereSessions, kernel.WarnsNoFiles, "%s: %d files but no file block", where, s.Count)
-		}
+	if d.noFileBlock(s, where) {
 		return
 	}
-	blocks, entries, whole := d.chain(where+" file", pa, FileEntrySize, kernel.FailsOpen)
+	blocks, entries, whole := d.chain(where+" file", s.FilesPA, FileEntrySize, kernel.FailsOpen)
 	s.FileBlocks = blocks
 	d.fileEntries(s, where, entries, kernel.FailsOpen)
 	if whole && uint64(len(entries)) != s.Count {

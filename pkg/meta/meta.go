@@ -77,21 +77,15 @@ func (m *Meta) Encode() ([]byte, error) {
 	_ = b.PropertyU64("skipped", uint64(m.Skipped))
 	_ = b.PropertyU64("tsc-hz", m.TSCHz)
 	_ = b.PropertyU64("tsc-reboot", m.TSCReboot)
-	_ = b.BeginNode("flbs")
-	for i, f := range m.FLBs {
-		_ = b.BeginNode(fmt.Sprintf("flb@%d", i))
+	children(b, "flbs", "flb", m.FLBs, func(f FLB) {
 		_ = b.PropertyString("name", f.Name)
 		_ = b.PropertyU64("data", f.Data)
 		_ = b.PropertyU64("count", f.Count)
 		_ = b.PropertyU64("size", f.Size)
 		_ = b.PropertyU64("seed", f.Seed)
 		_ = b.PropertyU32("crc", f.CRC)
-		_ = b.EndNode()
-	}
-	_ = b.EndNode()
-	_ = b.BeginNode("files")
-	for i, f := range m.Files {
-		_ = b.BeginNode(fmt.Sprintf("file@%d", i))
+	})
+	children(b, "files", "file", m.Files, func(f File) {
 		_ = b.PropertyString("session", f.Session)
 		_ = b.PropertyU64("token", f.Token)
 		_ = b.PropertyString("handler", f.Handler)
@@ -99,11 +93,21 @@ func (m *Meta) Encode() ([]byte, error) {
 		_ = b.PropertyU64("size", f.Size)
 		_ = b.PropertyU64("seed", f.Seed)
 		_ = b.PropertyU32("crc", f.CRC)
+	})
+	_ = b.EndNode()
+	return b.Finish()
+}
+
+// children writes node name with one child "kind@i" per item, whose
+// properties write adds. The builder's errors are sticky: Finish reports them.
+func children[T any](b *fdt.Builder, name, kind string, items []T, write func(T)) {
+	_ = b.BeginNode(name)
+	for i, it := range items {
+		_ = b.BeginNode(fmt.Sprintf("%s@%d", kind, i))
+		write(it)
 		_ = b.EndNode()
 	}
 	_ = b.EndNode()
-	_ = b.EndNode()
-	return b.Finish()
 }
 
 // Decode reads the metadata FDT, checking every property's presence
