@@ -167,16 +167,8 @@ func (d *decoder) rootUsable(t *fdt.Tree) bool {
 // listChildren records the root's children when their data cannot be read.
 func (d *decoder) listChildren(t *fdt.Tree, v4 bool) {
 	for _, c := range t.Root.Children {
-		s := Subtree{Name: c.Name}
-		if v4 {
-			pa, _ := c.U64(kho.PropBlobData)
-			s.PA = Hex(pa)
-			s.BlobSize, _ = c.U64(kho.PropBlobSize)
-		} else {
-			pa, _ := c.U64(kho.PropSubFDT)
-			s.PA = Hex(pa)
-		}
-		d.rep.Subtrees = append(d.rep.Subtrees, s)
+		pa, size, _ := kho.ChildProps(c, v4) // what can be read is shown
+		d.rep.Subtrees = append(d.rep.Subtrees, Subtree{Name: c.Name, PA: Hex(pa), BlobSize: size})
 	}
 }
 

@@ -285,18 +285,27 @@ func (in *Incoming) subtree(name string) (pa, size uint64, err error) {
 	if n == nil {
 		return 0, 0, fmt.Errorf("kho: no subtree %q: %w", name, unix.ENOENT)
 	}
-	if in.format != CompatibleV4 {
-		pa, err := n.U64(PropSubFDT)
-		if err != nil {
-			return 0, 0, fmt.Errorf("kho: subtree %q: %v: %w", name, err, unix.EINVAL)
+	return ChildProps(n, in.format == CompatibleV4)
+}
+
+// ChildProps reads a child of the root FDT as kho_retrieve_subtree does:
+// kho-v1's "fdt", or kho-v4's "preserved-data" and "blob-size" (size 0 in
+// kho-v1). EINVAL if one is not a u64; whichever of the two is readable
+// is returned all the same, for readers that show what there is.
+func ChildProps(n *fdt.Node, v4 bool) (pa, size uint64, err error) {
+	if !v4 {
+		if pa, err = n.U64(PropSubFDT); err != nil {
+			return 0, 0, fmt.Errorf("kho: subtree %q: %v: %w", n.Name, err, unix.EINVAL)
 		}
 		return pa, 0, nil
 	}
-	if pa, err = n.U64(PropBlobData); err != nil {
-		return 0, 0, fmt.Errorf("kho: subtree %q: %v: %w", name, err, unix.EINVAL)
-	}
-	if size, err = n.U64(PropBlobSize); err != nil {
-		return 0, 0, fmt.Errorf("kho: broken subtree %q: missing or invalid %s: %v: %w", name, PropBlobSize, err, unix.EINVAL)
+	pa, perr := n.U64(PropBlobData)
+	size, serr := n.U64(PropBlobSize)
+	switch {
+	case perr != nil:
+		return 0, size, fmt.Errorf("kho: subtree %q: %v: %w", n.Name, perr, unix.EINVAL)
+	case serr != nil:
+		return pa, 0, fmt.Errorf("kho: broken subtree %q: missing or invalid %s: %v: %w", n.Name, PropBlobSize, serr, unix.EINVAL)
 	}
 	return pa, size, nil
 }
