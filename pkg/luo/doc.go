@@ -19,6 +19,12 @@
 // in all; a Core reads only its own generation and refuses another one as
 // that kernel would (a panic, for every pair).
 //
+// Decode reads the incoming LUO state of any generation into a value
+// (Handover: generation, liveupdate number, FLB table, sessions, files)
+// with what is wrong with it as kernel.Findings, worded for the handover's
+// kernel; inspect, the simulator's incoming checks, corrupt and the guest
+// (through Read, the strict whole-handover reader) all read through it.
+//
 // Failures a 7.0 kernel only logs (WARN_ON, pr_warn) are kept in
 // Core.Warnings. Not modelled: ioctl plumbing, exclusive opening of
 // /dev/liveupdate, file references (fget/fput), kho_restore_free and
