@@ -3,6 +3,7 @@ package luo
 import (
 	"bytes"
 	"cmp"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -604,48 +605,49 @@ func (d *decoder) files72(s *SessionEntry, where string) {
 // whole is false when anything was wrong.
 func (d *decoder) chain(what string, head uint64, entrySize int, refused kernel.Action) (blocks []Block, entries [][]byte, whole bool) {
 	per := uint64((BlockSize - BlockHeaderSize) / entrySize)
-	blocks, whole = []Block{}, true
-	seen := map[uint64]bool{}
-	for pa := head; pa != 0; {
+	set, err := followChain(head, func(pa uint64) ([]byte, error) {
 		switch {
-		case seen[pa]:
-			d.find(WhereSessions, refused, "%s block chain loops back to %#x (kho_block_set_restore: EINVAL)", what, pa)
-			return blocks, entries, false
-		case len(seen) == MaxBlocks:
-			d.find(WhereSessions, refused, "%s block chain has more than KHO_MAX_BLOCKS %d blocks (kho_block_set_restore: EINVAL)", what, MaxBlocks)
-			return blocks, entries, false
 		case d.blocksLeft == 0:
 			d.find(WhereSessions, kernel.NoAction, "%s blocks not read: the handover's chains pass %d blocks, the most kho-sim reads", what, MaxChainBlocks)
-			return blocks, entries, false
+			return nil, errStop
 		case pa%BlockSize != 0:
 			d.find(WhereSessions, kernel.UsesBadAddress, "%s block %#x is not page aligned", what, pa)
-			return blocks, entries, false
+			return nil, errStop
 		}
-		seen[pa] = true
 		d.blocksLeft--
 		blk, err := d.in.Map(pa, BlockSize)
 		if err != nil {
 			d.find(WhereSessions, kernel.UsesBadAddress, "%s block %#x: %v", what, pa, err)
-			return blocks, entries, false
+			return nil, errStop
 		}
 		if o := d.claim(what+" block", pa, BlockSize); o != "" {
 			d.find(WhereSessions, kernel.NoAction, "%s block %#x is also %s", what, pa, o)
-			return blocks, entries, false
+			return nil, errStop
 		}
-		n := le.Uint64(blk[8:])
-		blocks = append(blocks, Block{PA: pa, Count: n})
+		return blk, nil
+	})
+	var ce *chainError
+	if errors.As(err, &ce) {
+		d.find(WhereSessions, refused, "%s %v (kho_block_set_restore: EINVAL)", what, ce)
+	}
+	blocks, whole = []Block{}, err == nil
+	for _, b := range set {
+		n := le.Uint64(b.mem[8:])
+		blocks = append(blocks, Block{PA: b.pa, Count: n})
 		if n == 0 || n > per {
-			d.find(WhereSessions, refused, "%s block %#x: count %d, want 1 to %d (kho_block_set_restore: EINVAL)", what, pa, n, per)
+			d.find(WhereSessions, refused, "%s block %#x: count %d, want 1 to %d (kho_block_set_restore: EINVAL)", what, b.pa, n, per)
 			whole = false
-			n = 0 // 7.2 reads no entry of a set it refuses; these would be guesses
+			continue // 7.2 reads no entry of a set it refuses; these would be guesses
 		}
 		for i := range int(n) {
-			entries = append(entries, blk[BlockHeaderSize+i*entrySize:][:entrySize])
+			entries = append(entries, b.mem[BlockHeaderSize+i*entrySize:][:entrySize])
 		}
-		pa = le.Uint64(blk)
 	}
 	return blocks, entries, whole
 }
+
+// errStop ends a chain walk whose reason is already a finding.
+var errStop = errors.New("chain walk stopped")
 
 // Structures lists where the handover lies: the KHO root and children
 // (kho.Incoming.Structures), then luo_ser, the session and file blocks and
