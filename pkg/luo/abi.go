@@ -47,6 +47,32 @@ const (
 
 var le = binary.LittleEndian
 
+// The fields of struct luo_session_ser {char name[64]; struct
+// luo_file_set_ser {u64 files; u64 count;}} and struct luo_file_ser {char
+// compatible[48]; u64 data; u64 token;}, the same in every generation:
+// the writers, the Core's incoming side and Decode all go through these.
+
+func sessionSer(e []byte) (name []byte, files, count uint64) {
+	return e[:SessionNameLen], le.Uint64(e[SessionNameLen:]), le.Uint64(e[SessionNameLen+8:])
+}
+
+// putFileSet writes a session entry's luo_file_set_ser.
+func putFileSet(e []byte, files, count uint64) {
+	le.PutUint64(e[SessionNameLen:], files)
+	le.PutUint64(e[SessionNameLen+8:], count)
+}
+
+func fileSer(e []byte) (compat []byte, data, token uint64) {
+	return e[:HandlerCompatLen], le.Uint64(e[HandlerCompatLen:]), le.Uint64(e[HandlerCompatLen+8:])
+}
+
+// putFileSer writes a luo_file_ser entry, the compatible by strscpy.
+func putFileSer(e []byte, compat string, data, token uint64) {
+	strscpy(e[:HandlerCompatLen], compat)
+	le.PutUint64(e[HandlerCompatLen:], data)
+	le.PutUint64(e[HandlerCompatLen+8:], token)
+}
+
 // cstring returns b up to its first NUL (all of b if none).
 func cstring(b []byte) string {
 	if i := bytes.IndexByte(b, 0); i >= 0 {

@@ -494,8 +494,9 @@ func (d *decoder) sessionBlockAt(pa uint64) {
 // session decodes one struct luo_session_ser, the same in every
 // generation, and checks its name; first maps names to their first index.
 func (d *decoder) session(i int, e []byte, first map[string]int) (SessionEntry, string) {
-	name, terminated := cfield(e[:SessionNameLen])
-	s := SessionEntry{Index: i, Name: name, NameTerminated: terminated, FilesPA: le.Uint64(e[64:]), Count: le.Uint64(e[72:]), FileBlocks: []Block{}, Files: []FileEntry{}}
+	raw, files, count := sessionSer(e)
+	name, terminated := cfield(raw)
+	s := SessionEntry{Index: i, Name: name, NameTerminated: terminated, FilesPA: files, Count: count, FileBlocks: []Block{}, Files: []FileEntry{}}
 	where := fmt.Sprintf("session %d %q", i, name)
 	if !terminated {
 		d.find(WhereSessions, kernel.NoAction, "%s: name has no NUL in its %d bytes; the kernel keeps %d of them", where, SessionNameLen, SessionNameLen-1)
@@ -552,8 +553,9 @@ func (d *decoder) files(s *SessionEntry, where string) {
 func (d *decoder) fileEntries(s *SessionEntry, where string, entries [][]byte, unterminated kernel.Action) {
 	tokens := map[uint64]int{}
 	for i, e := range entries {
-		compat, terminated := cfield(e[:HandlerCompatLen])
-		f := FileEntry{Index: i, Compatible: compat, CompatibleTerminated: terminated, Data: le.Uint64(e[48:]), Token: le.Uint64(e[56:])}
+		raw, data, token := fileSer(e)
+		compat, terminated := cfield(raw)
+		f := FileEntry{Index: i, Compatible: compat, CompatibleTerminated: terminated, Data: data, Token: token}
 		s.Files = append(s.Files, f)
 		if !terminated {
 			d.find(WhereSessions, unterminated, "%s file %d: compatible %q has no NUL in its %d bytes", where, i, compat, HandlerCompatLen)

@@ -188,13 +188,9 @@ func (s *Session) freeze(entry []byte) error {
 			s.unfreezeFiles(s.set.files[:i])
 			return fmt.Errorf("session %q: freeze token %#x: %w", s.name, f.token, err)
 		}
-		e := s.set.block[i*FileEntrySize:][:FileEntrySize]
-		strscpy(e[:HandlerCompatLen], f.fh.Compatible)
-		le.PutUint64(e[48:], f.data)
-		le.PutUint64(e[56:], f.token)
+		putFileSer(s.set.block[i*FileEntrySize:][:FileEntrySize], f.fh.Compatible, f.data, f.token)
 	}
-	le.PutUint64(entry[64:], s.set.blockPA)
-	le.PutUint64(entry[72:], uint64(s.set.count))
+	putFileSet(entry, s.set.blockPA, uint64(s.set.count))
 	return nil
 }
 
@@ -215,12 +211,9 @@ func (s *Session) freezeV5(entry []byte) error {
 			s.unfreezeFiles(s.set.files[:i])
 			return fmt.Errorf("session %q: freeze token %#x: %w", s.name, f.token, err)
 		}
-		strscpy(e[:HandlerCompatLen], f.fh.Compatible)
-		le.PutUint64(e[48:], f.data)
-		le.PutUint64(e[56:], f.token)
+		putFileSer(e, f.fh.Compatible, f.data, f.token)
 	}
-	le.PutUint64(entry[64:], s.set.blocks.headPA())
-	le.PutUint64(entry[72:], uint64(s.set.count))
+	putFileSet(entry, s.set.blocks.headPA(), uint64(s.set.count))
 	return nil
 }
 
@@ -262,7 +255,7 @@ func (s *Session) unfreeze(entry []byte) {
 		return
 	}
 	s.unfreezeFiles(s.set.files)
-	clear(entry[64:80])
+	clear(entry[SessionNameLen:SessionEntrySize])
 }
 
 // RetrieveFile models LIVEUPDATE_SESSION_RETRIEVE_FD (luo_retrieve_file):

@@ -134,13 +134,14 @@ func (c *Core) deserializeSessions() error {
 		}
 	}
 	for _, e := range entries {
-		s := &Session{core: c, incoming: true, name: sessionName(cstring(e[:SessionNameLen]))}
+		name, files, count := sessionSer(e)
+		s := &Session{core: c, incoming: true, name: sessionName(cstring(name))}
 		if err := l.insert(s, false); err != nil {
 			c.warn(fmt.Errorf("deserialize: insert session: %w", err))
 			return err
 		}
 		s.mu.Lock()
-		err := c.deserializeFiles(s, le.Uint64(e[64:]), le.Uint64(e[72:]))
+		err := c.deserializeFiles(s, files, count)
 		s.mu.Unlock()
 		if err == nil {
 			continue
@@ -203,12 +204,13 @@ func (c *Core) deserializeFiles(s *Session, pa, count uint64) error {
 // 7.0 and 7.2) to the first registered handler of its compatible (ENOENT
 // if none) and returns the incoming file.
 func fileFromEntry(handlers []*FileHandler, e []byte) (*luoFile, error) {
+	compat, data, token := fileSer(e)
 	for _, h := range handlers {
 		if compatMatches(h.Compatible, e) {
-			return &luoFile{fh: h, data: le.Uint64(e[48:]), token: le.Uint64(e[56:])}, nil
+			return &luoFile{fh: h, data: data, token: token}, nil
 		}
 	}
-	return nil, fmt.Errorf("no registered handler for compatible %q: %w", cstring(e[:HandlerCompatLen]), unix.ENOENT)
+	return nil, fmt.Errorf("no registered handler for compatible %q: %w", cstring(compat), unix.ENOENT)
 }
 
 // deserializeFilesV5 models 7.2's luo_file_deserialize: the file block
