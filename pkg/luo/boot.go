@@ -139,6 +139,25 @@ func headerPA(n *fdt.Node, prop string) (uint64, error) {
 	return le.Uint64(v), nil
 }
 
+// incomingNode models luo_session_setup_incoming's and
+// luo_flb_setup_incoming's look at their node: present (missing is the
+// errno 7.0 returns without it), compatible, an 8-byte header address;
+// each failure is a panic at boot.
+func incomingNode(root *fdt.Node, name, compat, header string, missing unix.Errno) (uint64, error) {
+	n := subnode(root, name)
+	if n == nil {
+		return 0, panicErr("no %q node: %w", name, missing)
+	}
+	if !n.IsCompatible(compat) {
+		return 0, panicErr("%q node not compatible with %q: %w", name, compat, unix.EINVAL)
+	}
+	pa, err := headerPA(n, header)
+	if err != nil {
+		return 0, panicErr("%q node: %w", name, err)
+	}
+	return pa, nil
+}
+
 func panicErr(format string, a ...any) error {
 	return &BootError{Err: fmt.Errorf(format, a...), KernelAction: kernel.PanicsAtBoot}
 }
@@ -190,28 +209,13 @@ func (c *Core) setupIncoming(blob []byte) error {
 		return panicErr("LUO FDT: %w", err)
 	}
 
-	sn := subnode(root, FDTSessionNode)
-	if sn == nil {
-		return panicErr("no %q node: %w", FDTSessionNode, unix.EINVAL)
-	}
-	if !sn.IsCompatible(FDTSessionCompatible) {
-		return panicErr("%q node not compatible with %q: %w", FDTSessionNode, FDTSessionCompatible, unix.EINVAL)
-	}
-	sessPA, err := headerPA(sn, FDTSessionHeader)
+	sessPA, err := incomingNode(root, FDTSessionNode, FDTSessionCompatible, FDTSessionHeader, unix.EINVAL)
 	if err != nil {
-		return panicErr("%q node: %w", FDTSessionNode, err)
+		return err
 	}
-
-	fn := subnode(root, FDTFLBNode)
-	if fn == nil {
-		return panicErr("no %q node: %w", FDTFLBNode, unix.ENOENT)
-	}
-	if !fn.IsCompatible(FDTFLBCompatible) {
-		return panicErr("%q node not compatible with %q: %w", FDTFLBNode, FDTFLBCompatible, unix.EINVAL)
-	}
-	flbPA, err := headerPA(fn, FDTFLBHeader)
+	flbPA, err := incomingNode(root, FDTFLBNode, FDTFLBCompatible, FDTFLBHeader, unix.ENOENT)
 	if err != nil {
-		return panicErr("%q node: %w", FDTFLBNode, err)
+		return err
 	}
 
 	sessBlock, err := c.mem.Map(sessPA, SessionBlockSize)
