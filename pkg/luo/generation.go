@@ -93,13 +93,9 @@ func (c *Core) setupOutgoingV2() (uint64, error) {
 	c.outgoing.block, c.outgoing.active = block, true
 	c.outgoing.rw.Unlock()
 	le.PutUint64(ser[serSessionsOff(kernel.LUOv2):], sessPA)
-	flbPA, err := c.flbSetupOutgoingRaw()
-	if err != nil {
+	if err := c.finishSer(kernel.LUOv2, ser); err != nil {
 		return fail(err)
 	}
-	le.PutUint64(ser[serFLBsOff(kernel.LUOv2):], flbPA)
-	le.PutUint64(ser[serNumOff(kernel.LUOv2):], c.liveupdateNum+1)
-	c.ser = ser
 	return fdtPA, nil
 }
 
@@ -114,17 +110,27 @@ func (c *Core) setupOutgoingV5() (uint64, error) {
 		return 0, fmt.Errorf("allocate luo_ser: %w", err)
 	}
 	strscpy(ser[:SerCompatLen], SerCompatible)
-	le.PutUint64(ser[serNumOff(kernel.V72):], c.liveupdateNum+1)
 	c.outgoing.rw.Lock()
 	c.outgoing.active = true
 	c.outgoing.rw.Unlock()
-	flbPA, err := c.flbSetupOutgoingRaw()
-	if err != nil {
+	if err := c.finishSer(kernel.V72, ser); err != nil {
 		return 0, errors.Join(err, c.mem.UnpreserveFree(serPA))
 	}
-	le.PutUint64(ser[serFLBsOff(kernel.V72):], flbPA)
-	c.ser = ser
 	return serPA, nil
+}
+
+// finishSer completes an outgoing struct luo_ser of generation g: the FLB
+// page (luo_flb_setup_outgoing) and the liveupdate number, incoming + 1;
+// reboot fills in sessions_pa.
+func (c *Core) finishSer(g kernel.Generation, ser []byte) error {
+	flbPA, err := c.flbSetupOutgoingRaw()
+	if err != nil {
+		return err
+	}
+	le.PutUint64(ser[serFLBsOff(g):], flbPA)
+	le.PutUint64(ser[serNumOff(g):], c.liveupdateNum+1)
+	c.ser = ser
+	return nil
 }
 
 // flbSetupOutgoingRaw models luo_flb_setup_outgoing(u64 *flbs_pa).
