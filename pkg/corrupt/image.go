@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/kho-sim/kho-sim/pkg/flb"
-	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
 	"github.com/kho-sim/kho-sim/pkg/meta"
@@ -93,9 +92,9 @@ func (im image) sub(name string) (*blob, error) {
 // LUO FDT's luo-abi-header (luo-v2), or the "LUO" child itself (7.2's raw
 // blob, which starts with its compatible).
 type luoSerAt struct {
-	pa  uint64
-	gen kernel.Generation
-	raw bool // 7.2: the blob itself, compatible first
+	pa     uint64
+	fields [3]uint64 // where liveupdate_num, sessions_pa, flbs_pa lie
+	raw    bool      // 7.2: the blob itself, compatible first
 }
 
 func (im image) luoSer() (luoSerAt, error) {
@@ -111,12 +110,16 @@ func (im image) luoSer() (luoSerAt, error) {
 	case !h.Followed:
 		return luoSerAt{}, fmt.Errorf("luo_ser at %#x cannot be read: %w", h.Ser.PA, ErrNotApplicable)
 	}
-	return luoSerAt{pa: h.Ser.PA, gen: h.Generation, raw: h.Generation == kernel.V72}, nil
+	at := luoSerAt{pa: h.Ser.PA, raw: h.In.Compatible() == kho.CompatibleV4}
+	for i := range at.fields {
+		at.fields[i] = h.Ser.PA + uint64(luo.SerField(h.Generation, i))
+	}
+	return at, nil
 }
 
 // field is the address of the i-th u64 field of struct luo_ser
 // (liveupdate_num, sessions_pa, flbs_pa in that order).
-func (s luoSerAt) field(i int) uint64 { return s.pa + uint64(luo.SerField(s.gen, i)) }
+func (s luoSerAt) field(i int) uint64 { return s.fields[i] }
 
 func (im image) withRoot(fn func(*blob) ([]edit, error)) ([]edit, error) {
 	b, err := im.root()

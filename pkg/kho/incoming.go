@@ -2,10 +2,8 @@ package kho
 
 import (
 	"cmp"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"math/bits"
 	"slices"
 
 	"golang.org/x/sys/unix"
@@ -123,75 +121,6 @@ func readFDT(r Memory, pa uint64) (*fdt.Tree, uint64, error) {
 	}
 	t, err := fdt.Parse(blob)
 	return t, uint64(size), err
-}
-
-func readMemoryMap(r Memory, pa uint64) ([]Block, []uint64, error) {
-	var blocks []Block
-	var pages []uint64
-	seen := map[uint64]bool{}
-	for pa != 0 {
-		if seen[pa] {
-			return nil, nil, fmt.Errorf("chunk list loops back to %#x (the 7.0 kernel loops forever in kho_mem_deserialize)", pa)
-		}
-		seen[pa] = true
-		pages = append(pages, pa)
-		if pa%physmem.PageSize != 0 {
-			return nil, nil, fmt.Errorf("chunk %#x is not page aligned", pa)
-		}
-		chunk, err := r.Bytes(pa, physmem.PageSize)
-		if err != nil {
-			return nil, nil, fmt.Errorf("chunk: %w", err)
-		}
-		next := binary.LittleEndian.Uint64(chunk[0:])
-		order := binary.LittleEndian.Uint32(chunk[8:])
-		n := binary.LittleEndian.Uint32(chunk[12:])
-		if order > MaxPageOrder {
-			return nil, nil, fmt.Errorf("chunk %#x: order %d above MAX_PAGE_ORDER %d", pa, order, MaxPageOrder)
-		}
-		if n > ChunkCapacity {
-			return nil, nil, fmt.Errorf("chunk %#x: num_elms %d above %d (the kernel would read past the chunk)", pa, n, ChunkCapacity)
-		}
-		for i := range n {
-			elm := chunk[chunkHeaderSize+i*bitmapPtrSize:]
-			start := binary.LittleEndian.Uint64(elm[0:])
-			bmPA := binary.LittleEndian.Uint64(elm[8:])
-			pages = append(pages, bmPA)
-			bm, err := r.Bytes(bmPA, physmem.PageSize)
-			if err != nil {
-				return nil, nil, fmt.Errorf("chunk %#x element %d: bitmap: %w", pa, i, err)
-			}
-			blocks, err = appendBits(blocks, r, start, uint(order), bm)
-			if err != nil {
-				return nil, nil, fmt.Errorf("chunk %#x element %d: %w", pa, i, err)
-			}
-		}
-		pa = next
-	}
-	slices.SortFunc(blocks, func(a, b Block) int { return cmp.Compare(a.PA, b.PA) })
-	for i := 1; i < len(blocks); i++ {
-		if blocks[i].PA < blocks[i-1].PA+blocks[i-1].Size() {
-			return nil, nil, fmt.Errorf("preserved blocks %#x and %#x overlap", blocks[i-1].PA, blocks[i].PA)
-		}
-	}
-	return blocks, pages, nil
-}
-
-func appendBits(blocks []Block, r Memory, start uint64, order uint, bm []byte) ([]Block, error) {
-	for w := 0; w < len(bm); w += 8 {
-		word := binary.LittleEndian.Uint64(bm[w:])
-		for word != 0 {
-			bit := uint64(w*8 + bits.TrailingZeros64(word))
-			word &= word - 1
-			pa := start + bit<<(order+pageShift)
-			b := Block{PA: pa, Order: order}
-			if pa < start || !contains(r, pa, b.Size()) {
-				return nil, fmt.Errorf("preserved block %#x (order %d) lies outside the region %#x-%#x; the kernel would reserve it blindly",
-					pa, order, r.Range().Start, r.Range().End()-1)
-			}
-			blocks = append(blocks, b)
-		}
-	}
-	return blocks, nil
 }
 
 // RootPA is where the root FDT was read.
@@ -433,30 +362,5 @@ func (in *Incoming) FindMapBit(pa uint64) (b RadixBit, ok bool, err error) {
 	if in.format == CompatibleV4 {
 		return FindRadixBit(in.mem, mapPA, pa)
 	}
-	for seen := 0; mapPA != 0 && seen < len(in.mapPages); seen++ {
-		chunk, err := in.mem.Bytes(mapPA, physmem.PageSize)
-		if err != nil {
-			return RadixBit{}, false, fmt.Errorf("kho: chunk %#x: %w", mapPA, err)
-		}
-		order := uint(binary.LittleEndian.Uint32(chunk[8:]))
-		n := min(binary.LittleEndian.Uint32(chunk[12:]), ChunkCapacity)
-		shift := order + pageShift
-		for i := range n {
-			elm := chunk[chunkHeaderSize+i*bitmapPtrSize:]
-			start, bmPA := binary.LittleEndian.Uint64(elm), binary.LittleEndian.Uint64(elm[8:])
-			if pa < start || (pa-start)>>shift >= preserveBits {
-				continue
-			}
-			bit := (pa - start) >> shift
-			bm, err := in.mem.Bytes(bmPA+bit/8, 1)
-			if err != nil {
-				return RadixBit{}, false, fmt.Errorf("kho: chunk %#x element %d: bitmap: %w", mapPA, i, err)
-			}
-			if bm[0]&(1<<(bit%8)) != 0 {
-				return RadixBit{BitmapPA: bmPA, Bit: bit, Block: Block{PA: start + bit<<shift, Order: order}}, true, nil
-			}
-		}
-		mapPA = binary.LittleEndian.Uint64(chunk)
-	}
-	return RadixBit{}, false, nil
+	return findChunkBit(in.mem, mapPA, pa, len(in.mapPages))
 }

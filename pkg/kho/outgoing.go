@@ -406,69 +406,6 @@ func (o *Outgoing) freeSerializedLocked() {
 	o.serialized = nil
 }
 
-// serializeMemoryMap models kho_mem_serialize: one run of chunks per order,
-// ascending; within an order, one bitmap per PRESERVE_BITS blocks, ascending.
-func (o *Outgoing) serializeMemoryMap() (uint64, error) {
-	type key struct {
-		order uint
-		index uint64
-	}
-	type bitmap struct {
-		pa  uint64
-		mem []byte
-	}
-	bitmaps := map[key]bitmap{}
-	var keys []key
-	for pfn, order := range o.preserved {
-		high := pfn >> order
-		k := key{order, high / preserveBits}
-		bm, ok := bitmaps[k]
-		if !ok {
-			pa, mem, err := o.alloc.Alloc(physmem.PageSize, false)
-			if err != nil {
-				return 0, fmt.Errorf("kho: allocate memory map bitmap: %w", err)
-			}
-			o.serialized = append(o.serialized, pa)
-			bm = bitmap{pa, mem}
-			bitmaps[k] = bm
-			keys = append(keys, k)
-		}
-		bit := high % preserveBits
-		bm.mem[bit/8] |= 1 << (bit % 8)
-	}
-	slices.SortFunc(keys, func(a, b key) int {
-		if a.order != b.order {
-			return int(a.order) - int(b.order)
-		}
-		return cmp.Compare(a.index, b.index)
-	})
-	var first uint64
-	var chunk []byte
-	var n uint32
-	for i, k := range keys {
-		if chunk == nil || k.order != keys[i-1].order || n == ChunkCapacity {
-			pa, mem, err := o.alloc.Alloc(physmem.PageSize, false)
-			if err != nil {
-				return 0, fmt.Errorf("kho: allocate memory map chunk: %w", err)
-			}
-			o.serialized = append(o.serialized, pa)
-			binary.LittleEndian.PutUint32(mem[8:], uint32(k.order))
-			if chunk == nil {
-				first = pa
-			} else {
-				binary.LittleEndian.PutUint64(chunk[0:], pa)
-			}
-			chunk, n = mem, 0
-		}
-		elm := chunk[chunkHeaderSize+int(n)*bitmapPtrSize:]
-		binary.LittleEndian.PutUint64(elm[0:], (k.index*preserveBits)<<(k.order+pageShift))
-		binary.LittleEndian.PutUint64(elm[8:], bitmaps[k].pa)
-		n++
-		binary.LittleEndian.PutUint32(chunk[12:], n)
-	}
-	return first, nil
-}
-
 // writeEmptyRoot models kho_out_fdt_setup: the root with its compatible
 // and preserved-memory-map, built with libfdt's sequential writer in the
 // root's page.
