@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/kho-sim/kho-sim/pkg/check"
-	"github.com/kho-sim/kho-sim/pkg/fdt"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/ktap"
 	"github.com/kho-sim/kho-sim/pkg/meta"
@@ -214,27 +213,6 @@ func luoFDT(t *testing.T, r *physmem.Region, root uint64) uint64 {
 		t.Fatal(err)
 	}
 	return pa
-}
-
-func TestMetaRoundTrip(t *testing.T) {
-	m := &Meta{Scenario: "s", Boot: 2, Boots: 5, LUONumber: 2, Fix: true, Passed: 1, TSCHz: 3e9, TSCReboot: 7,
-		FLBs:  []MetaFLB{{Name: "a", Data: 1, Count: 2, Size: 3, Seed: 4, CRC: 5}},
-		Files: []MetaFile{{Session: "s", Token: 9, Handler: "h", Data: 8, Size: 7, Seed: 6, CRC: 5}}}
-	blob, err := m.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tree, err := fdt.Parse(blob)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := DecodeMeta(tree)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(got) != fmt.Sprint(m) {
-		t.Fatalf("got %+v\nwant %+v", got, m)
-	}
 }
 
 // BenchmarkHop measures one full boot (incoming checks, retrieve, finish,
