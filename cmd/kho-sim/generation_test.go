@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/ktap"
-	"github.com/kho-sim/kho-sim/pkg/sim"
 )
 
 // TestSimABIRoundTrips: every generation passes a three-boot run.
@@ -66,15 +66,15 @@ func TestChooseABI(t *testing.T) {
 	tests := []struct {
 		flag, param string
 		boot        int
-		want        sim.ABI
+		want        kernel.Generation
 		bad         bool
 	}{
-		{"", "", 1, sim.ABI70, false},
-		{"", "7.2", 3, sim.ABI72, false},
-		{"", "7.0,7.2", 1, sim.ABI70, false},
-		{"", "7.0,7.2", 2, sim.ABI72, false},
-		{"", "7.0,7.2", 3, sim.ABI70, false},
-		{"luo-v2", "7.2", 2, sim.ABILUOv2, false},
+		{"", "", 1, kernel.V70, false},
+		{"", "7.2", 3, kernel.V72, false},
+		{"", "7.0,7.2", 1, kernel.V70, false},
+		{"", "7.0,7.2", 2, kernel.V72, false},
+		{"", "7.0,7.2", 3, kernel.V70, false},
+		{"luo-v2", "7.2", 2, kernel.LUOv2, false},
 		{"", "7.5", 1, "", true},
 	}
 	for _, tt := range tests {
@@ -91,7 +91,7 @@ func TestChooseABI(t *testing.T) {
 	}
 	f := runFlags{hops: -1}
 	c, err := f.resolve(map[string]string{paramABI: "7.0,7.2", paramBoot: "2", paramHops: "3", paramRegion: "16M@0x10000000"}, "")
-	if err != nil || c.ABI != sim.ABI72 {
+	if err != nil || c.ABI != kernel.V72 {
 		t.Fatalf("resolve: ABI %q, %v; want 7.2 for boot 2", c.ABI, err)
 	}
 }

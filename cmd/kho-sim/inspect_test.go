@@ -11,8 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kho-sim/kho-sim/internal/realhandover"
 	"github.com/kho-sim/kho-sim/pkg/check"
-	"github.com/kho-sim/kho-sim/pkg/gen72"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
@@ -36,11 +37,11 @@ const (
 // and returns the file and the root address it handed over.
 func handoverImage(t *testing.T) (string, uint64) {
 	t.Helper()
-	return handoverImageABI(t, sim.ABI70)
+	return handoverImageABI(t, kernel.V70)
 }
 
 // handoverImageABI is handoverImage in the given generation.
-func handoverImageABI(t *testing.T, abi sim.ABI) (string, uint64) {
+func handoverImageABI(t *testing.T, abi kernel.Generation) (string, uint64) {
 	t.Helper()
 	sc, err := scenario.Lookup("default")
 	if err != nil {
@@ -90,8 +91,12 @@ func expectedHandover(t *testing.T, path string, root uint64) expected {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.flbs, err = sim.ReadFLBTable(page); err != nil || len(e.flbs) == 0 {
-		t.Fatalf("FLB table %v, %v", e.flbs, err)
+	table, findings := luo.ReadFLBTable(kernel.V70, e.flbPA, page)
+	for _, f := range table.Entries {
+		e.flbs = append(e.flbs, check.Entry{Name: f.Name, Data: f.Data, Count: f.Count})
+	}
+	if len(findings) != 0 || len(e.flbs) == 0 {
+		t.Fatalf("FLB table %v, %v", e.flbs, findings)
 	}
 	sessPA, _ := tree.Lookup("/" + luo.FDTSessionNode).U64(luo.FDTSessionHeader)
 	block, err := in.Map(sessPA, luo.SessionBlockSize)
@@ -245,7 +250,7 @@ func TestInspectDamagedImage(t *testing.T) {
 	if code != 1 || errs != "" {
 		t.Errorf("exit %d, stderr %q; want 1 and nothing on stderr", code, errs)
 	}
-	for _, w := range []string{"FLB header count 64 above LUO_FLB_MAX 63", string(sim.ReadsPastPage), `compatible = "kho-v1";`, want.flbs[0].Name} {
+	for _, w := range []string{"FLB header count 64 above LUO_FLB_MAX 63", kernel.V70.Does(kernel.ReadsPastPage), `compatible = "kho-v1";`, want.flbs[0].Name} {
 		if !strings.Contains(out, w) {
 			t.Errorf("output lacks %q", w)
 		}
@@ -254,7 +259,7 @@ func TestInspectDamagedImage(t *testing.T) {
 	var doc struct {
 		Findings []struct{ Where, What, Kernel string } `json:"findings"`
 	}
-	if err := json.Unmarshal([]byte(out), &doc); code != 1 || err != nil || len(doc.Findings) == 0 || doc.Findings[0].Kernel != string(sim.ReadsPastPage) {
+	if err := json.Unmarshal([]byte(out), &doc); code != 1 || err != nil || len(doc.Findings) == 0 || doc.Findings[0].Kernel != kernel.V70.Does(kernel.ReadsPastPage) {
 		t.Errorf("JSON: exit %d, %v, %+v", code, err, doc.Findings)
 	}
 	after, err := os.ReadFile(path)
@@ -326,7 +331,7 @@ func TestInspectHelp(t *testing.T) {
 }
 
 func TestInspectGenerations(t *testing.T) {
-	for _, abi := range sim.ABIs() {
+	for _, abi := range kernel.Generations() {
 		t.Run(string(abi), func(t *testing.T) {
 			path, root := handoverImageABI(t, abi)
 			code, out, errs := runCLI("inspect", "--json", "--image", path, "--root", fmt.Sprintf("%#x", root))
@@ -355,56 +360,10 @@ func TestInspectGenerations(t *testing.T) {
 	}
 }
 
-// realImage writes the pages a real Linux 7.2 kernel handed over
-// (pkg/gen72/testdata) into a sparse raw memory image whose byte 0 is
-// physical address 0, large enough for every block the handover's memory
-// map preserves, and returns it with the root FDT's address.
-func realImage(t *testing.T) (string, uint64) {
-	t.Helper()
-	f, err := os.Open("../../pkg/gen72/testdata/real-7.2/handover.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	d, err := gen72.ParseDump(f)
-	if err != nil || d.Setup == nil {
-		t.Fatalf("dump: %v", err)
-	}
-	h, err := gen72.Decode(d.Pages, d.Setup.FDTAddr, d.Setup.FDTSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var end uint64
-	for _, b := range h.MemoryMap.Blocks {
-		end = max(end, b.End())
-	}
-	end = (end + 1<<20 - 1) &^ (1<<20 - 1)
-	path := filepath.Join(t.TempDir(), "real-7.2.mem")
-	img, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer img.Close()
-	if err := img.Truncate(int64(end)); err != nil {
-		t.Fatal(err)
-	}
-	for _, pa := range d.Pages.Addresses() {
-		if pa < end { // beyond: the scratch array, not part of the handover
-			if _, err := img.WriteAt(d.Pages.Page(pa), int64(pa)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := img.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return path, d.Setup.FDTAddr
-}
-
 // TestInspectRealHandover inspects a saved real 7.2 kernel's handover:
 // valid, with the kernel's test FLBs, both sessions and the four memfds.
 func TestInspectRealHandover(t *testing.T) {
-	path, root := realImage(t)
+	path, root := realhandover.Image(t)
 	args := []string{"inspect", "--image", path, "--base", "0", "--root", fmt.Sprintf("%#x", root)}
 	code, out, errs := runCLI(args...)
 	if code != 0 || errs != "" {

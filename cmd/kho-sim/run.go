@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kho-sim/kho-sim/internal/cmdline"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kexec"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 	"github.com/kho-sim/kho-sim/pkg/sim"
@@ -264,12 +265,12 @@ func loadNext(f runFlags, cmdline string, next sim.Handover, start time.Time) ([
 // chooseABI picks this boot's generation from the flag, else kho_sim.abi=:
 // boot n takes entry (n-1) mod len of the list, so one chain can cross
 // generations and show what the next kernel does with the handover.
-func chooseABI(flagValue, param string, boot int) (sim.ABI, error) {
+func chooseABI(flagValue, param string, boot int) (kernel.Generation, error) {
 	v, from := flagValue, "--abi"
 	if v == "" {
 		v, from = param, paramABI
 	}
-	list, err := sim.ParseABIList(v)
+	list, err := kernel.ParseList(v)
 	if err != nil {
 		return "", usageError{fmt.Sprintf("%s: %v", from, err)}
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 	"github.com/kho-sim/kho-sim/pkg/sim"
 )
@@ -45,13 +46,13 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	abis, err := sim.ParseABIList(*abiFlag)
+	abis, err := kernel.ParseList(*abiFlag)
 	if err != nil {
 		return usageError{fmt.Sprintf("--abi: %v", err)}
 	}
-	var readABI sim.ABI
+	var readABI kernel.Generation
 	if *readABIFlag != "" {
-		if readABI, err = sim.ParseABI(*readABIFlag); err != nil {
+		if readABI, err = kernel.Parse(*readABIFlag); err != nil {
 			return usageError{fmt.Sprintf("--read-abi: %v", err)}
 		}
 	}

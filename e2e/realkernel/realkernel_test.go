@@ -15,7 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kho-sim/kho-sim/pkg/gen72"
+	"github.com/kho-sim/kho-sim/pkg/kho"
+	"github.com/kho-sim/kho-sim/pkg/luo"
 )
 
 // requireEnv opts in: "1" runs and skips over a missing tool, "required"
@@ -181,7 +182,7 @@ func (h *harness) goBuild(pkg, name string) string {
 // pointed at it).
 func (h *harness) captureAndInspect(kernel, khoSim string) {
 	t := h.t
-	committed := loadHandover(t, filepath.Join(h.repo, "pkg/gen72/testdata/real-7.2/handover.txt"))
+	committed := loadHandover(t, filepath.Join(h.repo, "testdata/real-7.2/handover.txt"))
 
 	dir := h.capture(kernel, "retrieve", "")
 	// What the guest read through /dev/mem after the kexec equals the RAM
@@ -285,8 +286,8 @@ func unexpectedDifferences(report string, luoFreed bool) []string {
 
 // handover is a parsed dump and its decoded handover.
 type handover struct {
-	dump *gen72.Dump
-	h    *gen72.Handover
+	dump *kho.Dump
+	h    *luo.Handover
 }
 
 func loadHandover(t *testing.T, path string) handover {
@@ -296,16 +297,16 @@ func loadHandover(t *testing.T, path string) handover {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	d, err := gen72.ParseDump(f)
+	d, err := kho.ParseDump(f)
 	if err != nil || d.Setup == nil {
 		t.Fatalf("%s: %v (setup %v)", path, err, d != nil && d.Setup != nil)
 	}
-	h, err := gen72.Decode(d.Pages, d.Setup.FDTAddr, d.Setup.FDTSize)
+	h, err := luo.Read(d.Pages, d.Setup.FDTAddr)
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
-	if h.LUO == nil || h.LUO.FLB == nil {
-		t.Fatalf("%s: no LUO state or no FLB page", path)
+	if h.FLB == nil || h.Sessions == nil {
+		t.Fatalf("%s: no LUO sessions or no FLB page", path)
 	}
 	return handover{dump: d, h: h}
 }
@@ -316,7 +317,7 @@ func loadHandover(t *testing.T, path string) handover {
 func sparseImage(t *testing.T, ho handover, path string) (string, uint64) {
 	t.Helper()
 	var end uint64
-	for _, b := range ho.h.MemoryMap.Blocks {
+	for _, b := range ho.h.In.Blocks() {
 		end = max(end, b.End())
 	}
 	end = (end + 1<<20 - 1) &^ (1<<20 - 1)
@@ -346,29 +347,29 @@ func sparseImage(t *testing.T, ho handover, path string) (string, uint64) {
 // addresses may differ.
 func compareHandovers(t *testing.T, committed, fresh handover) {
 	t.Helper()
-	want := committed.dump.Pages.Page(committed.h.LUO.FLB.PA)
-	got := fresh.dump.Pages.Page(fresh.h.LUO.FLB.PA)
+	want := committed.dump.Pages.Page(committed.h.FLB.PA)
+	got := fresh.dump.Pages.Page(fresh.h.FLB.PA)
 	if !bytes.Equal(got, want) {
-		t.Errorf("the fresh FLB page at %#x differs from the committed one at %#x", fresh.h.LUO.FLB.PA, committed.h.LUO.FLB.PA)
+		t.Errorf("the fresh FLB page at %#x differs from the committed one at %#x", fresh.h.FLB.PA, committed.h.FLB.PA)
 	}
-	if n := len(fresh.h.LUO.FLB.Entries); n != testFLBs {
+	if n := len(fresh.h.FLB.Entries); n != testFLBs {
 		t.Errorf("%d FLBs, want %d", n, testFLBs)
 	}
-	for i, e := range fresh.h.LUO.FLB.Entries {
+	for i, e := range fresh.h.FLB.Entries {
 		if wantName := fmt.Sprintf("liveupdate-test-flb-v%d", i); e.Name != wantName || e.Data != uint64(testFLBData)+uint64(i) || e.Count != 4 {
 			t.Errorf("FLB %d: %q data %#x count %d, want %q %#x 4", i, e.Name, e.Data, e.Count, wantName, uint64(testFLBData)+uint64(i))
 		}
 	}
-	if g, w := sessionSummary(fresh.h.LUO), sessionSummary(committed.h.LUO); g != w {
+	if g, w := sessionSummary(fresh.h), sessionSummary(committed.h); g != w {
 		t.Errorf("sessions and files differ:\nfresh:\n%s\ncommitted:\n%s", g, w)
 	}
 }
 
 // sessionSummary lists sessions and files without their addresses.
-func sessionSummary(l *gen72.LUO) string {
+func sessionSummary(h *luo.Handover) string {
 	var b strings.Builder
-	for _, s := range l.Sessions {
-		fmt.Fprintf(&b, "session %q: %d files\n", s.Name, s.FileCount)
+	for _, s := range h.Sessions.Sessions {
+		fmt.Fprintf(&b, "session %q: %d files\n", s.Name, s.Count)
 		for _, f := range s.Files {
 			fmt.Fprintf(&b, "  %q token %#x\n", f.Compatible, f.Token)
 		}

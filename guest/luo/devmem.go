@@ -4,7 +4,8 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/kho-sim/kho-sim/pkg/gen72"
+	"github.com/kho-sim/kho-sim/pkg/kho"
+	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
 // maxDevMemRead bounds one read, whatever a hostile handover asks for.
@@ -27,16 +28,19 @@ func openDevMem() (*devMem, error) {
 	return &devMem{f: f, touched: make(map[uint64]bool)}, nil
 }
 
-// Bytes implements gen72.Memory.
+// Range implements kho.Memory: all of physical memory.
+func (d *devMem) Range() physmem.Range { return physmem.Range{Start: 0, Size: kho.MaxPhysAddr} }
+
+// Bytes implements kho.Memory.
 func (d *devMem) Bytes(pa, n uint64) ([]byte, error) {
-	if n > maxDevMemRead || pa >= gen72.MaxPhysAddr || pa+n > gen72.MaxPhysAddr {
-		return nil, fmt.Errorf("/dev/mem: %d bytes at %#x: %w", n, pa, gen72.ErrUnavailable)
+	if n > maxDevMemRead || pa >= kho.MaxPhysAddr || pa+n > kho.MaxPhysAddr {
+		return nil, fmt.Errorf("/dev/mem: %d bytes at %#x: %w", n, pa, kho.ErrUnavailable)
 	}
 	b := make([]byte, n)
 	if _, err := d.f.ReadAt(b, int64(pa)); err != nil {
 		return nil, fmt.Errorf("/dev/mem: %d bytes at %#x: %w", n, pa, err)
 	}
-	for p := pa &^ (gen72.PageSize - 1); p < pa+n; p += gen72.PageSize {
+	for p := pa &^ (physmem.PageSize - 1); p < pa+n; p += physmem.PageSize {
 		d.touched[p] = true
 	}
 	return b, nil
@@ -44,7 +48,7 @@ func (d *devMem) Bytes(pa, n uint64) ([]byte, error) {
 
 // page reads one page without recording it.
 func (d *devMem) page(pa uint64) ([]byte, error) {
-	b := make([]byte, gen72.PageSize)
+	b := make([]byte, physmem.PageSize)
 	if _, err := d.f.ReadAt(b, int64(pa)); err != nil {
 		return nil, fmt.Errorf("/dev/mem: page %#x: %w", pa, err)
 	}

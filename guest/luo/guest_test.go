@@ -9,7 +9,8 @@ import (
 	"testing"
 
 	"github.com/kho-sim/kho-sim/pkg/fdt"
-	"github.com/kho-sim/kho-sim/pkg/gen72"
+	"github.com/kho-sim/kho-sim/pkg/kho"
+	"github.com/kho-sim/kho-sim/pkg/physmem"
 	"github.com/u-root/u-root/pkg/cpio"
 	"golang.org/x/sys/unix"
 )
@@ -121,13 +122,13 @@ func TestInitramfsFiles(t *testing.T) {
 // TestMemoryMapFromFDTPrefix feeds the scanner root FDTs as the kernel
 // lays them out, cut where debugfs cuts kho/out/fdt.
 func TestMemoryMapFromFDTPrefix(t *testing.T) {
-	b := fdt.NewBuilder(gen72.PageSize)
+	b := fdt.NewBuilder(physmem.PageSize)
 	b.BeginNode("")
-	b.PropertyString("compatible", gen72.KHOCompatible)
-	b.PropertyU64(gen72.MemoryMapProp, 0x163000)
+	b.PropertyString("compatible", kho.CompatibleV4)
+	b.PropertyU64(kho.PropMemoryMap, 0x163000)
 	b.BeginNode("LUO")
-	b.PropertyU64(gen72.SizeProp, 32)
-	b.PropertyU64(gen72.DataProp, 0x39f000)
+	b.PropertyU64(kho.PropBlobSize, 32)
+	b.PropertyU64(kho.PropBlobData, 0x39f000)
 	b.EndNode()
 	b.EndNode()
 	blob, err := b.Finish()

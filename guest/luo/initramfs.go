@@ -11,7 +11,7 @@ const (
 	initPath   = "init"
 	kernelPath = "bzImage"
 	// radixPath holds stage 1's snapshot of its outgoing radix tree, in
-	// pkg/gen72's dump format (absent in the first initramfs).
+	// pkg/kho's dump format (absent in the first initramfs).
 	radixPath = "kho-radix.txt"
 )
 

@@ -8,7 +8,7 @@
 //	  kexec_file_load the same kernel and initramfs with luo_stage=2
 //	  appended and reboot(LINUX_REBOOT_CMD_KEXEC) into it.
 //	stage 2: find the KHO root FDT through setup_data, read every page the
-//	  handover references through /dev/mem and print it (pkg/gen72's dump
+//	  handover references through /dev/mem and print it (pkg/kho's dump
 //	  format), then retrieve the sessions and files, check the memfds'
 //	  content, finish the sessions and print TEST PASSED or TEST FAILED.
 //

@@ -8,7 +8,8 @@ import (
 	"os"
 	"strings"
 
-	"github.com/kho-sim/kho-sim/pkg/gen72"
+	"github.com/kho-sim/kho-sim/pkg/kho"
+	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
 // The radix tree that maps preserved memory is the one part of a handover
@@ -63,11 +64,11 @@ func memoryMapFromFDTPrefix(b []byte) (uint64, error) {
 		tok, ok := u32()
 		switch {
 		case !ok:
-			return 0, fmt.Errorf("truncated before %s", gen72.MemoryMapProp)
+			return 0, fmt.Errorf("truncated before %s", kho.PropMemoryMap)
 		case tok == 4: // FDT_NOP
 			continue
 		case tok != 3: // not FDT_PROP: the root's properties are over
-			return 0, fmt.Errorf("root has no %s (%d bytes: %x)", gen72.MemoryMapProp, len(b), b)
+			return 0, fmt.Errorf("root has no %s (%d bytes: %x)", kho.PropMemoryMap, len(b), b)
 		}
 		n, ok1 := u32()
 		nameOff, ok2 := u32()
@@ -82,7 +83,7 @@ func memoryMapFromFDTPrefix(b []byte) (uint64, error) {
 		if at := offStrings + int(nameOff); at >= 0 && at < len(b) {
 			name, _, known = strings.Cut(string(b[at:]), "\x00")
 		}
-		if n == 8 && (name == gen72.MemoryMapProp || !known) {
+		if n == 8 && (name == kho.PropMemoryMap || !known) {
 			return binary.LittleEndian.Uint64(value), nil
 		}
 	}
@@ -100,7 +101,7 @@ func snapshotRadix() ([]byte, int, error) {
 		return nil, 0, err
 	}
 	defer mem.f.Close()
-	mm, err := gen72.ReadMemoryMap(mem, rootPA)
+	mm, err := kho.ReadRadix(mem, rootPA)
 	if err != nil {
 		return nil, 0, fmt.Errorf("outgoing radix tree at %#x: %w", rootPA, err)
 	}
@@ -110,7 +111,7 @@ func snapshotRadix() ([]byte, int, error) {
 		if err != nil {
 			return nil, 0, err
 		}
-		fmt.Fprintln(&buf, gen72.FormatDumpLine(pa, p))
+		fmt.Fprintln(&buf, kho.FormatDumpLine(pa, p))
 	}
 	return buf.Bytes(), len(mm.Blocks), nil
 }
@@ -118,14 +119,17 @@ func snapshotRadix() ([]byte, int, error) {
 // overlay serves the snapshot's pages and reads everything else from
 // /dev/mem.
 type overlay struct {
-	snap *gen72.PageStore
+	snap *kho.PageStore
 	mem  *devMem
 	used map[uint64]bool // snapshot pages the decode read
 }
 
+// Range implements kho.Memory: all of physical memory.
+func (o *overlay) Range() physmem.Range { return o.mem.Range() }
+
 func (o *overlay) Bytes(pa, n uint64) ([]byte, error) {
-	page := pa &^ (gen72.PageSize - 1)
-	if o.snap.Page(page) != nil && pa-page+n <= gen72.PageSize {
+	page := pa &^ (physmem.PageSize - 1)
+	if o.snap.Page(page) != nil && pa-page+n <= physmem.PageSize {
 		o.used[page] = true
 		return o.snap.Bytes(pa, n)
 	}
@@ -133,16 +137,16 @@ func (o *overlay) Bytes(pa, n uint64) ([]byte, error) {
 }
 
 // loadSnapshot reads stage 1's radix snapshot from the initramfs.
-func loadSnapshot() (*gen72.PageStore, error) {
+func loadSnapshot() (*kho.PageStore, error) {
 	f, err := os.Open("/" + radixPath)
 	if errors.Is(err, os.ErrNotExist) {
-		return gen72.NewPageStore(), nil
+		return kho.NewPageStore(), nil
 	}
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	d, err := gen72.ParseDump(f)
+	d, err := kho.ParseDump(f)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", radixPath, err)
 	}

@@ -10,7 +10,9 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/kho-sim/kho-sim/pkg/gen72"
+	"github.com/kho-sim/kho-sim/pkg/kho"
+	"github.com/kho-sim/kho-sim/pkg/luo"
+	"github.com/kho-sim/kho-sim/pkg/physmem"
 	"golang.org/x/sys/unix"
 )
 
@@ -56,12 +58,12 @@ func (g *guest) stage2() error {
 
 // findKHOSetup finds the SETUP_KEXEC_KHO entry among the setup_data that
 // kexec_file_load passed (sysfs lists them, with type as "0x%x").
-func findKHOSetup() (gen72.Setup, error) {
+func findKHOSetup() (kho.Setup, error) {
 	dirs, err := os.ReadDir(setupDataDir)
 	if err != nil {
-		return gen72.Setup{}, fmt.Errorf("list setup_data: %w", err)
+		return kho.Setup{}, fmt.Errorf("list setup_data: %w", err)
 	}
-	want := fmt.Sprintf("%#x", gen72.SetupKHO)
+	want := fmt.Sprintf("%#x", kho.SetupKHO)
 	for _, d := range dirs {
 		typ, err := os.ReadFile(filepath.Join(setupDataDir, d.Name(), "type"))
 		if err != nil || strings.TrimSpace(string(typ)) != want {
@@ -69,17 +71,17 @@ func findKHOSetup() (gen72.Setup, error) {
 		}
 		data, err := os.ReadFile(filepath.Join(setupDataDir, d.Name(), "data"))
 		if err != nil {
-			return gen72.Setup{}, fmt.Errorf("read setup_data %s: %w", d.Name(), err)
+			return kho.Setup{}, fmt.Errorf("read setup_data %s: %w", d.Name(), err)
 		}
-		return gen72.ParseSetup(data)
+		return kho.ParseSetup(data)
 	}
-	return gen72.Setup{}, fmt.Errorf("no setup_data of type %s (SETUP_KEXEC_KHO) in %s", want, setupDataDir)
+	return kho.Setup{}, fmt.Errorf("no setup_data of type %s (SETUP_KEXEC_KHO) in %s", want, setupDataDir)
 }
 
 // dump decodes the handover through /dev/mem and prints every page the
 // decode read, plus the scratch array and each memfd's serialized state.
 // Kernel messages are held back meanwhile so they cannot split a line.
-func (g *guest) dump(setup gen72.Setup) error {
+func (g *guest) dump(setup kho.Setup) error {
 	mem, err := openDevMem()
 	if err != nil {
 		return err
@@ -93,25 +95,19 @@ func (g *guest) dump(setup gen72.Setup) error {
 	defer restore()
 
 	ov := &overlay{snap: snap, mem: mem, used: make(map[uint64]bool)}
-	h, decodeErr := gen72.Decode(ov, setup.FDTAddr, setup.FDTSize)
-	if decodeErr != nil {
-		// Read what does not hang off the LUO blob, so it is dumped too.
-		if root, err := gen72.ReadRoot(ov, setup.FDTAddr, setup.FDTSize); err == nil {
-			if sub := root.Subtree(gen72.MetadataName); sub != nil {
-				gen72.ReadKexecMetadata(ov, *sub)
-			}
-		}
-	}
-	extra := map[uint64]bool{setup.FDTAddr &^ (gen72.PageSize - 1): true}
-	if setup.ScratchSize > 0 && setup.ScratchSize <= gen72.PageSize {
-		for p := setup.ScratchAddr &^ (gen72.PageSize - 1); p < setup.ScratchAddr+setup.ScratchSize; p += gen72.PageSize {
+	// Read goes on past what is wrong, so every page it looked at is
+	// dumped even when the handover is refused.
+	h, decodeErr := luo.Read(ov, setup.FDTAddr)
+	extra := map[uint64]bool{setup.FDTAddr &^ (physmem.PageSize - 1): true}
+	if setup.ScratchSize > 0 && setup.ScratchSize <= physmem.PageSize {
+		for p := setup.ScratchAddr &^ (physmem.PageSize - 1); p < setup.ScratchAddr+setup.ScratchSize; p += physmem.PageSize {
 			extra[p] = true
 		}
 	}
-	if h != nil && h.LUO != nil {
-		for _, s := range h.LUO.Sessions {
+	if h != nil && h.Sessions != nil {
+		for _, s := range h.Sessions.Sessions {
 			for _, f := range s.Files {
-				extra[f.Data&^(gen72.PageSize-1)] = true
+				extra[f.Data&^(physmem.PageSize-1)] = true
 			}
 		}
 	}
@@ -132,7 +128,7 @@ func (g *guest) dump(setup gen72.Setup) error {
 		}
 	}
 	sort.Slice(pages, func(i, j int) bool { return pages[i] < pages[j] })
-	fmt.Println(gen72.FormatSetupLine(setup))
+	fmt.Println(kho.FormatSetupLine(setup))
 	for _, p := range pages {
 		b := snap.Page(p)
 		if !ov.used[p] {
@@ -141,7 +137,7 @@ func (g *guest) dump(setup gen72.Setup) error {
 				continue
 			}
 		}
-		fmt.Println(gen72.FormatDumpLine(p, b))
+		fmt.Println(kho.FormatDumpLine(p, b))
 	}
 	g.logf("dumped %d pages; %d radix nodes from stage 1's snapshot, %d of them already reused by this kernel", len(pages), len(ov.used), reused)
 	if decodeErr != nil {
@@ -152,28 +148,35 @@ func (g *guest) dump(setup gen72.Setup) error {
 }
 
 // describe prints the decoded handover in words.
-func (g *guest) describe(h *gen72.Handover) {
-	r := h.Root
-	g.logf("root FDT %#x (%d bytes), memory map %#x: %d blocks (%d pages) in %d radix nodes", r.PA, r.TotalSize, r.MemoryMapPA, len(h.MemoryMap.Blocks), h.MemoryMap.Pages(), len(h.MemoryMap.Nodes))
-	for _, s := range r.Subtrees {
-		g.logf("  child %q: preserved-data %#x blob-size %d", s.Name, s.PA, s.Size)
+func (g *guest) describe(h *luo.Handover) {
+	in := h.In
+	var pages uint64
+	for _, b := range in.Blocks() {
+		pages += 1 << b.Order
 	}
-	if m := h.Metadata; m != nil {
+	mapPA, _ := in.Root().Root.U64(kho.PropMemoryMap)
+	g.logf("root FDT %#x (%d bytes), memory map %#x: %d blocks (%d pages) in %d radix nodes", in.RootPA(), in.RootSize(), mapPA, len(in.Blocks()), pages, len(in.MapPages()))
+	for _, name := range in.SubtreeNames() {
+		pa, size, _ := in.SubtreeBlob(name)
+		g.logf("  child %q: preserved-data %#x blob-size %d", name, pa, size)
+	}
+	if m := h.KexecMetadata; m != nil {
 		g.logf("kexec-metadata: version %d previous_release %q kexec_count %d", m.Version, m.PreviousRelease, m.KexecCount)
 	}
-	l := h.LUO
-	if l == nil {
+	if !h.Readable {
 		g.logf("no LUO child")
 		return
 	}
-	g.logf("LUO %#x: liveupdate_num %d sessions_pa %#x flbs_pa %#x", l.PA, l.LiveupdateNum, l.SessionsPA, l.FLBsPA)
-	for _, s := range l.Sessions {
-		g.logf("  session %q: %d files at %#x", s.Name, s.FileCount, s.FilesPA)
-		for _, f := range s.Files {
-			g.logf("    file %q token %#x data %#x", f.Compatible, f.Token, f.Data)
+	g.logf("LUO %#x: liveupdate_num %d sessions_pa %#x flbs_pa %#x", h.Ser.PA, h.LiveupdateNumber, h.SessionsPA, h.FLBsPA)
+	if h.Sessions != nil {
+		for _, s := range h.Sessions.Sessions {
+			g.logf("  session %q: %d files at %#x", s.Name, s.Count, s.FilesPA)
+			for _, f := range s.Files {
+				g.logf("    file %q token %#x data %#x", f.Compatible, f.Token, f.Data)
+			}
 		}
 	}
-	if t := l.FLB; t != nil {
+	if t := h.FLB; t != nil {
 		g.logf("FLB page %#x: pgcnt %d, %d entries", t.PA, t.PageCount, len(t.Entries))
 		for _, f := range t.Entries {
 			g.logf("  FLB %q data %#x count %d", f.Name, f.Data, f.Count)

@@ -12,6 +12,9 @@ import (
 const (
 	SourceLUO = "include/linux/kho/abi/luo.h"
 	SourceKHO = "kernel/liveupdate/kexec_handover.c"
+	// 7.2's linked blocks and kexec-metadata.
+	SourceBlock    = "include/linux/kho/abi/block.h"
+	SourceMetadata = "include/linux/kho/abi/kexec_metadata.h"
 )
 
 // Struct is the layout of one kernel struct as kho-sim writes it.
@@ -103,9 +106,12 @@ func layout(name, source string, packed bool, size int, members ...member) Struc
 	return s
 }
 
-// Layouts returns every struct kho-sim writes, in the order the handover
-// reaches them: FLB page, session block, file block, memory map chunk. A
-// struct that another embeds comes first.
+// Layouts returns the structs kho-sim writes, in the order the handover
+// reaches them: FLB page, session block, file block, memory map chunk of
+// 7.0, then 7.2's luo_ser, block header and kexec-metadata. A struct that
+// another embeds comes first. luo-v2's 24-byte luo_ser (7.2's without the
+// compatible) is left out: no released kernel has it, so no BTF to check
+// it against.
 func Layouts() []Struct {
 	flbHeader := layout("luo_flb_header_ser", SourceLUO, true, flb.HeaderSize,
 		u64("pgcnt"), u64("count"))
@@ -130,7 +136,14 @@ func Layouts() []Struct {
 	chunkMembers := []member{embed("hdr", chunkHdr), array("bitmaps", bitmapPtr, kho.ChunkCapacity)}
 	chunk := layout("khoser_mem_chunk", SourceKHO, false, sizeOf(chunkMembers...), chunkMembers...)
 
-	return []Struct{flbHeader, flbEntry, sessionHeader, fileSet, session, file, chunkHdr, bitmapPtr, chunk}
+	ser := layout("luo_ser", SourceLUO, true, luo.SerSize,
+		chars("compatible", luo.SerCompatLen), u64("liveupdate_num"), u64("sessions_pa"), u64("flbs_pa"))
+	blockHdr := layout("kho_block_header_ser", SourceBlock, true, luo.BlockHeaderSize,
+		u64("next"), u64("count"))
+	metadata := layout("kho_kexec_metadata", SourceMetadata, true, kho.KexecMetadataSize,
+		u32("version"), chars("previous_release", kho.ReleaseLen), u32("kexec_count"))
+
+	return []Struct{flbHeader, flbEntry, sessionHeader, fileSet, session, file, chunkHdr, bitmapPtr, chunk, ser, blockHdr, metadata}
 }
 
 // LookupStruct returns the struct called name (without "struct").

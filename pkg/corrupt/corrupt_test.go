@@ -12,11 +12,12 @@ import (
 
 	"github.com/kho-sim/kho-sim/pkg/fdt"
 	"github.com/kho-sim/kho-sim/pkg/flb"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
+	"github.com/kho-sim/kho-sim/pkg/meta"
 	"github.com/kho-sim/kho-sim/pkg/payload"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
-	"github.com/kho-sim/kho-sim/pkg/sim"
 )
 
 func TestKindsSortedDescribedAndParsed(t *testing.T) {
@@ -43,11 +44,8 @@ func TestKindsSortedDescribedAndParsed(t *testing.T) {
 	}
 }
 
-// The names this package spells out must match the packages that own them.
-func TestNamesMatchOwners(t *testing.T) {
-	if metaSubtree != sim.MetaName {
-		t.Errorf("metaSubtree %q, sim.MetaName %q", metaSubtree, sim.MetaName)
-	}
+// The offsets this package computes must be where the owners read.
+func TestOffsetsMatchOwners(t *testing.T) {
 	page := make([]byte, flb.PageSize)
 	binary.LittleEndian.PutUint64(page[flbDataOff:], 0x1234)
 	binary.LittleEndian.PutUint64(page[flbCountOff:], 7)
@@ -56,10 +54,6 @@ func TestNamesMatchOwners(t *testing.T) {
 	}
 	if _, count, _ := flb.ReadHeader(page); count != 7 {
 		t.Errorf("header count read as %d from offset %d", count, flbCountOff)
-	}
-	pl := make([]byte, payload.HeaderSize+8)
-	if _, err := payload.Write(pl, payload.Info{Name: "x", Size: 8}); err != nil || string(pl[:8]) != payloadMagic {
-		t.Errorf("payload starts % x (%v), want %q", pl[:8], err, payloadMagic)
 	}
 }
 
@@ -188,7 +182,7 @@ type fdtAt func(t *testing.T, im image) uint64
 
 func rootFDT(_ *testing.T, im image) uint64 { return im.rootPA }
 func luoFDT(t *testing.T, im image) uint64  { return subPA(t, im, luo.FDTKHOEntryName) }
-func metaFDT(t *testing.T, im image) uint64 { return subPA(t, im, sim.MetaName) }
+func metaFDT(t *testing.T, im image) uint64 { return subPA(t, im, meta.Name) }
 
 func subPA(t *testing.T, im image, name string) uint64 {
 	t.Helper()
@@ -407,10 +401,10 @@ func checkLiveupdate(t *testing.T, im image, before []byte) {
 func TestApplyLaterGenerations(t *testing.T) {
 	const notFDT = `7.2's raw "luo-v5" blob, not an FDT`
 	for _, g := range []struct {
-		abi  sim.ABI
+		abi  kernel.Generation
 		want map[Kind]string // reason in the next boot, or "n/a: " and why not
 	}{
-		{sim.ABILUOv2, map[Kind]string{
+		{kernel.LUOv2, map[Kind]string{
 			RootMagic: "bad magic 0xd00dfeec", RootTruncated: "exceeds totalsize", RootCompatible: `is "kho-v9"`,
 			LUOMagic: `LUO FDT: kho: subtree "LUO" FDT at`, LUOTruncated: `LUO FDT: kho: subtree "LUO" FDT at`,
 			LUOCompatible: `LUO FDT compatible "luo-v9", want "luo-v2"`, MetaCompatible: `kho-sim metadata is not "kho-sim-v1"`,
@@ -421,7 +415,7 @@ func TestApplyLaterGenerations(t *testing.T) {
 			PageUnpreserved: "is not in the preserved-memory map", PayloadBitflip: "CRC32C",
 			MemmapLoop: "chunk list loops back", LiveupdateNumber: "liveupdate-number 6, want 1",
 		}},
-		{sim.ABI72, map[Kind]string{
+		{kernel.V72, map[Kind]string{
 			RootMagic: "bad magic 0xd00dfeec", RootTruncated: "exceeds totalsize", RootCompatible: `is "kho-v9"`,
 			LUOMagic: "n/a: " + notFDT, LUOTruncated: "n/a: " + notFDT,
 			LUOCompatible: `LUO blob compatible "luo-v9", want "luo-v5"`, MetaCompatible: `kho-sim metadata is not "kho-sim-v1"`,

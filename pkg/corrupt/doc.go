@@ -6,9 +6,11 @@
 // totalsize, a wrong compatible, a missing luo-flb node, a malformed FLB
 // header or entry, a page dropped from the preserved-memory map, a flipped
 // payload bit, a looping memory map, a wrong liveupdate-number. Apply locates
-// the bytes by reading the image as the next kernel would (KHO root FDT, its
-// "LUO" and "kho-sim" subtrees, the FLB page, the memory map, the payload
-// headers) and writes only through physmem.Region.Bytes, so it never touches
+// the bytes by reading the image as the next kernel would, with the
+// readers that boot uses (kho.ReadIncoming and its memory map, luo.Decode
+// for luo_ser and the FLB page, pkg/payload for the payload headers) and,
+// for the damage an FDT edit makes, an offset walk of the root's, the
+// "LUO" and the "kho-sim" FDTs; it writes only through physmem.Region.Bytes, so it never touches
 // memory outside the region. Damage that edits an FDT keeps the blob well
 // formed unless the kind is about the blob itself (magic, truncation): a
 // missing node is NOP-ed out token by token, a short property is followed by

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/kho-sim/kho-sim/pkg/kho"
+	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
 // imagePages lists every page of the handover: the preserved blocks and
@@ -21,20 +22,11 @@ func imagePages(t testing.TB, h *handover) []uint64 {
 	}
 	var pages []uint64
 	for _, b := range in.Blocks() {
-		for pa := b.PA; pa < b.PA+b.Size(); pa += pageSize {
+		for pa := b.PA; pa < b.PA+b.Size(); pa += physmem.PageSize {
 			pages = append(pages, pa)
 		}
 	}
-	cs, err := image{r, h.next.RootPA}.chunks()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range cs {
-		pages = append(pages, c.pa)
-		for i := range c.n {
-			pages = append(pages, le.Uint64(c.mem[chunkHeaderSize+i*bitmapPtrSize+8:]))
-		}
-	}
+	pages = append(pages, in.MapPages()...)
 	slices.Sort(pages)
 	return slices.Compact(pages)
 }
@@ -100,7 +92,7 @@ func TestRandomByteFlips(t *testing.T) {
 	detected, work := 0, make([]byte, regionSize)
 	for i := range runs {
 		page := pages[i%len(pages)]
-		off := rng.Uint64N(pageSize)
+		off := rng.Uint64N(physmem.PageSize)
 		if rng.IntN(2) == 0 {
 			off = rng.Uint64N(256)
 		}
@@ -132,7 +124,7 @@ func FuzzByteFlip(f *testing.F) {
 		if x == 0 {
 			return
 		}
-		pa := pages[int(page)%len(pages)] + uint64(off)%pageSize
+		pa := pages[int(page)%len(pages)] + uint64(off)%physmem.PageSize
 		if res := flipAndBoot(t, h, work, pa, x); res.err != nil {
 			t.Fatalf("byte %#x ^= %#02x: %v", pa, x, res.err)
 		}

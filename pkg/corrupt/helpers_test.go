@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/ktap"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 	"github.com/kho-sim/kho-sim/pkg/scenario"
@@ -23,7 +24,7 @@ const (
 // handover is a real image: the first boot of a scenario run by pkg/sim.
 type handover struct {
 	sc   *scenario.Scenario
-	abi  sim.ABI
+	abi  kernel.Generation
 	mem  []byte // the region's bytes after the first boot
 	next sim.Handover
 	ktap string // the first boot's KTAP
@@ -35,7 +36,7 @@ func newHandover(t testing.TB, name string) *handover {
 }
 
 // newHandoverABI is newHandover for a kernel generation ("" is 7.0).
-func newHandoverABI(t testing.TB, name string, abi sim.ABI) *handover {
+func newHandoverABI(t testing.TB, name string, abi kernel.Generation) *handover {
 	t.Helper()
 	sc, err := scenario.Lookup(name)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/kho-sim/kho-sim/pkg/flb"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
+	"github.com/kho-sim/kho-sim/pkg/meta"
 	"github.com/kho-sim/kho-sim/pkg/payload"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
@@ -19,21 +20,7 @@ const (
 	luoFLBNode       = luo.FDTFLBNode
 	luoFLBHeader     = luo.FDTFLBHeader
 	luoLiveupdateNum = luo.FDTLiveupdateNum
-	// metaSubtree is sim.MetaName, spelled out so that pkg/sim's own tests
-	// may use this package without an import cycle.
-	metaSubtree = "kho-sim"
-	// payloadMagic opens every kho-sim payload header (pkg/payload).
-	payloadMagic = "KHOSIMPL"
-
-	pageShift = 12
-	pageSize  = 1 << pageShift
-	// Memory-map chunk layout (kho.Outgoing.serializeMemoryMap).
-	chunkHeaderSize = 16
-	bitmapPtrSize   = 16
-	bitsPerBitmap   = pageSize * 8
-	// maxChunks bounds the chunk walk; a map larger than the region is
-	// impossible anyway.
-	maxChunks = 1 << 16
+	metaSubtree      = meta.Name
 )
 
 var le = binary.LittleEndian
@@ -45,6 +32,16 @@ type image struct {
 }
 
 func (im image) root() (*blob, error) { return readBlob(im.r, im.rootPA, "KHO root FDT") }
+
+// state reads the handover as the next boot would: KHO (kho.ReadIncoming)
+// and the LUO state (luo.Decode), which locate everything that is damaged.
+func (im image) state() (*luo.Handover, error) {
+	in, err := kho.ReadIncoming(im.r, im.rootPA)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", err, ErrNotApplicable)
+	}
+	return luo.Decode(in, luo.DecodeOptions{}), nil
+}
 
 // v4 reports whether the root is 7.2's "kho-v4", whose children hold
 // preserved-data and blob-size instead of 7.0's "fdt".
@@ -90,59 +87,39 @@ func (im image) sub(name string) (*blob, error) {
 	return readBlob(im.r, pa, name+" FDT")
 }
 
-// luoSer locates struct luo_ser, which holds the liveupdate number and the
-// FLB page's address from the luo-v2 step on: behind the LUO FDT's
-// luo-abi-header (luo-v2), or the "LUO" child itself (7.2's raw blob,
-// which starts with its compatible).
+// luoSerAt is where struct luo_ser lies, which holds the liveupdate
+// number and the FLB page's address from the luo-v2 step on: behind the
+// LUO FDT's luo-abi-header (luo-v2), or the "LUO" child itself (7.2's raw
+// blob, which starts with its compatible).
 type luoSerAt struct {
-	pa  uint64
-	raw bool // 7.2: the blob itself, compatible first
+	pa     uint64
+	fields [3]uint64 // where liveupdate_num, sessions_pa, flbs_pa lie
+	raw    bool      // 7.2: the blob itself, compatible first
 }
 
 func (im image) luoSer() (luoSerAt, error) {
-	is4, err := im.v4()
+	h, err := im.state()
 	if err != nil {
 		return luoSerAt{}, err
 	}
-	pa, size, err := im.child(luoSubtree)
-	if err != nil {
-		return luoSerAt{}, err
+	switch {
+	case !h.Readable:
+		return luoSerAt{}, fmt.Errorf("no readable LUO state: %w", ErrNotApplicable)
+	case h.Ser == nil:
+		return luoSerAt{}, fmt.Errorf("LUO FDT is %q, which has no luo_ser: %w", h.Compatible, ErrNotApplicable)
+	case !h.Followed:
+		return luoSerAt{}, fmt.Errorf("luo_ser at %#x cannot be read: %w", h.Ser.PA, ErrNotApplicable)
 	}
-	if is4 {
-		if size < luo.SerSize {
-			return luoSerAt{}, fmt.Errorf("LUO blob of %d bytes, luo_ser needs %d: %w", size, luo.SerSize, ErrNotApplicable)
-		}
-		if _, err := im.r.Bytes(pa, luo.SerSize); err != nil {
-			return luoSerAt{}, fmt.Errorf("LUO blob: %w", err)
-		}
-		return luoSerAt{pa: pa, raw: true}, nil
+	at := luoSerAt{pa: h.Ser.PA, raw: h.In.Compatible() == kho.CompatibleV4}
+	for i := range at.fields {
+		at.fields[i] = h.Ser.PA + uint64(luo.SerField(h.Generation, i))
 	}
-	b, err := readBlob(im.r, pa, luoSubtree+" FDT")
-	if err != nil {
-		return luoSerAt{}, err
-	}
-	if !b.tree.Root.IsCompatible(luo.FDTCompatibleV2) {
-		return luoSerAt{}, fmt.Errorf("LUO FDT is %q, which has no luo_ser: %w", luo.FDTCompatible, ErrNotApplicable)
-	}
-	ser, err := b.u64("/", luo.FDTABIHeader)
-	if err != nil {
-		return luoSerAt{}, err
-	}
-	if _, err := im.r.Bytes(ser, luo.SerV2Size); err != nil {
-		return luoSerAt{}, fmt.Errorf("luo_ser: %w", err)
-	}
-	return luoSerAt{pa: ser}, nil
+	return at, nil
 }
 
-// field is the offset of a u64 field of struct luo_ser (liveupdate_num,
-// sessions_pa, flbs_pa in that order): 7.2's blob has its compatible first.
-func (s luoSerAt) field(i int) uint64 {
-	off := uint64(8 * i)
-	if s.raw {
-		off += luo.SerCompatLen
-	}
-	return s.pa + off
-}
+// field is the address of the i-th u64 field of struct luo_ser
+// (liveupdate_num, sessions_pa, flbs_pa in that order).
+func (s luoSerAt) field(i int) uint64 { return s.fields[i] }
 
 func (im image) withRoot(fn func(*blob) ([]edit, error)) ([]edit, error) {
 	b, err := im.root()
@@ -279,27 +256,18 @@ func addU64(path, name string, delta uint64) func(*blob) ([]edit, error) {
 // flbPage is the FLB page: what the LUO FDT's luo-flb-header points to
 // (7.0), or luo_ser's flbs_pa (luo-v2, 7.2).
 func (im image) flbPage() (uint64, []byte, error) {
-	var pa uint64
-	if ser, err := im.luoSer(); err == nil {
-		cur, _ := im.r.Bytes(ser.field(2), 8)
-		pa = le.Uint64(cur)
-	} else {
-		b, err := im.sub(luoSubtree)
-		if err != nil {
-			return 0, nil, err
-		}
-		if pa, err = b.u64("/"+luoFLBNode, luoFLBHeader); err != nil {
-			return 0, nil, err
-		}
+	h, err := im.state()
+	if err != nil {
+		return 0, nil, err
 	}
-	if pa == 0 {
+	if h.FLBsPA == 0 {
 		return 0, nil, fmt.Errorf("no FLB page was handed over: %w", ErrNotApplicable)
 	}
-	page, err := im.r.Bytes(pa, flb.PageSize)
+	page, err := im.r.Bytes(h.FLBsPA, flb.PageSize)
 	if err != nil {
 		return 0, nil, fmt.Errorf("FLB page: %w", err)
 	}
-	return pa, page, nil
+	return h.FLBsPA, page, nil
 }
 
 // planLiveupdateNumber adds 5 to the liveupdate number, wherever the
@@ -402,10 +370,10 @@ func planDataOutside(im image) ([]edit, error) {
 	}
 	outside := im.r.End()
 	if outside < im.r.Base() || outside == 0 {
-		if im.r.Base() < pageSize {
+		if im.r.Base() < physmem.PageSize {
 			return nil, fmt.Errorf("the region spans all of memory, nothing lies outside it: %w", ErrNotApplicable)
 		}
-		outside = im.r.Base() - pageSize
+		outside = im.r.Base() - physmem.PageSize
 	}
 	name, _ := e.NameString()
 	ed := u64LE(pa+flbDataOff, page[flbDataOff:], outside, fmt.Sprintf("FLB entry 0 (%q) data", name))
@@ -425,10 +393,11 @@ func (im image) firstPayload() (uint64, string, uint64, error) {
 	if err != nil {
 		return 0, "", 0, fmt.Errorf("FLB %q payload header: %w", name, err)
 	}
-	if string(hdr[:len(payloadMagic)]) != payloadMagic {
-		return 0, "", 0, fmt.Errorf("FLB %q data %#x holds no kho-sim payload (magic % x): %w", name, e.Data, hdr[:8], ErrNotApplicable)
+	info, err := payload.ReadHeader(hdr)
+	if err != nil {
+		return 0, "", 0, fmt.Errorf("FLB %q data %#x holds no kho-sim payload (%v): %w", name, e.Data, err, ErrNotApplicable)
 	}
-	size := le.Uint64(hdr[8:])
+	size := info.Size
 	if !im.r.Contains(e.Data+payload.HeaderSize, size) {
 		return 0, "", 0, fmt.Errorf("FLB %q payload of %d bytes at %#x runs outside the region: %w", name, size, e.Data, ErrNotApplicable)
 	}
@@ -453,57 +422,20 @@ func planBitflip(im image) ([]edit, error) {
 	}}, nil
 }
 
-// chunk is one memory-map chunk page.
-type chunk struct {
-	pa    uint64
-	mem   []byte
-	order uint32
-	n     uint32
-}
-
-// chunks walks the memory-map chunk list, refusing loops and malformed
-// chunks.
-func (im image) chunks() ([]chunk, error) {
-	root, err := im.root()
-	if err != nil {
-		return nil, err
-	}
-	pa, err := root.u64("/", kho.PropMemoryMap)
-	if err != nil {
-		return nil, err
-	}
-	if pa == 0 {
-		return nil, fmt.Errorf("KHO root FDT has no memory map: %w", ErrNotApplicable)
-	}
-	var out []chunk
-	seen := map[uint64]bool{}
-	for ; pa != 0; pa = le.Uint64(out[len(out)-1].mem) {
-		if seen[pa] || len(out) >= maxChunks {
-			return nil, fmt.Errorf("memory-map chunk list loops back to %#x: %w", pa, ErrNotApplicable)
-		}
-		seen[pa] = true
-		mem, err := im.r.Bytes(pa, pageSize)
-		if err != nil {
-			return nil, fmt.Errorf("memory-map chunk: %w", err)
-		}
-		c := chunk{pa: pa, mem: mem, order: le.Uint32(mem[8:]), n: le.Uint32(mem[12:])}
-		if c.order > kho.MaxPageOrder || c.n > kho.ChunkCapacity {
-			return nil, fmt.Errorf("memory-map chunk %#x: order %d, %d elements: %w", pa, c.order, c.n, ErrNotApplicable)
-		}
-		out = append(out, c)
-	}
-	return out, nil
-}
-
 func planMemmapLoop(im image) ([]edit, error) {
-	if is4, err := im.v4(); err == nil && is4 {
+	h, err := im.state()
+	if err != nil {
+		return nil, err
+	}
+	if h.In.Compatible() == kho.CompatibleV4 {
 		return nil, fmt.Errorf("7.2's memory map is a radix tree of fixed depth, no chunk list that could loop: %w", ErrNotApplicable)
 	}
-	cs, err := im.chunks()
-	if err != nil {
-		return nil, err
+	pages := h.In.MapPages() // the first chunk comes first
+	if len(pages) == 0 {
+		return nil, fmt.Errorf("KHO root FDT has no memory map: %w", ErrNotApplicable)
 	}
-	return []edit{u64LE(cs[0].pa, cs[0].mem, cs[0].pa, "memory-map chunk next")}, nil
+	first, _ := im.r.Bytes(pages[0], 8) // read by kho.ReadIncoming
+	return []edit{u64LE(pages[0], first, pages[0], "memory-map chunk next")}, nil
 }
 
 // planUnpreserve clears the bit of the preserved block that holds the first
@@ -513,65 +445,28 @@ func planUnpreserve(im image) ([]edit, error) {
 	if err != nil {
 		return nil, err
 	}
-	if is4, err := im.v4(); err == nil && is4 {
-		return unpreserveRadix(im, pa, name)
-	}
-	cs, err := im.chunks()
+	h, err := im.state()
 	if err != nil {
 		return nil, err
 	}
-	for _, c := range cs {
-		shift := c.order + pageShift
-		for i := range c.n {
-			elm := c.mem[chunkHeaderSize+i*bitmapPtrSize:]
-			start, bmPA := le.Uint64(elm), le.Uint64(elm[8:])
-			if pa < start || (pa-start)>>shift >= bitsPerBitmap {
-				continue
-			}
-			bit := (pa - start) >> shift
-			bm, err := im.r.Bytes(bmPA+bit/8, 1)
-			if err != nil {
-				return nil, fmt.Errorf("memory-map chunk %#x element %d: bitmap: %w", c.pa, i, err)
-			}
-			mask := byte(1) << (bit % 8)
-			if bm[0]&mask == 0 {
-				continue
-			}
-			return []edit{{
-				pa: bmPA + bit/8, old: []byte{bm[0]}, new: []byte{bm[0] &^ mask},
-				what: fmt.Sprintf("memory-map bitmap %#x bit %d (order-%d block %#x holding FLB %q payload %#x)",
-					bmPA, bit, c.order, start+bit<<shift, name, pa),
-				from: fmt.Sprintf("%#02x", bm[0]), to: fmt.Sprintf("%#02x", bm[0]&^mask),
-			}}, nil
-		}
-	}
-	return nil, fmt.Errorf("no memory-map bit covers FLB %q payload %#x: %w", name, pa, ErrNotApplicable)
-}
-
-// unpreserveRadix clears the radix-tree bit of the block holding pa.
-func unpreserveRadix(im image, pa uint64, name string) ([]edit, error) {
-	root, err := im.root()
+	mb, ok, err := h.In.FindMapBit(pa)
 	if err != nil {
-		return nil, err
-	}
-	treePA, err := root.u64("/", kho.PropMemoryMap)
-	if err != nil {
-		return nil, err
-	}
-	rb, ok, err := kho.FindRadixBit(im.r, treePA, pa)
-	if err != nil {
-		return nil, fmt.Errorf("radix tree: %w: %w", err, ErrNotApplicable)
+		return nil, fmt.Errorf("memory map: %w: %w", err, ErrNotApplicable)
 	}
 	if !ok {
-		return nil, fmt.Errorf("no radix-tree bit covers FLB %q payload %#x: %w", name, pa, ErrNotApplicable)
+		return nil, fmt.Errorf("no memory-map bit covers FLB %q payload %#x: %w", name, pa, ErrNotApplicable)
 	}
-	at := rb.BitmapPA + rb.Bit/8
-	bm, _ := im.r.Bytes(at, 1) // read by FindRadixBit
-	mask := byte(1) << (rb.Bit % 8)
+	what := "memory-map bitmap"
+	if h.In.Compatible() == kho.CompatibleV4 {
+		what = "radix bitmap"
+	}
+	at := mb.BitmapPA + mb.Bit/8
+	bm, _ := im.r.Bytes(at, 1) // read by FindMapBit
+	mask := byte(1) << (mb.Bit % 8)
 	return []edit{{
 		pa: at, old: []byte{bm[0]}, new: []byte{bm[0] &^ mask},
-		what: fmt.Sprintf("radix bitmap %#x bit %d (order-%d block %#x holding FLB %q payload %#x)",
-			rb.BitmapPA, rb.Bit, rb.Block.Order, rb.Block.PA, name, pa),
+		what: fmt.Sprintf("%s %#x bit %d (order-%d block %#x holding FLB %q payload %#x)",
+			what, mb.BitmapPA, mb.Bit, mb.Block.Order, mb.Block.PA, name, pa),
 		from: fmt.Sprintf("%#02x", bm[0]), to: fmt.Sprintf("%#02x", bm[0]&^mask),
 	}}, nil
 }

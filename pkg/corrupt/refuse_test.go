@@ -39,7 +39,7 @@ func TestApplyRefuses(t *testing.T) {
 		{name: "empty table payload", kind: PayloadBitflip, prepare: emptyFLBTable, want: ErrNotApplicable},
 		{name: "root outside region", kind: RootCompatible, rootPA: testBase + regionSize, want: physmem.ErrOutOfRegion},
 		{name: "root header straddles the end", kind: RootMagic, rootPA: testBase + regionSize - 8, want: physmem.ErrOutOfRegion},
-		{name: "root at an empty page", kind: LUOMagic, rootPA: testBase + regionSize - pageSize},
+		{name: "root at an empty page", kind: LUOMagic, rootPA: testBase + regionSize - physmem.PageSize},
 		{name: "loop twice", kind: MemmapLoop, prepare: applyFirst(MemmapLoop), want: ErrNotApplicable},
 		{name: "node removed twice", kind: MissingFLBNode, prepare: applyFirst(MissingFLBNode), want: ErrNotApplicable},
 		{name: "header shrunk twice", kind: FLBHeaderSize, prepare: applyFirst(FLBHeaderSize), want: ErrNotApplicable},

@@ -10,10 +10,11 @@ import (
 	"testing"
 
 	"github.com/kho-sim/kho-sim/pkg/fdt"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
+	"github.com/kho-sim/kho-sim/pkg/meta"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
-	"github.com/kho-sim/kho-sim/pkg/sim"
 )
 
 func TestDecodeSimImage(t *testing.T) {
@@ -32,7 +33,7 @@ func TestDecodeSimImage(t *testing.T) {
 			t.Errorf("subtree %s not read: %+v", s.Name, s)
 		}
 	}
-	if !slices.Equal(names, []string{sim.MetaName, luo.FDTKHOEntryName}) {
+	if !slices.Equal(names, []string{meta.Name, luo.FDTKHOEntryName}) {
 		t.Errorf("subtrees %v, want newest first [kho-sim LUO]", names)
 	}
 	m, l := rep.KHOSim, rep.LUO
@@ -148,7 +149,7 @@ type damage struct {
 	apply  func(t *testing.T, r *physmem.Region, rep *Report)
 	where  string
 	what   string
-	kernel sim.KernelAction
+	kernel string
 }
 
 func put64(t *testing.T, r *physmem.Region, pa, v uint64) {
@@ -227,50 +228,50 @@ func TestDecodeDamage(t *testing.T) {
 	tests := []damage{
 		{"FLB count above LUO_FLB_MAX", func(t *testing.T, r *physmem.Region, rep *Report) {
 			put64(t, r, uint64(rep.LUO.FLBsPA)+8, 64)
-		}, whereFLB, "FLB header count 64 above LUO_FLB_MAX 63", sim.ReadsPastPage},
+		}, whereFLB, "FLB header count 64 above LUO_FLB_MAX 63", kernel.V70.Does(kernel.ReadsPastPage)},
 		{"FLB pgcnt", func(t *testing.T, r *physmem.Region, rep *Report) {
 			put64(t, r, uint64(rep.LUO.FLBsPA), 2)
-		}, whereFLB, "pgcnt 2, want 1", sim.ReadsPastPage},
+		}, whereFLB, "pgcnt 2, want 1", kernel.V70.Does(kernel.ReadsPastPage)},
 		{"FLB name without NUL", func(t *testing.T, r *physmem.Region, rep *Report) {
 			fill(t, r, uint64(rep.LUO.FLBsPA)+16, 48, 'A')
-		}, whereFLB, "has no NUL in its 48 bytes", sim.ReadsPastPage},
+		}, whereFLB, "has no NUL in its 48 bytes", kernel.V70.Does(kernel.ReadsPastPage)},
 		{"FLB count differs from the metadata", func(t *testing.T, r *physmem.Region, rep *Report) {
 			put64(t, r, uint64(rep.LUO.FLBsPA)+16+56, 99)
 		}, whereFLB, "count 99, expected", ""},
 		{"FLB data unpreserved", func(t *testing.T, r *physmem.Region, rep *Report) {
 			put64(t, r, uint64(rep.LUO.FLBsPA)+16+48, r.End()-4096)
-		}, whereFLB, "is not in the preserved-memory map", sim.UsesBadAddress},
+		}, whereFLB, "is not in the preserved-memory map", kernel.V70.Does(kernel.UsesUnpreserved)},
 		{"FLB page unpreserved", func(t *testing.T, r *physmem.Region, rep *Report) {
 			replaceInFDT(t, r, rep, luo.FDTKHOEntryName, le64(uint64(rep.LUO.FLBsPA)), le64(r.End()-4096))
-		}, whereFLB, "page not in the preserved-memory map", sim.UsesBadAddress},
+		}, whereFLB, "page not in the preserved-memory map", kernel.V70.Does(kernel.UsesBadAddress)},
 		{"LUO compatible", func(t *testing.T, r *physmem.Region, rep *Report) {
 			replaceInFDT(t, r, rep, luo.FDTKHOEntryName, []byte("luo-v1\x00"), []byte("luo-v9\x00"))
-		}, whereLUO, `LUO FDT compatible "luo-v9", want "luo-v1"`, sim.PanicsAtBoot},
+		}, whereLUO, `LUO FDT compatible "luo-v9", want "luo-v1"`, kernel.V70.Does(kernel.PanicsAtBoot)},
 		{"liveupdate-number", func(t *testing.T, r *physmem.Region, rep *Report) {
 			setProp(t, r, rep, luo.FDTKHOEntryName, luo.FDTLiveupdateNum, le64(5))
 		}, whereLUO, "liveupdate-number 5, want 1", ""},
 		{"metadata unreadable", func(t *testing.T, r *physmem.Region, rep *Report) {
-			replaceInFDT(t, r, rep, sim.MetaName, []byte("liveupdate-number\x00"), []byte("liveupdate-numbex\x00"))
+			replaceInFDT(t, r, rep, meta.Name, []byte("liveupdate-number\x00"), []byte("liveupdate-numbex\x00"))
 		}, whereMeta, `"liveupdate-number"`, ""},
 		{"session count", func(t *testing.T, r *physmem.Region, rep *Report) {
 			put64(t, r, uint64(rep.LUO.SessionsPA), 1000)
-		}, whereSessions, "session header count 1000 above LUO_SESSION_MAX 819", readsPastBlock},
+		}, whereSessions, "session header count 1000 above LUO_SESSION_MAX 819", kernel.V70.Does(kernel.ReadsPastBlock)},
 		{"duplicate session", func(t *testing.T, r *physmem.Region, rep *Report) {
 			b, _ := r.Bytes(uint64(rep.LUO.SessionsPA)+8, 64)
 			copy(b, "vm-2\x00")
-		}, whereSessions, "repeats the name of session 0 (EEXIST)", failsOpen},
+		}, whereSessions, "repeats the name of session 0 (EEXIST)", kernel.V70.Does(kernel.FailsOpen)},
 		{"file count", func(t *testing.T, r *physmem.Region, rep *Report) {
 			put64(t, r, uint64(rep.LUO.SessionsPA)+8+72, 129)
-		}, whereSessions, "file count 129 above LUO_FILE_MAX 128", readsPastBlock},
+		}, whereSessions, "file count 129 above LUO_FILE_MAX 128", kernel.V70.Does(kernel.ReadsPastBlock)},
 		{"file block unpreserved", func(t *testing.T, r *physmem.Region, rep *Report) {
 			put64(t, r, uint64(rep.LUO.SessionsPA)+8+64, r.End()-8192)
-		}, whereSessions, "page not in the preserved-memory map", sim.UsesBadAddress},
+		}, whereSessions, "page not in the preserved-memory map", kernel.V70.Does(kernel.UsesBadAddress)},
 		{"files without a block", func(t *testing.T, r *physmem.Region, rep *Report) {
 			put64(t, r, uint64(rep.LUO.SessionsPA)+8+64, 0)
-		}, whereSessions, "files but no file block", warnsNoFiles},
+		}, whereSessions, "files but no file block", kernel.V70.Does(kernel.WarnsNoFiles)},
 		{"file compatible without NUL", func(t *testing.T, r *physmem.Region, rep *Report) {
 			fill(t, r, uint64(rep.LUO.Sessions.Sessions[0].FilesPA), 48, 'x')
-		}, whereSessions, "has no NUL in its 48 bytes", stopsAtFile},
+		}, whereSessions, "has no NUL in its 48 bytes", kernel.V70.Does(kernel.StopsAtFile)},
 		{"payload", func(t *testing.T, r *physmem.Region, rep *Report) {
 			fill(t, r, uint64(rep.KHOSim.FLBs[0].Data)+200, 1, 0x5a)
 		}, wherePayloads, "CRC32C", ""},
@@ -284,7 +285,7 @@ func TestDecodeDamage(t *testing.T) {
 		{"root compatible", func(t *testing.T, r *physmem.Region, rep *Report) {
 			b, _ := r.Bytes(uint64(rep.RootPA), uint64(rep.KHO.Size))
 			copy(b[bytes.Index(b, []byte("kho-v1")):], "kho-v9")
-		}, whereRoot, `root FDT compatible "kho-v9", want "kho-v1" or "kho-v4"`, sim.DisablesRevival},
+		}, whereRoot, `root FDT compatible "kho-v9", want "kho-v1" or "kho-v4"`, kernel.V70.Does(kernel.DisablesRevival)},
 	}
 	path, root := simImage(t, "default", 2)
 	clean := readFile(t, path)
@@ -320,7 +321,7 @@ func TestDecodeDamageKeepsGoing(t *testing.T) {
 	put64(t, r, uint64(good.LUO.FLBsPA)+8, 64)
 	put64(t, r, uint64(good.LUO.SessionsPA)+8+72, 129)
 	rep := Decode(r, root)
-	if !hasFinding(rep, whereFLB, "count 64", sim.ReadsPastPage) || !hasFinding(rep, whereSessions, "file count 129", readsPastBlock) {
+	if !hasFinding(rep, whereFLB, "count 64", kernel.V70.Does(kernel.ReadsPastPage)) || !hasFinding(rep, whereSessions, "file count 129", kernel.V70.Does(kernel.ReadsPastBlock)) {
 		t.Fatalf("want both findings:\n%s", findings(rep))
 	}
 	if n := len(rep.LUO.FLB.Entries); n != 63 {
@@ -477,9 +478,9 @@ func TestTextQuotesUntrustedNames(t *testing.T) {
 	}
 }
 
-func hasFinding(rep *Report, where, what string, k sim.KernelAction) bool {
+func hasFinding(rep *Report, where, what string, k string) bool {
 	for _, f := range rep.Findings {
-		if f.Where == where && strings.Contains(f.What, what) && f.Kernel == string(k) {
+		if f.Where == where && strings.Contains(f.What, what) && f.Kernel == k {
 			return true
 		}
 	}

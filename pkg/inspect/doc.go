@@ -13,7 +13,7 @@
 //     "kexec-metadata" child.
 //
 // The FLB page is the same in all. Decode recognises the generation from
-// the root's compatible and the LUO child's (pkg/sim.DetectGeneration),
+// the root's compatible and the LUO child's (luo.Detect),
 // and also shows every other child FDT, kho-sim's own metadata and the
 // preserved-memory map as page ranges.
 //
@@ -26,9 +26,10 @@
 // block the map lists: a real kernel preserves pages all over its memory.
 // Decode goes on past each problem wherever the rest does not depend on
 // it, and says beside each finding what a real kernel of the handover's
-// generation does about it, in pkg/sim's wording. A kho-v4 handover in
-// which it finds nothing wrong is also read by pkg/gen72, the strict
-// reader of real 7.2 handovers, whose refusal is a finding. A kernel's own
+// generation does about it (pkg/kernel's words, the same the simulator
+// and the guest reader use). The LUO state is read by pkg/luo's Decode,
+// which also holds a 7.2 handover to what a real 7.2 kernel's always
+// satisfies (one preserved block per structure, no page used twice, ...). A kernel's own
 // handover (no "kho-sim" child) is decoded the same way; the missing
 // metadata is a note, not a finding.
 //

@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/kho-sim/kho-sim/pkg/flb"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
-	"github.com/kho-sim/kho-sim/pkg/sim"
 )
 
 // structureArea is how much of a default-scenario image holds the
@@ -26,7 +26,7 @@ type fuzzImage struct {
 
 func fuzzImages(f *testing.F) []fuzzImage {
 	var out []fuzzImage
-	for _, abi := range sim.ABIs() {
+	for _, abi := range kernel.Generations() {
 		path, root := simImageABI(f, "default", 2, abi)
 		img := readFile(f, path)[:1<<20]
 		good := Decode(mustRegion(f, bytes.Clone(img)), root)
@@ -39,7 +39,7 @@ func fuzzImages(f *testing.F) []fuzzImage {
 }
 
 // FuzzDecodePatched damages a real image byte by byte. The first input
-// byte picks the generation (sim.ABIs order: 7.0, luo-v2, 7.2); each 4
+// byte picks the generation (kernel.Generations order: 7.0, luo-v2, 7.2); each 4
 // bytes after it are a little-endian offset (3 bytes) into the structures
 // and the byte to write there. Decode must not panic, and what it returns
 // must render and encode.
@@ -86,7 +86,7 @@ func FuzzDecodePatched(f *testing.F) {
 // FuzzDecodeRaw decodes arbitrary bytes as a small region with the root
 // at its start.
 func FuzzDecodeRaw(f *testing.F) {
-	for _, abi := range sim.ABIs() {
+	for _, abi := range kernel.Generations() {
 		path, root := simImageABI(f, "default", 2, abi)
 		f.Add(readFile(f, path)[root-testBase:][:4096]) // the root FDT
 	}
@@ -133,7 +133,7 @@ func checkReport(t *testing.T, rep *Report) {
 }
 
 func BenchmarkDecode(b *testing.B) {
-	for _, abi := range sim.ABIs() {
+	for _, abi := range kernel.Generations() {
 		b.Run(string(abi), func(b *testing.B) {
 			path, root := simImageABI(b, "default", 2, abi)
 			r := openImage(b, path)

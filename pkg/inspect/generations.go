@@ -3,165 +3,50 @@ package inspect
 import (
 	"fmt"
 
-	"github.com/kho-sim/kho-sim/pkg/fdt"
-	"github.com/kho-sim/kho-sim/pkg/gen72"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
-	"github.com/kho-sim/kho-sim/pkg/sim"
 )
 
-// luoV2 decodes the luo-v2 step's LUO FDT: luo-abi-header points at
-// struct luo_ser, whose sessions_pa and flbs_pa lead to 7.0's session
-// block and the FLB page (0: none).
-func (d *decoder) luoV2(r *fdt.Node, l *LUO) {
-	serPA, err := r.U64(luo.FDTABIHeader)
-	if err != nil {
-		d.find(whereLUO, sim.PanicsAtBoot, "LUO FDT: %v", err)
+// luoState decodes the "LUO" child with pkg/luo and takes over its
+// findings and notes.
+func (d *decoder) luoState() {
+	h := luo.Decode(d.in, luo.DecodeOptions{})
+	d.luo = h
+	d.rep.Findings = append(d.rep.Findings, h.Findings...)
+	d.rep.Notes = append(d.rep.Notes, h.Notes...)
+	if !h.Readable {
 		return
 	}
-	d.luoWhere = whereSer
-	l.Ser = &Ser{PA: Hex(serPA), Size: luo.SerV2Size}
-	raw, err := d.in.Map(serPA, luo.SerV2Size)
-	if err != nil {
-		d.find(whereSer, sim.UsesBadAddress, "luo_ser %#x: %v", serPA, err)
-		return
+	l := &LUO{Compatible: h.Compatible, LiveupdateNumber: h.LiveupdateNumber, SessionsPA: Hex(h.SessionsPA), FLBsPA: Hex(h.FLBsPA)}
+	if h.Ser != nil {
+		l.Ser = &Ser{PA: Hex(h.Ser.PA), Size: h.Ser.Size}
 	}
-	ser, err := luo.ParseSer(luo.FormatV2, raw)
-	if err != nil {
-		d.find(whereSer, sim.UsesBadAddress, "luo_ser %#x: %v", serPA, err)
-		return
+	if t := h.FLB; t != nil {
+		l.FLB = &FLBTable{PA: Hex(t.PA), PageCount: t.PageCount, Count: t.Count, Entries: []FLBEntry{}}
+		for _, e := range t.Entries {
+			l.FLB.Entries = append(l.FLB.Entries, FLBEntry{Index: e.Index, Name: e.Name, NameTerminated: e.NameTerminated, Data: Hex(e.Data), Count: e.Count})
+		}
 	}
-	d.followSer(l, ser)
-	if ser.SessionsPA != 0 {
-		d.sessionBlockAt(l, ser.SessionsPA)
+	if t := h.Sessions; t != nil {
+		l.Sessions = &SessionTable{PA: Hex(t.PA), Count: t.Count, Blocks: blocks(t.Blocks), Sessions: []Session{}}
+		for _, s := range t.Sessions {
+			out := Session{Index: s.Index, Name: s.Name, NameTerminated: s.NameTerminated, FilesPA: Hex(s.FilesPA), Count: s.Count, FileBlocks: blocks(s.FileBlocks), Files: []File{}}
+			for _, f := range s.Files {
+				out.Files = append(out.Files, File{Index: f.Index, Compatible: f.Compatible, CompatibleTerminated: f.CompatibleTerminated, Data: Hex(f.Data), Token: Hex(f.Token)})
+			}
+			l.Sessions.Sessions = append(l.Sessions.Sessions, out)
+		}
 	}
-}
-
-func (d *decoder) followSer(l *LUO, ser luo.Ser) {
-	l.LiveupdateNumber, l.SessionsPA, l.FLBsPA = ser.LiveupdateNum, Hex(ser.SessionsPA), Hex(ser.FLBsPA)
-	d.luoFollowed = true
-	if ser.FLBsPA != 0 {
-		d.flbAt(l, ser.FLBsPA)
-	}
-}
-
-// luoBlob decodes 7.2's "LUO" child, the raw struct luo_ser, as
-// luo_early_startup checks it (blob-size, an 8-byte strncmp of the
-// compatible), and follows it to the session chain and the FLB page.
-func (d *decoder) luoBlob() {
-	d.luoWhere = whereBlob
-	s := d.subtree(luo.FDTKHOEntryName)
-	if s == nil {
-		d.note("no %s subtree: no live update state was handed over", luo.FDTKHOEntryName)
-		return
-	}
-	if s.Kind == "" {
-		return // unreadable: the subtree finding says why
-	}
-	blob, err := d.in.SubtreeBytes(luo.FDTKHOEntryName)
-	if err != nil { // read once already; cannot fail now, but memory is untrusted
-		d.find(whereBlob, sim.PanicsAtBoot, "%v", err)
-		return
-	}
-	l := &LUO{Ser: &Ser{PA: s.PA, Size: s.BlobSize}}
 	d.rep.LUO = l
-	if len(blob) < luo.SerSize {
-		d.find(whereBlob, sim.PanicsAtBoot, "LUO blob of %d bytes, smaller than struct luo_ser (%d)", len(blob), luo.SerSize)
-		return
-	}
-	ser, _ := luo.ParseSer(luo.FormatV5, blob) // long enough: checked above
-	l.Compatible = ser.Compatible
-	if ser.Compatible != luo.SerCompatible {
-		l.LiveupdateNumber, l.SessionsPA, l.FLBsPA = ser.LiveupdateNum, Hex(ser.SessionsPA), Hex(ser.FLBsPA)
-		d.find(whereBlob, sim.PanicsAtBoot, "LUO blob compatible %q, want %q (luo_early_startup: EINVAL)", ser.Compatible, luo.SerCompatible)
-		return
-	}
-	d.followSer(l, ser)
-	if ser.SessionsPA != 0 {
-		l.Sessions = d.sessions72(ser.SessionsPA)
-	}
 }
 
-// sessions72 decodes 7.2's session chain and each session's file chain.
-func (d *decoder) sessions72(head uint64) *SessionTable {
-	blocks, entries, _ := d.chain("session", head, luo.SessionEntrySize, sim.PanicsAtBoot)
-	t := &SessionTable{PA: Hex(head), Blocks: blocks, Sessions: []Session{}}
-	for _, b := range blocks {
-		t.Count += b.Count
+func blocks(in []luo.Block) []Block {
+	out := []Block{}
+	for _, b := range in {
+		out = append(out, Block{PA: Hex(b.PA), Count: b.Count})
 	}
-	first := map[string]int{}
-	for i, e := range entries {
-		s, where := d.session(i, e, first)
-		d.files72(&s, where)
-		t.Sessions = append(t.Sessions, s)
-	}
-	return t
-}
-
-// files72 decodes one session's file chain as 7.2's luo_file_deserialize
-// reads it: restored whole or refused, then counted against the entry.
-func (d *decoder) files72(s *Session, where string) {
-	pa := uint64(s.FilesPA)
-	if pa == 0 {
-		if s.Count != 0 {
-			d.find(whereSessions, warnsNoFiles, "%s: %d files but no file block", where, s.Count)
-		}
-		return
-	}
-	blocks, entries, whole := d.chain(where+" file", pa, luo.FileEntrySize, failsOpen)
-	s.FileBlocks = blocks
-	d.fileEntries(s, where, entries, failsOpen)
-	if whole && uint64(len(entries)) != s.Count {
-		d.find(whereSessions, failsOpen, "%s: %d files in its blocks, %d in its entry (luo_file_deserialize: EINVAL)", where, len(entries), s.Count)
-	}
-}
-
-// chain walks a 7.2 block set (struct kho_block_header_ser {u64 next;
-// u64 count} then count entries per page) leniently: what
-// kho_block_set_restore refuses (a cycle, more than KHO_MAX_BLOCKS blocks,
-// a count of 0 or above the block's capacity) is reported with refused,
-// and the walk goes on past a bad count without reading that block's
-// entries; a block that is not page aligned or not preserved ends it.
-// whole is false when anything was wrong.
-func (d *decoder) chain(what string, head uint64, entrySize int, refused sim.KernelAction) (blocks []Block, entries [][]byte, whole bool) {
-	per := uint64((luo.BlockSize - luo.BlockHeaderSize) / entrySize)
-	blocks, whole = []Block{}, true
-	seen := map[uint64]bool{}
-	for pa := head; pa != 0; {
-		switch {
-		case seen[pa]:
-			d.find(whereSessions, refused, "%s block chain loops back to %#x (kho_block_set_restore: EINVAL)", what, pa)
-			return blocks, entries, false
-		case len(seen) == luo.MaxBlocks:
-			d.find(whereSessions, refused, "%s block chain has more than KHO_MAX_BLOCKS %d blocks (kho_block_set_restore: EINVAL)", what, luo.MaxBlocks)
-			return blocks, entries, false
-		case d.blocksLeft == 0:
-			d.find(whereSessions, "", "%s blocks not read: the handover's chains pass %d blocks, which inspect and gen72 read at most", what, gen72.MaxBlocksTotal)
-			return blocks, entries, false
-		case pa%luo.BlockSize != 0:
-			d.find(whereSessions, sim.UsesBadAddress, "%s block %#x is not page aligned", what, pa)
-			return blocks, entries, false
-		}
-		seen[pa] = true
-		d.blocksLeft--
-		blk, err := d.in.Map(pa, luo.BlockSize)
-		if err != nil {
-			d.find(whereSessions, sim.UsesBadAddress, "%s block %#x: %v", what, pa, err)
-			return blocks, entries, false
-		}
-		n := le.Uint64(blk[8:])
-		blocks = append(blocks, Block{PA: Hex(pa), Count: n})
-		if n == 0 || n > per {
-			d.find(whereSessions, refused, "%s block %#x: count %d, want 1 to %d (kho_block_set_restore: EINVAL)", what, pa, n, per)
-			whole = false
-			n = 0 // 7.2 reads no entry of a set it refuses; these would be guesses
-		}
-		for i := range int(n) {
-			entries = append(entries, blk[luo.BlockHeaderSize+i*entrySize:][:entrySize])
-		}
-		pa = le.Uint64(blk)
-	}
-	return blocks, entries, whole
+	return out
 }
 
 // kexecMetadata decodes 7.2's kexec-metadata child with pkg/kho's strict
@@ -177,23 +62,11 @@ func (d *decoder) kexecMetadata() {
 	}
 	m, err := d.in.KexecMetadata()
 	if err != nil {
-		d.find(whereKexec, ignoresMetadata, "%v", err)
+		d.find(whereKexec, kernel.IgnoresMetadata, "%v", err)
 		return
 	}
+	d.kexec = &m
 	d.rep.KexecMetadata = &KexecMetadata{PA: s.PA, Size: s.BlobSize, Version: m.Version, PreviousRelease: m.PreviousRelease, KexecCount: m.KexecCount}
-}
-
-// strict72 runs pkg/gen72, the strict reader of real 7.2 handovers, over
-// a kho-v4 handover in which Decode found nothing wrong: it also refuses
-// what neither 7.2 nor Decode looks for (a page that serves two
-// structures, an FLB with count 0, liveupdate number 0, ...).
-func (d *decoder) strict72() {
-	if d.in.Format() != kho.FormatV4 || len(d.rep.Findings) > 0 {
-		return
-	}
-	if _, err := gen72.Decode(d.r, uint64(d.rep.KHO.PA), uint64(d.rep.KHO.Size)); err != nil {
-		d.find(whereStrict, "", "%v", err)
-	}
 }
 
 // describe names the LUO state's layout for the text output.

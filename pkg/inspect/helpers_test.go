@@ -6,7 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/kho-sim/kho-sim/pkg/gen72"
+	"github.com/kho-sim/kho-sim/internal/realhandover"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 	"github.com/kho-sim/kho-sim/pkg/scenario"
 	"github.com/kho-sim/kho-sim/pkg/sim"
@@ -21,11 +22,11 @@ const (
 // file and the KHO root address it handed over.
 func simImage(t testing.TB, name string, boots int) (string, uint64) {
 	t.Helper()
-	return simImageABI(t, name, boots, sim.ABI70)
+	return simImageABI(t, name, boots, kernel.V70)
 }
 
 // simImageABI is simImage in the given generation.
-func simImageABI(t testing.TB, name string, boots int, abi sim.ABI) (string, uint64) {
+func simImageABI(t testing.TB, name string, boots int, abi kernel.Generation) (string, uint64) {
 	t.Helper()
 	sc, err := scenario.Lookup(name)
 	if err != nil {
@@ -65,66 +66,16 @@ func readFile(t testing.TB, path string) []byte {
 	return b
 }
 
-// realDir holds pages captured from a real Linux 7.2 kernel's handover
-// (see pkg/gen72's real_test.go): handover.txt as it was at the kexec,
-// guest-dump.txt as the next kernel's /dev/mem showed it after boot.
-const realDir = "../gen72/testdata/real-7.2"
-
-// realRegion loads a dump of the real 7.2 handover into a sparse file
-// region at physical address 0 that covers every page the handover's
-// memory map preserves and every structure it uses (the memfds' folios lie
-// hundreds of MiB up; only the dumped pages hold data). It returns the
-// region and the root FDT's address.
+// realRegion loads a dump of the real 7.2 handover (internal/realhandover)
+// into a sparse region at physical address 0 that covers every page the
+// handover's memory map preserves, and returns it with the root FDT's
+// address.
 func realRegion(t testing.TB, name string) (*physmem.Region, uint64) {
 	t.Helper()
-	full := loadDump(t, "handover.txt")
-	h, err := gen72.Decode(full.Pages, full.Setup.FDTAddr, full.Setup.FDTSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var end uint64
-	for _, b := range h.MemoryMap.Blocks {
-		end = max(end, b.End())
-	}
-	for _, pa := range h.Pages() {
-		end = max(end, pa+gen72.PageSize)
-	}
-	end = (end + 1<<20 - 1) &^ (1<<20 - 1)
-	r, err := physmem.OpenFile(filepath.Join(t.TempDir(), "mem"), 0, end)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
+	full := realhandover.Load(t, realhandover.Handover)
 	d := full
-	if name != "handover.txt" {
-		d = loadDump(t, name)
+	if name != realhandover.Handover {
+		d = realhandover.Load(t, name)
 	}
-	for _, pa := range d.Pages.Addresses() {
-		if pa >= end {
-			continue // the scratch array: not part of what KHO hands over
-		}
-		mem, err := r.Bytes(pa, gen72.PageSize)
-		if err != nil {
-			t.Fatal(err)
-		}
-		copy(mem, d.Pages.Page(pa))
-	}
-	return r, d.Setup.FDTAddr
-}
-
-func loadDump(t testing.TB, name string) *gen72.Dump {
-	t.Helper()
-	f, err := os.Open(filepath.Join(realDir, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	d, err := gen72.ParseDump(f)
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	if d.Setup == nil {
-		t.Fatalf("%s: no KHOSETUP line", name)
-	}
-	return d
+	return realhandover.Region(t, full, d), d.Setup.FDTAddr
 }

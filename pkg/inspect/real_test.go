@@ -9,10 +9,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kho-sim/kho-sim/pkg/gen72"
+	"github.com/kho-sim/kho-sim/internal/realhandover"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
-	"github.com/kho-sim/kho-sim/pkg/sim"
+	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
 // testFLBData is TEST_FLB_MAGIC_BASE of the kernel's lib/tests/liveupdate.c,
@@ -21,8 +22,9 @@ const testFLBData = 0xfeedf00dcafebee0
 
 // TestDecodeRealHandover decodes the handover a real Linux 7.2 kernel
 // left in memory at its kexec: no finding, only the note that kho-sim's
-// metadata is absent, and everything gen72 (written from the same dump)
-// and the guest's plan say is there.
+// metadata is absent, and everything the strict reader (luo.Read), the
+// capture's own record (testdata/real-7.2) and the guest's plan say is
+// there.
 func TestDecodeRealHandover(t *testing.T) {
 	r, root := realRegion(t, "handover.txt")
 	rep := Decode(r, root)
@@ -32,21 +34,24 @@ func TestDecodeRealHandover(t *testing.T) {
 	if len(rep.Notes) != 1 || !strings.Contains(rep.Notes[0], "kho-sim metadata absent") {
 		t.Errorf("notes %q, want only the absent kho-sim metadata", rep.Notes)
 	}
-	if g := rep.Generation; g == nil || *g != (Generation{Name: string(sim.ABI72), KHO: kho.CompatibleV4, LUO: luo.SerCompatible}) {
+	if g := rep.Generation; g == nil || *g != (Generation{Name: string(kernel.V72), KHO: kho.CompatibleV4, LUO: luo.SerCompatible}) {
 		t.Errorf("generation %+v", rep.Generation)
 	}
-	d := loadDump(t, "handover.txt")
-	h, err := gen72.Decode(d.Pages, d.Setup.FDTAddr, d.Setup.FDTSize)
+	d := realhandover.Load(t, realhandover.Handover)
+	h, err := luo.Read(d.Pages, d.Setup.FDTAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// What the capture recorded: luo_ser, session and FLB pages, the
+	// kexec-metadata, and 27 single-page blocks.
+	const serPA, sessionsPA, flbsPA, metaPA, blocks = 0x3ad000, 0x3e6000, 0x3ae000, 0x1fd000, 27
 
 	var names []string
 	for _, s := range rep.Subtrees {
 		names = append(names, s.Name)
-		g := h.Root.Subtree(s.Name)
-		if s.Kind != KindBlob || g == nil || uint64(s.PA) != g.PA || s.BlobSize != g.Size || uint64(s.Size) != g.Size || len(s.Hex) != 2*s.Size {
-			t.Errorf("subtree %+v, gen72 %+v", s, g)
+		pa, size, err := h.In.SubtreeBlob(s.Name)
+		if s.Kind != KindBlob || err != nil || uint64(s.PA) != pa || s.BlobSize != size || uint64(s.Size) != size || len(s.Hex) != 2*s.Size {
+			t.Errorf("subtree %+v, reader %#x+%d %v", s, pa, size, err)
 		}
 	}
 	if !slices.Equal(names, []string{luo.FDTKHOEntryName, kho.KexecMetadataName}) {
@@ -57,9 +62,9 @@ func TestDecodeRealHandover(t *testing.T) {
 	if l == nil || l.FLB == nil || l.Sessions == nil {
 		t.Fatalf("LUO %+v", l)
 	}
-	if l.Compatible != luo.SerCompatible || l.LiveupdateNumber != 1 || l.Ser == nil || *l.Ser != (Ser{PA: Hex(h.LUO.PA), Size: gen72.LUOSize}) ||
-		uint64(l.SessionsPA) != h.LUO.SessionsPA || uint64(l.FLBsPA) != h.LUO.FLBsPA {
-		t.Errorf("LUO %+v ser %+v, gen72 %+v", l, l.Ser, h.LUO)
+	if l.Compatible != luo.SerCompatible || l.LiveupdateNumber != 1 || l.Ser == nil || *l.Ser != (Ser{PA: serPA, Size: luo.SerSize}) ||
+		l.SessionsPA != sessionsPA || l.FLBsPA != flbsPA {
+		t.Errorf("LUO %+v ser %+v", l, l.Ser)
 	}
 	if l.FLB.PageCount != 1 || l.FLB.Count != 3 || len(l.FLB.Entries) != 3 {
 		t.Fatalf("FLB table %+v", l.FLB)
@@ -76,24 +81,24 @@ func TestDecodeRealHandover(t *testing.T) {
 		t.Fatalf("sessions %+v", l.Sessions)
 	}
 	for i, s := range l.Sessions.Sessions {
-		g := h.LUO.Sessions[i]
+		g := h.Sessions.Sessions[i]
 		tokens := plan[s.Name]
-		if s.Name != g.Name || len(s.Files) != len(tokens) || s.Count != uint64(len(tokens)) || len(s.FileBlocks) != len(g.FileBlocks) {
-			t.Errorf("session %d: %+v, gen72 %+v", i, s, g)
+		if s.Name != g.Name || len(s.Files) != len(tokens) || s.Count != uint64(len(tokens)) || len(s.FileBlocks) != 1 {
+			t.Errorf("session %d: %+v, reader %+v", i, s, g)
 			continue
 		}
 		for j, f := range s.Files {
-			if f.Compatible != "memfd-v2" || uint64(f.Token) != tokens[j] || uint64(f.Data) != g.Files[j].Data || f.Data == 0 {
-				t.Errorf("session %q file %d: %+v, gen72 %+v", s.Name, j, f, g.Files[j])
+			if f.Compatible != "memfd-v2" || uint64(f.Token) != tokens[j] || uint64(f.Data) != g.Files[j].Data || f.Data == 0 || f.Data%physmem.PageSize != 0 {
+				t.Errorf("session %q file %d: %+v, reader %+v", s.Name, j, f, g.Files[j])
 			}
 		}
 	}
-	if k := rep.KexecMetadata; k == nil || *k != (KexecMetadata{PA: Hex(h.Metadata.PA), Size: gen72.MetadataSize, Version: 1, PreviousRelease: "7.2.13", KexecCount: 1}) {
+	if k := rep.KexecMetadata; k == nil || *k != (KexecMetadata{PA: metaPA, Size: kho.KexecMetadataSize, Version: 1, PreviousRelease: "7.2.13", KexecCount: 1}) {
 		t.Errorf("kexec-metadata %+v", rep.KexecMetadata)
 	}
 	m := rep.Memory
-	if m == nil || m.Encoding != EncodingRadix || m.Blocks != len(h.MemoryMap.Blocks) || m.Bytes != h.MemoryMap.Pages()*gen72.PageSize {
-		t.Fatalf("memory %+v, gen72 %d blocks", m, len(h.MemoryMap.Blocks))
+	if m == nil || m.Encoding != EncodingRadix || m.Blocks != blocks || m.Bytes != blocks*physmem.PageSize || len(h.In.Blocks()) != blocks {
+		t.Fatalf("memory %+v, want %d one-page blocks", m, blocks)
 	}
 	for _, s := range h.Structures() {
 		if !preserved(m, s.PA) {
@@ -124,8 +129,9 @@ func TestDecodeRealHandover(t *testing.T) {
 	}
 }
 
-// TestDecodeRealHandoverDamage damages the real handover where only the
-// strict reader looks, and reads the LUO page as the next kernel left it.
+// TestDecodeRealHandoverDamage damages the real handover where only
+// kho-sim's strict 7.2 checks look, and reads the LUO page as the next
+// kernel left it.
 func TestDecodeRealHandoverDamage(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -133,14 +139,14 @@ func TestDecodeRealHandoverDamage(t *testing.T) {
 		apply  func(t *testing.T, rep *Report) (pa uint64, v uint64)
 		where  string
 		what   string
-		kernel sim.KernelAction
+		kernel string
 	}{
 		{"liveupdate number 0", "handover.txt", func(t *testing.T, rep *Report) (uint64, uint64) {
 			return uint64(rep.LUO.Ser.PA) + 8, 0
-		}, whereStrict, "liveupdate number 0", ""},
+		}, whereBlob, "liveupdate number 0", ""},
 		{"FLB count 0", "handover.txt", func(t *testing.T, rep *Report) (uint64, uint64) {
 			return uint64(rep.LUO.FLBsPA) + 16 + 56, 0
-		}, whereStrict, "count 0", ""},
+		}, whereFLB, "count 0", ""},
 		{"session chain loops", "handover.txt", func(t *testing.T, rep *Report) (uint64, uint64) {
 			return uint64(rep.LUO.SessionsPA), uint64(rep.LUO.SessionsPA)
 		}, whereSessions, "session block chain loops back to", "the 7.2 kernel panics at boot (liveupdate_early_init)"},

@@ -8,6 +8,8 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
 // WriteJSON writes r as the JSON document described in the package
@@ -65,7 +67,7 @@ func WriteText(w io.Writer, r *Report) error {
 		if m.Encoding == EncodingRadix {
 			enc = "radix tree"
 		}
-		fmt.Fprintf(&b, "\n== preserved memory (%s): %d blocks, %d pages (%s) in %d ranges ==\n", enc, m.Blocks, m.Bytes/4096, size(m.Bytes), len(m.Ranges))
+		fmt.Fprintf(&b, "\n== preserved memory (%s): %d blocks, %d pages (%s) in %d ranges ==\n", enc, m.Blocks, m.Bytes/physmem.PageSize, size(m.Bytes), len(m.Ranges))
 		tw := table(&b)
 		for _, rg := range m.Ranges {
 			fmt.Fprintf(tw, "%#x-%#x\t%s\t%d pages\n", uint64(rg.Start), uint64(rg.End)-1, size(rg.Size), rg.Pages)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 )
 
 // SchemaVersion is the "schema" field of the JSON document. It changes only
@@ -40,7 +42,7 @@ type Report struct {
 	// Notes say what is absent without being wrong.
 	Notes []string `json:"notes"`
 	// Findings are everything wrong, in the order found.
-	Findings []Finding `json:"findings"`
+	Findings []kernel.Finding `json:"findings"`
 }
 
 // Span is a range of physical memory.
@@ -262,28 +264,6 @@ type MemRange struct {
 	End   Hex    `json:"end"`
 	Size  uint64 `json:"size"`
 	Pages uint64 `json:"pages"`
-}
-
-// Finding is one thing wrong with the handover.
-type Finding struct {
-	// Where names the structure: "kho root", "preserved-memory map",
-	// "subtree NAME", "LUO FDT", "luo_ser", "LUO blob", "FLB table",
-	// "sessions", "kexec-metadata", "kho-sim metadata", "payloads",
-	// "strict 7.2 reader".
-	Where string `json:"where"`
-	What  string `json:"what"`
-	// Kernel says what a real kernel of the handover's generation does with
-	// it ("" when the kernel does not notice or it concerns kho-sim's own
-	// data).
-	Kernel string `json:"kernel"`
-}
-
-func (f Finding) String() string {
-	s := f.Where + ": " + f.What
-	if f.Kernel != "" {
-		s += "; " + f.Kernel
-	}
-	return s
 }
 
 // RootError returns why no KHO root FDT could be read at RootPA (nothing

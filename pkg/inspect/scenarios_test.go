@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 	"github.com/kho-sim/kho-sim/pkg/scenario"
 	"github.com/kho-sim/kho-sim/pkg/sim"
@@ -21,7 +22,7 @@ func TestEveryScenarioHandoverIsClean(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, abi := range sim.ABIs() {
+	for _, abi := range kernel.Generations() {
 		handovers := 0
 		for _, sc := range all {
 			t.Run(fmt.Sprintf("%s/%s", abi, sc.Name), func(t *testing.T) {
@@ -53,7 +54,7 @@ func TestEveryScenarioHandoverIsClean(t *testing.T) {
 	}
 }
 
-func checkClean(t *testing.T, sc *scenario.Scenario, abi sim.ABI, boot int, rep *Report) {
+func checkClean(t *testing.T, sc *scenario.Scenario, abi kernel.Generation, boot int, rep *Report) {
 	t.Helper()
 	if g := rep.Generation; g == nil || g.Name != string(abi) {
 		t.Errorf("boot %d: generation %+v, want %s", boot, rep.Generation, abi)
@@ -84,7 +85,7 @@ func checkClean(t *testing.T, sc *scenario.Scenario, abi sim.ABI, boot int, rep 
 	if files != len(m.Files) {
 		t.Errorf("boot %d: %d files in the sessions, %d in the metadata", boot, files, len(m.Files))
 	}
-	if k := rep.KexecMetadata; (k != nil) != (abi == sim.ABI72) || (k != nil && uint64(k.KexecCount) != m.LUONumber) {
+	if k := rep.KexecMetadata; (k != nil) != (abi == kernel.V72) || (k != nil && uint64(k.KexecCount) != m.LUONumber) {
 		t.Errorf("boot %d: kexec-metadata %+v, liveupdate number %d", boot, k, m.LUONumber)
 	}
 }

@@ -1,5 +1,10 @@
 package kho
 
+import (
+	"github.com/kho-sim/kho-sim/pkg/kernel"
+	"github.com/kho-sim/kho-sim/pkg/physmem"
+)
+
 // Names and limits of the 7.0 KHO ABI.
 const (
 	// Compatible is the root FDT's compatible string in Linux 7.0.
@@ -10,8 +15,8 @@ const (
 	// subsystem's FDT.
 	PropSubFDT = "fdt"
 
+	// pageShift is log2(physmem.PageSize).
 	pageShift = 12
-	pageSize  = 1 << pageShift
 
 	// chunkHeaderSize is struct khoser_mem_chunk_hdr: u64 next, u32 order,
 	// u32 num_elms.
@@ -19,27 +24,23 @@ const (
 	// bitmapPtrSize is struct khoser_mem_bitmap_ptr: u64 phys_start, u64 bitmap.
 	bitmapPtrSize = 16
 	// ChunkCapacity is KHOSER_BITMAP_SIZE: bitmap pointers per chunk page.
-	ChunkCapacity = (pageSize - chunkHeaderSize) / bitmapPtrSize
+	ChunkCapacity = (physmem.PageSize - chunkHeaderSize) / bitmapPtrSize
 	// preserveBits is PRESERVE_BITS: one bit per 2^order pages, one page of bits.
-	preserveBits = pageSize * 8
+	preserveBits = physmem.PageSize * 8
 	// MaxPageOrder is x86-64's MAX_PAGE_ORDER; kho_alloc_preserve refuses
 	// larger blocks with E2BIG.
 	MaxPageOrder = 10
 )
 
-// Format is a generation of the KHO handover: the root FDT's compatible, the
-// shape of its children and the encoding of the preserved-memory map.
-type Format string
-
-// The KHO formats kho-sim writes and reads.
-const (
-	// FormatV1 is Linux 7.0: children hold "fdt" = the subsystem FDT's
-	// address; the memory map is a list of chunks of bitmaps per order.
-	FormatV1 Format = Compatible
-	// FormatV4 is Linux 7.2: children hold "blob-size" and "preserved-data";
-	// the memory map is one radix tree over all orders.
-	FormatV4 Format = CompatibleV4
-)
+// CompatibleOf is the root compatible a kernel of generation g writes and
+// expects: "kho-v4" in 7.2, "kho-v1" before. The compatible also says how
+// children and the memory map are encoded.
+func CompatibleOf(g kernel.Generation) string {
+	if g == kernel.V72 {
+		return CompatibleV4
+	}
+	return Compatible
+}
 
 // Names and sizes of the 7.2 KHO ABI (include/linux/kho/abi/kexec_handover.h
 // and kexec_metadata.h).

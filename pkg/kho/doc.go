@@ -8,8 +8,15 @@
 //
 // The outgoing side (Outgoing) allocates and preserves memory from a
 // physmem.Region and, at Finalize, writes the memory map and the root FDT
-// there. The incoming side (ReadIncoming) recognises the generation from
-// the root's compatible and treats the region as untrusted: every address,
+// there. The incoming side (ReadIncoming) reads any Memory: a contiguous
+// physmem.Region (the reserved region, an image file, /dev/mem) or a sparse
+// PageStore (a real kernel's dump). It recognises the generation from the
+// root's compatible and treats the memory as untrusted: every address,
 // count and size read from it is checked, and Map refuses any page the
 // memory map does not list.
+//
+// The package also holds the text format in which a guest prints the pages
+// of a handover (FormatDumpLine, ParseDump) and x86's struct kho_data
+// (Setup), through which kexec_file_load tells a 7.2 kernel where the
+// handover is.
 package kho

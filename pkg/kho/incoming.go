@@ -1,10 +1,9 @@
 package kho
 
 import (
-	"encoding/binary"
+	"cmp"
 	"errors"
 	"fmt"
-	"math/bits"
 	"slices"
 
 	"golang.org/x/sys/unix"
@@ -20,7 +19,10 @@ type Block struct {
 }
 
 // Size is the block's length in bytes.
-func (b Block) Size() uint64 { return pageSize << b.Order }
+func (b Block) Size() uint64 { return physmem.PageSize << b.Order }
+
+// End is the first address after the block.
+func (b Block) End() uint64 { return b.PA + b.Size() }
 
 // ErrNotPreserved means the previous kernel's memory map does not list a page
 // that something asked to use.
@@ -30,15 +32,19 @@ var ErrNotPreserved = errors.New("page not in the preserved-memory map")
 // handover (kho_populate and kho_mem_deserialize), read from untrusted
 // memory and checked.
 type Incoming struct {
-	region *physmem.Region
-	rootPA uint64
-	root   *fdt.Tree
-	blocks []Block // sorted by PA, non-overlapping
-	format Format
+	mem      Memory
+	rootPA   uint64
+	rootSize uint64
+	root     *fdt.Tree
+	blocks   []Block  // sorted by PA, non-overlapping
+	mapPages []uint64 // the memory map's own pages: chunks and bitmaps, or radix nodes
+	format   string
 }
 
-// maxFDTSize bounds how much of the region a sub-FDT may claim.
-const maxFDTSize = 1 << 20
+// MaxFDTSize bounds the root FDT and every child's FDT or blob that the
+// incoming side reads (the kernel writes the root in one page; the bound
+// keeps hostile sizes from claiming the region).
+const MaxFDTSize = 1 << 20
 
 // ReadIncoming validates the KHO root FDT at rootPA and the memory map it
 // points to, in whichever format the root's compatible names: "kho-v1"
@@ -48,18 +54,18 @@ const maxFDTSize = 1 << 20
 // trusts its predecessor: every chunk, node, bitmap and preserved block must
 // lie inside the region, chunk lists must end, a tree must be a tree, and
 // counts must fit. Which format the reading kernel expects is the caller's
-// business (Format tells what was found).
-func ReadIncoming(r *physmem.Region, rootPA uint64) (*Incoming, error) {
-	root, err := readFDT(r, rootPA)
+// business (Compatible tells what was found).
+func ReadIncoming(r Memory, rootPA uint64) (*Incoming, error) {
+	root, rootSize, err := readFDT(r, rootPA)
 	if err != nil {
 		return nil, fmt.Errorf("kho: root FDT at %#x: %w (the kernel disables KHO revival)", rootPA, err)
 	}
-	var format Format
+	var format string
 	switch {
 	case root.Root.IsCompatible(Compatible):
-		format = FormatV1
+		format = Compatible
 	case root.Root.IsCompatible(CompatibleV4):
-		format = FormatV4
+		format = CompatibleV4
 	default:
 		c, _ := root.Root.String("compatible")
 		return nil, fmt.Errorf("kho: root FDT at %#x is %q, not %q or %q (the kernel disables KHO revival)", rootPA, c, Compatible, CompatibleV4)
@@ -70,116 +76,97 @@ func ReadIncoming(r *physmem.Region, rootPA uint64) (*Incoming, error) {
 	}
 	if mapPA == 0 {
 		errno := "ENOENT"
-		if format == FormatV4 {
+		if format == CompatibleV4 {
 			errno = "EINVAL"
 		}
 		return nil, fmt.Errorf("kho: root FDT has an empty %s (the kernel disables KHO revival: %s)", PropMemoryMap, errno)
 	}
 	var blocks []Block
-	if format == FormatV4 {
-		blocks, err = readRadix(r, mapPA)
+	var mapPages []uint64
+	if format == CompatibleV4 {
+		var m *RadixMap
+		if m, err = ReadRadix(r, mapPA); err == nil {
+			blocks, mapPages = m.Blocks, m.Nodes
+		}
 	} else {
-		blocks, err = readMemoryMap(r, mapPA)
+		blocks, mapPages, err = readMemoryMap(r, mapPA)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("kho: %s: %w", PropMemoryMap, err)
 	}
-	in := &Incoming{region: r, rootPA: rootPA, root: root, blocks: blocks, format: format}
-	if err := in.check(rootPA, pageSize); err != nil {
+	in := &Incoming{mem: r, rootPA: rootPA, rootSize: rootSize, root: root, blocks: blocks, mapPages: mapPages, format: format}
+	if err := in.check(rootPA, physmem.PageSize); err != nil {
 		return nil, fmt.Errorf("kho: root FDT page %#x: %w", rootPA, err)
 	}
 	return in, nil
 }
 
 // readFDT reads an FDT whose size comes from its own header, bounded by the
-// region and maxFDTSize.
-func readFDT(r *physmem.Region, pa uint64) (*fdt.Tree, error) {
+// memory and MaxFDTSize.
+func readFDT(r Memory, pa uint64) (*fdt.Tree, uint64, error) {
 	hdr, err := r.Bytes(pa, 40)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	size, err := fdt.TotalSize(hdr)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	if size > maxFDTSize {
-		return nil, fmt.Errorf("totalsize %d above the %d bytes kho-sim accepts", size, maxFDTSize)
+	if size > MaxFDTSize {
+		return nil, 0, fmt.Errorf("totalsize %d above the %d bytes kho-sim accepts", size, MaxFDTSize)
 	}
 	blob, err := r.Bytes(pa, uint64(size))
 	if err != nil {
-		return nil, fmt.Errorf("totalsize %d: %w", size, err)
+		return nil, 0, fmt.Errorf("totalsize %d: %w", size, err)
 	}
-	return fdt.Parse(blob)
-}
-
-func readMemoryMap(r *physmem.Region, pa uint64) ([]Block, error) {
-	var blocks []Block
-	seen := map[uint64]bool{}
-	for pa != 0 {
-		if seen[pa] {
-			return nil, fmt.Errorf("chunk list loops back to %#x (the 7.0 kernel loops forever in kho_mem_deserialize)", pa)
-		}
-		seen[pa] = true
-		if pa%pageSize != 0 {
-			return nil, fmt.Errorf("chunk %#x is not page aligned", pa)
-		}
-		chunk, err := r.Bytes(pa, pageSize)
-		if err != nil {
-			return nil, fmt.Errorf("chunk: %w", err)
-		}
-		next := binary.LittleEndian.Uint64(chunk[0:])
-		order := binary.LittleEndian.Uint32(chunk[8:])
-		n := binary.LittleEndian.Uint32(chunk[12:])
-		if order > MaxPageOrder {
-			return nil, fmt.Errorf("chunk %#x: order %d above MAX_PAGE_ORDER %d", pa, order, MaxPageOrder)
-		}
-		if n > ChunkCapacity {
-			return nil, fmt.Errorf("chunk %#x: num_elms %d above %d (the kernel would read past the chunk)", pa, n, ChunkCapacity)
-		}
-		for i := range n {
-			elm := chunk[chunkHeaderSize+i*bitmapPtrSize:]
-			start := binary.LittleEndian.Uint64(elm[0:])
-			bmPA := binary.LittleEndian.Uint64(elm[8:])
-			bm, err := r.Bytes(bmPA, pageSize)
-			if err != nil {
-				return nil, fmt.Errorf("chunk %#x element %d: bitmap: %w", pa, i, err)
-			}
-			blocks, err = appendBits(blocks, r, start, uint(order), bm)
-			if err != nil {
-				return nil, fmt.Errorf("chunk %#x element %d: %w", pa, i, err)
-			}
-		}
-		pa = next
-	}
-	slices.SortFunc(blocks, func(a, b Block) int { return cmpU64(a.PA, b.PA) })
-	for i := 1; i < len(blocks); i++ {
-		if blocks[i].PA < blocks[i-1].PA+blocks[i-1].Size() {
-			return nil, fmt.Errorf("preserved blocks %#x and %#x overlap", blocks[i-1].PA, blocks[i].PA)
-		}
-	}
-	return blocks, nil
-}
-
-func appendBits(blocks []Block, r *physmem.Region, start uint64, order uint, bm []byte) ([]Block, error) {
-	for w := 0; w < len(bm); w += 8 {
-		word := binary.LittleEndian.Uint64(bm[w:])
-		for word != 0 {
-			bit := uint64(w*8 + bits.TrailingZeros64(word))
-			word &= word - 1
-			pa := start + bit<<(order+pageShift)
-			b := Block{PA: pa, Order: order}
-			if pa < start || !r.Contains(pa, b.Size()) {
-				return nil, fmt.Errorf("preserved block %#x (order %d) lies outside the region %#x-%#x; the kernel would reserve it blindly",
-					pa, order, r.Base(), r.End()-1)
-			}
-			blocks = append(blocks, b)
-		}
-	}
-	return blocks, nil
+	t, err := fdt.Parse(blob)
+	return t, uint64(size), err
 }
 
 // RootPA is where the root FDT was read.
 func (in *Incoming) RootPA() uint64 { return in.rootPA }
+
+// Memory is what the handover is read from.
+func (in *Incoming) Memory() Memory { return in.mem }
+
+// RootSize is the root FDT's totalsize.
+func (in *Incoming) RootSize() uint64 { return in.rootSize }
+
+// MapPages lists the memory map's own pages (kho-v1's chunks and bitmaps,
+// kho-v4's radix nodes) in the order read. They are not preserved: the
+// next kernel reuses them once it has read the map.
+func (in *Incoming) MapPages() []uint64 { return slices.Clone(in.mapPages) }
+
+// InOneBlock reports whether [pa, pa+size) lies inside a single preserved
+// block, as every structure a kernel allocates with kho_alloc_preserve does.
+func (in *Incoming) InOneBlock(pa, size uint64) bool {
+	if size == 0 || pa+size < pa {
+		return false
+	}
+	i, found := slices.BinarySearchFunc(in.blocks, pa, func(b Block, t uint64) int { return cmp.Compare(b.PA, t) })
+	if !found {
+		i--
+	}
+	return i >= 0 && pa+size <= in.blocks[i].End()
+}
+
+// Structure is one piece of a handover in memory.
+type Structure struct {
+	What     string
+	PA, Size uint64
+}
+
+// Structures lists the root FDT and every child whose address (and, for
+// kho-v1's FDTs, header) can be read.
+func (in *Incoming) Structures() []Structure {
+	out := []Structure{{What: "KHO root FDT", PA: in.rootPA, Size: in.rootSize}}
+	for _, name := range in.SubtreeNames() {
+		if pa, size, err := in.SubtreeBlob(name); err == nil {
+			out = append(out, Structure{What: fmt.Sprintf("subtree %q", name), PA: pa, Size: size})
+		}
+	}
+	return out
+}
 
 // Root is the parsed root FDT.
 func (in *Incoming) Root() *fdt.Tree { return in.root }
@@ -209,8 +196,10 @@ func (in *Incoming) SubtreeNames() []string {
 	return names
 }
 
-// Format is the handover format the root FDT's compatible names.
-func (in *Incoming) Format() Format { return in.format }
+// Compatible is the root FDT's compatible: Compatible ("kho-v1") or
+// CompatibleV4 ("kho-v4"), which says how children and the memory map are
+// encoded.
+func (in *Incoming) Compatible() string { return in.format }
 
 // Subtree models kho_retrieve_subtree: the address of the named child's
 // FDT (kho-v1 "fdt") or blob (kho-v4 "preserved-data"). ENOENT without such
@@ -225,18 +214,27 @@ func (in *Incoming) subtree(name string) (pa, size uint64, err error) {
 	if n == nil {
 		return 0, 0, fmt.Errorf("kho: no subtree %q: %w", name, unix.ENOENT)
 	}
-	if in.format != FormatV4 {
-		pa, err := n.U64(PropSubFDT)
-		if err != nil {
-			return 0, 0, fmt.Errorf("kho: subtree %q: %v: %w", name, err, unix.EINVAL)
+	return ChildProps(n, in.format == CompatibleV4)
+}
+
+// ChildProps reads a child of the root FDT as kho_retrieve_subtree does:
+// kho-v1's "fdt", or kho-v4's "preserved-data" and "blob-size" (size 0 in
+// kho-v1). EINVAL if one is not a u64; whichever of the two is readable
+// is returned all the same, for readers that show what there is.
+func ChildProps(n *fdt.Node, v4 bool) (pa, size uint64, err error) {
+	if !v4 {
+		if pa, err = n.U64(PropSubFDT); err != nil {
+			return 0, 0, fmt.Errorf("kho: subtree %q: %v: %w", n.Name, err, unix.EINVAL)
 		}
 		return pa, 0, nil
 	}
-	if pa, err = n.U64(PropBlobData); err != nil {
-		return 0, 0, fmt.Errorf("kho: subtree %q: %v: %w", name, err, unix.EINVAL)
-	}
-	if size, err = n.U64(PropBlobSize); err != nil {
-		return 0, 0, fmt.Errorf("kho: broken subtree %q: missing or invalid %s: %v: %w", name, PropBlobSize, err, unix.EINVAL)
+	pa, perr := n.U64(PropBlobData)
+	size, serr := n.U64(PropBlobSize)
+	switch {
+	case perr != nil:
+		return 0, size, fmt.Errorf("kho: subtree %q: %v: %w", n.Name, perr, unix.EINVAL)
+	case serr != nil:
+		return pa, 0, fmt.Errorf("kho: broken subtree %q: missing or invalid %s: %v: %w", n.Name, PropBlobSize, serr, unix.EINVAL)
 	}
 	return pa, size, nil
 }
@@ -246,7 +244,7 @@ func (in *Incoming) subtree(name string) (pa, size uint64, err error) {
 // totalsize, read from preserved memory.
 func (in *Incoming) SubtreeBlob(name string) (pa, size uint64, err error) {
 	pa, size, err = in.subtree(name)
-	if err != nil || in.format == FormatV4 {
+	if err != nil || in.format == CompatibleV4 {
 		return pa, size, err
 	}
 	hdr, err := in.Map(pa, 40)
@@ -261,14 +259,14 @@ func (in *Incoming) SubtreeBlob(name string) (pa, size uint64, err error) {
 }
 
 // SubtreeBytes maps the named child's blob (or kho-v1 FDT): every byte of
-// it must be preserved, and it may not be empty or larger than 1 MiB.
+// it must be preserved, and it may not be empty or larger than MaxFDTSize.
 func (in *Incoming) SubtreeBytes(name string) ([]byte, error) {
 	pa, size, err := in.SubtreeBlob(name)
 	if err != nil {
 		return nil, err
 	}
-	if size == 0 || size > maxFDTSize {
-		return nil, fmt.Errorf("kho: subtree %q: blob-size %d: want 1 to %d bytes: %w", name, size, maxFDTSize, unix.EINVAL)
+	if size == 0 || size > MaxFDTSize {
+		return nil, fmt.Errorf("kho: subtree %q: blob-size %d: want 1 to %d bytes: %w", name, size, MaxFDTSize, unix.EINVAL)
 	}
 	blob, err := in.Map(pa, size)
 	if err != nil {
@@ -281,7 +279,7 @@ func (in *Incoming) SubtreeBytes(name string) ([]byte, error) {
 // preserved. It returns the raw blob too, for byte-level checks. In kho-v4
 // the FDT must fit in the child's blob-size.
 func (in *Incoming) SubtreeFDT(name string) (*fdt.Tree, []byte, error) {
-	if in.format == FormatV4 {
+	if in.format == CompatibleV4 {
 		blob, err := in.SubtreeBytes(name)
 		if err != nil {
 			return nil, nil, err
@@ -328,7 +326,7 @@ func (in *Incoming) Map(pa, size uint64) ([]byte, error) {
 	if err := in.check(pa, size); err != nil {
 		return nil, err
 	}
-	return in.region.Bytes(pa, size)
+	return in.mem.Bytes(pa, size)
 }
 
 // check reports whether the previous kernel preserved all of [pa, pa+size).
@@ -336,12 +334,13 @@ func (in *Incoming) check(pa, size uint64) error {
 	if size == 0 || pa+size < pa {
 		return fmt.Errorf("range %#x+%#x: %w", pa, size, physmem.ErrOutOfRegion)
 	}
-	if !in.region.Contains(pa, size) {
-		return fmt.Errorf("range %#x+%#x outside region %#x-%#x: %w", pa, size, in.region.Base(), in.region.End()-1, physmem.ErrOutOfRegion)
+	if !contains(in.mem, pa, size) {
+		rg := in.mem.Range()
+		return fmt.Errorf("range %#x+%#x outside region %#x-%#x: %w", pa, size, rg.Start, rg.End()-1, physmem.ErrOutOfRegion)
 	}
-	next := pa &^ (pageSize - 1)
+	next := pa &^ (physmem.PageSize - 1)
 	end := pa + size
-	i, _ := slices.BinarySearchFunc(in.blocks, next, func(b Block, t uint64) int { return cmpU64(b.PA+b.Size(), t+1) })
+	i, _ := slices.BinarySearchFunc(in.blocks, next, func(b Block, t uint64) int { return cmp.Compare(b.PA+b.Size(), t+1) })
 	for ; next < end; i++ {
 		if i >= len(in.blocks) || in.blocks[i].PA > next {
 			return fmt.Errorf("page %#x of %#x+%#x: %w", next, pa, size, ErrNotPreserved)
@@ -349,4 +348,19 @@ func (in *Incoming) check(pa, size uint64) error {
 		next = in.blocks[i].PA + in.blocks[i].Size()
 	}
 	return nil
+}
+
+// FindMapBit finds where the memory map records the preserved block that
+// holds pa: 7.2's radix-tree bit (FindRadixBit) or 7.0's bit in a chunk's
+// bitmap. ok is false when no block holds pa. It reads the map as
+// ReadIncoming checked it.
+func (in *Incoming) FindMapBit(pa uint64) (b RadixBit, ok bool, err error) {
+	mapPA, err := in.root.Root.U64(PropMemoryMap)
+	if err != nil {
+		return RadixBit{}, false, fmt.Errorf("kho: %w", err)
+	}
+	if in.format == CompatibleV4 {
+		return FindRadixBit(in.mem, mapPA, pa)
+	}
+	return findChunkBit(in.mem, mapPA, pa, len(in.mapPages))
 }

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kho-sim/kho-sim/pkg/fdt"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
@@ -321,24 +322,24 @@ func BenchmarkFinalizeAndRead(b *testing.B) {
 // page still holds a valid tree and the earlier children.
 func TestRootPageFull(t *testing.T) {
 	for _, tt := range []struct {
-		format   Format
+		gen      kernel.Generation
 		want     unix.Errno
 		halfMade bool
 		initial  int // children kho_init adds: 7.2's kexec-metadata
 	}{
-		{FormatV4, unix.ENOMEM, false, 1},
-		{FormatV1, unix.ESRCH, true, 0},
+		{kernel.V72, unix.ENOMEM, false, 1},
+		{kernel.V70, unix.ESRCH, true, 0},
 	} {
-		t.Run(string(tt.format), func(t *testing.T) {
+		t.Run(CompatibleOf(tt.gen), func(t *testing.T) {
 			r := newRegion(t, 1<<20)
-			out, err := NewOutgoingWith(physmem.NewAllocator(r), Options{Format: tt.format})
+			out, err := NewOutgoingWith(physmem.NewAllocator(r), Options{Generation: tt.gen})
 			if err != nil {
 				t.Fatal(err)
 			}
 			// Long names: the page fills within a few dozen children.
 			name := func(i int) string { return strings.Repeat("x", 40) + string(rune('a'+i%26)) + string(rune('a'+i/26)) }
 			add := func(i int) error {
-				if tt.format == FormatV4 {
+				if tt.gen == kernel.V72 {
 					return out.AddBlob(name(i), uint64(0x1000*(i+1)), 8)
 				}
 				return out.AddSubtree(name(i), uint64(0x1000*(i+1)))
@@ -357,7 +358,7 @@ func TestRootPageFull(t *testing.T) {
 			if added < 20 {
 				t.Fatalf("only %d children fit in a page", added)
 			}
-			page, err := r.Bytes(out.RootPA(), pageSize)
+			page, err := r.Bytes(out.RootPA(), physmem.PageSize)
 			if err != nil {
 				t.Fatal(err)
 			}

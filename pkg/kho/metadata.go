@@ -21,10 +21,10 @@ type KexecMetadata struct {
 // always for kho-v1, which has none), EINVAL for a blob shorter than the
 // version, a version other than 1, a blob shorter than the struct, or a
 // release without a NUL in its 65 bytes (the kernel's strscpy would cut it
-// silently). Where 7.2 only warns and ignores the metadata, kho-sim refuses it.
+// silently) or a kexec_count of 0 (kho_out_kexec_metadata writes at least 1). Where 7.2 only warns and ignores the metadata, kho-sim refuses it.
 func (in *Incoming) KexecMetadata() (KexecMetadata, error) {
 	var m KexecMetadata
-	if in.format != FormatV4 {
+	if in.format != CompatibleV4 {
 		return m, fmt.Errorf("kho: %s handovers carry no %s: %w", in.format, KexecMetadataName, unix.ENOENT)
 	}
 	blob, err := in.SubtreeBytes(KexecMetadataName)
@@ -48,5 +48,8 @@ func (in *Incoming) KexecMetadata() (KexecMetadata, error) {
 	}
 	m.PreviousRelease = string(rel[:i])
 	m.KexecCount = binary.LittleEndian.Uint32(blob[4+ReleaseLen:])
+	if m.KexecCount == 0 {
+		return m, fmt.Errorf("kho: %s kexec_count 0: a kernel hands over its incoming count plus one: %w", KexecMetadataName, unix.EINVAL)
+	}
 	return m, nil
 }

@@ -1,6 +1,7 @@
 package kho
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kho-sim/kho-sim/pkg/fdt"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
@@ -28,7 +30,7 @@ type Outgoing struct {
 	// serialized holds the chunk and bitmap pages of the last Finalize;
 	// like kmalloc'd memory in the kernel they are not themselves preserved.
 	serialized []uint64
-	format     Format
+	format     string
 	folioMu    sync.Mutex // serializes allocFolio's search and reservation
 	// tree is the kho-v4 memory map; its root's address is in the root FDT
 	// from the start, as in 7.2.
@@ -37,8 +39,9 @@ type Outgoing struct {
 
 // Options select the handover format of an Outgoing.
 type Options struct {
-	// Format is FormatV1 (the default, Linux 7.0) or FormatV4 (Linux 7.2).
-	Format Format
+	// Generation is the kernel generation whose handover is written:
+	// "kho-v4" for kernel.V72, "kho-v1" (Linux 7.0's) for the others.
+	Generation kernel.Generation
 	// Release and KexecCount fill the kho-v4 kexec-metadata child:
 	// previous_release is this kernel's release and kexec_count the
 	// incoming count (0 after a cold boot) plus one.
@@ -53,39 +56,36 @@ func NewOutgoing(alloc *physmem.Allocator) (*Outgoing, error) {
 	return NewOutgoingWith(alloc, Options{})
 }
 
-// NewOutgoingWith models kho_init of the kernel generation opts.Format names.
-// For FormatV4 it follows 7.2: the radix tree's root page (not preserved),
+// NewOutgoingWith models kho_init of the kernel generation opts.Generation
+// names. For 7.2 it follows 7.2: the radix tree's root page (not preserved),
 // the root FDT page (preserved) holding "kho-v4" and the tree's address, and
 // the kexec-metadata child in a preserved block of its own.
 func NewOutgoingWith(alloc *physmem.Allocator, opts Options) (*Outgoing, error) {
-	f := opts.Format
-	if f == "" {
-		f = FormatV1
+	if _, err := kernel.Parse(string(opts.Generation)); err != nil {
+		return nil, fmt.Errorf("kho: %w", err)
 	}
-	if f != FormatV1 && f != FormatV4 {
-		return nil, fmt.Errorf("kho: format %q: %w", f, unix.EINVAL)
-	}
+	f := CompatibleOf(opts.Generation)
 	o := &Outgoing{alloc: alloc, allocs: map[uint64]uint64{}, preserved: map[uint64]uint{}, format: f}
-	if f == FormatV4 {
+	if f == CompatibleV4 {
 		t, err := newRadixTree(alloc)
 		if err != nil {
 			return nil, err
 		}
 		o.tree = t
 	}
-	pa, _, err := o.AllocPreserve(pageSize)
+	pa, _, err := o.AllocPreserve(physmem.PageSize)
 	if err != nil {
 		return nil, fmt.Errorf("kho: allocate root FDT: %w", err)
 	}
 	o.rootPA = pa
 	var memMap uint64
-	if f == FormatV4 {
+	if f == CompatibleV4 {
 		memMap = o.tree.rootPA
 	}
 	if err := o.writeEmptyRoot(memMap); err != nil {
 		return nil, err
 	}
-	if f == FormatV4 {
+	if f == CompatibleV4 {
 		if err := o.addKexecMetadata(opts.Release, opts.KexecCount); err != nil {
 			return nil, err
 		}
@@ -93,8 +93,8 @@ func NewOutgoingWith(alloc *physmem.Allocator, opts Options) (*Outgoing, error) 
 	return o, nil
 }
 
-// Format is the handover format this Outgoing writes.
-func (o *Outgoing) Format() Format { return o.format }
+// Compatible is the root compatible this Outgoing writes.
+func (o *Outgoing) Compatible() string { return o.format }
 
 // addKexecMetadata models kho_out_kexec_metadata.
 func (o *Outgoing) addKexecMetadata(release string, incomingCount uint32) error {
@@ -126,7 +126,7 @@ func (o *Outgoing) AllocPreserve(size uint64) (uint64, []byte, error) {
 	if order > MaxPageOrder {
 		return 0, nil, fmt.Errorf("kho: alloc_preserve of %d bytes needs order %d > %d: %w", size, order, MaxPageOrder, unix.E2BIG)
 	}
-	n := uint64(pageSize) << order
+	n := uint64(physmem.PageSize) << order
 	pa, mem, err := o.allocFolio(n)
 	if err != nil {
 		return 0, nil, fmt.Errorf("kho: alloc_preserve %d bytes: %w", size, err)
@@ -159,7 +159,7 @@ func (o *Outgoing) allocFolio(n uint64) (uint64, []byte, error) {
 			start = align(al.End())
 		}
 		if start < r.Base() || start+n > r.End() || start+n < start {
-			return 0, nil, fmt.Errorf("kho: no free aligned run of %d pages in %v: %w", n/pageSize, r.Range(), unix.ENOMEM)
+			return 0, nil, fmt.Errorf("kho: no free aligned run of %d pages in %v: %w", n/physmem.PageSize, r.Range(), unix.ENOMEM)
 		}
 		err := o.alloc.Reserve(physmem.Range{Start: start, Size: n})
 		if errors.Is(err, unix.EBUSY) {
@@ -178,7 +178,7 @@ func (o *Outgoing) allocFolio(n uint64) (uint64, []byte, error) {
 		clear(mem)
 		return start, mem, nil
 	}
-	return 0, nil, fmt.Errorf("kho: aligned run of %d pages kept being taken: %w", n/pageSize, unix.EAGAIN)
+	return 0, nil, fmt.Errorf("kho: aligned run of %d pages kept being taken: %w", n/physmem.PageSize, unix.EAGAIN)
 }
 
 // UnpreserveFree models kho_unpreserve_free.
@@ -219,7 +219,7 @@ func forEachBlock(pfn, end uint64, fn func(pfn uint64, order uint)) {
 
 // getOrder is the kernel's get_order: the smallest order whose block holds size.
 func getOrder(size uint64) uint {
-	pages := (size + pageSize - 1) >> pageShift
+	pages := (size + physmem.PageSize - 1) >> pageShift
 	if pages <= 1 {
 		return 0
 	}
@@ -234,7 +234,7 @@ func getOrder(size uint64) uint {
 // existing ones.
 func (o *Outgoing) AddSubtree(name string, fdtPA uint64) error {
 	var size uint64
-	if o.format == FormatV4 {
+	if o.format == CompatibleV4 {
 		hdr, err := o.alloc.Region().Bytes(fdtPA, 40)
 		if err != nil {
 			return fmt.Errorf("kho: add_subtree %q: %w", name, err)
@@ -252,7 +252,7 @@ func (o *Outgoing) AddSubtree(name string, fdtPA uint64) error {
 // not an FDT. EINVAL on a kho-v1 handover, whose children must be FDTs, or
 // for an empty blob; EEXIST if the name is taken.
 func (o *Outgoing) AddBlob(name string, pa, size uint64) error {
-	if o.format != FormatV4 {
+	if o.format != CompatibleV4 {
 		return fmt.Errorf("kho: add blob %q: a %s child must be an FDT: %w", name, o.format, unix.EINVAL)
 	}
 	if size == 0 {
@@ -281,7 +281,7 @@ func (o *Outgoing) addChild(name string, pa, size uint64) error {
 			name  string
 			value uint64
 		}{{PropSubFDT, pa}}
-		if o.format == FormatV4 {
+		if o.format == CompatibleV4 {
 			props = []struct {
 				name  string
 				value uint64
@@ -292,7 +292,7 @@ func (o *Outgoing) addChild(name string, pa, size uint64) error {
 			if err == nil {
 				continue
 			}
-			if o.format == FormatV1 {
+			if o.format == Compatible {
 				return fmt.Errorf("%w (libfdt's -FDT_ERR_NOSPACE as an errno): %w", unix.ESRCH, err)
 			}
 			if derr := e.DelNode(off); derr != nil {
@@ -314,7 +314,7 @@ func (o *Outgoing) RemoveSubtree(fdtPA uint64) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	prop := PropSubFDT
-	if o.format == FormatV4 {
+	if o.format == CompatibleV4 {
 		prop = PropBlobData
 	}
 	err := o.editRoot(true, func(e *fdt.Editor) error {
@@ -343,12 +343,12 @@ func (o *Outgoing) RemoveSubtree(fdtPA uint64) error {
 // it frees the previous map first, as kho_update_memory_map does.
 //
 // 7.2 has no finalize: its radix tree is updated at every preservation. For
-// FormatV4 Finalize builds the tree from the preserved blocks at once, which
+// CompatibleV4 Finalize builds the tree from the preserved blocks at once, which
 // yields the same tree; the root FDT keeps the tree root's address.
 func (o *Outgoing) Finalize() (uint64, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.format == FormatV4 {
+	if o.format == CompatibleV4 {
 		o.tree.reset()
 		for _, b := range o.preservedLocked() {
 			if err := o.tree.add(b.PA, b.Order); err != nil {
@@ -375,7 +375,7 @@ func (o *Outgoing) Finalize() (uint64, error) {
 func (o *Outgoing) Abort() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.format == FormatV4 {
+	if o.format == CompatibleV4 {
 		o.tree.reset()
 		return nil
 	}
@@ -395,7 +395,7 @@ func (o *Outgoing) preservedLocked() []Block {
 	for pfn, order := range o.preserved {
 		out = append(out, Block{PA: pfn << pageShift, Order: order})
 	}
-	slices.SortFunc(out, func(a, b Block) int { return cmpU64(a.PA, b.PA) })
+	slices.SortFunc(out, func(a, b Block) int { return cmp.Compare(a.PA, b.PA) })
 	return out
 }
 
@@ -406,80 +406,17 @@ func (o *Outgoing) freeSerializedLocked() {
 	o.serialized = nil
 }
 
-// serializeMemoryMap models kho_mem_serialize: one run of chunks per order,
-// ascending; within an order, one bitmap per PRESERVE_BITS blocks, ascending.
-func (o *Outgoing) serializeMemoryMap() (uint64, error) {
-	type key struct {
-		order uint
-		index uint64
-	}
-	type bitmap struct {
-		pa  uint64
-		mem []byte
-	}
-	bitmaps := map[key]bitmap{}
-	var keys []key
-	for pfn, order := range o.preserved {
-		high := pfn >> order
-		k := key{order, high / preserveBits}
-		bm, ok := bitmaps[k]
-		if !ok {
-			pa, mem, err := o.alloc.Alloc(pageSize, false)
-			if err != nil {
-				return 0, fmt.Errorf("kho: allocate memory map bitmap: %w", err)
-			}
-			o.serialized = append(o.serialized, pa)
-			bm = bitmap{pa, mem}
-			bitmaps[k] = bm
-			keys = append(keys, k)
-		}
-		bit := high % preserveBits
-		bm.mem[bit/8] |= 1 << (bit % 8)
-	}
-	slices.SortFunc(keys, func(a, b key) int {
-		if a.order != b.order {
-			return int(a.order) - int(b.order)
-		}
-		return cmpU64(a.index, b.index)
-	})
-	var first uint64
-	var chunk []byte
-	var n uint32
-	for i, k := range keys {
-		if chunk == nil || k.order != keys[i-1].order || n == ChunkCapacity {
-			pa, mem, err := o.alloc.Alloc(pageSize, false)
-			if err != nil {
-				return 0, fmt.Errorf("kho: allocate memory map chunk: %w", err)
-			}
-			o.serialized = append(o.serialized, pa)
-			binary.LittleEndian.PutUint32(mem[8:], uint32(k.order))
-			if chunk == nil {
-				first = pa
-			} else {
-				binary.LittleEndian.PutUint64(chunk[0:], pa)
-			}
-			chunk, n = mem, 0
-		}
-		elm := chunk[chunkHeaderSize+int(n)*bitmapPtrSize:]
-		binary.LittleEndian.PutUint64(elm[0:], (k.index*preserveBits)<<(k.order+pageShift))
-		binary.LittleEndian.PutUint64(elm[8:], bitmaps[k].pa)
-		n++
-		binary.LittleEndian.PutUint32(chunk[12:], n)
-	}
-	return first, nil
-}
-
 // writeEmptyRoot models kho_out_fdt_setup: the root with its compatible
 // and preserved-memory-map, built with libfdt's sequential writer in the
 // root's page.
 func (o *Outgoing) writeEmptyRoot(memMap uint64) error {
-	page, err := o.alloc.Region().Bytes(o.rootPA, pageSize)
+	page, err := o.alloc.Region().Bytes(o.rootPA, physmem.PageSize)
 	if err != nil {
 		return fmt.Errorf("kho: root FDT page: %w", err)
 	}
-	b := fdt.NewBuilder(pageSize)
+	b := fdt.NewBuilder(physmem.PageSize)
 	_ = b.BeginNode("")
-	_ = b.PropertyString("compatible", string(o.format))
+	_ = b.PropertyString("compatible", o.format)
 	_ = b.PropertyU64(PropMemoryMap, memMap)
 	_ = b.EndNode()
 	if err := b.FinishInto(page); err != nil { // errors are sticky
@@ -493,7 +430,7 @@ func (o *Outgoing) writeEmptyRoot(memMap uint64) error {
 // root, PAGE_SIZE), the edit, then fdt_pack, whatever the edit returned;
 // without, the edit may only write in place (fdt_getprop_w).
 func (o *Outgoing) editRoot(open bool, edit func(*fdt.Editor) error) error {
-	page, err := o.alloc.Region().Bytes(o.rootPA, pageSize)
+	page, err := o.alloc.Region().Bytes(o.rootPA, physmem.PageSize)
 	if err != nil {
 		return fmt.Errorf("root FDT page: %w", err)
 	}
@@ -533,14 +470,4 @@ func (o *Outgoing) setMemoryMapLocked(pa uint64) error {
 		return fmt.Errorf("kho: update memory map: %w", err)
 	}
 	return nil
-}
-
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -1,6 +1,7 @@
 package kho
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"math/bits"
@@ -42,7 +43,7 @@ type radixTree struct {
 }
 
 func newRadixTree(alloc *physmem.Allocator) (*radixTree, error) {
-	pa, mem, err := alloc.Alloc(pageSize, false)
+	pa, mem, err := alloc.Alloc(physmem.PageSize, false)
 	if err != nil {
 		return nil, fmt.Errorf("kho: allocate radix tree root: %w", err)
 	}
@@ -67,14 +68,14 @@ func (t *radixTree) add(pa uint64, order uint) error {
 		slot := node[radixIndex(key, level)*8:]
 		next := binary.LittleEndian.Uint64(slot)
 		if next != 0 {
-			mem, err := t.alloc.Region().Bytes(next, pageSize)
+			mem, err := t.alloc.Region().Bytes(next, physmem.PageSize)
 			if err != nil {
 				return fmt.Errorf("kho: radix node %#x: %w", next, err)
 			}
 			node = mem
 			continue
 		}
-		npa, mem, err := t.alloc.Alloc(pageSize, false)
+		npa, mem, err := t.alloc.Alloc(physmem.PageSize, false)
 		if err != nil {
 			return fmt.Errorf("kho: allocate radix node: %w", err)
 		}
@@ -87,41 +88,70 @@ func (t *radixTree) add(pa uint64, order uint) error {
 	return nil
 }
 
-// readRadix models kho_radix_walk_tree over an untrusted tree: every node
-// must be a page inside the region, no node may be reached twice (a real
-// tree never shares one, and sharing would let a small image make the walk
-// exponential), and every set bit must decode to a block inside the region.
-// Blocks come back sorted by address and checked for overlap.
-func readRadix(r *physmem.Region, rootPA uint64) ([]Block, error) {
-	w := radixWalker{r: r, seen: map[uint64]bool{}}
+// Work limits of the radix walk: a hostile tree in a large memory (a dump,
+// /dev/mem) could otherwise make the walk visit every page.
+const (
+	// MaxRadixNodes bounds the tables and bitmaps one walk visits.
+	MaxRadixNodes = 1 << 14
+	// MaxPreservedBlocks bounds the blocks a memory map may list.
+	MaxPreservedBlocks = 1 << 21
+)
+
+// RadixMap is a kho-v4 memory map as read: the preserved blocks, sorted by
+// address and not overlapping, and every node of the tree in walk order.
+// The nodes themselves are not preserved: the previous kernel allocated
+// them as ordinary pages, which the next kernel reuses once it has read
+// the tree.
+type RadixMap struct {
+	Blocks []Block
+	Nodes  []uint64
+}
+
+// ReadRadix models kho_radix_walk_tree over an untrusted tree rooted at
+// rootPA: every node must be a page of mem, no node may be reached twice
+// (a real tree never shares one, and sharing would let a small image make
+// the walk exponential), at most MaxRadixNodes nodes and
+// MaxPreservedBlocks blocks, and every set bit must decode to a block
+// inside mem's range. Blocks come back sorted by address and checked for
+// overlap.
+func ReadRadix(mem Memory, rootPA uint64) (*RadixMap, error) {
+	w := radixWalker{r: mem, seen: map[uint64]bool{}}
 	if err := w.node(rootPA, RadixLevels, 0); err != nil {
 		return nil, err
 	}
-	slices.SortFunc(w.blocks, func(a, b Block) int { return cmpU64(a.PA, b.PA) })
+	slices.SortFunc(w.blocks, func(a, b Block) int { return cmp.Compare(a.PA, b.PA) })
 	for i := 1; i < len(w.blocks); i++ {
-		if w.blocks[i].PA < w.blocks[i-1].PA+w.blocks[i-1].Size() {
+		if w.blocks[i].PA < w.blocks[i-1].End() {
 			return nil, fmt.Errorf("preserved blocks %#x (order %d) and %#x (order %d) overlap",
 				w.blocks[i-1].PA, w.blocks[i-1].Order, w.blocks[i].PA, w.blocks[i].Order)
 		}
 	}
-	return w.blocks, nil
+	return &RadixMap{Blocks: w.blocks, Nodes: w.nodes}, nil
 }
 
 type radixWalker struct {
-	r      *physmem.Region
+	r      Memory
 	seen   map[uint64]bool
+	nodes  []uint64
 	blocks []Block
 }
 
 func (w *radixWalker) page(pa uint64, what string) ([]byte, error) {
-	if pa%pageSize != 0 {
+	if pa%physmem.PageSize != 0 {
 		return nil, fmt.Errorf("radix %s %#x is not page aligned", what, pa)
 	}
 	if w.seen[pa] {
 		return nil, fmt.Errorf("radix %s %#x is reached twice (the tree is not a tree)", what, pa)
 	}
+	if len(w.nodes) >= MaxRadixNodes {
+		return nil, fmt.Errorf("radix %s %#x: more than %d radix nodes", what, pa, MaxRadixNodes)
+	}
 	w.seen[pa] = true
-	mem, err := w.r.Bytes(pa, pageSize)
+	w.nodes = append(w.nodes, pa)
+	mem, err := w.r.Bytes(pa, physmem.PageSize)
+	if err == nil && len(mem) != physmem.PageSize {
+		err = fmt.Errorf("read %d bytes: %w", len(mem), ErrUnavailable)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("radix %s %#x: %w", what, pa, err)
 	}
@@ -157,7 +187,7 @@ func (w *radixWalker) leaf(pa, start uint64) error {
 	if err != nil {
 		return err
 	}
-	for off := 0; off < pageSize; off += 8 {
+	for off := 0; off < physmem.PageSize; off += 8 {
 		word := binary.LittleEndian.Uint64(bm[off:])
 		for word != 0 {
 			key := start | uint64(off*8+bits.TrailingZeros64(word))
@@ -167,9 +197,13 @@ func (w *radixWalker) leaf(pa, start uint64) error {
 				return fmt.Errorf("radix bitmap %#x: key %#x encodes no order up to MAX_PAGE_ORDER %d", pa, key, MaxPageOrder)
 			}
 			b := Block{PA: bpa, Order: order}
-			if !w.r.Contains(bpa, b.Size()) {
+			if !contains(w.r, bpa, b.Size()) {
+				rg := w.r.Range()
 				return fmt.Errorf("preserved block %#x (order %d) lies outside the region %#x-%#x; the kernel would reserve it blindly",
-					bpa, order, w.r.Base(), w.r.End()-1)
+					bpa, order, rg.Start, rg.End()-1)
+			}
+			if len(w.blocks) >= MaxPreservedBlocks {
+				return fmt.Errorf("radix bitmap %#x: more than %d preserved blocks", pa, MaxPreservedBlocks)
 			}
 			w.blocks = append(w.blocks, b)
 		}
@@ -177,8 +211,9 @@ func (w *radixWalker) leaf(pa, start uint64) error {
 	return nil
 }
 
-// RadixBit is where a radix tree records one preserved block: the leaf
-// bitmap page, the bit in it and the block it stands for.
+// RadixBit is where a memory map records one preserved block: the bitmap
+// page (a radix leaf, or a 7.0 chunk's bitmap), the bit in it and the
+// block it stands for.
 type RadixBit struct {
 	BitmapPA uint64
 	Bit      uint64
@@ -189,13 +224,13 @@ type RadixBit struct {
 // block that holds pa, trying every order from 0 up, as a reader that
 // needs the page would. ok is false when no block holds pa. Nodes are read
 // through r only; one outside it is an error.
-func FindRadixBit(r *physmem.Region, rootPA, pa uint64) (rb RadixBit, ok bool, err error) {
+func FindRadixBit(r Memory, rootPA, pa uint64) (rb RadixBit, ok bool, err error) {
 	for order := uint(0); order <= MaxPageOrder; order++ {
-		block := pa &^ (pageSize<<order - 1)
+		block := pa &^ (physmem.PageSize<<order - 1)
 		key := RadixKey(block, order)
 		node := rootPA
 		for level := RadixLevels; level >= 1 && node != 0; level-- {
-			mem, err := r.Bytes(node, pageSize)
+			mem, err := r.Bytes(node, physmem.PageSize)
 			if err != nil {
 				return RadixBit{}, false, fmt.Errorf("kho: radix node %#x: %w", node, err)
 			}

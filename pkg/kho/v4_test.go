@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kho-sim/kho-sim/pkg/fdt"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
@@ -20,7 +21,7 @@ import (
 func handoverV4(t testing.TB) (*physmem.Region, *Outgoing, uint64) {
 	t.Helper()
 	r := newRegion(t, 16<<20)
-	out, err := NewOutgoingWith(physmem.NewAllocator(r), Options{Format: FormatV4, Release: "7.2.13-test", KexecCount: 4})
+	out, err := NewOutgoingWith(physmem.NewAllocator(r), Options{Generation: kernel.V72, Release: "7.2.13-test", KexecCount: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,8 +67,8 @@ func TestV4RoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if in.Format() != FormatV4 {
-		t.Fatalf("format %q, want %q", in.Format(), FormatV4)
+	if in.Compatible() != CompatibleV4 {
+		t.Fatalf("format %q, want %q", in.Compatible(), CompatibleV4)
 	}
 	if !slices.Equal(in.Blocks(), out.Preserved()) {
 		t.Fatalf("incoming blocks %v\noutgoing %v", in.Blocks(), out.Preserved())
@@ -163,7 +164,7 @@ func TestRadixKey(t *testing.T) {
 // the bitmap.
 func TestRadixEncoderHandComputed(t *testing.T) {
 	r := newRegion(t, 1<<20)
-	out, err := NewOutgoingWith(physmem.NewAllocator(r), Options{Format: FormatV4})
+	out, err := NewOutgoingWith(physmem.NewAllocator(r), Options{Generation: kernel.V72})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,13 +221,16 @@ func TestRadixDecoderHandBuilt(t *testing.T) {
 	poke64(t, r, page(8), page(9))
 	poke64(t, r, page(9)+1*8, page(10)) // L1 index 0x8008 >> 15 = 1
 	poke64(t, r, page(10), 1<<8)        // bit 8: 0x10010000 order 1
-	blocks, err := readRadix(r, page(0))
+	m, err := ReadRadix(r, page(0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []Block{{PA: 0x10003000, Order: 0}, {PA: 0x10010000, Order: 1}}
-	if !slices.Equal(blocks, want) {
-		t.Fatalf("decoded %v, want %v", blocks, want)
+	if !slices.Equal(m.Blocks, want) {
+		t.Fatalf("decoded %v, want %v", m.Blocks, want)
+	}
+	if nodes := []uint64{page(0), page(6), page(7), page(8), page(9), page(10), page(1), page(2), page(3), page(4), page(5)}; !slices.Equal(m.Nodes, nodes) {
+		t.Fatalf("nodes %#x, want %#x: the root, then each path in index order", m.Nodes, nodes)
 	}
 }
 
@@ -328,6 +332,9 @@ func TestV4ChildErrors(t *testing.T) {
 				}
 			},
 			read: func(in *Incoming) error { _, err := in.KexecMetadata(); return err }, want: unix.EINVAL, text: "no NUL"},
+		{name: "metadata kexec_count 0", child: KexecMetadataName,
+			edit: func(t *testing.T, r *physmem.Region, pa uint64) { pokeLE32(t, r, pa+4+ReleaseLen, 0) },
+			read: func(in *Incoming) error { _, err := in.KexecMetadata(); return err }, want: unix.EINVAL, text: "kexec_count 0"},
 		{name: "metadata too small", child: KexecMetadataName, prop: PropBlobSize, value: le64(40),
 			read: func(in *Incoming) error { _, err := in.KexecMetadata(); return err }, want: unix.EINVAL, text: "too small for v1"},
 	}
@@ -369,13 +376,13 @@ func TestV1HasNoBlobsOrMetadata(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if in.Format() != FormatV1 {
-		t.Fatalf("format %q", in.Format())
+	if in.Compatible() != Compatible {
+		t.Fatalf("format %q", in.Compatible())
 	}
 	if _, err := in.KexecMetadata(); !errors.Is(err, unix.ENOENT) {
 		t.Fatalf("kexec-metadata on kho-v1: %v, want ENOENT", err)
 	}
-	if _, err := NewOutgoingWith(physmem.NewAllocator(newRegion(t, 1<<20)), Options{Format: "kho-v2"}); !errors.Is(err, unix.EINVAL) {
+	if _, err := NewOutgoingWith(physmem.NewAllocator(newRegion(t, 1<<20)), Options{Generation: "kho-v2"}); !errors.Is(err, unix.EINVAL) {
 		t.Fatalf("unknown format: %v, want EINVAL", err)
 	}
 }
@@ -473,7 +480,7 @@ func TestV4RandomDamageNeverPanics(t *testing.T) {
 // index, a byte offset and a value, so inputs stay small.
 func FuzzReadRadix(f *testing.F) {
 	r := newRegion(f, 1<<20)
-	out, err := NewOutgoingWith(physmem.NewAllocator(r), Options{Format: FormatV4})
+	out, err := NewOutgoingWith(physmem.NewAllocator(r), Options{Generation: kernel.V72})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -500,10 +507,11 @@ func FuzzReadRadix(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		blocks, err := readRadix(r, testBase)
+		m, err := ReadRadix(r, testBase)
 		if err != nil {
 			return
 		}
+		blocks := m.Blocks
 		for i, b := range blocks {
 			if !r.Contains(b.PA, b.Size()) || b.Order > MaxPageOrder || (i > 0 && blocks[i-1].PA+blocks[i-1].Size() > b.PA) {
 				t.Fatalf("accepted block %+v", b)
@@ -518,7 +526,7 @@ func peekTable(mem []byte, page, i int) uint64 {
 
 func BenchmarkFinalizeAndReadV4(b *testing.B) {
 	r := newRegion(b, 64<<20)
-	out, _ := NewOutgoingWith(physmem.NewAllocator(r), Options{Format: FormatV4})
+	out, _ := NewOutgoingWith(physmem.NewAllocator(r), Options{Generation: kernel.V72})
 	for range 200 {
 		if _, _, err := out.AllocPreserve(16 << 10); err != nil {
 			b.Fatal(err)
@@ -612,10 +620,10 @@ func rewriteRoot(t *testing.T, r *physmem.Region, root uint64, edit func(*fdt.Tr
 // kho_preserve_folio in 7.0 and 7.2 alike, so every allocation is one
 // naturally aligned block of its order.
 func TestAllocationsAreFolios(t *testing.T) {
-	for _, format := range []Format{FormatV1, FormatV4} {
-		t.Run(string(format), func(t *testing.T) {
+	for _, gen := range []kernel.Generation{kernel.V70, kernel.V72} {
+		t.Run(CompatibleOf(gen), func(t *testing.T) {
 			r := newRegion(t, 4<<20)
-			out, err := NewOutgoingWith(physmem.NewAllocator(r), Options{Format: format})
+			out, err := NewOutgoingWith(physmem.NewAllocator(r), Options{Generation: gen})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -659,7 +667,7 @@ func TestFindRadixBit(t *testing.T) {
 	}
 	held := map[uint64]bool{}
 	for _, b := range out.Preserved() {
-		last := b.PA + pageSize<<b.Order - pageSize
+		last := b.PA + physmem.PageSize<<b.Order - physmem.PageSize
 		for _, pa := range []uint64{b.PA, last + 100} {
 			rb, ok, err := FindRadixBit(r, treePA, pa)
 			if err != nil || !ok || rb.Block != b {
@@ -670,11 +678,11 @@ func TestFindRadixBit(t *testing.T) {
 				t.Fatalf("bit %d of %#x is clear", rb.Bit, rb.BitmapPA)
 			}
 		}
-		for p := b.PA; p <= last; p += pageSize {
+		for p := b.PA; p <= last; p += physmem.PageSize {
 			held[p] = true
 		}
 	}
-	for p := r.Base(); p < r.End(); p += pageSize {
+	for p := r.Base(); p < r.End(); p += physmem.PageSize {
 		if held[p] {
 			continue
 		}
@@ -684,5 +692,53 @@ func TestFindRadixBit(t *testing.T) {
 	}
 	if _, _, err := FindRadixBit(r, r.End(), r.Base()); err == nil {
 		t.Fatal("a root outside the region: no error")
+	}
+}
+
+// TestFindMapBit finds, in both generations' memory maps, the bit that
+// preserves a page of every preserved block, and clearing it unpreserves
+// exactly that block.
+func TestFindMapBit(t *testing.T) {
+	for _, gen := range []kernel.Generation{kernel.V70, kernel.V72} {
+		t.Run(CompatibleOf(gen), func(t *testing.T) {
+			r := newRegion(t, 4<<20)
+			out, err := NewOutgoingWith(physmem.NewAllocator(r), Options{Generation: gen})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, size := range []uint64{4096, 3 * 4096, 64 << 10} {
+				if _, _, err := out.AllocPreserve(size); err != nil {
+					t.Fatal(err)
+				}
+			}
+			root, err := out.Finalize()
+			if err != nil {
+				t.Fatal(err)
+			}
+			in, err := ReadIncoming(r, root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, b := range out.Preserved() {
+				mb, ok, err := in.FindMapBit(b.End() - 1)
+				if err != nil || !ok || mb.Block != b {
+					t.Fatalf("block %v: %+v, %v, %v", b, mb, ok, err)
+				}
+			}
+			if mb, ok, err := in.FindMapBit(r.End() - 1); ok || err != nil {
+				t.Fatalf("the region's last page is in no block, found %+v, %v", mb, err)
+			}
+			last := out.Preserved()[len(out.Preserved())-1]
+			mb, _, _ := in.FindMapBit(last.PA)
+			bm, _ := r.Bytes(mb.BitmapPA+mb.Bit/8, 1)
+			bm[0] &^= 1 << (mb.Bit % 8)
+			again, err := ReadIncoming(r, root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := again.Blocks(); len(got) != len(out.Preserved())-1 || slices.Contains(got, last) {
+				t.Fatalf("after clearing %v's bit: %v", last, got)
+			}
+		})
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
 // The vmalloc preservation ABI of Linux 7.2 (include/linux/kho/abi/
@@ -21,7 +23,7 @@ const (
 	// VmallocChunkHeaderSize is sizeof(struct kho_vmalloc_hdr): u64 next.
 	VmallocChunkHeaderSize = 8
 	// VmallocChunkEntries is KHO_VMALLOC_SIZE: run addresses per chunk.
-	VmallocChunkEntries = (pageSize - VmallocChunkHeaderSize) / 8
+	VmallocChunkEntries = (physmem.PageSize - VmallocChunkHeaderSize) / 8
 
 	// VmallocFlagAlloc is KHO_VMALLOC_ALLOC (the area had VM_ALLOC).
 	VmallocFlagAlloc uint16 = 0x0001
@@ -92,7 +94,7 @@ func PreserveVmalloc(alloc PageAllocator, runs []uint64, order uint, flags uint1
 	if flags&^vmallocFlagsKnown != 0 || flags&VmallocFlagAlloc == 0 || (order > 0 && flags&VmallocFlagHugeVmap == 0) || order > MaxPageOrder {
 		return Vmalloc{}, nil, fmt.Errorf("kho: preserve_vmalloc with flags %#x order %d: %w", flags, order, unix.EOPNOTSUPP)
 	}
-	run := uint64(pageSize) << order
+	run := uint64(physmem.PageSize) << order
 	total := uint64(len(runs)) << order
 	if total > MaxVmallocPages {
 		return Vmalloc{}, nil, fmt.Errorf("kho: preserve_vmalloc of %d pages, more than %d: %w", total, MaxVmallocPages, unix.E2BIG)
@@ -105,17 +107,17 @@ func PreserveVmalloc(alloc PageAllocator, runs []uint64, order uint, flags uint1
 	var chunks []uint64
 	var cur []byte
 	newChunk := func() error {
-		pa, mem, err := alloc.AllocPreserve(pageSize)
+		pa, mem, err := alloc.AllocPreserve(physmem.PageSize)
 		if err != nil {
 			return fmt.Errorf("kho: preserve_vmalloc chunk %d: %w", len(chunks), err)
 		}
-		if uint64(len(mem)) < pageSize {
+		if uint64(len(mem)) < physmem.PageSize {
 			return fmt.Errorf("kho: preserve_vmalloc chunk %d: %d bytes at %#x: %w", len(chunks), len(mem), pa, unix.EFAULT)
 		}
 		if cur != nil {
 			binary.LittleEndian.PutUint64(cur, pa) // KHOSER_STORE_PTR(cur->hdr.next)
 		}
-		cur = mem[:pageSize]
+		cur = mem[:physmem.PageSize]
 		chunks = append(chunks, pa)
 		return nil
 	}
@@ -145,19 +147,19 @@ func WriteVmalloc(alloc PageAllocator, data []byte) (v Vmalloc, pages, chunks []
 	if len(data) == 0 {
 		return Vmalloc{}, nil, nil, fmt.Errorf("kho: vmalloc of 0 bytes: %w", unix.EINVAL)
 	}
-	n := (uint64(len(data)) + pageSize - 1) / pageSize
+	n := (uint64(len(data)) + physmem.PageSize - 1) / physmem.PageSize
 	if n > MaxVmallocPages {
 		return Vmalloc{}, nil, nil, fmt.Errorf("kho: vmalloc of %d bytes, more than %d pages: %w", len(data), MaxVmallocPages, unix.E2BIG)
 	}
 	for i := uint64(0); i < n; i++ {
-		pa, mem, err := alloc.AllocPreserve(pageSize)
+		pa, mem, err := alloc.AllocPreserve(physmem.PageSize)
 		if err != nil {
 			return Vmalloc{}, pages, nil, fmt.Errorf("kho: vmalloc page %d: %w", i, err)
 		}
-		if uint64(len(mem)) < pageSize {
+		if uint64(len(mem)) < physmem.PageSize {
 			return Vmalloc{}, pages, nil, fmt.Errorf("kho: vmalloc page %d: %d bytes at %#x: %w", i, len(mem), pa, unix.EFAULT)
 		}
-		copy(mem[:pageSize], data[i*pageSize:])
+		copy(mem[:physmem.PageSize], data[i*physmem.PageSize:])
 		pages = append(pages, pa)
 	}
 	v, chunks, err = PreserveVmalloc(alloc, pages, 0, VmallocFlagAlloc)
@@ -165,7 +167,7 @@ func WriteVmalloc(alloc PageAllocator, data []byte) (v Vmalloc, pages, chunks []
 }
 
 // PhysReader reads physical memory: the n bytes at pa, or an error if any
-// of them is unavailable. physmem.Region and gen72.PageStore satisfy it.
+// of them is unavailable. physmem.Region and kho.PageStore satisfy it.
 type PhysReader interface {
 	Bytes(pa, n uint64) ([]byte, error)
 }
@@ -181,7 +183,7 @@ type VmallocArea struct {
 }
 
 // Size is the area's length in bytes.
-func (a *VmallocArea) Size() uint64 { return uint64(a.TotalPages) * pageSize }
+func (a *VmallocArea) Size() uint64 { return uint64(a.TotalPages) * physmem.PageSize }
 
 // Blocks lists the memory the previous kernel preserved for the area, in
 // the blocks kho_preserve_pages records: each chunk one order-0 page, each
@@ -206,7 +208,7 @@ func (a *VmallocArea) Read(mem PhysReader, off, n uint64) ([]byte, error) {
 	if off > a.Size() || n > a.Size()-off {
 		return nil, fmt.Errorf("kho: vmalloc area of %d bytes: read %d at %d: %w", a.Size(), n, off, unix.ERANGE)
 	}
-	run := uint64(pageSize) << a.Order
+	run := uint64(physmem.PageSize) << a.Order
 	out := make([]byte, 0, n)
 	for n > 0 {
 		i, in := off/run, off%run
@@ -251,7 +253,7 @@ func RestoreVmalloc(mem PhysReader, v Vmalloc) (*VmallocArea, error) {
 	}
 	a := &VmallocArea{Vmalloc: v}
 	nruns := total / contig
-	run := uint64(pageSize) << v.Order
+	run := uint64(physmem.PageSize) << v.Order
 	// Runs are aligned to their own size and chunks are single pages, so
 	// two runs overlap only if they start at the same address, and a chunk
 	// lies in a run only if it rounds down to the run's start.
@@ -274,7 +276,7 @@ func RestoreVmalloc(mem PhysReader, v Vmalloc) (*VmallocArea, error) {
 	maxChunks := nruns/VmallocChunkEntries + 1
 	for pa, c := v.First, 0; pa != 0; c++ {
 		what := fmt.Sprintf("chunk %d at %#x", c, pa)
-		if pa%pageSize != 0 || pa >= maxVmallocPhys {
+		if pa%physmem.PageSize != 0 || pa >= maxVmallocPhys {
 			return nil, fmt.Errorf("kho_vmalloc: %s: not a page address: %w", what, unix.EINVAL)
 		}
 		if uint64(c) >= maxChunks {
@@ -283,11 +285,11 @@ func RestoreVmalloc(mem PhysReader, v Vmalloc) (*VmallocArea, error) {
 		if err := claimChunk(what, pa); err != nil {
 			return nil, err
 		}
-		b, err := mem.Bytes(pa, pageSize)
+		b, err := mem.Bytes(pa, physmem.PageSize)
 		if err != nil {
 			return nil, fmt.Errorf("kho_vmalloc: %s: %w", what, err)
 		}
-		if len(b) != pageSize {
+		if len(b) != physmem.PageSize {
 			return nil, fmt.Errorf("kho_vmalloc: %s: %d bytes: %w", what, len(b), unix.EFAULT)
 		}
 		a.Chunks = append(a.Chunks, pa)

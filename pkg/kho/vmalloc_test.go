@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
@@ -19,16 +20,16 @@ import (
 type pageMem map[uint64][]byte
 
 func (m pageMem) Bytes(pa, n uint64) ([]byte, error) {
-	p, ok := m[pa&^(pageSize-1)]
-	if !ok || pa%pageSize+n > pageSize {
+	p, ok := m[pa&^(physmem.PageSize-1)]
+	if !ok || pa%physmem.PageSize+n > physmem.PageSize {
 		return nil, fmt.Errorf("no memory at %#x+%d: %w", pa, n, unix.EFAULT)
 	}
-	return p[pa%pageSize:][:n], nil
+	return p[pa%physmem.PageSize:][:n], nil
 }
 
 func (m pageMem) page(pa uint64) []byte {
 	if m[pa] == nil {
-		m[pa] = make([]byte, pageSize)
+		m[pa] = make([]byte, physmem.PageSize)
 	}
 	return m[pa]
 }
@@ -88,7 +89,7 @@ func TestWriteVmallocRoundTrip(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.bytes), func(t *testing.T) {
 			r := newRegion(t, 8<<20)
-			out, err := NewOutgoingWith(physmem.NewAllocator(r), Options{Format: FormatV4})
+			out, err := NewOutgoingWith(physmem.NewAllocator(r), Options{Generation: kernel.V72})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -152,11 +153,11 @@ type staticAlloc struct {
 }
 
 func (s *staticAlloc) AllocPreserve(size uint64) (uint64, []byte, error) {
-	if size != pageSize {
+	if size != physmem.PageSize {
 		return 0, nil, unix.EINVAL
 	}
 	pa := s.next
-	s.next += pageSize
+	s.next += physmem.PageSize
 	return pa, s.mem.page(pa), nil
 }
 
@@ -219,7 +220,7 @@ func TestRestoreVmallocRejects(t *testing.T) {
 	}
 	full := make([]uint64, VmallocChunkEntries)
 	for i := range full {
-		full[i] = 0x100000 + uint64(i)*pageSize
+		full[i] = 0x100000 + uint64(i)*physmem.PageSize
 	}
 	tests := []struct {
 		name   string
@@ -303,7 +304,7 @@ func TestRestoreVmallocTrailingEmptyChunk(t *testing.T) {
 	const c0, c1 = 0x10000, 0x11000
 	runs := make([]uint64, VmallocChunkEntries)
 	for i := range runs {
-		runs[i] = 0x100000 + uint64(i)*pageSize
+		runs[i] = 0x100000 + uint64(i)*physmem.PageSize
 	}
 	v := Vmalloc{First: c0, TotalPages: VmallocChunkEntries, Flags: VmallocFlagAlloc}
 	for _, next := range []uint64{c1, 0} {
@@ -325,13 +326,13 @@ func TestRestoreVmallocTrailingEmptyChunk(t *testing.T) {
 // consistent.
 func FuzzRestoreVmalloc(f *testing.F) {
 	seed := func(v Vmalloc, c0, c1 []uint64) []byte {
-		b := make([]byte, VmallocSize+2*pageSize)
+		b := make([]byte, VmallocSize+2*physmem.PageSize)
 		v.Put(b)
 		for i, x := range c0 {
 			binary.LittleEndian.PutUint64(b[VmallocSize+8*i:], x)
 		}
 		for i, x := range c1 {
-			binary.LittleEndian.PutUint64(b[VmallocSize+pageSize+8*i:], x)
+			binary.LittleEndian.PutUint64(b[VmallocSize+physmem.PageSize+8*i:], x)
 		}
 		return b
 	}
@@ -363,7 +364,7 @@ func FuzzRestoreVmalloc(f *testing.F) {
 		if uint64(len(a.Runs))<<a.Order != uint64(a.TotalPages) || len(a.Chunks) == 0 || a.Chunks[0] != v.First {
 			t.Fatalf("accepted an inconsistent area %+v", a)
 		}
-		if _, err := a.Read(m, 0, min(a.Size(), pageSize)); err != nil && !errors.Is(err, unix.EFAULT) {
+		if _, err := a.Read(m, 0, min(a.Size(), physmem.PageSize)); err != nil && !errors.Is(err, unix.EFAULT) {
 			t.Fatalf("Read: %v", err)
 		}
 	})

@@ -5,11 +5,13 @@ import (
 	"encoding/binary"
 
 	"github.com/kho-sim/kho-sim/pkg/flb"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
+	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
 // LUO FDT names, include/linux/kho/abi/luo.h.
 const (
-	FDTSize              = 4096 // LUO_FDT_SIZE
+	FDTSize              = physmem.PageSize // LUO_FDT_SIZE
 	FDTKHOEntryName      = "LUO"
 	FDTCompatible        = "luo-v1"
 	FDTLiveupdateNum     = "liveupdate-number"
@@ -27,17 +29,15 @@ const (
 //	struct luo_session_ser { char name[64]; u64 files; u64 count; };
 //	struct luo_file_ser { char compatible[48]; u64 data; u64 token; };
 const (
-	PageSize = 4096
-
 	SessionPages      = 16 // LUO_SESSION_PGCNT
-	SessionBlockSize  = SessionPages * PageSize
+	SessionBlockSize  = SessionPages * physmem.PageSize
 	SessionHeaderSize = 8
 	SessionEntrySize  = 80
 	SessionNameLen    = 64                                                        // LIVEUPDATE_SESSION_NAME_LENGTH
 	SessionMax        = (SessionBlockSize - SessionHeaderSize) / SessionEntrySize // 819
 
 	FilePages        = 2 // LUO_FILE_PGCNT
-	FileBlockSize    = FilePages * PageSize
+	FileBlockSize    = FilePages * physmem.PageSize
 	FileEntrySize    = 64
 	FileMax          = FileBlockSize / FileEntrySize // 128
 	HandlerCompatLen = 48                            // LIVEUPDATE_HNDL_COMPAT_LENGTH
@@ -46,6 +46,32 @@ const (
 )
 
 var le = binary.LittleEndian
+
+// The fields of struct luo_session_ser {char name[64]; struct
+// luo_file_set_ser {u64 files; u64 count;}} and struct luo_file_ser {char
+// compatible[48]; u64 data; u64 token;}, the same in every generation:
+// the writers, the Core's incoming side and Decode all go through these.
+
+func sessionSer(e []byte) (name []byte, files, count uint64) {
+	return e[:SessionNameLen], le.Uint64(e[SessionNameLen:]), le.Uint64(e[SessionNameLen+8:])
+}
+
+// putFileSet writes a session entry's luo_file_set_ser.
+func putFileSet(e []byte, files, count uint64) {
+	le.PutUint64(e[SessionNameLen:], files)
+	le.PutUint64(e[SessionNameLen+8:], count)
+}
+
+func fileSer(e []byte) (compat []byte, data, token uint64) {
+	return e[:HandlerCompatLen], le.Uint64(e[HandlerCompatLen:]), le.Uint64(e[HandlerCompatLen+8:])
+}
+
+// putFileSer writes a luo_file_ser entry, the compatible by strscpy.
+func putFileSer(e []byte, compat string, data, token uint64) {
+	strscpy(e[:HandlerCompatLen], compat)
+	le.PutUint64(e[HandlerCompatLen:], data)
+	le.PutUint64(e[HandlerCompatLen+8:], token)
+}
 
 // cstring returns b up to its first NUL (all of b if none).
 func cstring(b []byte) string {
@@ -89,23 +115,18 @@ func compatMatches(handler string, ser []byte) bool {
 	return string(ser[:len(name)]) == name && ser[len(name)] == 0
 }
 
-// Format is a generation of LUO's handover: what the "LUO" KHO child holds
-// and how sessions and files are laid out. The FLB page is the same in all.
-type Format string
-
-// The LUO formats kho-sim writes and reads.
-const (
-	// FormatV1 is Linux 7.0: the LUO FDT with luo-session and luo-flb
-	// nodes, a 16-page session block and a 2-page file block per session.
-	FormatV1 Format = FDTCompatible
-	// FormatV2 is the first step of the "Remove limits on sessions and
-	// files" series: the LUO FDT holds only luo-abi-header, the address of
-	// struct luo_ser; session and file blocks are still 7.0's.
-	FormatV2 Format = FDTCompatibleV2
-	// FormatV5 is Linux 7.2: the "LUO" child is struct luo_ser itself (a
-	// raw blob, no FDT); sessions and files live in linked one-page blocks.
-	FormatV5 Format = SerCompatible
-)
+// compatibleOf is what a kernel of generation g writes as, and expects
+// to find in, the "LUO" child's compatible: the LUO FDT's root compatible
+// before 7.2, luo_ser's compatible field in 7.2.
+func compatibleOf(g kernel.Generation) string {
+	switch g.OrDefault() {
+	case kernel.LUOv2:
+		return FDTCompatibleV2
+	case kernel.V72:
+		return SerCompatible
+	}
+	return FDTCompatible
+}
 
 // The luo-v2 step (include/linux/kho/abi/luo.h of that series):
 //
@@ -130,7 +151,7 @@ const (
 	SerCompatLen  = 8        // LUO_ABI_COMPAT_LEN: ALIGN(sizeof("luo-v5"), 8)
 	SerSize       = SerCompatLen + 24
 
-	BlockSize        = PageSize // KHO_BLOCK_SIZE
+	BlockSize        = physmem.PageSize // KHO_BLOCK_SIZE
 	BlockHeaderSize  = 16
 	SessionsPerBlock = (BlockSize - BlockHeaderSize) / SessionEntrySize // 51
 	FilesPerBlock    = (BlockSize - BlockHeaderSize) / FileEntrySize    // 63

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 )
 
 // blockSet models struct kho_block_set (kernel/liveupdate/kho_block.c of
@@ -153,31 +155,71 @@ func (bs *blockSet) entries() [][]byte {
 // errBlockSetCorrupted is what kho_block_set_restore reports as EINVAL.
 var errBlockSetCorrupted = errors.New("block set is corrupted")
 
+// chainError is a chain kho_block_set_restore refuses before it reads a
+// count: a block reached twice, or more than MaxBlocks blocks.
+type chainError struct {
+	pa   uint64
+	loop bool
+}
+
+func (e *chainError) Error() string {
+	if e.loop {
+		return fmt.Sprintf("block chain loops back to %#x", e.pa)
+	}
+	return fmt.Sprintf("block chain has more than KHO_MAX_BLOCKS %d blocks", MaxBlocks)
+}
+
+// followChain walks the chain of a kho_block_set from head (0: empty) as
+// kho_block_set_restore does, through mapBlock, which returns a block's
+// page or why it cannot be used. It stops at a cycle or past MaxBlocks
+// (a *chainError) and at mapBlock's first error, returning the blocks
+// mapped so far. Counts are the caller's. Both the LUO Core's incoming
+// side and Decode walk chains with it.
+func followChain(head uint64, mapBlock func(pa uint64) ([]byte, error)) ([]setBlock, error) {
+	var blocks []setBlock
+	seen := map[uint64]bool{}
+	for pa := head; pa != 0; {
+		if seen[pa] || len(blocks) >= MaxBlocks {
+			return blocks, &chainError{pa: pa, loop: seen[pa]}
+		}
+		seen[pa] = true
+		m, err := mapBlock(pa)
+		if err != nil {
+			return blocks, err
+		}
+		blocks = append(blocks, setBlock{pa, m[:BlockSize]})
+		pa = le.Uint64(m)
+	}
+	return blocks, nil
+}
+
 // restoreBlockSet models kho_block_set_restore of the chain at head. As in
 // 7.2 the chain is first checked for a cycle or more than MaxBlocks blocks,
 // then every block's count must be 1 to perBlock; both fail with EINVAL.
 // Beyond 7.2 each block is mapped through Memory: one the previous kernel
-// did not preserve is a *BootError with ActionReadUnpreserved. head 0 is an
-// empty set.
+// did not preserve is a *BootError with kernel.ReadsUnpreserved. head 0 is
+// an empty set.
 func restoreBlockSet(mem Memory, entrySize int, head uint64) (*blockSet, error) {
 	bs := newBlockSet(entrySize)
 	bs.incoming = true
-	seen := map[uint64]bool{}
-	for pa := head; pa != 0; {
-		if seen[pa] || len(bs.blocks) >= MaxBlocks {
-			return nil, fmt.Errorf("%w at %#x (a cycle or more than %d blocks): %w", errBlockSetCorrupted, pa, MaxBlocks, unix.EINVAL)
-		}
-		seen[pa] = true
+	blocks, err := followChain(head, func(pa uint64) ([]byte, error) {
 		m, err := mem.Map(pa, BlockSize)
 		if err == nil && len(m) < BlockSize {
 			err = fmt.Errorf("mapped %d bytes: %w", len(m), unix.EFAULT)
 		}
 		if err != nil {
-			return nil, &BootError{Err: fmt.Errorf("block at %#x: %w", pa, err), KernelAction: ActionReadUnpreserved}
+			return nil, &BootError{Err: fmt.Errorf("block at %#x: %w", pa, err), KernelAction: kernel.ReadsUnpreserved}
 		}
-		bs.blocks = append(bs.blocks, setBlock{pa, m[:BlockSize]})
-		pa = le.Uint64(m)
+		return m, nil
+	})
+	var ce *chainError
+	if errors.As(err, &ce) {
+		return nil, fmt.Errorf("%w at %#x (a cycle or more than %d blocks): %w", errBlockSetCorrupted, ce.pa, MaxBlocks, unix.EINVAL)
 	}
+	if err != nil {
+		return nil, err
+	}
+	bs.blocks = blocks
 	for _, b := range bs.blocks {
 		if n := le.Uint64(b.mem[8:]); n == 0 || n > uint64(bs.perBlock) {
 			return nil, fmt.Errorf("block at %#x contains invalid entry count %d (1 to %d): %w", b.pa, n, bs.perBlock, unix.EINVAL)

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/kho-sim/kho-sim/pkg/fdt"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"golang.org/x/sys/unix"
 )
 
@@ -19,8 +20,8 @@ import (
 // Errors: EOPNOTSUPP when live update is disabled (the kernel then builds
 // nothing), EALREADY on a second call, allocation and FDT errors.
 //
-// FormatV2 returns the "luo-v2" FDT whose luo-abi-header points at
-// struct luo_ser; FormatV5 returns struct luo_ser itself, a SerSize-byte
+// kernel.LUOv2 returns the "luo-v2" FDT whose luo-abi-header points at
+// struct luo_ser; kernel.V72 returns struct luo_ser itself, a SerSize-byte
 // blob that KHO publishes with kho_add_subtree(name, blob, size).
 func (c *Core) SetupOutgoing() (uint64, error) {
 	if !c.Enabled() {
@@ -34,9 +35,9 @@ func (c *Core) SetupOutgoing() (uint64, error) {
 	var pa uint64
 	var err error
 	switch c.format {
-	case FormatV2:
+	case kernel.LUOv2:
 		pa, err = c.setupOutgoingV2()
-	case FormatV5:
+	case kernel.V72:
 		pa, err = c.setupOutgoingV5()
 	default:
 		pa, err = c.fdtSetup()
@@ -82,15 +83,9 @@ func (c *Core) fdtSetup() (uint64, error) {
 
 // sessionSetupOutgoing models luo_session_setup_outgoing.
 func (c *Core) sessionSetupOutgoing(b *fdt.Builder) error {
-	pa, block, err := c.mem.AllocPreserve(SessionBlockSize)
+	block, err := c.nodeBlock(b, SessionBlockSize, "session block", FDTSessionNode, FDTSessionCompatible, FDTSessionHeader)
 	if err != nil {
-		return fmt.Errorf("allocate session block: %w", err)
-	}
-	if err := errors.Join(b.BeginNode(FDTSessionNode),
-		b.PropertyString("compatible", FDTSessionCompatible),
-		b.PropertyU64(FDTSessionHeader, pa),
-		b.EndNode()); err != nil {
-		return errors.Join(err, c.mem.UnpreserveFree(pa))
+		return err
 	}
 	c.outgoing.rw.Lock()
 	c.outgoing.block, c.outgoing.active = block, true
@@ -100,17 +95,28 @@ func (c *Core) sessionSetupOutgoing(b *fdt.Builder) error {
 
 // flbSetupOutgoing models luo_flb_setup_outgoing.
 func (c *Core) flbSetupOutgoing(b *fdt.Builder) error {
-	pa, page, err := c.mem.AllocPreserve(FLBPageSize)
+	page, err := c.nodeBlock(b, FLBPageSize, "FLB page", FDTFLBNode, FDTFLBCompatible, FDTFLBHeader)
 	if err != nil {
-		return fmt.Errorf("allocate FLB page: %w", err)
-	}
-	if err := errors.Join(b.BeginNode(FDTFLBNode),
-		b.PropertyString("compatible", FDTFLBCompatible),
-		b.PropertyU64(FDTFLBHeader, pa),
-		b.EndNode()); err != nil {
-		return errors.Join(err, c.mem.UnpreserveFree(pa))
+		return err
 	}
 	return c.flb.SetupOutgoing(page)
+}
+
+// nodeBlock allocates and preserves a block of size bytes and adds the
+// LUO FDT node that points at it (compatible and header address), as the
+// session and FLB setups do; on failure the block is freed again.
+func (c *Core) nodeBlock(b *fdt.Builder, size uint64, what, node, compat, header string) ([]byte, error) {
+	pa, mem, err := c.mem.AllocPreserve(size)
+	if err != nil {
+		return nil, fmt.Errorf("allocate %s: %w", what, err)
+	}
+	if err := errors.Join(b.BeginNode(node),
+		b.PropertyString("compatible", compat),
+		b.PropertyU64(header, pa),
+		b.EndNode()); err != nil {
+		return nil, errors.Join(err, c.mem.UnpreserveFree(pa))
+	}
+	return mem, nil
 }
 
 // subnode models fdt_subnode_offset: a name without a unit address also
@@ -133,39 +139,58 @@ func headerPA(n *fdt.Node, prop string) (uint64, error) {
 	return le.Uint64(v), nil
 }
 
+// incomingNode models luo_session_setup_incoming's and
+// luo_flb_setup_incoming's look at their node: present (missing is the
+// errno 7.0 returns without it), compatible, an 8-byte header address;
+// each failure is a panic at boot.
+func incomingNode(root *fdt.Node, name, compat, header string, missing unix.Errno) (uint64, error) {
+	n := subnode(root, name)
+	if n == nil {
+		return 0, panicErr("no %q node: %w", name, missing)
+	}
+	if !n.IsCompatible(compat) {
+		return 0, panicErr("%q node not compatible with %q: %w", name, compat, unix.EINVAL)
+	}
+	pa, err := headerPA(n, header)
+	if err != nil {
+		return 0, panicErr("%q node: %w", name, err)
+	}
+	return pa, nil
+}
+
 func panicErr(format string, a ...any) error {
-	return &BootError{Err: fmt.Errorf(format, a...), KernelAction: ActionPanic}
+	return &BootError{Err: fmt.Errorf(format, a...), KernelAction: kernel.PanicsAtBoot}
 }
 
 // SetupIncoming models luo_early_startup once KHO has found the "LUO"
 // subtree: luoFDT is that FDT. It checks what 7.0 checks (root compatible,
 // an 8-byte liveupdate-number, then luo_session_setup_incoming and
 // luo_flb_setup_incoming: node, compatible, 8-byte header address), each
-// failure being a *BootError with ActionPanic, as liveupdate_early_init
+// failure being a *BootError with kernel.PanicsAtBoot, as liveupdate_early_init
 // panics. Beyond 7.0 it parses the FDT strictly and maps the session block
 // and the FLB page through Memory.Map; a block the previous kernel did not
-// preserve is a *BootError with ActionReadUnpreserved. Nothing else is
+// preserve is a *BootError with kernel.ReadsUnpreserved. Nothing else is
 // read until Open. On any error LUO is disabled.
 //
-// The Core reads the generation it was made for (Options.ReadFormat, else
-// Options.Format): FormatV2 wants the
-// "luo-v2" FDT, FormatV5 the raw struct luo_ser blob (the child's
+// The Core reads the generation it was made for (Options.ReadGeneration, else
+// Options.Generation): kernel.LUOv2 wants the
+// "luo-v2" FDT, kernel.V72 the raw struct luo_ser blob (the child's
 // blob-size bytes) with compatible "luo-v5" and, if sessions_pa is set, a
 // session block chain kho_block_set_restore accepts. A handover of another
 // generation fails these checks exactly as the kernel's would: a panic.
 func (c *Core) SetupIncoming(luoFDT []byte) error {
 	var err error
 	switch c.readFormat {
-	case FormatV2:
+	case kernel.LUOv2:
 		err = c.setupIncomingV2(luoFDT)
-	case FormatV5:
+	case kernel.V72:
 		err = c.setupIncomingV5(luoFDT)
 	default:
 		err = c.setupIncoming(luoFDT)
 	}
 	if err != nil {
 		c.flb.Disable()
-		return fmt.Errorf("LUO setup incoming: %w", err)
+		return fmt.Errorf("LUO setup incoming: %w", c.bootError(err))
 	}
 	return nil
 }
@@ -184,40 +209,25 @@ func (c *Core) setupIncoming(blob []byte) error {
 		return panicErr("LUO FDT: %w", err)
 	}
 
-	sn := subnode(root, FDTSessionNode)
-	if sn == nil {
-		return panicErr("no %q node: %w", FDTSessionNode, unix.EINVAL)
-	}
-	if !sn.IsCompatible(FDTSessionCompatible) {
-		return panicErr("%q node not compatible with %q: %w", FDTSessionNode, FDTSessionCompatible, unix.EINVAL)
-	}
-	sessPA, err := headerPA(sn, FDTSessionHeader)
+	sessPA, err := incomingNode(root, FDTSessionNode, FDTSessionCompatible, FDTSessionHeader, unix.EINVAL)
 	if err != nil {
-		return panicErr("%q node: %w", FDTSessionNode, err)
+		return err
 	}
-
-	fn := subnode(root, FDTFLBNode)
-	if fn == nil {
-		return panicErr("no %q node: %w", FDTFLBNode, unix.ENOENT)
-	}
-	if !fn.IsCompatible(FDTFLBCompatible) {
-		return panicErr("%q node not compatible with %q: %w", FDTFLBNode, FDTFLBCompatible, unix.EINVAL)
-	}
-	flbPA, err := headerPA(fn, FDTFLBHeader)
+	flbPA, err := incomingNode(root, FDTFLBNode, FDTFLBCompatible, FDTFLBHeader, unix.ENOENT)
 	if err != nil {
-		return panicErr("%q node: %w", FDTFLBNode, err)
+		return err
 	}
 
 	sessBlock, err := c.mem.Map(sessPA, SessionBlockSize)
 	if err != nil {
-		return &BootError{Err: fmt.Errorf("session block at %#x: %w", sessPA, err), KernelAction: ActionReadUnpreserved}
+		return &BootError{Err: fmt.Errorf("session block at %#x: %w", sessPA, err), KernelAction: kernel.ReadsUnpreserved}
 	}
 	flbPage, err := c.mem.Map(flbPA, FLBPageSize)
 	if err != nil {
-		return &BootError{Err: fmt.Errorf("FLB page at %#x: %w", flbPA, err), KernelAction: ActionReadUnpreserved}
+		return &BootError{Err: fmt.Errorf("FLB page at %#x: %w", flbPA, err), KernelAction: kernel.ReadsUnpreserved}
 	}
 	if len(sessBlock) < SessionBlockSize || len(flbPage) < FLBPageSize {
-		return &BootError{Err: fmt.Errorf("mapped blocks too short: %w", unix.EFAULT), KernelAction: ActionReadUnpreserved}
+		return &BootError{Err: fmt.Errorf("mapped blocks too short: %w", unix.EFAULT), KernelAction: kernel.ReadsUnpreserved}
 	}
 	if err := c.flb.SetupIncoming(flbPage); err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/kho-sim/kho-sim/pkg/flb"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 )
 
 // Memory is what LUO needs from KHO.
@@ -32,42 +33,43 @@ type Options struct {
 	// compatible matches no handler stops that session's file restore
 	// silently and the session is still restored.
 	PropagateFileDeserializeErrors bool
-	// Format is the handover generation this kernel writes and expects to
-	// read: FormatV1 (the default, Linux 7.0), FormatV2 or FormatV5 (Linux
+	// Generation is the handover generation this kernel writes and expects to
+	// read: kernel.V70 (the default, Linux 7.0), kernel.LUOv2 or kernel.V72 (Linux
 	// 7.2). Only the image layer differs; sessions, files and FLBs behave
-	// as 7.0's, except that FormatV5 lifts 7.0's session and file limits
+	// as 7.0's, except that kernel.V72 lifts 7.0's session and file limits
 	// (its blocks are linked) and always propagates file deserialization
 	// errors, as 7.2 does.
-	Format Format
-	// ReadFormat, when set, is the generation the incoming side reads
-	// instead of Format, to model a hop between kernel generations.
-	ReadFormat Format
+	Generation kernel.Generation
+	// ReadGeneration, when set, is the generation the incoming side reads
+	// instead of Generation, to model a hop between kernel generations.
+	ReadGeneration kernel.Generation
 }
 
-// KernelAction says what Linux 7.0 does with an incoming handover that the
-// model refuses.
-type KernelAction string
-
-// What 7.0 does with bad incoming state.
-const (
-	ActionPanic           KernelAction = "panics at boot (luo_restore_fail)"
-	ActionReadPastBlock   KernelAction = "reads past the end of a preserved block"
-	ActionReadUnpreserved KernelAction = "reads memory the previous kernel did not preserve"
-)
-
-// BootError reports incoming state that 7.0 cannot handle: Err says what is
-// wrong (an errno where the kernel returns one), KernelAction what the kernel
-// does about it.
+// BootError reports incoming state the kernel cannot handle: Err says what
+// is wrong (an errno where the kernel returns one), KernelAction what the
+// kernel of Generation ("" is 7.0) does about it: kernel.PanicsAtBoot,
+// kernel.ReadsPastBlock or kernel.ReadsUnpreserved.
 type BootError struct {
 	Err          error
-	KernelAction KernelAction
+	KernelAction kernel.Action
+	Generation   kernel.Generation
 }
 
 func (e *BootError) Error() string {
-	return fmt.Sprintf("%v: Linux 7.0 %s", e.Err, e.KernelAction)
+	return fmt.Sprintf("%v; %s", e.Err, e.Generation.Does(e.KernelAction))
 }
 
 func (e *BootError) Unwrap() error { return e.Err }
+
+// bootError names the reading kernel's generation in a BootError err
+// holds, and returns err.
+func (c *Core) bootError(err error) error {
+	var be *BootError
+	if errors.As(err, &be) && be.Generation == "" {
+		be.Generation = c.readFormat
+	}
+	return err
+}
 
 // sessionList models struct luo_session_header: one list of sessions and
 // its serialization block.
@@ -76,7 +78,7 @@ type sessionList struct {
 	sessions []*Session
 	block    []byte // luo_session_header_ser followed by the luo_session_ser array
 	active   bool
-	// FormatV5: out marks the outgoing list, whose blocks grow and shrink
+	// kernel.V72: out marks the outgoing list, whose blocks grow and shrink
 	// with its sessions through mem; the incoming list's blocks are the
 	// restored chain.
 	out    bool
@@ -89,8 +91,8 @@ type sessionList struct {
 type Core struct {
 	mem        Memory
 	opts       Options
-	format     Format // written
-	readFormat Format // read
+	format     kernel.Generation // written
+	readFormat kernel.Generation // read
 	flb        *flb.Kernel
 
 	// handlersMu guards handlers; the kernel relies on session quiesce.
@@ -103,7 +105,7 @@ type Core struct {
 	liveupdateNum uint64     // incoming number; 0 on a cold boot
 	fdtOutPA      uint64
 	fdtOutSet     bool
-	ser           []byte // outgoing struct luo_ser (FormatV2, FormatV5)
+	ser           []byte // outgoing struct luo_ser (kernel.LUOv2, kernel.V72)
 	warnings      []error
 
 	openMu        sync.Mutex // guards the deserialization result
@@ -113,18 +115,18 @@ type Core struct {
 
 // New returns LUO for a freshly booted kernel.
 func New(mem Memory, opts Options) *Core {
-	c := &Core{mem: mem, opts: opts, format: opts.Format, readFormat: opts.ReadFormat}
+	c := &Core{mem: mem, opts: opts, format: opts.Generation, readFormat: opts.ReadGeneration}
 	if c.format == "" {
-		c.format = FormatV1
+		c.format = kernel.V70
 	}
 	if c.readFormat == "" {
 		c.readFormat = c.format
 	}
 	c.outgoing.out, c.outgoing.mem = true, mem
-	if c.format == FormatV5 {
+	if c.format == kernel.V72 {
 		c.outgoing.blocks = newBlockSet(SessionEntrySize)
 	}
-	if c.readFormat == FormatV5 {
+	if c.readFormat == kernel.V72 {
 		c.opts.PropagateFileDeserializeErrors = true
 	}
 	fo := opts.FLB
@@ -139,11 +141,11 @@ func New(mem Memory, opts Options) *Core {
 	return c
 }
 
-// Format is the handover generation this Core writes.
-func (c *Core) Format() Format { return c.format }
+// Generation is the handover generation this Core writes.
+func (c *Core) Generation() kernel.Generation { return c.format }
 
-// ReadFormat is the handover generation this Core reads.
-func (c *Core) ReadFormat() Format { return c.readFormat }
+// ReadGeneration is the handover generation this Core reads.
+func (c *Core) ReadGeneration() kernel.Generation { return c.readFormat }
 
 // FLB returns the FLB layer of this boot.
 func (c *Core) FLB() *flb.Kernel { return c.flb }

@@ -6,6 +6,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 )
 
 // luoFile models struct luo_file.
@@ -27,13 +29,13 @@ type fileSet struct {
 	block   []byte // luo_file_ser array: allocated (outgoing) or mapped (incoming)
 	blockPA uint64
 	mapped  bool // block came from the previous kernel
-	// blocks replaces block in FormatV5: linked one-page blocks, grown and
+	// blocks replaces block in kernel.V72: linked one-page blocks, grown and
 	// shrunk per file (outgoing) or restored from the chain (incoming).
 	blocks *blockSet
 }
 
 // v5 reports whether the session's kernel uses 7.2's linked file blocks.
-func (s *Session) v5() bool { return s.core.format == FormatV5 }
+func (s *Session) v5() bool { return s.core.format == kernel.V72 }
 
 // reserveFileSlot makes room for one more file: luo_alloc_files_mem in 7.0,
 // kho_block_set_grow(count + 1) in 7.2.
@@ -99,7 +101,7 @@ func (s *Session) freeFilesMem() {
 // the file (ENOENT if none), the handler's FLBs preserved
 // (flb.Kernel.FilePreserve), then the handler's Preserve; if that fails the
 // FLBs are unpreserved. Any failure frees a block that holds no file.
-// FormatV5 has no FileMax: the file blocks grow by one page per 63 files,
+// kernel.V72 has no FileMax: the file blocks grow by one page per 63 files,
 // up to MaxBlocks (ENOSPC).
 func (s *Session) PreserveFile(token uint64, file any) error {
 	s.mu.Lock()
@@ -186,13 +188,9 @@ func (s *Session) freeze(entry []byte) error {
 			s.unfreezeFiles(s.set.files[:i])
 			return fmt.Errorf("session %q: freeze token %#x: %w", s.name, f.token, err)
 		}
-		e := s.set.block[i*FileEntrySize:][:FileEntrySize]
-		strscpy(e[:HandlerCompatLen], f.fh.Compatible)
-		le.PutUint64(e[48:], f.data)
-		le.PutUint64(e[56:], f.token)
+		putFileSer(s.set.block[i*FileEntrySize:][:FileEntrySize], f.fh.Compatible, f.data, f.token)
 	}
-	le.PutUint64(entry[64:], s.set.blockPA)
-	le.PutUint64(entry[72:], uint64(s.set.count))
+	putFileSet(entry, s.set.blockPA, uint64(s.set.count))
 	return nil
 }
 
@@ -213,12 +211,9 @@ func (s *Session) freezeV5(entry []byte) error {
 			s.unfreezeFiles(s.set.files[:i])
 			return fmt.Errorf("session %q: freeze token %#x: %w", s.name, f.token, err)
 		}
-		strscpy(e[:HandlerCompatLen], f.fh.Compatible)
-		le.PutUint64(e[48:], f.data)
-		le.PutUint64(e[56:], f.token)
+		putFileSer(e, f.fh.Compatible, f.data, f.token)
 	}
-	le.PutUint64(entry[64:], s.set.blocks.headPA())
-	le.PutUint64(entry[72:], uint64(s.set.count))
+	putFileSet(entry, s.set.blocks.headPA(), uint64(s.set.count))
 	return nil
 }
 
@@ -260,7 +255,7 @@ func (s *Session) unfreeze(entry []byte) {
 		return
 	}
 	s.unfreezeFiles(s.set.files)
-	clear(entry[64:80])
+	clear(entry[SessionNameLen:SessionEntrySize])
 }
 
 // RetrieveFile models LIVEUPDATE_SESSION_RETRIEVE_FD (luo_retrieve_file):

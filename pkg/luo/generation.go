@@ -7,18 +7,23 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kho-sim/kho-sim/pkg/fdt"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 )
 
 // Offsets of the fields of struct luo_ser.
-func serNumOff(f Format) int {
-	if f == FormatV5 {
+func serNumOff(f kernel.Generation) int {
+	if f == kernel.V72 {
 		return SerCompatLen
 	}
 	return 0
 }
 
-func serSessionsOff(f Format) int { return serNumOff(f) + 8 }
-func serFLBsOff(f Format) int     { return serNumOff(f) + 16 }
+func serSessionsOff(f kernel.Generation) int { return serNumOff(f) + 8 }
+
+// SerField is the offset in struct luo_ser of generation g of its i-th u64
+// field: liveupdate_num, sessions_pa, flbs_pa.
+func SerField(g kernel.Generation, i int) int { return serNumOff(g) + 8*i }
+func serFLBsOff(f kernel.Generation) int      { return serNumOff(f) + 16 }
 
 // Ser is struct luo_ser as read back: the generation's compatible (empty
 // for luo-v2, whose compatible is in the FDT), the liveupdate number and
@@ -33,16 +38,16 @@ type Ser struct {
 // ParseSer decodes struct luo_ser of the given format from b, which must
 // hold at least the struct (SerV2Size or SerSize bytes). It checks nothing
 // else; the kernel's checks are the callers'.
-func ParseSer(f Format, b []byte) (Ser, error) {
+func ParseSer(f kernel.Generation, b []byte) (Ser, error) {
 	var s Ser
 	size := SerV2Size
-	if f == FormatV5 {
+	if f == kernel.V72 {
 		size = SerSize
 	}
 	if len(b) < size {
 		return s, fmt.Errorf("struct luo_ser of %d bytes, want %d: %w", len(b), size, unix.EINVAL)
 	}
-	if f == FormatV5 {
+	if f == kernel.V72 {
 		s.Compatible = cstring(b[:SerCompatLen])
 	}
 	s.LiveupdateNum = le.Uint64(b[serNumOff(f):])
@@ -87,14 +92,10 @@ func (c *Core) setupOutgoingV2() (uint64, error) {
 	c.outgoing.rw.Lock()
 	c.outgoing.block, c.outgoing.active = block, true
 	c.outgoing.rw.Unlock()
-	le.PutUint64(ser[serSessionsOff(FormatV2):], sessPA)
-	flbPA, err := c.flbSetupOutgoingRaw()
-	if err != nil {
+	le.PutUint64(ser[serSessionsOff(kernel.LUOv2):], sessPA)
+	if err := c.finishSer(kernel.LUOv2, ser); err != nil {
 		return fail(err)
 	}
-	le.PutUint64(ser[serFLBsOff(FormatV2):], flbPA)
-	le.PutUint64(ser[serNumOff(FormatV2):], c.liveupdateNum+1)
-	c.ser = ser
 	return fdtPA, nil
 }
 
@@ -109,17 +110,27 @@ func (c *Core) setupOutgoingV5() (uint64, error) {
 		return 0, fmt.Errorf("allocate luo_ser: %w", err)
 	}
 	strscpy(ser[:SerCompatLen], SerCompatible)
-	le.PutUint64(ser[serNumOff(FormatV5):], c.liveupdateNum+1)
 	c.outgoing.rw.Lock()
 	c.outgoing.active = true
 	c.outgoing.rw.Unlock()
-	flbPA, err := c.flbSetupOutgoingRaw()
-	if err != nil {
+	if err := c.finishSer(kernel.V72, ser); err != nil {
 		return 0, errors.Join(err, c.mem.UnpreserveFree(serPA))
 	}
-	le.PutUint64(ser[serFLBsOff(FormatV5):], flbPA)
-	c.ser = ser
 	return serPA, nil
+}
+
+// finishSer completes an outgoing struct luo_ser of generation g: the FLB
+// page (luo_flb_setup_outgoing) and the liveupdate number, incoming + 1;
+// reboot fills in sessions_pa.
+func (c *Core) finishSer(g kernel.Generation, ser []byte) error {
+	flbPA, err := c.flbSetupOutgoingRaw()
+	if err != nil {
+		return err
+	}
+	le.PutUint64(ser[serFLBsOff(g):], flbPA)
+	le.PutUint64(ser[serNumOff(g):], c.liveupdateNum+1)
+	c.ser = ser
+	return nil
 }
 
 // flbSetupOutgoingRaw models luo_flb_setup_outgoing(u64 *flbs_pa).
@@ -151,11 +162,11 @@ func (c *Core) setupIncomingV2(blob []byte) error {
 	}
 	raw, err := c.mem.Map(serPA, SerV2Size)
 	if err != nil {
-		return &BootError{Err: fmt.Errorf("luo_ser at %#x: %w", serPA, err), KernelAction: ActionReadUnpreserved}
+		return &BootError{Err: fmt.Errorf("luo_ser at %#x: %w", serPA, err), KernelAction: kernel.ReadsUnpreserved}
 	}
-	ser, err := ParseSer(FormatV2, raw)
+	ser, err := ParseSer(kernel.LUOv2, raw)
 	if err != nil {
-		return &BootError{Err: fmt.Errorf("luo_ser at %#x: %w", serPA, err), KernelAction: ActionReadUnpreserved}
+		return &BootError{Err: fmt.Errorf("luo_ser at %#x: %w", serPA, err), KernelAction: kernel.ReadsUnpreserved}
 	}
 	var block []byte
 	if ser.SessionsPA != 0 {
@@ -174,7 +185,7 @@ func (c *Core) setupIncomingV5(blob []byte) error {
 	if len(blob) < SerSize {
 		return panicErr("LUO state is too small (%d < %d): %w", len(blob), SerSize, unix.EINVAL)
 	}
-	ser, _ := ParseSer(FormatV5, blob) // long enough: checked above
+	ser, _ := ParseSer(kernel.V72, blob) // long enough: checked above
 	if ser.Compatible != SerCompatible {
 		return panicErr("LUO state %q is incompatible with %q: %w", ser.Compatible, SerCompatible, unix.EINVAL)
 	}
@@ -221,7 +232,7 @@ func (c *Core) mapFull(pa, size uint64, what string) ([]byte, error) {
 		err = fmt.Errorf("mapped %d bytes: %w", len(m), unix.EFAULT)
 	}
 	if err != nil {
-		return nil, &BootError{Err: fmt.Errorf("%s at %#x: %w", what, pa, err), KernelAction: ActionReadUnpreserved}
+		return nil, &BootError{Err: fmt.Errorf("%s at %#x: %w", what, pa, err), KernelAction: kernel.ReadsUnpreserved}
 	}
 	return m[:size], nil
 }

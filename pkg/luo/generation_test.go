@@ -11,15 +11,16 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kho-sim/kho-sim/pkg/flb"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 )
 
-var formats = []Format{FormatV1, FormatV2, FormatV5}
+var formats = []kernel.Generation{kernel.V70, kernel.LUOv2, kernel.V72}
 
 // luoBlob returns the bytes KHO would publish as the "LUO" child.
-func luoBlob(t testing.TB, mem *testMem, f Format, pa uint64) []byte {
+func luoBlob(t testing.TB, mem *testMem, f kernel.Generation, pa uint64) []byte {
 	t.Helper()
 	size := uint64(FDTSize)
-	if f == FormatV5 {
+	if f == kernel.V72 {
 		size = SerSize
 	}
 	b, err := mem.Map(pa, size)
@@ -30,10 +31,10 @@ func luoBlob(t testing.TB, mem *testMem, f Format, pa uint64) []byte {
 }
 
 // serOf reads struct luo_ser of a luo-v2 or luo-v5 handover.
-func serOf(t testing.TB, mem *testMem, f Format, pa uint64) Ser {
+func serOf(t testing.TB, mem *testMem, f kernel.Generation, pa uint64) Ser {
 	t.Helper()
 	raw := luoBlob(t, mem, f, pa)
-	if f == FormatV2 {
+	if f == kernel.LUOv2 {
 		serPA, err := luoTree(t, mem, pa).Root.U64(FDTABIHeader)
 		if err != nil {
 			t.Fatal(err)
@@ -50,9 +51,9 @@ func serOf(t testing.TB, mem *testMem, f Format, pa uint64) Ser {
 }
 
 // genOutgoing is outgoingBoot for any format.
-func genOutgoing(t testing.TB, w *world, mem *testMem, f Format) uint64 {
+func genOutgoing(t testing.TB, w *world, mem *testMem, f kernel.Generation) uint64 {
 	t.Helper()
-	bt := newBoot(t, w, mem, Options{Format: f})
+	bt := newBoot(t, w, mem, Options{Generation: f})
 	pa, err := bt.c.SetupOutgoing()
 	if err != nil {
 		t.Fatal(err)
@@ -69,9 +70,9 @@ func genOutgoing(t testing.TB, w *world, mem *testMem, f Format) uint64 {
 	return pa
 }
 
-func genIncoming(t testing.TB, w *world, mem *testMem, f Format, pa uint64) *boot {
+func genIncoming(t testing.TB, w *world, mem *testMem, f kernel.Generation, pa uint64) *boot {
 	t.Helper()
-	bt := newBoot(t, w, mem, Options{Format: f})
+	bt := newBoot(t, w, mem, Options{Generation: f})
 	if err := bt.c.SetupIncoming(luoBlob(t, mem, f, pa)); err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +139,7 @@ func TestGenerations_RoundTrip(t *testing.T) {
 
 func TestSetupOutgoing_V2_Layout(t *testing.T) {
 	mem := newTestMem()
-	c := New(mem, Options{Format: FormatV2})
+	c := New(mem, Options{Generation: kernel.LUOv2})
 	pa, err := c.SetupOutgoing()
 	if err != nil {
 		t.Fatal(err)
@@ -155,7 +156,7 @@ func TestSetupOutgoing_V2_Layout(t *testing.T) {
 	if s, _ := root.String("compatible"); s != FDTCompatibleV2 || !slices.Equal(props, []string{"compatible", FDTABIHeader}) || len(root.Children) != 0 {
 		t.Fatalf("LUO FDT %q props %v children %d", s, props, len(root.Children))
 	}
-	ser := serOf(t, mem, FormatV2, pa)
+	ser := serOf(t, mem, kernel.LUOv2, pa)
 	if ser.LiveupdateNum != 1 || ser.SessionsPA == 0 || ser.FLBsPA == 0 {
 		t.Fatalf("luo_ser %+v", ser)
 	}
@@ -181,7 +182,7 @@ func luoBlobAt(t testing.TB, mem *testMem, pa, size uint64) []byte {
 func TestSetupOutgoing_V5_Layout(t *testing.T) {
 	mem := newTestMem()
 	w := newWorld()
-	bt := newBoot(t, w, mem, Options{Format: FormatV5})
+	bt := newBoot(t, w, mem, Options{Generation: kernel.V72})
 	pa, err := bt.c.SetupOutgoing()
 	if err != nil {
 		t.Fatal(err)
@@ -189,22 +190,22 @@ func TestSetupOutgoing_V5_Layout(t *testing.T) {
 	if got, want := mem.sizes(), []int{SerSize, FLBPageSize}; !slices.Equal(got, want) {
 		t.Fatalf("preserved blocks %v, want %v", got, want)
 	}
-	raw := luoBlob(t, mem, FormatV5, pa)
+	raw := luoBlob(t, mem, kernel.V72, pa)
 	if string(raw[:8]) != "luo-v5\x00\x00" {
 		t.Fatalf("compatible bytes %q", raw[:8])
 	}
-	ser := serOf(t, mem, FormatV5, pa)
+	ser := serOf(t, mem, kernel.V72, pa)
 	if ser.Compatible != SerCompatible || ser.LiveupdateNum != 1 || ser.SessionsPA != 0 || ser.FLBsPA == 0 {
 		t.Fatalf("luo_ser %+v", ser)
 	}
 	s, _ := bt.c.CreateSession("vm-1")
-	if ser := serOf(t, mem, FormatV5, pa); ser.SessionsPA != 0 {
+	if ser := serOf(t, mem, kernel.V72, pa); ser.SessionsPA != 0 {
 		t.Fatal("sessions_pa set before reboot")
 	}
 	if err := bt.c.Serialize(); err != nil {
 		t.Fatal(err)
 	}
-	if ser := serOf(t, mem, FormatV5, pa); ser.SessionsPA == 0 {
+	if ser := serOf(t, mem, kernel.V72, pa); ser.SessionsPA == 0 {
 		t.Fatal("sessions_pa not set by reboot")
 	}
 	// A failed reboot would be retried; with no session it is 0 again.
@@ -214,7 +215,7 @@ func TestSetupOutgoing_V5_Layout(t *testing.T) {
 	if err := bt.c.Serialize(); err != nil {
 		t.Fatal(err)
 	}
-	if ser := serOf(t, mem, FormatV5, pa); ser.SessionsPA != 0 {
+	if ser := serOf(t, mem, kernel.V72, pa); ser.SessionsPA != 0 {
 		t.Fatalf("sessions_pa %#x with no session", ser.SessionsPA)
 	}
 }
@@ -225,7 +226,7 @@ func TestSetupOutgoing_V5_Layout(t *testing.T) {
 func TestV5_BlocksGrowAndShrink(t *testing.T) {
 	w := newWorld()
 	mem := newTestMem()
-	bt := newBoot(t, w, mem, Options{Format: FormatV5})
+	bt := newBoot(t, w, mem, Options{Generation: kernel.V72})
 	pa, err := bt.c.SetupOutgoing()
 	if err != nil {
 		t.Fatal(err)
@@ -251,7 +252,7 @@ func TestV5_BlocksGrowAndShrink(t *testing.T) {
 	if err := bt.c.Serialize(); err != nil {
 		t.Fatal(err)
 	}
-	ser := serOf(t, mem, FormatV5, pa)
+	ser := serOf(t, mem, kernel.V72, pa)
 	first := luoBlobAt(t, mem, ser.SessionsPA, BlockSize)
 	next := le.Uint64(first)
 	second := luoBlobAt(t, mem, next, BlockSize)
@@ -264,7 +265,7 @@ func TestV5_BlocksGrowAndShrink(t *testing.T) {
 		t.Fatalf("session 0: %q, %d files, first file block count %d", cstring(e[:SessionNameLen]), le.Uint64(e[72:]), le.Uint64(files[8:]))
 	}
 
-	in := genIncoming(t, w, mem, FormatV5, pa)
+	in := genIncoming(t, w, mem, kernel.V72, pa)
 	if err := in.c.Open(); err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +294,7 @@ func TestV5_BlocksGrowAndShrink(t *testing.T) {
 func TestV5_NoSevenZeroLimits(t *testing.T) {
 	w := newWorld()
 	mem := newTestMem()
-	bt := newBoot(t, w, mem, Options{Format: FormatV5})
+	bt := newBoot(t, w, mem, Options{Generation: kernel.V72})
 	if _, err := bt.c.SetupOutgoing(); err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +326,7 @@ func TestV5_NoSevenZeroLimits(t *testing.T) {
 func TestV5_DuplicateNameLeavesEmptyBlock(t *testing.T) {
 	w := newWorld()
 	mem := newTestMem()
-	bt := newBoot(t, w, mem, Options{Format: FormatV5})
+	bt := newBoot(t, w, mem, Options{Generation: kernel.V72})
 	pa, err := bt.c.SetupOutgoing()
 	if err != nil {
 		t.Fatal(err)
@@ -344,10 +345,10 @@ func TestV5_DuplicateNameLeavesEmptyBlock(t *testing.T) {
 	if err := bt.c.Serialize(); err != nil {
 		t.Fatal(err)
 	}
-	next := New(mem, Options{Format: FormatV5})
-	err = next.SetupIncoming(luoBlob(t, mem, FormatV5, pa))
+	next := New(mem, Options{Generation: kernel.V72})
+	err = next.SetupIncoming(luoBlob(t, mem, kernel.V72, pa))
 	var be *BootError
-	if !errors.As(err, &be) || be.KernelAction != ActionPanic || !errors.Is(err, unix.EINVAL) {
+	if !errors.As(err, &be) || be.KernelAction != kernel.PanicsAtBoot || !errors.Is(err, unix.EINVAL) {
 		t.Fatalf("SetupIncoming = %v, want a panic (EINVAL)", err)
 	}
 }
@@ -365,10 +366,10 @@ func TestSetupIncoming_OtherGeneration_Panics(t *testing.T) {
 				continue
 			}
 			t.Run(fmt.Sprintf("%s read by %s", writer, reader), func(t *testing.T) {
-				c := New(mem, Options{Format: reader})
+				c := New(mem, Options{Generation: reader})
 				err := c.SetupIncoming(blob)
 				var be *BootError
-				if !errors.As(err, &be) || be.KernelAction != ActionPanic || !errors.Is(err, unix.EINVAL) {
+				if !errors.As(err, &be) || be.KernelAction != kernel.PanicsAtBoot || !errors.Is(err, unix.EINVAL) {
 					t.Fatalf("SetupIncoming = %v, want a panic (EINVAL)", err)
 				}
 				if c.Enabled() {
@@ -383,62 +384,62 @@ func TestSetupIncoming_V5_Corruption(t *testing.T) {
 	tests := []struct {
 		name   string
 		damage func(t *testing.T, mem *testMem, ser []byte) []byte // returns the blob to pass
-		action KernelAction
+		action kernel.Action
 		open   error // when SetupIncoming succeeds: Open's error
 	}{
-		{"blob too small", func(t *testing.T, mem *testMem, ser []byte) []byte { return ser[:SerSize-1] }, ActionPanic, nil},
-		{"compatible luo-v4", func(t *testing.T, mem *testMem, ser []byte) []byte { ser[5] = '4'; return ser }, ActionPanic, nil},
-		{"compatible without NUL", func(t *testing.T, mem *testMem, ser []byte) []byte { copy(ser, "luo-v5xx"); return ser }, ActionPanic, nil},
+		{"blob too small", func(t *testing.T, mem *testMem, ser []byte) []byte { return ser[:SerSize-1] }, kernel.PanicsAtBoot, nil},
+		{"compatible luo-v4", func(t *testing.T, mem *testMem, ser []byte) []byte { ser[5] = '4'; return ser }, kernel.PanicsAtBoot, nil},
+		{"compatible without NUL", func(t *testing.T, mem *testMem, ser []byte) []byte { copy(ser, "luo-v5xx"); return ser }, kernel.PanicsAtBoot, nil},
 		{"session chain loops", func(t *testing.T, mem *testMem, ser []byte) []byte {
 			head := le.Uint64(ser[16:])
 			le.PutUint64(luoBlobAt(t, mem, head, BlockSize), head)
 			return ser
-		}, ActionPanic, nil},
+		}, kernel.PanicsAtBoot, nil},
 		{"session block count 0", func(t *testing.T, mem *testMem, ser []byte) []byte {
 			le.PutUint64(luoBlobAt(t, mem, le.Uint64(ser[16:]), BlockSize)[8:], 0)
 			return ser
-		}, ActionPanic, nil},
+		}, kernel.PanicsAtBoot, nil},
 		{"session block count 52", func(t *testing.T, mem *testMem, ser []byte) []byte {
 			le.PutUint64(luoBlobAt(t, mem, le.Uint64(ser[16:]), BlockSize)[8:], SessionsPerBlock+1)
 			return ser
-		}, ActionPanic, nil},
+		}, kernel.PanicsAtBoot, nil},
 		{"session block unpreserved", func(t *testing.T, mem *testMem, ser []byte) []byte {
 			le.PutUint64(ser[16:], 0xdead000)
 			return ser
-		}, ActionReadUnpreserved, nil},
+		}, kernel.ReadsUnpreserved, nil},
 		{"FLB page unpreserved", func(t *testing.T, mem *testMem, ser []byte) []byte {
 			le.PutUint64(ser[24:], 0xdead000)
 			return ser
-		}, ActionReadUnpreserved, nil},
+		}, kernel.ReadsUnpreserved, nil},
 		{"file count mismatch", func(t *testing.T, mem *testMem, ser []byte) []byte {
 			e := luoBlobAt(t, mem, le.Uint64(ser[16:]), BlockSize)[BlockHeaderSize:]
 			le.PutUint64(e[72:], 3)
 			return ser
-		}, "", unix.EINVAL},
+		}, kernel.NoAction, unix.EINVAL},
 		{"file chain loops", func(t *testing.T, mem *testMem, ser []byte) []byte {
 			e := luoBlobAt(t, mem, le.Uint64(ser[16:]), BlockSize)[BlockHeaderSize:]
 			files := le.Uint64(e[64:])
 			le.PutUint64(luoBlobAt(t, mem, files, BlockSize), files)
 			return ser
-		}, "", unix.EINVAL},
+		}, kernel.NoAction, unix.EINVAL},
 		{"file block count 64", func(t *testing.T, mem *testMem, ser []byte) []byte {
 			e := luoBlobAt(t, mem, le.Uint64(ser[16:]), BlockSize)[BlockHeaderSize:]
 			le.PutUint64(luoBlobAt(t, mem, le.Uint64(e[64:]), BlockSize)[8:], FilesPerBlock+1)
 			return ser
-		}, "", unix.EINVAL},
+		}, kernel.NoAction, unix.EINVAL},
 		{"file block unpreserved", func(t *testing.T, mem *testMem, ser []byte) []byte {
 			e := luoBlobAt(t, mem, le.Uint64(ser[16:]), BlockSize)[BlockHeaderSize:]
 			le.PutUint64(e[64:], 0xdead000)
 			return ser
-		}, ActionReadUnpreserved, nil},
+		}, kernel.ReadsUnpreserved, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			w := newWorld()
 			mem := newTestMem()
-			pa := genOutgoing(t, w, mem, FormatV5)
-			blob := tt.damage(t, mem, luoBlob(t, mem, FormatV5, pa))
-			c := newBoot(t, w, mem, Options{Format: FormatV5}).c
+			pa := genOutgoing(t, w, mem, kernel.V72)
+			blob := tt.damage(t, mem, luoBlob(t, mem, kernel.V72, pa))
+			c := newBoot(t, w, mem, Options{Generation: kernel.V72}).c
 			err := c.SetupIncoming(blob)
 			if tt.open != nil {
 				if err != nil {
@@ -450,7 +451,7 @@ func TestSetupIncoming_V5_Corruption(t *testing.T) {
 				}
 				return
 			}
-			if tt.action == ActionReadUnpreserved && err == nil {
+			if tt.action == kernel.ReadsUnpreserved && err == nil {
 				err = c.Open()
 			}
 			var be *BootError
@@ -466,7 +467,7 @@ func TestSetupIncoming_V5_Corruption(t *testing.T) {
 func TestV5_RandomDamageNeverPanics(t *testing.T) {
 	w := newWorld()
 	mem := newTestMem()
-	pa := genOutgoing(t, w, mem, FormatV5)
+	pa := genOutgoing(t, w, mem, kernel.V72)
 	saved := map[uint64][]byte{}
 	for start, b := range mem.blocks {
 		saved[start] = slices.Clone(b)
@@ -482,8 +483,8 @@ func TestV5_RandomDamageNeverPanics(t *testing.T) {
 			b := mem.blocks[starts[rng.IntN(len(starts))]]
 			b[rng.IntN(min(len(b), 256))] ^= byte(1 << rng.IntN(8))
 		}
-		bt := newBoot(t, w, mem, Options{Format: FormatV5})
-		if bt.c.SetupIncoming(luoBlob(t, mem, FormatV5, pa)) != nil {
+		bt := newBoot(t, w, mem, Options{Generation: kernel.V72})
+		if bt.c.SetupIncoming(luoBlob(t, mem, kernel.V72, pa)) != nil {
 			rejected++
 			continue
 		}
@@ -511,28 +512,28 @@ func TestParseSer(t *testing.T) {
 	le.PutUint64(raw[8:], 7)
 	le.PutUint64(raw[16:], 0x1000)
 	le.PutUint64(raw[24:], 0x2000)
-	if s, err := ParseSer(FormatV5, raw); err != nil || s != (Ser{SerCompatible, 7, 0x1000, 0x2000}) {
+	if s, err := ParseSer(kernel.V72, raw); err != nil || s != (Ser{SerCompatible, 7, 0x1000, 0x2000}) {
 		t.Fatalf("v5: %+v, %v", s, err)
 	}
-	if s, err := ParseSer(FormatV2, raw[8:]); err != nil || s != (Ser{"", 7, 0x1000, 0x2000}) {
+	if s, err := ParseSer(kernel.LUOv2, raw[8:]); err != nil || s != (Ser{"", 7, 0x1000, 0x2000}) {
 		t.Fatalf("v2: %+v, %v", s, err)
 	}
-	if _, err := ParseSer(FormatV5, raw[:31]); !errors.Is(err, unix.EINVAL) {
+	if _, err := ParseSer(kernel.V72, raw[:31]); !errors.Is(err, unix.EINVAL) {
 		t.Fatalf("short: %v", err)
 	}
 }
 
-// TestReadFormat_CrossesGenerations: a Core can read one generation and
+// TestReadGeneration_CrossesGenerations: a Core can read one generation and
 // write another, to model a hop between kernel generations.
-func TestReadFormat_CrossesGenerations(t *testing.T) {
+func TestReadGeneration_CrossesGenerations(t *testing.T) {
 	w := newWorld()
 	mem := newTestMem()
-	pa := genOutgoing(t, w, mem, FormatV5)
-	bt := newBoot(t, w, mem, Options{Format: FormatV1, ReadFormat: FormatV5})
-	if bt.c.Format() != FormatV1 || bt.c.ReadFormat() != FormatV5 {
-		t.Fatalf("formats %s/%s", bt.c.Format(), bt.c.ReadFormat())
+	pa := genOutgoing(t, w, mem, kernel.V72)
+	bt := newBoot(t, w, mem, Options{Generation: kernel.V70, ReadGeneration: kernel.V72})
+	if bt.c.Generation() != kernel.V70 || bt.c.ReadGeneration() != kernel.V72 {
+		t.Fatalf("formats %s/%s", bt.c.Generation(), bt.c.ReadGeneration())
 	}
-	if err := bt.c.SetupIncoming(luoBlob(t, mem, FormatV5, pa)); err != nil {
+	if err := bt.c.SetupIncoming(luoBlob(t, mem, kernel.V72, pa)); err != nil {
 		t.Fatal(err)
 	}
 	s, err := bt.c.RetrieveSession("vm-1")
@@ -546,9 +547,9 @@ func TestReadFormat_CrossesGenerations(t *testing.T) {
 	if c, _ := luoTree(t, mem, fdtPA).Root.String("compatible"); c != FDTCompatible {
 		t.Fatalf("writes %q, want %q", c, FDTCompatible)
 	}
-	other := New(mem, Options{Format: FormatV5, ReadFormat: FormatV1})
+	other := New(mem, Options{Generation: kernel.V72, ReadGeneration: kernel.V70})
 	var be *BootError
-	if err := other.SetupIncoming(luoBlob(t, mem, FormatV5, pa)); !errors.As(err, &be) || be.KernelAction != ActionPanic {
+	if err := other.SetupIncoming(luoBlob(t, mem, kernel.V72, pa)); !errors.As(err, &be) || be.KernelAction != kernel.PanicsAtBoot {
 		t.Fatalf("a luo-v1 reader given luo-v5: %v, want a panic", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/kho-sim/kho-sim/internal/recorder"
 	"github.com/kho-sim/kho-sim/pkg/flb"
+	"github.com/kho-sim/kho-sim/pkg/physmem"
 	"golang.org/x/sys/unix"
 )
 
@@ -32,7 +33,7 @@ func (m *testMem) AllocPreserve(size uint64) (uint64, []byte, error) {
 		return 0, nil, err
 	}
 	pa := m.next
-	m.next += (size + PageSize - 1) &^ (PageSize - 1)
+	m.next += (size + physmem.PageSize - 1) &^ (physmem.PageSize - 1)
 	b := make([]byte, size)
 	m.blocks[pa] = b
 	return pa, b, nil

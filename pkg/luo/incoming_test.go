@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/kho-sim/kho-sim/pkg/fdt"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"golang.org/x/sys/unix"
 )
 
@@ -101,19 +102,19 @@ func TestSetupIncoming_Invalid_BootError(t *testing.T) {
 		spec   luoSpec
 		blob   []byte
 		errno  unix.Errno
-		action KernelAction
+		action kernel.Action
 	}{
-		{"not an FDT", luoSpec{}, []byte("garbage"), unix.EINVAL, ActionPanic},
-		{"root compatible", luoSpec{rootCompat: "luo-v2"}, nil, unix.EINVAL, ActionPanic},
-		{"number of 4 bytes", luoSpec{number: []byte{1, 0, 0, 0}}, nil, unix.EINVAL, ActionPanic},
-		{"no session node", luoSpec{sessionNode: "-"}, nil, unix.EINVAL, ActionPanic},
-		{"session-v1", luoSpec{sessionComp: "luo-session-v1"}, nil, unix.EINVAL, ActionPanic},
-		{"session header of 4 bytes", luoSpec{sessionHdr: []byte{0, 0, 0, 0}}, nil, unix.EINVAL, ActionPanic},
-		{"missing luo-flb node", luoSpec{flbNode: "-"}, nil, unix.ENOENT, ActionPanic},
-		{"flb compatible", luoSpec{flbComp: "luo-flb-v2"}, nil, unix.EINVAL, ActionPanic},
-		{"flb header of 16 bytes", luoSpec{flbHdr: make([]byte, 16)}, nil, unix.EINVAL, ActionPanic},
-		{"session block not preserved", luoSpec{sessionHdr: u64(0x7000)}, nil, unix.EFAULT, ActionReadUnpreserved},
-		{"FLB page not preserved", luoSpec{flbHdr: u64(0x7000)}, nil, unix.EFAULT, ActionReadUnpreserved},
+		{"not an FDT", luoSpec{}, []byte("garbage"), unix.EINVAL, kernel.PanicsAtBoot},
+		{"root compatible", luoSpec{rootCompat: "luo-v2"}, nil, unix.EINVAL, kernel.PanicsAtBoot},
+		{"number of 4 bytes", luoSpec{number: []byte{1, 0, 0, 0}}, nil, unix.EINVAL, kernel.PanicsAtBoot},
+		{"no session node", luoSpec{sessionNode: "-"}, nil, unix.EINVAL, kernel.PanicsAtBoot},
+		{"session-v1", luoSpec{sessionComp: "luo-session-v1"}, nil, unix.EINVAL, kernel.PanicsAtBoot},
+		{"session header of 4 bytes", luoSpec{sessionHdr: []byte{0, 0, 0, 0}}, nil, unix.EINVAL, kernel.PanicsAtBoot},
+		{"missing luo-flb node", luoSpec{flbNode: "-"}, nil, unix.ENOENT, kernel.PanicsAtBoot},
+		{"flb compatible", luoSpec{flbComp: "luo-flb-v2"}, nil, unix.EINVAL, kernel.PanicsAtBoot},
+		{"flb header of 16 bytes", luoSpec{flbHdr: make([]byte, 16)}, nil, unix.EINVAL, kernel.PanicsAtBoot},
+		{"session block not preserved", luoSpec{sessionHdr: u64(0x7000)}, nil, unix.EFAULT, kernel.ReadsUnpreserved},
+		{"FLB page not preserved", luoSpec{flbHdr: u64(0x7000)}, nil, unix.EFAULT, kernel.ReadsUnpreserved},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

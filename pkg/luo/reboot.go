@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 )
 
 // Serialize models liveupdate_reboot, run by reboot(LINUX_REBOOT_CMD_KEXEC):
@@ -33,7 +35,7 @@ func sessionEntry(block []byte, i int) []byte {
 	return block[SessionHeaderSize+i*SessionEntrySize:][:SessionEntrySize]
 }
 
-// serializeSessions models luo_session_serialize. In FormatV5 the entries
+// serializeSessions models luo_session_serialize. In kernel.V72 the entries
 // go into the linked blocks, each block's count set as its entries are
 // reserved, and luo_ser.sessions_pa is 0 unless it succeeds with at least
 // one session.
@@ -44,7 +46,7 @@ func (c *Core) serializeSessions() error {
 	if !l.active {
 		return fmt.Errorf("session serialize: outgoing block not set up: %w", unix.EINVAL)
 	}
-	v5 := c.format == FormatV5
+	v5 := c.format == kernel.V72
 	if v5 {
 		le.PutUint64(c.ser[serSessionsOff(c.format):], 0)
 	}
@@ -104,7 +106,7 @@ func (c *Core) deserialize() error {
 		return c.deserializeEr
 	}
 	c.deserialized = true
-	c.deserializeEr = c.deserializeSessions()
+	c.deserializeEr = c.bootError(c.deserializeSessions())
 	return c.deserializeEr
 }
 
@@ -124,7 +126,7 @@ func (c *Core) deserializeSessions() error {
 		if n > SessionMax {
 			return &BootError{
 				Err:          fmt.Errorf("session count %d exceeds %d: %w", n, SessionMax, unix.EINVAL),
-				KernelAction: ActionReadPastBlock,
+				KernelAction: kernel.ReadsPastBlock,
 			}
 		}
 		for i := range int(n) {
@@ -132,13 +134,14 @@ func (c *Core) deserializeSessions() error {
 		}
 	}
 	for _, e := range entries {
-		s := &Session{core: c, incoming: true, name: sessionName(cstring(e[:SessionNameLen]))}
+		name, files, count := sessionSer(e)
+		s := &Session{core: c, incoming: true, name: sessionName(cstring(name))}
 		if err := l.insert(s, false); err != nil {
 			c.warn(fmt.Errorf("deserialize: insert session: %w", err))
 			return err
 		}
 		s.mu.Lock()
-		err := c.deserializeFiles(s, le.Uint64(e[64:]), le.Uint64(e[72:]))
+		err := c.deserializeFiles(s, files, count)
 		s.mu.Unlock()
 		if err == nil {
 			continue
@@ -168,13 +171,13 @@ func (c *Core) deserializeFiles(s *Session, pa, count uint64) error {
 		}
 		return nil
 	}
-	if c.readFormat == FormatV5 {
+	if c.readFormat == kernel.V72 {
 		return c.deserializeFilesV5(s, pa, count)
 	}
 	if count > FileMax {
 		return &BootError{
 			Err:          fmt.Errorf("file count %d exceeds %d: %w", count, FileMax, unix.EINVAL),
-			KernelAction: ActionReadPastBlock,
+			KernelAction: kernel.ReadsPastBlock,
 		}
 	}
 	block, err := c.mem.Map(pa, FileBlockSize)
@@ -182,7 +185,7 @@ func (c *Core) deserializeFiles(s *Session, pa, count uint64) error {
 		err = fmt.Errorf("mapped %d bytes: %w", len(block), unix.EFAULT)
 	}
 	if err != nil {
-		return &BootError{Err: fmt.Errorf("file block at %#x: %w", pa, err), KernelAction: ActionReadUnpreserved}
+		return &BootError{Err: fmt.Errorf("file block at %#x: %w", pa, err), KernelAction: kernel.ReadsUnpreserved}
 	}
 	s.set.count = int64(count)
 	s.set.block, s.set.blockPA, s.set.mapped = block[:FileBlockSize], pa, true
@@ -201,12 +204,13 @@ func (c *Core) deserializeFiles(s *Session, pa, count uint64) error {
 // 7.0 and 7.2) to the first registered handler of its compatible (ENOENT
 // if none) and returns the incoming file.
 func fileFromEntry(handlers []*FileHandler, e []byte) (*luoFile, error) {
+	compat, data, token := fileSer(e)
 	for _, h := range handlers {
 		if compatMatches(h.Compatible, e) {
-			return &luoFile{fh: h, data: le.Uint64(e[48:]), token: le.Uint64(e[56:])}, nil
+			return &luoFile{fh: h, data: data, token: token}, nil
 		}
 	}
-	return nil, fmt.Errorf("no registered handler for compatible %q: %w", cstring(e[:HandlerCompatLen]), unix.ENOENT)
+	return nil, fmt.Errorf("no registered handler for compatible %q: %w", cstring(compat), unix.ENOENT)
 }
 
 // deserializeFilesV5 models 7.2's luo_file_deserialize: the file block

@@ -8,6 +8,7 @@ import (
 
 	"github.com/kho-sim/kho-sim/pkg/fdt"
 	"github.com/kho-sim/kho-sim/pkg/flb"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"golang.org/x/sys/unix"
 )
 
@@ -434,11 +435,11 @@ func TestDeserialize_CorruptCounts_BootError(t *testing.T) {
 	tests := []struct {
 		name    string
 		corrupt func(block []byte)
-		action  KernelAction
+		action  kernel.Action
 	}{
-		{"session count above 819", func(b []byte) { le.PutUint64(b, SessionMax+1) }, ActionReadPastBlock},
-		{"file count above 128", func(b []byte) { le.PutUint64(sessionEntry(b, 0)[72:], FileMax+1) }, ActionReadPastBlock},
-		{"file block not preserved", func(b []byte) { le.PutUint64(sessionEntry(b, 0)[64:], 0xdead000) }, ActionReadUnpreserved},
+		{"session count above 819", func(b []byte) { le.PutUint64(b, SessionMax+1) }, kernel.ReadsPastBlock},
+		{"file count above 128", func(b []byte) { le.PutUint64(sessionEntry(b, 0)[72:], FileMax+1) }, kernel.ReadsPastBlock},
+		{"file block not preserved", func(b []byte) { le.PutUint64(sessionEntry(b, 0)[64:], 0xdead000) }, kernel.ReadsUnpreserved},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -34,7 +34,7 @@ func sessionName(name string) string {
 
 // insert models luo_session_insert: outgoing lists are capped at SessionMax
 // (ENOMEM, as in the kernel), names compared with strncmp over 64 bytes.
-// FormatV5 instead grows the outgoing block set to hold one more session
+// kernel.V72 instead grows the outgoing block set to hold one more session
 // first; as in 7.2 a duplicate name then fails with EEXIST without
 // shrinking it again, so after 51*k sessions an extra, empty block stays
 // linked until a session goes.
@@ -58,7 +58,7 @@ func (l *sessionList) insert(s *Session, capped bool) error {
 	return nil
 }
 
-// remove models luo_session_remove; a FormatV5 outgoing list shrinks its
+// remove models luo_session_remove; a kernel.V72 outgoing list shrinks its
 // block set to what the remaining sessions need.
 func (l *sessionList) remove(s *Session) error {
 	l.rw.Lock()

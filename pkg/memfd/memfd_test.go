@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/payload"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
@@ -31,7 +32,7 @@ func newWorld(t testing.TB) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := kho.NewOutgoingWith(physmem.NewAllocator(r), kho.Options{Format: kho.FormatV4})
+	out, err := kho.NewOutgoingWith(physmem.NewAllocator(r), kho.Options{Generation: kernel.V72})
 	if err != nil {
 		t.Fatal(err)
 	}

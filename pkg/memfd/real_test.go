@@ -6,20 +6,21 @@ import (
 	"fmt"
 	"hash/crc32"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"testing"
 
-	"github.com/kho-sim/kho-sim/pkg/gen72"
+	"github.com/kho-sim/kho-sim/internal/realhandover"
 	"github.com/kho-sim/kho-sim/pkg/kho"
+	"github.com/kho-sim/kho-sim/pkg/luo"
 )
 
-// The capture of pkg/gen72 (testdata/real-7.2): Debian's linux-source-7.2
+// The capture in testdata/real-7.2: Debian's linux-source-7.2
 // (7.2.13) built by scripts/luo-kernel/build.sh; guest/luo created four
 // memfds with memfd_create(name, 0), wrote its content with pwrite and
 // preserved them; handover.txt holds every page of the handover at the
 // kexec, each memfd's folio array, chunks and folios included.
-const realDir = "../gen72/testdata/real-7.2"
 
 // guestPreserved matches guest/luo's stage 1 line for each memfd: its
 // token, size and the IEEE CRC-32 of the content it wrote.
@@ -33,7 +34,7 @@ type guestFile struct {
 // guestFiles reads what the guest said it preserved, by token.
 func guestFiles(t *testing.T) map[uint64]guestFile {
 	t.Helper()
-	f, err := os.Open(realDir + "/console.log")
+	f, err := os.Open(filepath.Join(realhandover.Dir(), "console.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,27 +59,19 @@ func guestFiles(t *testing.T) map[uint64]guestFile {
 
 // realFiles decodes the captured handover and each of its memfd-v2 files,
 // checking every block against the handover's radix tree.
-func realFiles(t *testing.T) (*gen72.Dump, map[uint64]*File) {
+func realFiles(t *testing.T) (*kho.Dump, map[uint64]*File) {
 	t.Helper()
-	f, err := os.Open(realDir + "/handover.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	d, err := gen72.ParseDump(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := gen72.Decode(d.Pages, d.Setup.FDTAddr, d.Setup.FDTSize)
+	d := realhandover.Load(t, realhandover.Handover)
+	h, err := luo.Read(d.Pages, d.Setup.FDTAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	preserved := func(pa uint64) (uint, bool) {
-		b, ok := h.MemoryMap.Find(pa)
-		return b.Order, ok && b.PA == pa
+		b, ok, err := h.In.FindMapBit(pa)
+		return b.Block.Order, err == nil && ok && b.Block.PA == pa
 	}
 	files := map[uint64]*File{}
-	for _, s := range h.LUO.Sessions {
+	for _, s := range h.Sessions.Sessions {
 		for _, lf := range s.Files {
 			if lf.Compatible != Compatible {
 				t.Errorf("token %#x: compatible %q, want %q", lf.Token, lf.Compatible, Compatible)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kho-sim/kho-sim/pkg/check"
 	"github.com/kho-sim/kho-sim/pkg/flb"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/ktap"
 	"github.com/kho-sim/kho-sim/pkg/luo"
@@ -46,7 +47,7 @@ type boot struct {
 
 	// what the previous boot handed over
 	inMeta   *Meta
-	inABI    ABI // the generation the incoming handover is read as
+	inABI    kernel.Generation // the generation the incoming handover is read as
 	inBlocks []kho.Block
 
 	// the simulated subsystems, the process using them, and its steps
@@ -155,13 +156,13 @@ func (b *boot) kernelInit() bool {
 		return false
 	}
 	b.out = out
-	b.core = luo.New(memory{b}, luo.Options{FLB: flb.Options{FixFinishBeforeRetrieve: b.cfg.Fix}, Format: b.abi().LUOFormat(), ReadFormat: b.readABI().LUOFormat()})
+	b.core = luo.New(memory{b}, luo.Options{FLB: flb.Options{FixFinishBeforeRetrieve: b.cfg.Fix}, Generation: b.abi(), ReadGeneration: b.readABI()})
 	if b.in != nil {
 		blob, err := b.incomingLUO()
 		if err == nil {
 			err = b.core.SetupIncoming(blob)
 		}
-		if !b.result(err == nil, "the model accepts the incoming "+luoNoun(b.readABI()), err) {
+		if !b.result(err == nil, "the model accepts the incoming "+luo.Noun(b.readABI()), err) {
 			return false
 		}
 	}
@@ -170,7 +171,7 @@ func (b *boot) kernelInit() bool {
 		b.luoPA = luoPA
 		err = b.publishLUO(luoPA)
 	}
-	return b.result(err == nil, "outgoing "+luoNoun(b.abi())+" set up", err)
+	return b.result(err == nil, "outgoing "+luo.Noun(b.abi())+" set up", err)
 }
 
 // moduleInit builds the scenario's subsystems and the process that uses
@@ -254,8 +255,8 @@ func (b *boot) kexec() *Outcome {
 	}
 	next := Handover{RootPA: root, Boot: b.n + 1}
 	b.t.Diag("handover: kho_sim.fdt=%#x for boot %d", root, next.Boot)
-	if b.abi() != ABI70 {
-		b.t.Diag("handover generation %s", b.abi().expected())
+	if b.abi() != kernel.V70 {
+		b.t.Diag("handover generation %s", luo.Expected(b.abi()))
 	}
 	if b.cfg.Damage != nil {
 		what, err := b.cfg.Damage(b.cfg.Region, root)
@@ -504,8 +505,8 @@ func (b *boot) knownFlaw(p check.Promise) bool {
 // lostByFlaw reports whether err is the FLB loss the long-compatible
 // scenario exists to show.
 func (b *boot) lostByFlaw(err error) bool {
-	var f Finding
-	return b.sc.Flaw == scenario.FlawLongCompatible && errors.As(err, &f) && losesFLBState(f.Kernel)
+	var f kernel.Finding
+	return b.sc.Flaw == scenario.FlawLongCompatible && errors.As(err, &f) && f.Action == kernel.LosesFLBState
 }
 
 // result prints one subtest result; err explains a failure.

@@ -10,8 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/ktap"
 	"github.com/kho-sim/kho-sim/pkg/luo"
@@ -22,7 +21,7 @@ import (
 // chainABI is chain with a generation per boot: boot n writes
 // abis[(n-1) % len] and expects to read readABI (its own when "").
 // damage, when set, is applied to the image boot 1 writes.
-func chainABI(t testing.TB, sc *scenario.Scenario, boots int, abis []ABI, readABI ABI, damage func(*physmem.Region, uint64) (string, error)) ([]*Outcome, string, []byte) {
+func chainABI(t testing.TB, sc *scenario.Scenario, boots int, abis []kernel.Generation, readABI kernel.Generation, damage func(*physmem.Region, uint64) (string, error)) ([]*Outcome, string, []byte) {
 	t.Helper()
 	mem := make([]byte, 16<<20)
 	var out bytes.Buffer
@@ -66,10 +65,10 @@ func TestGenerations_EveryScenarioRoundTrips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, abi := range []ABI{ABILUOv2, ABI72} {
+	for _, abi := range []kernel.Generation{kernel.LUOv2, kernel.V72} {
 		for _, sc := range all {
 			t.Run(fmt.Sprintf("%s/%s", abi, sc.Name), func(t *testing.T) {
-				outs, log, _ := chainABI(t, sc, 3, []ABI{abi}, "", nil)
+				outs, log, _ := chainABI(t, sc, 3, []kernel.Generation{abi}, "", nil)
 				for i, o := range outs {
 					if !o.OK {
 						t.Fatalf("boot %d failed:\n%s", i+1, log)
@@ -91,7 +90,7 @@ func TestGenerations_EveryScenarioRoundTrips(t *testing.T) {
 // generation with the package readers and checks the compatibles and the
 // generation-specific parts.
 func TestGenerations_ImageIsWhatTheKernelWrites(t *testing.T) {
-	for _, abi := range ABIs() {
+	for _, abi := range kernel.Generations() {
 		t.Run(string(abi), func(t *testing.T) {
 			mem := make([]byte, 16<<20)
 			r, _ := physmem.New(testBase, mem)
@@ -104,13 +103,13 @@ func TestGenerations_ImageIsWhatTheKernelWrites(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			g := DetectGeneration(in)
-			if g != abi.expected() {
-				t.Fatalf("detected %v, want %v", g, abi.expected())
+			g := luo.Detect(in)
+			if g != luo.Expected(abi) {
+				t.Fatalf("detected %v, want %v", g, luo.Expected(abi))
 			}
 			names := strings.Join(in.SubtreeNames(), ",")
 			switch abi {
-			case ABI72:
+			case kernel.V72:
 				if names != "kho-sim,LUO,kexec-metadata" {
 					t.Fatalf("children %s, want newest first", names)
 				}
@@ -139,7 +138,7 @@ func TestGenerations_KexecCountFollowsHops(t *testing.T) {
 	in := Handover{Boot: 1}
 	for range 3 {
 		r, _ := physmem.New(testBase, mem)
-		o := Run(Config{Region: r, Scenario: lookup(t, "default"), In: in, Boots: 4, Out: &out, ABI: ABI72})
+		o := Run(Config{Region: r, Scenario: lookup(t, "default"), In: in, Boots: 4, Out: &out, ABI: kernel.V72})
 		if !o.OK || o.Next.RootPA == 0 {
 			t.Fatalf("boot %d: ok=%v next %+v\n%s", in.Boot, o.OK, o.Next, out.String())
 		}
@@ -162,26 +161,26 @@ func TestGenerations_KexecCountFollowsHops(t *testing.T) {
 func TestGenerations_MismatchReported(t *testing.T) {
 	revival := "disables KHO revival"
 	panics := "panics at boot"
-	want := map[[2]ABI]string{
-		{ABI70, ABILUOv2}: `a kernel with the luo-v2 LUO ABI finds the LUO FDT "luo-v1", not "luo-v2"`,
-		{ABI70, ABI72}:    `Linux 7.2 rejects the KHO root "kho-v1"`,
-		{ABILUOv2, ABI70}: `Linux 7.0 finds the LUO FDT "luo-v2", not "luo-v1" (luo_early_startup: EINVAL, and the FDT has no luo-flb node either)`,
-		{ABILUOv2, ABI72}: `Linux 7.2 rejects the KHO root "kho-v1"`,
-		{ABI72, ABI70}:    `Linux 7.0 rejects the KHO root "kho-v4"`,
-		{ABI72, ABILUOv2}: `a kernel with the luo-v2 LUO ABI rejects the KHO root "kho-v4"`,
+	want := map[[2]kernel.Generation]string{
+		{kernel.V70, kernel.LUOv2}: `a kernel with the luo-v2 LUO ABI finds the LUO FDT "luo-v1", not "luo-v2"`,
+		{kernel.V70, kernel.V72}:   `Linux 7.2 rejects the KHO root "kho-v1"`,
+		{kernel.LUOv2, kernel.V70}: `Linux 7.0 finds the LUO FDT "luo-v2", not "luo-v1" (luo_early_startup: EINVAL, and the FDT has no luo-flb node either)`,
+		{kernel.LUOv2, kernel.V72}: `Linux 7.2 rejects the KHO root "kho-v1"`,
+		{kernel.V72, kernel.V70}:   `Linux 7.0 rejects the KHO root "kho-v4"`,
+		{kernel.V72, kernel.LUOv2}: `a kernel with the luo-v2 LUO ABI rejects the KHO root "kho-v4"`,
 	}
-	for _, writer := range ABIs() {
-		for _, reader := range ABIs() {
+	for _, writer := range kernel.Generations() {
+		for _, reader := range kernel.Generations() {
 			if writer == reader {
 				continue
 			}
 			t.Run(fmt.Sprintf("%s read by %s", writer, reader), func(t *testing.T) {
-				outs, log, _ := chainABI(t, lookup(t, "default"), 3, []ABI{writer}, reader, nil)
+				outs, log, _ := chainABI(t, lookup(t, "default"), 3, []kernel.Generation{writer}, reader, nil)
 				if len(outs) != 2 || !outs[0].OK || outs[1].OK || !outs[1].Last {
 					t.Fatalf("want boot 1 ok, boot 2 failing and last; got %d boots:\n%s", len(outs), log)
 				}
 				desc := fmt.Sprintf("not ok 2 the %s kernel reads the %s handover", reader, writer)
-				text := want[[2]ABI{writer, reader}]
+				text := want[[2]kernel.Generation{writer, reader}]
 				action := revival
 				if strings.Contains(text, "LUO FDT") {
 					action = panics
@@ -204,38 +203,14 @@ func TestGenerations_MismatchReported(t *testing.T) {
 // TestGenerations_PerBootList: kho_sim.abi=7.0,7.2 makes boot 1 write 7.0
 // and boot 2 a 7.2 kernel, which refuses it.
 func TestGenerations_PerBootList(t *testing.T) {
-	outs, log, _ := chainABI(t, lookup(t, "default"), 3, []ABI{ABI70, ABI72}, "", nil)
+	outs, log, _ := chainABI(t, lookup(t, "default"), 3, []kernel.Generation{kernel.V70, kernel.V72}, "", nil)
 	if len(outs) != 2 || outs[1].OK || !strings.Contains(log, "not ok 2 the 7.2 kernel reads the 7.0 handover") {
 		t.Fatalf("want the 7.2 boot to refuse the 7.0 handover:\n%s", log)
 	}
 	// 7.2, 7.2, 7.0: the third boot refuses the second's.
-	outs, log, _ = chainABI(t, lookup(t, "default"), 3, []ABI{ABI72, ABI72, ABI70}, "", nil)
+	outs, log, _ = chainABI(t, lookup(t, "default"), 3, []kernel.Generation{kernel.V72, kernel.V72, kernel.V70}, "", nil)
 	if len(outs) != 3 || !outs[1].OK || outs[2].OK || !strings.Contains(log, `Linux 7.0 rejects the KHO root "kho-v4"`) {
 		t.Fatalf("want boot 3 to refuse:\n%s", log)
-	}
-}
-
-func TestParseABI(t *testing.T) {
-	for _, tt := range []struct {
-		in   string
-		want []ABI
-		err  bool
-	}{
-		{"7.0", []ABI{ABI70}, false},
-		{"", []ABI{ABI70}, false},
-		{"7.0,7.2", []ABI{ABI70, ABI72}, false},
-		{"luo-v2, 7.2", []ABI{ABILUOv2, ABI72}, false},
-		{"7.1", nil, true},
-		{"7.2,kho-v4", nil, true},
-		{"7.0,", nil, true},
-	} {
-		got, err := ParseABIList(tt.in)
-		if (err != nil) != tt.err || fmt.Sprint(got) != fmt.Sprint(tt.want) {
-			t.Errorf("ParseABIList(%q) = %v, %v", tt.in, got, err)
-		}
-		if err != nil && !errors.Is(err, unix.EINVAL) {
-			t.Errorf("ParseABIList(%q): %v, want EINVAL", tt.in, err)
-		}
 	}
 }
 
@@ -254,7 +229,7 @@ func TestGenerations_DamageReported(t *testing.T) {
 		if err != nil {
 			return luo.Ser{}, err
 		}
-		return luo.ParseSer(luo.FormatV5, blob)
+		return luo.ParseSer(kernel.V72, blob)
 	}
 	put := func(r *physmem.Region, pa, v uint64) error {
 		b, err := r.Bytes(pa, 8)
@@ -265,46 +240,46 @@ func TestGenerations_DamageReported(t *testing.T) {
 	}
 	tests := []struct {
 		name   string
-		abi    ABI
+		abi    kernel.Generation
 		damage func(r *physmem.Region, root uint64) error
 		want   []string
 	}{
-		{"LUO compatible luo-v4", ABI72, func(r *physmem.Region, root uint64) error {
+		{"LUO compatible luo-v4", kernel.V72, func(r *physmem.Region, root uint64) error {
 			b, err := luoBlob(r, root)
 			if err == nil {
 				b[5] = '4'
 			}
 			return err
 		}, []string{`LUO blob compatible "luo-v4", want "luo-v5"`, "the 7.2 kernel panics at boot"}},
-		{"session block count 0", ABI72, func(r *physmem.Region, root uint64) error {
+		{"session block count 0", kernel.V72, func(r *physmem.Region, root uint64) error {
 			s, err := ser(r, root)
 			if err == nil {
 				err = put(r, s.SessionsPA+8, 0)
 			}
 			return err
 		}, []string{"count 0, want 1 to 51", "the 7.2 kernel panics at boot"}},
-		{"session chain loops", ABI72, func(r *physmem.Region, root uint64) error {
+		{"session chain loops", kernel.V72, func(r *physmem.Region, root uint64) error {
 			s, err := ser(r, root)
 			if err == nil {
 				err = put(r, s.SessionsPA, s.SessionsPA)
 			}
 			return err
 		}, []string{"loops back", "the 7.2 kernel panics at boot"}},
-		{"file count", ABI72, func(r *physmem.Region, root uint64) error {
+		{"file count", kernel.V72, func(r *physmem.Region, root uint64) error {
 			s, err := ser(r, root)
 			if err == nil {
 				err = put(r, s.SessionsPA+luo.BlockHeaderSize+72, 9)
 			}
 			return err
 		}, []string{"in its entry (EINVAL)", "fails the first open of /dev/liveupdate"}},
-		{"flbs_pa cleared", ABI72, func(r *physmem.Region, root uint64) error {
+		{"flbs_pa cleared", kernel.V72, func(r *physmem.Region, root uint64) error {
 			blob, err := luoBlob(r, root)
 			if err == nil {
 				binary.LittleEndian.PutUint64(blob[24:], 0)
 			}
 			return err
 		}, []string{"flbs_pa is 0", "the 7.2 kernel does not find the FLB"}},
-		{"kexec count", ABI72, func(r *physmem.Region, root uint64) error {
+		{"kexec count", kernel.V72, func(r *physmem.Region, root uint64) error {
 			in, err := kho.ReadIncoming(r, root)
 			if err != nil {
 				return err
@@ -319,7 +294,7 @@ func TestGenerations_DamageReported(t *testing.T) {
 			}
 			return err
 		}, []string{"kexec_count 7, want 1"}},
-		{"luo_ser unpreserved", ABILUOv2, func(r *physmem.Region, root uint64) error {
+		{"luo_ser unpreserved", kernel.LUOv2, func(r *physmem.Region, root uint64) error {
 			in, err := kho.ReadIncoming(r, root)
 			if err != nil {
 				return err
@@ -355,7 +330,7 @@ func TestGenerations_DamageReported(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			damage := func(r *physmem.Region, root uint64) (string, error) { return tt.name, tt.damage(r, root) }
-			outs, log, _ := chainABI(t, lookup(t, "default"), 2, []ABI{tt.abi}, "", damage)
+			outs, log, _ := chainABI(t, lookup(t, "default"), 2, []kernel.Generation{tt.abi}, "", damage)
 			if len(outs) != 2 || outs[1].OK {
 				t.Fatalf("damage not reported:\n%s", log)
 			}
@@ -374,7 +349,7 @@ func TestGenerations_DamageReported(t *testing.T) {
 // memory map, and runs the next boot: it may fail, but never panics, and
 // its KTAP stays valid.
 func TestGenerations_RandomFlipsNeverPanic(t *testing.T) {
-	for _, abi := range []ABI{ABILUOv2, ABI72} {
+	for _, abi := range []kernel.Generation{kernel.LUOv2, kernel.V72} {
 		t.Run(string(abi), func(t *testing.T) {
 			mem := make([]byte, 16<<20)
 			r, _ := physmem.New(testBase, mem)
@@ -433,7 +408,7 @@ func mapPages(t *testing.T, r *physmem.Region, in *kho.Incoming) []uint64 {
 		return b
 	}
 	var out []uint64
-	if in.Format() == kho.FormatV1 {
+	if in.Compatible() == kho.Compatible {
 		for pa := mapPA; pa != 0; {
 			c := page(pa)
 			out = append(out, pa)
@@ -465,7 +440,7 @@ func mapPages(t *testing.T, r *physmem.Region, in *kho.Incoming) []uint64 {
 // still reads the 7.0 handover before it; the next boot, expecting 7.0
 // again, refuses the 7.2 one.
 func TestGenerations_ReadABIMatches(t *testing.T) {
-	outs, log, _ := chainABI(t, lookup(t, "default"), 3, []ABI{ABI70, ABI72}, ABI70, nil)
+	outs, log, _ := chainABI(t, lookup(t, "default"), 3, []kernel.Generation{kernel.V70, kernel.V72}, kernel.V70, nil)
 	if len(outs) != 3 || !outs[1].OK || outs[2].OK || !strings.Contains(log, "not ok 2 the 7.0 kernel reads the 7.2 handover") {
 		t.Fatalf("want boot 2 to read 7.0 and write 7.2, boot 3 to refuse it:\n%s", log)
 	}

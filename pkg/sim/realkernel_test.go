@@ -12,14 +12,13 @@ import (
 
 	"github.com/kho-sim/kho-sim/pkg/fdt"
 	"github.com/kho-sim/kho-sim/pkg/flb"
-	"github.com/kho-sim/kho-sim/pkg/gen72"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
-// The layout of the captured Linux 7.2.13 handover (pkg/gen72's
-// testdata/real-7.2): guest/luo preserved these memfds through the
+// The layout of the captured Linux 7.2.13 handover (testdata/real-7.2): guest/luo preserved these memfds through the
 // "memfd-v2" handler, on which CONFIG_LIVEUPDATE_TEST's
 // liveupdate_test_register had put the three test FLBs of
 // lib/tests/liveupdate.c, whose preserve returns TEST_FLB_MAGIC_BASE + i.
@@ -123,14 +122,14 @@ type memfd struct{ token uint64 }
 // three test FLBs, LUO's outgoing state published to KHO, the sessions and
 // files of realLayout, then the reboot path (liveupdate_reboot, then KHO's
 // memory map). It returns the region and the KHO root's address.
-func buildRealLayout(t *testing.T, abi ABI) (*physmem.Region, uint64) {
+func buildRealLayout(t *testing.T, abi kernel.Generation) (*physmem.Region, uint64) {
 	t.Helper()
 	r, err := physmem.New(testBase, make([]byte, 16<<20))
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := kho.Options{Format: abi.KHOFormat()}
-	if opts.Format == kho.FormatV4 {
+	opts := kho.Options{Generation: abi}
+	if opts.Generation == kernel.V72 {
 		opts.Release = "7.2.13"
 	}
 	out, err := kho.NewOutgoingWith(physmem.NewAllocator(r), opts)
@@ -138,7 +137,7 @@ func buildRealLayout(t *testing.T, abi ABI) (*physmem.Region, uint64) {
 		t.Fatal(err)
 	}
 	mem := coldBoot{out}
-	core := luo.New(mem, luo.Options{Format: abi.LUOFormat()})
+	core := luo.New(mem, luo.Options{Generation: abi})
 
 	// memfd_luo_preserve keeps the file's state in a preserved block and
 	// hands its address over as the file's data.
@@ -173,7 +172,7 @@ func buildRealLayout(t *testing.T, abi ABI) (*physmem.Region, uint64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if abi == ABI72 {
+	if abi == kernel.V72 {
 		err = out.AddBlob(luo.FDTKHOEntryName, luoPA, luo.SerSize)
 	} else {
 		err = out.AddSubtree(luo.FDTKHOEntryName, luoPA)
@@ -206,35 +205,33 @@ func buildRealLayout(t *testing.T, abi ABI) (*physmem.Region, uint64) {
 	return r, root
 }
 
-// read72 decodes a 7.2 handover with pkg/gen72 and collects its layout.
+// read72 reads a 7.2 handover with the strict reader and collects its layout.
 func read72(t *testing.T, r *physmem.Region, root uint64) layoutEntries {
 	t.Helper()
-	hdr := bytesAt(t, r, root, 8)
-	h, err := gen72.Decode(r, root, uint64(binary.BigEndian.Uint32(hdr[4:])))
+	h, err := luo.Read(r, root)
 	if err != nil {
-		t.Fatalf("decode: %v", err)
+		t.Fatalf("read: %v", err)
 	}
-	l := h.LUO
-	if l == nil || l.FLB == nil {
-		t.Fatalf("no LUO state or FLB page: %+v", l)
+	if h.Ser == nil || h.FLB == nil || h.Sessions == nil {
+		t.Fatalf("no LUO state, sessions or FLB page: %+v", h)
 	}
 	e := layoutEntries{
-		flbPage: bytesAt(t, r, l.FLBsPA, gen72.PageSize),
-		ser:     bytesAt(t, r, l.PA, gen72.LUOSize),
+		flbPage: bytesAt(t, r, h.FLBsPA, physmem.PageSize),
+		ser:     bytesAt(t, r, h.Ser.PA, luo.SerSize),
 	}
-	for _, pa := range l.SessionBlocks {
-		e.sessionBlocks = append(e.sessionBlocks, bytesAt(t, r, pa, gen72.PageSize))
+	for _, b := range h.Sessions.Blocks {
+		e.sessionBlocks = append(e.sessionBlocks, bytesAt(t, r, b.PA, physmem.PageSize))
 	}
-	entries := blockEntries(e.sessionBlocks, gen72.SessionEntrySize)
-	if len(entries) != len(l.Sessions) {
-		t.Fatalf("%d session entries in the blocks, gen72 found %d sessions", len(entries), len(l.Sessions))
+	entries := blockEntries(e.sessionBlocks, luo.SessionEntrySize)
+	if len(entries) != len(h.Sessions.Sessions) {
+		t.Fatalf("%d session entries in the blocks, the reader found %d sessions", len(entries), len(h.Sessions.Sessions))
 	}
-	for i, s := range l.Sessions {
+	for i, s := range h.Sessions.Sessions {
 		se := sessionEntries{entry: entries[i]}
-		for _, pa := range s.FileBlocks {
-			se.fileBlocks = append(se.fileBlocks, bytesAt(t, r, pa, gen72.PageSize))
+		for _, b := range s.FileBlocks {
+			se.fileBlocks = append(se.fileBlocks, bytesAt(t, r, b.PA, physmem.PageSize))
 		}
-		se.files = blockEntries(se.fileBlocks, gen72.FileEntrySize)
+		se.files = blockEntries(se.fileBlocks, luo.FileEntrySize)
 		e.sessions = append(e.sessions, se)
 	}
 	return e
@@ -244,7 +241,7 @@ func read72(t *testing.T, r *physmem.Region, root uint64) layoutEntries {
 func blockEntries(blocks [][]byte, size int) [][]byte {
 	var out [][]byte
 	for _, b := range blocks {
-		n := int(binary.LittleEndian.Uint64(b[8:])) // gen72 checked it
+		n := int(binary.LittleEndian.Uint64(b[8:])) // the reader checked it
 		for i := range n {
 			out = append(out, b[16+i*size:][:size])
 		}
@@ -256,7 +253,7 @@ func blockEntries(blocks [][]byte, size int) [][]byte {
 // "LUO" FDT (luo-session and luo-flb nodes, or luo-abi-header pointing at
 // struct luo_ser) to the session block (u64 count, then entries), each
 // session's file block and the FLB page.
-func read70(t *testing.T, r *physmem.Region, root uint64, abi ABI) layoutEntries {
+func read70(t *testing.T, r *physmem.Region, root uint64, abi kernel.Generation) layoutEntries {
 	t.Helper()
 	in, err := kho.ReadIncoming(r, root)
 	if err != nil {
@@ -267,9 +264,9 @@ func read70(t *testing.T, r *physmem.Region, root uint64, abi ABI) layoutEntries
 		t.Fatal(err)
 	}
 	var sessPA, flbPA uint64
-	if abi == ABILUOv2 {
+	if abi == kernel.LUOv2 {
 		serPA := u64Prop(t, tree.Root, luo.FDTABIHeader)
-		ser, err := luo.ParseSer(luo.FormatV2, bytesAt(t, r, serPA, luo.SerV2Size))
+		ser, err := luo.ParseSer(kernel.LUOv2, bytesAt(t, r, serPA, luo.SerV2Size))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -330,11 +327,11 @@ func realKernelLayout(t *testing.T) layoutEntries {
 // except the masked fields. For those it checks what both kernels must
 // agree on: an address is present (non-zero) in both or in neither, and
 // one of a preserved block is page aligned.
-func diffMasked(what string, model, kernel []byte, masks []field) []string {
-	if len(model) != len(kernel) {
-		return []string{fmt.Sprintf("%s: %d bytes, kernel %d", what, len(model), len(kernel))}
+func diffMasked(what string, model, kern []byte, masks []field) []string {
+	if len(model) != len(kern) {
+		return []string{fmt.Sprintf("%s: %d bytes, kernel %d", what, len(model), len(kern))}
 	}
-	m, k := bytes.Clone(model), bytes.Clone(kernel)
+	m, k := bytes.Clone(model), bytes.Clone(kern)
 	var diffs []string
 	for _, f := range masks {
 		mv := binary.LittleEndian.Uint64(m[f.off:])
@@ -342,7 +339,7 @@ func diffMasked(what string, model, kernel []byte, masks []field) []string {
 		if (mv == 0) != (kv == 0) {
 			diffs = append(diffs, fmt.Sprintf("%s: %s (%s) is %#x, kernel %#x: one of them is null", what, f.name, f.why, mv, kv))
 		}
-		if f.page && (mv%gen72.PageSize != 0 || kv%gen72.PageSize != 0) {
+		if f.page && (mv%physmem.PageSize != 0 || kv%physmem.PageSize != 0) {
 			diffs = append(diffs, fmt.Sprintf("%s: %s %#x, kernel %#x: want page-aligned blocks", what, f.name, mv, kv))
 		}
 		clear(m[f.off : f.off+f.size])
@@ -365,18 +362,18 @@ func diffMasked(what string, model, kernel []byte, masks []field) []string {
 
 // compareLayouts checks the FLB page byte for byte and every session and
 // file entry except its address fields.
-func compareLayouts(t *testing.T, model, kernel layoutEntries) {
+func compareLayouts(t *testing.T, model, kern layoutEntries) {
 	t.Helper()
-	if !bytes.Equal(model.flbPage, kernel.flbPage) {
-		for _, d := range diffMasked("FLB page", model.flbPage, kernel.flbPage, nil) {
+	if !bytes.Equal(model.flbPage, kern.flbPage) {
+		for _, d := range diffMasked("FLB page", model.flbPage, kern.flbPage, nil) {
 			t.Error(d)
 		}
 	}
-	if len(model.sessions) != len(kernel.sessions) {
-		t.Fatalf("%d sessions, kernel %d", len(model.sessions), len(kernel.sessions))
+	if len(model.sessions) != len(kern.sessions) {
+		t.Fatalf("%d sessions, kernel %d", len(model.sessions), len(kern.sessions))
 	}
 	for i, ms := range model.sessions {
-		ks := kernel.sessions[i]
+		ks := kern.sessions[i]
 		for _, d := range diffMasked(fmt.Sprintf("session %d entry", i), ms.entry, ks.entry, sessionMasks()) {
 			t.Error(d)
 		}
@@ -398,13 +395,13 @@ func compareLayouts(t *testing.T, model, kernel layoutEntries) {
 // luo_ser and every session and file block byte for byte except the
 // address fields (see the masks above).
 func TestRealKernel72_ModelWritesTheSameLayout(t *testing.T) {
-	kernel := realKernelLayout(t)
-	r, root := buildRealLayout(t, ABI72)
+	kern := realKernelLayout(t)
+	r, root := buildRealLayout(t, kernel.V72)
 	model := read72(t, r, root)
 
 	// The test builds what the capture holds; if either side changes,
 	// the comparison below compares something else.
-	for name, e := range map[string]layoutEntries{"kernel": kernel, "model": model} {
+	for name, e := range map[string]layoutEntries{"kernel": kern, "model": model} {
 		var got []realSession
 		for _, s := range e.sessions {
 			rs := realSession{name: string(bytes.TrimRight(s.entry[:luo.SessionNameLen], "\x00"))}
@@ -418,27 +415,27 @@ func TestRealKernel72_ModelWritesTheSameLayout(t *testing.T) {
 		}
 	}
 
-	compareLayouts(t, model, kernel)
-	for _, d := range diffMasked("luo_ser", model.ser, kernel.ser, serMasks()) {
+	compareLayouts(t, model, kern)
+	for _, d := range diffMasked("luo_ser", model.ser, kern.ser, serMasks()) {
 		t.Error(d)
 	}
-	if len(model.sessionBlocks) != len(kernel.sessionBlocks) {
-		t.Fatalf("%d session blocks, kernel %d", len(model.sessionBlocks), len(kernel.sessionBlocks))
+	if len(model.sessionBlocks) != len(kern.sessionBlocks) {
+		t.Fatalf("%d session blocks, kernel %d", len(model.sessionBlocks), len(kern.sessionBlocks))
 	}
 	for i, mb := range model.sessionBlocks {
-		masks := slices.Concat(blockMasks(), entryMasks(mb, gen72.SessionEntrySize, sessionMasks()))
-		for _, d := range diffMasked(fmt.Sprintf("session block %d", i), mb, kernel.sessionBlocks[i], masks) {
+		masks := slices.Concat(blockMasks(), entryMasks(mb, luo.SessionEntrySize, sessionMasks()))
+		for _, d := range diffMasked(fmt.Sprintf("session block %d", i), mb, kern.sessionBlocks[i], masks) {
 			t.Error(d)
 		}
 	}
 	for i, ms := range model.sessions {
-		ks := kernel.sessions[i]
+		ks := kern.sessions[i]
 		if len(ms.fileBlocks) != len(ks.fileBlocks) {
 			t.Errorf("session %d: %d file blocks, kernel %d", i, len(ms.fileBlocks), len(ks.fileBlocks))
 			continue
 		}
 		for j, mb := range ms.fileBlocks {
-			masks := slices.Concat(blockMasks(), entryMasks(mb, gen72.FileEntrySize, fileMasks()))
+			masks := slices.Concat(blockMasks(), entryMasks(mb, luo.FileEntrySize, fileMasks()))
 			for _, d := range diffMasked(fmt.Sprintf("session %d file block %d", i, j), mb, ks.fileBlocks[j], masks) {
 				t.Error(d)
 			}
@@ -465,18 +462,18 @@ func entryMasks(block []byte, size int, masks []field) []field {
 // the kernel's, byte for byte; and struct luo_session_ser and luo_file_ser
 // did not change either, so their entries match but for addresses.
 func TestRealKernel72_FLBPageOfEarlierGenerations(t *testing.T) {
-	kernel := realKernelLayout(t)
-	def, err := ParseABI("")
+	kern := realKernelLayout(t)
+	def, err := kernel.Parse("")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, abi := range []ABI{def, ABILUOv2} {
+	for _, abi := range []kernel.Generation{def, kernel.LUOv2} {
 		t.Run(string(abi), func(t *testing.T) {
 			r, root := buildRealLayout(t, abi)
-			if g := DetectGeneration(mustIncoming(t, r, root)); g.ABI != abi {
+			if g := luo.Detect(mustIncoming(t, r, root)); g.Generation != abi {
 				t.Fatalf("model wrote %v, want %s", g, abi)
 			}
-			compareLayouts(t, read70(t, r, root, abi), kernel)
+			compareLayouts(t, read70(t, r, root, abi), kern)
 		})
 	}
 }
@@ -495,7 +492,7 @@ func mustIncoming(t *testing.T, r *physmem.Region, root uint64) *kho.Incoming {
 // it zeroed.
 func rootPageMasked(t *testing.T, r *physmem.Region, root uint64) ([]byte, int) {
 	t.Helper()
-	page := bytesAt(t, r, root, gen72.PageSize)
+	page := bytesAt(t, r, root, physmem.PageSize)
 	e, err := fdt.Open(page)
 	if err != nil {
 		t.Fatal(err)
@@ -529,17 +526,17 @@ func rootPageMasked(t *testing.T, r *physmem.Region, root uint64) ([]byte, int) 
 // the sequential writer's strings left at the end of the page.
 func TestRealKernel72_RootFDTPage(t *testing.T) {
 	kr, kroot := realHandover(t)
-	mr, mroot := buildRealLayout(t, ABI72)
-	kernel, kn := rootPageMasked(t, kr, kroot)
+	mr, mroot := buildRealLayout(t, kernel.V72)
+	kern, kn := rootPageMasked(t, kr, kroot)
 	model, mn := rootPageMasked(t, mr, mroot)
 	if kn != 3 || mn != 3 {
 		t.Fatalf("masked %d addresses in the kernel's page and %d in the model's, want 3 (the map, kexec-metadata, LUO)", kn, mn)
 	}
-	if !bytes.Equal(model, kernel) {
+	if !bytes.Equal(model, kern) {
 		var diffs []string
-		for i := range kernel {
-			if model[i] != kernel[i] && len(diffs) < 16 {
-				diffs = append(diffs, fmt.Sprintf("%#x: model %#02x kernel %#02x", i, model[i], kernel[i]))
+		for i := range kern {
+			if model[i] != kern[i] && len(diffs) < 16 {
+				diffs = append(diffs, fmt.Sprintf("%#x: model %#02x kernel %#02x", i, model[i], kern[i]))
 			}
 		}
 		t.Errorf("the model's root FDT page differs from the kernel's: %s", strings.Join(diffs, ", "))

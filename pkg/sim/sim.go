@@ -2,6 +2,7 @@ package sim
 
 import (
 	"encoding/binary"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"io"
 
 	"github.com/kho-sim/kho-sim/pkg/check"
@@ -51,10 +52,10 @@ type Config struct {
 	TSCHz uint64
 	// ABI is this boot's kernel generation: the handover it writes and, unless
 	// ReadABI says otherwise, the one it expects to read. "" is 7.0.
-	ABI ABI
+	ABI kernel.Generation
 	// ReadABI, when set, is the generation the incoming side expects, to
 	// simulate a hop between kernels of different generations.
-	ReadABI ABI
+	ReadABI kernel.Generation
 }
 
 // Outcome is how a boot ended.

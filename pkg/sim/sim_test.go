@@ -9,9 +9,9 @@ import (
 	"testing"
 
 	"github.com/kho-sim/kho-sim/pkg/check"
-	"github.com/kho-sim/kho-sim/pkg/fdt"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/ktap"
+	"github.com/kho-sim/kho-sim/pkg/meta"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 	"github.com/kho-sim/kho-sim/pkg/scenario"
 	"github.com/kho-sim/kho-sim/pkg/timing"
@@ -215,34 +215,13 @@ func luoFDT(t *testing.T, r *physmem.Region, root uint64) uint64 {
 	return pa
 }
 
-func TestMetaRoundTrip(t *testing.T) {
-	m := &Meta{Scenario: "s", Boot: 2, Boots: 5, LUONumber: 2, Fix: true, Passed: 1, TSCHz: 3e9, TSCReboot: 7,
-		FLBs:  []MetaFLB{{Name: "a", Data: 1, Count: 2, Size: 3, Seed: 4, CRC: 5}},
-		Files: []MetaFile{{Session: "s", Token: 9, Handler: "h", Data: 8, Size: 7, Seed: 6, CRC: 5}}}
-	blob, err := m.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tree, err := fdt.Parse(blob)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := DecodeMeta(tree)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(got) != fmt.Sprint(m) {
-		t.Fatalf("got %+v\nwant %+v", got, m)
-	}
-}
-
 // BenchmarkHop measures one full boot (incoming checks, retrieve, finish,
 // preserve, serialize, image) of the largest built-in scenario.
 func BenchmarkHop(b *testing.B) {
 	sc := lookup(b, "registration-limits")
 	mem := make([]byte, 16<<20)
 	r, _ := physmem.New(testBase, mem)
-	first := Run(Config{Region: r, Scenario: sc, In: Handover{Boot: 1}, Boots: maxBoots, Out: &bytes.Buffer{}})
+	first := Run(Config{Region: r, Scenario: sc, In: Handover{Boot: 1}, Boots: meta.MaxBoots, Out: &bytes.Buffer{}})
 	if !first.OK {
 		b.Fatal("first boot failed")
 	}
@@ -250,7 +229,7 @@ func BenchmarkHop(b *testing.B) {
 	var out bytes.Buffer
 	for b.Loop() {
 		out.Reset()
-		o := Run(Config{Region: r, Scenario: sc, In: in, Boots: maxBoots, Out: &out})
+		o := Run(Config{Region: r, Scenario: sc, In: in, Boots: meta.MaxBoots, Out: &out})
 		if !o.OK {
 			b.Fatalf("boot failed:\n%s", out.String())
 		}

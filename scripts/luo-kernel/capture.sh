@@ -3,7 +3,7 @@
 # guest/luo initramfs, lets it preserve memfds, kexec into itself and dump
 # the handover it received, and turns the result into test data.
 #
-#   capture.sh [OUTDIR]     (default: pkg/gen72/testdata/real-7.2)
+#   capture.sh [OUTDIR]     (default: testdata/real-7.2)
 #
 # The guest can print only what survives until its /init runs after the
 # kexec: the new kernel frees the LUO blob in an early initcall and reuses
@@ -12,19 +12,19 @@
 # To have the whole handover as it was handed over, this script also stops
 # QEMU when the old kernel prints "Starting new kernel" (serialization is
 # done, the new kernel not yet started), saves guest RAM through the QEMU
-# monitor, and lets the run continue. extract/ decodes that image.
+# monitor, and lets the run continue. tools/luo-extract decodes that image.
 #
 # OUTDIR receives (only when the guest printed TEST PASSED and the image
 # decoded):
 #   handover.txt      every page of the handover, from the RAM image taken at
-#                     the kexec (pkg/gen72's dump format)
+#                     the kexec (pkg/kho's dump format)
 #   guest-dump.txt    the KHOSETUP/KHODUMP lines the guest printed after the
 #                     kexec (/dev/mem, radix nodes from its snapshot)
 #   guest-vs-kexec.txt  which of the guest's pages differ from the image
 #   console.log       the rest of the serial console, each line prefixed with
 #                     the host's seconds since QEMU started
 #   timings           boot and kexec times of this run
-# and, when OUTDIR is the default, the pkg/gen72 tests run against the new
+# and, when OUTDIR is the default, the tests that read it run against the new
 # data (e2e/realkernel captures into a temporary OUTDIR and compares).
 #
 # With LUO_INCOMING=dump the kexec'd kernel boots with kho=off
@@ -49,7 +49,7 @@ die() {
 }
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-out=${1:-$repo/pkg/gen72/testdata/real-7.2}
+out=${1:-$repo/testdata/real-7.2}
 qemu=${QEMU:-qemu-system-x86_64}
 accel=${QEMU_ACCEL:-tcg}
 timeout_s=${TIMEOUT:-300}
@@ -134,13 +134,13 @@ cat "$work/timings" >&2
 
 [[ -s $ram ]] || die "QEMU saved no RAM image"
 mkdir -p "$out"
-(cd "$repo" && go run ./scripts/luo-kernel/extract -mem "$ram" -console "$work/console.log" \
+(cd "$repo" && go run ./tools/luo-extract -mem "$ram" -console "$work/console.log" \
 	-o "$out/handover.txt" -diff "$out/guest-vs-kexec.txt")
 grep -e ' KHOSETUP ' -e ' KHODUMP ' "$work/console.log" | sed -E 's/^ *[0-9.]+ //' >"$out/guest-dump.txt"
 grep -v -e ' KHODUMP ' -e ' KHOSETUP ' "$work/console.log" >"$out/console.log"
 cp "$work/timings" "$out/timings"
 log "wrote $out ($(grep -c KHODUMP "$out/handover.txt") pages from the RAM image, $(grep -c KHODUMP "$out/guest-dump.txt") from the guest)"
-# The pkg/gen72 tests read only the committed data: run them when it changed.
-if [[ $out -ef $repo/pkg/gen72/testdata/real-7.2 ]]; then
-	(cd "$repo" && go test ./pkg/gen72/) >&2
+# These tests read only the committed data (internal/realhandover): run them when it changed.
+if [[ $out -ef $repo/testdata/real-7.2 ]]; then
+	(cd "$repo" && go test ./pkg/kho/ ./pkg/luo/ ./pkg/inspect/ ./pkg/sim/ ./cmd/kho-sim/) >&2
 fi

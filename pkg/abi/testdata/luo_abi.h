@@ -1,5 +1,5 @@
 /*
- * Linux 7.0's handover ABI, declared the way the kernel declares it, for
+ * Linux 7.0's and 7.2's handover ABI, declared the way the kernel declares it, for
  * tests that compare kho-sim's Go encoders with what a C compiler makes of
  * the kernel's declarations. Written from:
  *   include/linux/kho/abi/luo.h            (LUO FDT names, packed *_ser structs)
@@ -7,6 +7,10 @@
  *   include/linux/kho/abi/kexec_handover.h  (KHO root FDT names)
  *   kernel/liveupdate/kexec_handover.c      (khoser_* memory map chunks)
  *   kernel/liveupdate/luo_{session,file,flb}.c (page counts and limits)
+ * and, for 7.2 (7.2.13):
+ *   include/linux/kho/abi/luo.h             (struct luo_ser)
+ *   include/linux/kho/abi/block.h           (struct kho_block_header_ser)
+ *   include/linux/kho/abi/kexec_metadata.h  (struct kho_kexec_metadata)
  * Kept separate from pkg/abi's Go description on purpose: it must not be
  * generated from it.
  */
@@ -126,5 +130,31 @@ struct khoser_mem_chunk {
 	struct khoser_mem_chunk_hdr hdr;
 	struct khoser_mem_bitmap_ptr bitmaps[KHOSER_BITMAP_SIZE];
 };
+
+/* 7.2: include/linux/kho/abi/luo.h */
+#define LUO_ABI_COMPATIBLE	"luo-v5"
+#define LUO_ABI_COMPAT_LEN	8
+
+struct luo_ser {
+	char compatible[LUO_ABI_COMPAT_LEN];
+	u64 liveupdate_num;
+	u64 sessions_pa;
+	u64 flbs_pa;
+} __packed;
+
+/* 7.2: include/linux/kho/abi/block.h */
+struct kho_block_header_ser {
+	u64 next;
+	u64 count;
+} __packed;
+
+/* 7.2: include/linux/kho/abi/kexec_metadata.h */
+#define __NEW_UTS_LEN	64
+
+struct kho_kexec_metadata {
+	u32 version;
+	char previous_release[__NEW_UTS_LEN + 1];
+	u32 kexec_count;
+} __packed;
 
 #endif /* LUO_ABI_TESTDATA_H */

@@ -1,20 +1,22 @@
-package gen72
+package kho
 
 import (
 	"bytes"
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
 func TestDumpRoundTrip(t *testing.T) {
 	pages := map[uint64][]byte{
 		0x1000:  {1, 2, 3},
 		0x2000:  nil, // all zero
-		0x3000:  bytes.Repeat([]byte{0xff}, PageSize),
+		0x3000:  bytes.Repeat([]byte{0xff}, physmem.PageSize),
 		0xf0000: append(make([]byte, 100), 7),
 	}
-	setup := Setup{FDTAddr: 0x1000, FDTSize: PageSize, ScratchAddr: 0x3000, ScratchSize: 48}
+	setup := Setup{FDTAddr: 0x1000, FDTSize: physmem.PageSize, ScratchAddr: 0x3000, ScratchSize: 48}
 	var log strings.Builder
 	log.WriteString("Linux version 7.2.13\n")
 	log.WriteString("   1.234 " + FormatSetupLine(setup) + "\r\n") // a console prefix, CRLF
@@ -34,7 +36,7 @@ func TestDumpRoundTrip(t *testing.T) {
 		t.Errorf("pages %#x", d.Pages.Addresses())
 	}
 	for pa, p := range pages {
-		want := make([]byte, PageSize)
+		want := make([]byte, physmem.PageSize)
 		copy(want, p)
 		if !bytes.Equal(d.Pages.Page(pa), want) {
 			t.Errorf("page %#x differs", pa)
@@ -58,7 +60,7 @@ func TestParseDumpErrors(t *testing.T) {
 		{"missing field", strings.Join(f[:3], " ")},
 		{"bad address", strings.Join([]string{f[0], "xyz", f[2], f[3]}, " ")},
 		{"misaligned address", strings.Join([]string{f[0], "1001", f[2], f[3]}, " ")},
-		{"more than a page", FormatDumpLine(0x1000, nil)[:len(f[0])+len(f[1])+len(f[2])+3] + strings.Repeat("00", PageSize+1)},
+		{"more than a page", FormatDumpLine(0x1000, nil)[:len(f[0])+len(f[1])+len(f[2])+3] + strings.Repeat("00", physmem.PageSize+1)},
 		{"conflicting pages", good + "\n" + FormatDumpLine(0x1000, []byte{9})},
 		{"conflicting setups", "KHOSETUP 1 2 3 4\nKHOSETUP 1 2 3 5"},
 		{"short setup", "KHOSETUP 1 2 3"},
@@ -78,7 +80,7 @@ func TestParseDumpErrors(t *testing.T) {
 }
 
 func TestSetup(t *testing.T) {
-	s := Setup{FDTAddr: 0x1ec000, FDTSize: PageSize, ScratchAddr: 0x3e7f0000, ScratchSize: 48}
+	s := Setup{FDTAddr: 0x1ec000, FDTSize: physmem.PageSize, ScratchAddr: 0x3e7f0000, ScratchSize: 48}
 	b := s.Bytes()
 	if len(b) != SetupSize || b[0] != 0x00 || b[1] != 0xc0 || b[2] != 0x1e {
 		t.Errorf("Bytes() = %x", b)
@@ -91,4 +93,30 @@ func TestSetup(t *testing.T) {
 			t.Errorf("ParseSetup(%d bytes): %v, want %v", n, err, ErrBadSize)
 		}
 	}
+}
+
+// FuzzParseDump feeds arbitrary console text; what parses must format back
+// to lines that parse to the same pages.
+func FuzzParseDump(f *testing.F) {
+	f.Add(FormatDumpLine(0x1000, []byte{1, 2, 3}) + "\nKHOSETUP 1 2 3 4\n")
+	f.Add("KHODUMP 0 00000000 -\n")
+	f.Fuzz(func(t *testing.T, log string) {
+		d, err := ParseDump(strings.NewReader(log))
+		if err != nil {
+			return
+		}
+		var again strings.Builder
+		for _, pa := range d.Pages.Addresses() {
+			again.WriteString(FormatDumpLine(pa, d.Pages.Page(pa)) + "\n")
+		}
+		d2, err := ParseDump(strings.NewReader(again.String()))
+		if err != nil {
+			t.Fatalf("reformatted dump: %v", err)
+		}
+		for _, pa := range d.Pages.Addresses() {
+			if string(d2.Pages.Page(pa)) != string(d.Pages.Page(pa)) {
+				t.Fatalf("page %#x changed", pa)
+			}
+		}
+	})
 }

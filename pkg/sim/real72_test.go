@@ -2,28 +2,27 @@ package sim
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kho-sim/kho-sim/internal/realhandover"
 	"github.com/kho-sim/kho-sim/pkg/flb"
-	"github.com/kho-sim/kho-sim/pkg/gen72"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 	"github.com/kho-sim/kho-sim/pkg/scenario"
 )
 
-// TestGen72DecodesTheSimulatedHandover reads what kho-sim writes as 7.2
-// with pkg/gen72, the decoder written from a real 7.2 kernel's handover:
-// the same preserved blocks as kho-sim's own reader, the same LUO state
-// and FLB table as the metadata records, and the kexec-metadata.
-func TestGen72DecodesTheSimulatedHandover(t *testing.T) {
+// TestStrictReadAcceptsTheSimulatedHandover reads what kho-sim writes as
+// 7.2 with luo.Read, which holds a handover to everything a real 7.2
+// kernel's satisfies: the LUO state and FLB table the metadata records,
+// and the kexec-metadata.
+func TestStrictReadAcceptsTheSimulatedHandover(t *testing.T) {
 	all, err := scenario.Builtins()
 	if err != nil {
 		t.Fatal(err)
@@ -37,7 +36,7 @@ func TestGen72DecodesTheSimulatedHandover(t *testing.T) {
 			var o *Outcome
 			for range 2 {
 				r, _ := physmem.New(testBase, mem)
-				o = Run(Config{Region: r, Scenario: sc, In: in, Boots: 3, Out: &out, ABI: ABI72})
+				o = Run(Config{Region: r, Scenario: sc, In: in, Boots: 3, Out: &out, ABI: kernel.V72})
 				if !o.OK {
 					t.Fatalf("boot %d failed:\n%s", in.Boot, out.String())
 				}
@@ -47,55 +46,48 @@ func TestGen72DecodesTheSimulatedHandover(t *testing.T) {
 				t.Skip("no handover after boot 2")
 			}
 			r, _ := physmem.New(testBase, mem)
-			hdr, _ := r.Bytes(o.Next.RootPA, 8)
-			h, err := gen72.Decode(r, o.Next.RootPA, uint64(binary.BigEndian.Uint32(hdr[4:])))
+			h, err := luo.Read(r, o.Next.RootPA)
 			if err != nil {
-				t.Fatalf("gen72 refuses kho-sim's 7.2 handover: %v", err)
+				t.Fatalf("the strict reader refuses kho-sim's 7.2 handover: %v", err)
 			}
-			kin, err := kho.ReadIncoming(r, o.Next.RootPA)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got []kho.Block
-			for _, b := range h.MemoryMap.Blocks {
-				got = append(got, kho.Block{PA: b.PA, Order: b.Order})
-			}
-			if !slices.Equal(got, kin.Blocks()) {
-				t.Fatalf("gen72 blocks %v\nkho-sim blocks %v", got, kin.Blocks())
-			}
+			kin := h.In
 			meta := decodeMeta(t, kin)
-			if h.LUO == nil || h.LUO.LiveupdateNum != meta.LUONumber {
-				t.Fatalf("LUO %+v, want liveupdate number %d", h.LUO, meta.LUONumber)
+			if !h.Readable || h.LiveupdateNumber != meta.LUONumber || (h.Sessions == nil) != (h.SessionsPA == 0) {
+				t.Fatalf("LUO %+v, want liveupdate number %d", h, meta.LUONumber)
 			}
 			files := map[[2]any]uint64{}
-			for _, s := range h.LUO.Sessions {
+			var sessions []luo.SessionEntry
+			if h.Sessions != nil {
+				sessions = h.Sessions.Sessions
+			}
+			for _, s := range sessions {
 				for _, f := range s.Files {
 					files[[2]any{s.Name, f.Token}] = f.Data
 				}
 			}
 			if len(files) != len(meta.Files) {
-				t.Fatalf("gen72 found %d files, metadata lists %d", len(files), len(meta.Files))
+				t.Fatalf("the reader found %d files, metadata lists %d", len(files), len(meta.Files))
 			}
 			for _, f := range meta.Files {
 				if d, ok := files[[2]any{f.Session, f.Token}]; !ok || d != f.Data {
-					t.Errorf("file %s/%d: gen72 data %#x (found %v), want %#x", f.Session, f.Token, d, ok, f.Data)
+					t.Errorf("file %s/%d: data %#x (found %v), want %#x", f.Session, f.Token, d, ok, f.Data)
 				}
 			}
-			if h.LUO.FLB == nil || len(h.LUO.FLB.Entries) != len(meta.FLBs) {
-				t.Fatalf("FLB table %+v, metadata lists %d", h.LUO.FLB, len(meta.FLBs))
+			if h.FLB == nil || len(h.FLB.Entries) != len(meta.FLBs) {
+				t.Fatalf("FLB table %+v, metadata lists %d", h.FLB, len(meta.FLBs))
 			}
-			flbs := map[string]gen72.FLB{}
-			for _, e := range h.LUO.FLB.Entries {
+			flbs := map[string]luo.FLBEntry{}
+			for _, e := range h.FLB.Entries {
 				flbs[e.Name] = e
 			}
 			for _, w := range meta.FLBs {
 				name := w.Name[:min(len(w.Name), 47)] // strscpy into 48 bytes
 				if e, ok := flbs[name]; !ok || e.Data != w.Data || e.Count != w.Count {
-					t.Errorf("FLB %q: gen72 %+v (found %v), metadata %+v", name, e, ok, w)
+					t.Errorf("FLB %q: table %+v (found %v), metadata %+v", name, e, ok, w)
 				}
 			}
-			if h.Metadata == nil {
-				t.Fatal("gen72 found no kexec-metadata")
+			if m := h.KexecMetadata; m == nil || uint64(m.KexecCount) != meta.LUONumber {
+				t.Fatalf("kexec-metadata %+v, want kexec_count %d", m, meta.LUONumber)
 			}
 		})
 	}
@@ -114,46 +106,14 @@ func decodeMeta(t *testing.T, in *kho.Incoming) *Meta {
 	return m
 }
 
-// realHandoverEnv names a dump (pkg/gen72's format) to use instead of the
-// committed capture: e2e/realkernel points it at what its guest has just
-// read through /dev/mem from a freshly built kernel.
-const realHandoverEnv = "KHO_SIM_REAL_HANDOVER"
-
 // realHandover loads the handover a real Linux 7.2 kernel left in memory
-// (pkg/gen72's capture: 4 memfds in two sessions, three test FLBs) into a
-// region from 1 MiB up to past its highest preserved page.
+// (internal/realhandover, or the dump its Env names: 4 memfds in two
+// sessions, three test FLBs) into a region that covers every preserved
+// page.
 func realHandover(t *testing.T) (*physmem.Region, uint64) {
 	t.Helper()
-	path := "../gen72/testdata/real-7.2/handover.txt"
-	if p := os.Getenv(realHandoverEnv); p != "" {
-		path = p
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatalf("no captured 7.2 handover: %v", err)
-	}
-	defer f.Close()
-	d, err := gen72.ParseDump(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := gen72.Decode(d.Pages, d.Setup.FDTAddr, d.Setup.FDTSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const base = 1 << 20
-	end := h.MemoryMap.Blocks[len(h.MemoryMap.Blocks)-1].End()
-	mem := make([]byte, end-base) // untouched pages cost nothing
-	for _, pa := range d.Pages.Addresses() {
-		if pa >= base && pa+gen72.PageSize <= end {
-			copy(mem[pa-base:], d.Pages.Page(pa))
-		}
-	}
-	r, err := physmem.New(base, mem)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r, d.Setup.FDTAddr
+	d := realhandover.LoadEnv(t)
+	return realhandover.Region(t, d, d), d.Setup.FDTAddr
 }
 
 // TestRealLinux72Handover reads a real 7.2 kernel's handover with
@@ -165,8 +125,8 @@ func TestRealLinux72Handover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g := DetectGeneration(in); g != ABI72.expected() {
-		t.Fatalf("generation %v, want %v", g, ABI72.expected())
+	if g := luo.Detect(in); g != luo.Expected(kernel.V72) {
+		t.Fatalf("generation %v, want %v", g, luo.Expected(kernel.V72))
 	}
 	if got := strings.Join(in.SubtreeNames(), ","); got != "LUO,kexec-metadata" {
 		t.Fatalf("children %s", got)
@@ -175,14 +135,14 @@ func TestRealLinux72Handover(t *testing.T) {
 		t.Fatalf("kexec-metadata %+v, %v", m, err)
 	}
 	if n := len(in.Blocks()); n != 27 {
-		t.Fatalf("%d preserved blocks, gen72 counts 27", n)
+		t.Fatalf("%d preserved blocks, the capture holds 27", n)
 	}
 
 	blob, err := in.SubtreeBytes(luo.FDTKHOEntryName)
 	if err != nil {
 		t.Fatal(err)
 	}
-	core := luo.New(realMemory{in}, luo.Options{Format: luo.FormatV5})
+	core := luo.New(realMemory{in}, luo.Options{Generation: kernel.V72})
 	memfd := &luo.FileHandler{Compatible: "memfd-v2", Ops: luo.FileOps{
 		CanPreserve: func(*luo.FileHandler, any) bool { return false },
 		Preserve:    func(*luo.FileOpArgs) error { return unix.EINVAL },

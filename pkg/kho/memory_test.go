@@ -1,4 +1,4 @@
-package gen72
+package kho
 
 import (
 	"bytes"
@@ -10,7 +10,7 @@ import (
 
 func TestPageStoreBytes(t *testing.T) {
 	s := NewPageStore()
-	a := bytes.Repeat([]byte{0xaa}, PageSize)
+	a := bytes.Repeat([]byte{0xaa}, physmem.PageSize)
 	b := bytes.Repeat([]byte{0xbb}, 10) // zero-padded to a page
 	if err := s.Add(0x1000, a); err != nil {
 		t.Fatal(err)
@@ -67,7 +67,7 @@ func TestPageStoreAdd(t *testing.T) {
 	}{
 		{0x1001, nil, ErrBadAddress},
 		{MaxPhysAddr, nil, ErrBadAddress},
-		{0x1000, make([]byte, PageSize+1), ErrBadSize},
+		{0x1000, make([]byte, physmem.PageSize+1), ErrBadSize},
 	} {
 		if err := s.Add(tt.pa, tt.page); !errors.Is(err, tt.want) {
 			t.Errorf("Add(%#x, %d bytes): %v, want %v", tt.pa, len(tt.page), err, tt.want)
@@ -80,7 +80,7 @@ func TestPageStoreAdd(t *testing.T) {
 	src[0] = 9
 	c := s.Clone()
 	c.Page(0)[1] = 9
-	if p := s.Page(0); p[0] != 1 || p[1] != 2 || len(p) != PageSize {
+	if p := s.Page(0); p[0] != 1 || p[1] != 2 || len(p) != physmem.PageSize {
 		t.Errorf("store changed through the caller's slice or a clone: %x", p[:4])
 	}
 	if got := s.Addresses(); len(got) != 1 || got[0] != 0 {
@@ -88,26 +88,7 @@ func TestPageStoreAdd(t *testing.T) {
 	}
 }
 
-func TestCString(t *testing.T) {
-	for _, tt := range []struct {
-		field []byte
-		want  string
-		err   error
-	}{
-		{[]byte("luo-v5\x00\x00"), "luo-v5", nil},
-		{[]byte("a\x00garbage"), "a", nil},
-		{[]byte("\x00"), "", nil},
-		{[]byte("12345678"), "", ErrBadString},
-		{nil, "", ErrBadString},
-	} {
-		got, err := cstring("field", tt.field)
-		if got != tt.want || !errors.Is(err, tt.err) {
-			t.Errorf("cstring(%q) = %q, %v; want %q, %v", tt.field, got, err, tt.want, tt.err)
-		}
-	}
-}
-
-// The reader works on /dev/mem mappings and captured dumps alike.
+// The incoming side reads regions and captured dumps alike.
 var (
 	_ Memory = (*physmem.Region)(nil)
 	_ Memory = (*PageStore)(nil)

@@ -1,12 +1,13 @@
-// Command extract turns a guest RAM image taken at the moment of a Linux 7.2
-// kexec into pkg/gen72 test data, and compares it with what the guest
-// itself could still read through /dev/mem after the kexec.
+// Command luo-extract turns a guest RAM image taken at the moment of a
+// Linux 7.2 kexec into the test data of testdata/real-7.2, and compares it
+// with what the guest itself could still read through /dev/mem after the
+// kexec. scripts/luo-kernel/capture.sh runs it.
 //
-//	extract -mem ram.bin -console console.log -o handover.txt [-diff diff.txt]
+//	luo-extract -mem ram.bin -console console.log -o handover.txt [-diff diff.txt]
 //
 // console.log is the serial log of the run: its KHOSETUP line says where
 // the root FDT is, its KHODUMP lines are the guest's own dump. The image is
-// decoded strictly with gen72.Decode; handover.txt receives the KHOSETUP
+// read strictly with luo.Read; handover.txt receives the KHOSETUP
 // line and every page of the handover (the structures, the radix nodes, the
 // scratch array, each file's serialized state and, for a memfd-v2 file
 // decoded strictly with pkg/memfd, its folio array, chunks and folios),
@@ -25,14 +26,15 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/kho-sim/kho-sim/pkg/gen72"
+	"github.com/kho-sim/kho-sim/pkg/kho"
+	"github.com/kho-sim/kho-sim/pkg/luo"
 	"github.com/kho-sim/kho-sim/pkg/memfd"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
 func main() {
 	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "extract:", err)
+		fmt.Fprintln(os.Stderr, "luo-extract:", err)
 		os.Exit(1)
 	}
 }
@@ -44,13 +46,13 @@ func run() error {
 	diffPath := flag.String("diff", "", "comparison report to write (default: stderr only)")
 	flag.Parse()
 	if *memPath == "" || *consolePath == "" || *out == "" {
-		return errors.New("usage: extract -mem RAM -console LOG -o OUT [-diff REPORT]")
+		return errors.New("usage: luo-extract -mem RAM -console LOG -o OUT [-diff REPORT]")
 	}
 	f, err := os.Open(*consolePath)
 	if err != nil {
 		return err
 	}
-	guest, err := gen72.ParseDump(f)
+	guest, err := kho.ParseDump(f)
 	f.Close()
 	if err != nil {
 		return fmt.Errorf("%s: %w", *consolePath, err)
@@ -69,9 +71,9 @@ func run() error {
 	}
 	defer ram.Close()
 
-	h, err := gen72.Decode(ram, setup.FDTAddr, setup.FDTSize)
+	h, err := luo.Read(ram, setup.FDTAddr)
 	if err != nil {
-		return fmt.Errorf("decode the RAM image: %w", err)
+		return fmt.Errorf("read the RAM image: %w", err)
 	}
 	role, err := roles(ram, h, setup)
 	if err != nil {
@@ -86,11 +88,11 @@ func run() error {
 	// The image precedes machine_kexec, which copies the kexec segments
 	// (kernel, initrd, the scratch array) into the scratch areas: those
 	// pages are taken from the guest, which read them after the kexec.
-	scratch := setup.ScratchAddr &^ (gen72.PageSize - 1)
+	scratch := setup.ScratchAddr &^ (physmem.PageSize - 1)
 	var dump bytes.Buffer
-	fmt.Fprintln(&dump, gen72.FormatSetupLine(setup))
+	fmt.Fprintln(&dump, kho.FormatSetupLine(setup))
 	for _, p := range pages {
-		b, err := ram.Bytes(p, gen72.PageSize)
+		b, err := ram.Bytes(p, physmem.PageSize)
 		if err != nil {
 			return err
 		}
@@ -99,7 +101,7 @@ func run() error {
 				continue
 			}
 		}
-		fmt.Fprintln(&dump, gen72.FormatDumpLine(p, b))
+		fmt.Fprintln(&dump, kho.FormatDumpLine(p, b))
 	}
 	if err := os.WriteFile(*out, dump.Bytes(), 0o644); err != nil {
 		return err
@@ -110,7 +112,7 @@ func run() error {
 	fmt.Fprintf(&report, "pages the guest printed after the kexec: %d\n", len(guest.Pages.Addresses()))
 	same, differ := 0, 0
 	for _, p := range guest.Pages.Addresses() {
-		b, err := ram.Bytes(p, gen72.PageSize)
+		b, err := ram.Bytes(p, physmem.PageSize)
 		if err != nil {
 			return err
 		}
@@ -143,10 +145,10 @@ func run() error {
 
 // roles names what each page of the handover holds, the pages of every
 // memfd-v2 file (folio array, its chunks, the folios) included.
-func roles(mem gen72.Memory, h *gen72.Handover, setup gen72.Setup) (map[uint64]string, error) {
+func roles(mem kho.Memory, h *luo.Handover, setup kho.Setup) (map[uint64]string, error) {
 	role := make(map[uint64]string)
 	add := func(pa uint64, what string) {
-		p := pa &^ (gen72.PageSize - 1)
+		p := pa &^ (physmem.PageSize - 1)
 		if role[p] == "" {
 			role[p] = what
 		} else if !strings.Contains(role[p], what) {
@@ -154,38 +156,40 @@ func roles(mem gen72.Memory, h *gen72.Handover, setup gen72.Setup) (map[uint64]s
 		}
 	}
 	for _, s := range h.Structures() {
-		for p := s.PA &^ (gen72.PageSize - 1); p < s.PA+s.Size; p += gen72.PageSize {
+		for p := s.PA &^ (physmem.PageSize - 1); p < s.PA+s.Size; p += physmem.PageSize {
 			add(p, s.What)
 		}
 	}
-	if h.LUO != nil {
-		add(h.LUO.PA, "LUO blob (freed by the next kernel's luo_early_startup)")
-		for _, s := range h.LUO.Sessions {
+	if h.Ser != nil {
+		add(h.Ser.PA, "LUO blob (freed by the next kernel's luo_early_startup)")
+	}
+	if h.Sessions != nil {
+		for _, s := range h.Sessions.Sessions {
 			for _, f := range s.Files {
 				add(f.Data, fmt.Sprintf("%s state of token %#x", f.Compatible, f.Token))
 				if f.Compatible != memfd.Compatible {
 					continue
 				}
-				if err := memfdRoles(mem, h.MemoryMap, f.Data, f.Token, add); err != nil {
+				if err := memfdRoles(mem, h.In, f.Data, f.Token, add); err != nil {
 					return nil, err
 				}
 			}
 		}
 	}
-	for _, pa := range h.MemoryMap.Nodes {
+	for _, pa := range h.In.MapPages() {
 		add(pa, "radix node (not preserved)")
 	}
-	if setup.ScratchSize > 0 && setup.ScratchSize <= gen72.PageSize {
+	if setup.ScratchSize > 0 && setup.ScratchSize <= physmem.PageSize {
 		add(setup.ScratchAddr, "scratch array")
 	}
 	return role, nil
 }
 
 // memfdRoles decodes the memfd-v2 state at pa strictly and names its pages.
-func memfdRoles(mem gen72.Memory, mm *gen72.MemoryMap, pa, token uint64, add func(uint64, string)) error {
+func memfdRoles(mem kho.Memory, in *kho.Incoming, pa, token uint64, add func(uint64, string)) error {
 	preserved := func(pa uint64) (uint, bool) {
-		b, ok := mm.Find(pa)
-		return b.Order, ok && b.PA == pa
+		b, ok, err := in.FindMapBit(pa)
+		return b.Block.Order, err == nil && ok && b.Block.PA == pa
 	}
 	f, err := memfd.Read(mem, pa, memfd.Options{Preserved: preserved})
 	if err != nil {
@@ -197,13 +201,13 @@ func memfdRoles(mem gen72.Memory, mm *gen72.MemoryMap, pa, token uint64, add fun
 		}
 		for i, r := range a.Runs {
 			for j := uint64(0); j < 1<<a.Order; j++ {
-				add(r+j*gen72.PageSize, fmt.Sprintf("memfd token %#x folio array page %d", token, i<<a.Order+int(j)))
+				add(r+j*physmem.PageSize, fmt.Sprintf("memfd token %#x folio array page %d", token, i<<a.Order+int(j)))
 			}
 		}
 	}
 	for _, fo := range f.Folios {
 		for j := uint64(0); j < 1<<fo.Order; j++ {
-			add(fo.PA()+j*gen72.PageSize, fmt.Sprintf("memfd token %#x folio index %d", token, fo.Index+j))
+			add(fo.PA()+j*physmem.PageSize, fmt.Sprintf("memfd token %#x folio index %d", token, fo.Index+j))
 		}
 	}
 	return nil

@@ -1,8 +1,9 @@
-package gen72
+package kho
 
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
 // The console dump format. A guest prints one line per page and one line
@@ -33,12 +36,12 @@ const (
 const maxDumpLine = 1 << 20
 
 // ErrDump is wrapped by ParseDump's errors.
-var ErrDump = errors.New("gen72: malformed dump")
+var ErrDump = errors.New("kho: malformed dump")
 
-// FormatDumpLine returns the dump line of page (at most PageSize bytes,
+// FormatDumpLine returns the dump line of page (at most physmem.PageSize bytes,
 // zero-padded) at pa, without a newline.
 func FormatDumpLine(pa uint64, page []byte) string {
-	p := make([]byte, PageSize)
+	p := make([]byte, physmem.PageSize)
 	copy(p, page)
 	body := hex.EncodeToString(bytes.TrimRight(p, "\x00"))
 	if body == "" {
@@ -81,7 +84,7 @@ func ParseDump(r io.Reader) (*Dump, error) {
 	if err := sc.Err(); errors.Is(err, bufio.ErrTooLong) {
 		return nil, fmt.Errorf("%w: a line longer than %d bytes", ErrDump, maxDumpLine)
 	} else if err != nil {
-		return nil, fmt.Errorf("gen72: read dump: %w", err)
+		return nil, fmt.Errorf("kho: read dump: %w", err)
 	}
 	return d, nil
 }
@@ -99,9 +102,9 @@ func (d *Dump) parsePage(rest string) error {
 	if err != nil {
 		return fmt.Errorf("%w: checksum %q", ErrDump, f[1])
 	}
-	page := make([]byte, PageSize)
+	page := make([]byte, physmem.PageSize)
 	if f[2] != "-" {
-		if len(f[2]) > 2*PageSize {
+		if len(f[2]) > 2*physmem.PageSize {
 			return fmt.Errorf("%w: page %#x: %d hex digits, more than a page", ErrDump, pa, len(f[2]))
 		}
 		if _, err := hex.Decode(page, []byte(f[2])); err != nil {
@@ -139,4 +142,38 @@ func (d *Dump) parseSetup(rest string) error {
 	}
 	d.Setup = &s
 	return nil
+}
+
+// SetupKHO is SETUP_KEXEC_KHO, the x86 setup_data type that carries Setup.
+const SetupKHO = 10
+
+// SetupSize is sizeof(struct kho_data).
+const SetupSize = 32
+
+// Setup is 7.2's struct kho_data, the setup_data payload (type SetupKHO)
+// through which kexec_file_load tells the next x86 kernel where the
+// handover is.
+type Setup struct {
+	FDTAddr, FDTSize         uint64 // the root FDT (FDTSize is PAGE_SIZE)
+	ScratchAddr, ScratchSize uint64 // the array of struct kho_scratch {addr, size}
+}
+
+// ParseSetup decodes the 32-byte kho_data payload.
+func ParseSetup(b []byte) (Setup, error) {
+	if len(b) != SetupSize {
+		return Setup{}, fmt.Errorf("kho: kho_data is %d bytes, want %d: %w", len(b), SetupSize, ErrBadSize)
+	}
+	le := binary.LittleEndian
+	return Setup{le.Uint64(b), le.Uint64(b[8:]), le.Uint64(b[16:]), le.Uint64(b[24:])}, nil
+}
+
+// Bytes encodes s as the kernel lays out struct kho_data.
+func (s Setup) Bytes() []byte {
+	b := make([]byte, SetupSize)
+	le := binary.LittleEndian
+	le.PutUint64(b, s.FDTAddr)
+	le.PutUint64(b[8:], s.FDTSize)
+	le.PutUint64(b[16:], s.ScratchAddr)
+	le.PutUint64(b[24:], s.ScratchSize)
+	return b
 }
