@@ -56,6 +56,7 @@ type runFlags struct {
 	loader, abi                               string
 	hops                                      int
 	fix, stay, dryRun, allowKexec             bool
+	realKHO                                   realKHOFlags
 }
 
 func runRun(args []string, stdout, stderr io.Writer) error {
@@ -74,6 +75,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&f.stay, "stay", false, "do not power off after the last boot")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "preserve, write the image and load the next kernel, then unload it and run the abort path: no reboot")
 	fs.BoolVar(&f.allowKexec, "allow-kexec", false, "allow kexec outside kho-sim's own initramfs")
+	f.realKHO.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -89,6 +91,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	f.realKHO.region = cfg.rg
 	if v := params[paramKernels]; v != "" && !flagSet(fs, "next-kernel") {
 		list := strings.Split(v, ",")
 		f.nextKernel = list[(cfg.In.Boot-1)%len(list)]
@@ -239,7 +242,11 @@ func loadNext(f runFlags, cmdline string, next sim.Handover, start time.Time) ([
 	}
 	nextCmdline := kexec.RewriteCmdline(cmdline, set, drop)
 	t0 = time.Now()
-	if f.loader == loaderKexecTools {
+	if f.realKHO.enabled(cmdline) {
+		var p []timing.Phase
+		p, err = f.realKHO.load(f.nextKernel, initrd, cmdline, next)
+		phases = append(phases, p...)
+	} else if f.loader == loaderKexecTools {
 		err = kexecToolsLoad(f.nextKernel, initrd, nextCmdline)
 		phases = append(phases, timing.Phase{Name: "kexec_file_load (kexec-tools)", D: time.Since(t0)})
 	} else {
