@@ -206,3 +206,36 @@ func TestPlanKHORefuses(t *testing.T) {
 		})
 	}
 }
+
+// TestPlanKHOAvoidsPreserved: preserved ranges outside the region, where
+// first fit would put the initrd, the command line and the kernel, push
+// every segment elsewhere; the firmware map alone would not.
+func TestPlanKHOAvoidsPreserved(t *testing.T) {
+	o := testOptions()
+	preserved := []physmem.Range{{Start: 0x100000, Size: 2 * mib}, {Start: 0x9400000, Size: physmem.PageSize}, {Start: 0x20000000, Size: 64 * mib}}
+	o.Reserved = append(o.Reserved, preserved...)
+	p, err := planKHO(testBzImage(t), make([]byte, 3*mib), runningBootParams(), guestMemoryMap(), nil, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range p.layout.Segments {
+		for _, r := range o.Reserved {
+			if s.Phys.Overlaps(r) {
+				t.Errorf("segment %s lies on the reserved %v", s, r)
+			}
+		}
+	}
+	t.Log(p.layout)
+}
+
+func BenchmarkPlanKHO(b *testing.B) {
+	setup := testBzImageB(b)
+	initrd := make([]byte, 8*mib)
+	bp := runningBootParams()
+	mm := guestMemoryMap()
+	for b.Loop() {
+		if _, err := planKHO(setup, initrd, bp, mm, nil, testOptions()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -139,6 +139,11 @@ func TestKHOLoadErrorText(t *testing.T) {
 // a page of stand-in protected-mode code behind them.
 func testBzImage(t *testing.T) []byte {
 	t.Helper()
+	return testBzImageB(t)
+}
+
+func testBzImageB(t testing.TB) []byte {
+	t.Helper()
 	setup, err := os.ReadFile(realSetup)
 	if err != nil {
 		t.Fatal(err)
