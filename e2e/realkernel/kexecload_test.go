@@ -38,6 +38,9 @@ var (
 	writtenRE   = regexp.MustCompile(`handover written: root FDT at (0x[0-9a-f]+), liveupdate number ([0-9]+)`)
 	kernelTSRE  = regexp.MustCompile(`^\[\s*([0-9]+\.[0-9]+)\]`)
 	luoNumberRE = regexp.MustCompile(regexp.QuoteMeta(luoRetrieved) + `([0-9]+)`)
+	scratchRE   = regexp.MustCompile(`scratch \[(0x[0-9a-f]+)-(0x[0-9a-f]+)\];`)
+	kernelRE    = regexp.MustCompile(`stage=2: kernel code at \[(0x[0-9a-f]+)-(0x[0-9a-f]+)\]`)
+	intactRE    = regexp.MustCompile(`stage=2: preserved root FDT page (0x[0-9a-f]+) intact`)
 )
 
 // TestKexecLoad boots stock Debian 6.1 with guest/kexecload, which writes a
@@ -122,8 +125,19 @@ func TestKexecLoad(t *testing.T) {
 			if m == nil {
 				t.Fatalf("the guest did not write the handover:\n%s", tailLines(lines, 30))
 			}
-			if got := luoNumberRE.FindStringSubmatch(all); tt.name == "handover" && (got == nil || got[1] != m[2]) {
-				t.Errorf("the 7.2 kernel reported liveupdate number %v, want %s, the one written", got, m[2])
+			if tt.name == "handover" {
+				if got := luoNumberRE.FindStringSubmatch(all); got == nil || got[1] != m[2] {
+					t.Errorf("the 7.2 kernel reported liveupdate number %v, want %s, the one written", got, m[2])
+				}
+				// KASLR in a KHO kernel picks only scratch.
+				if !inside(kernelRE.FindStringSubmatch(all), scratchRE.FindStringSubmatch(all)) {
+					t.Errorf("the 7.2 kernel's code (%v) is not inside the scratch area (%v)", kernelRE.FindStringSubmatch(all), scratchRE.FindStringSubmatch(all))
+				}
+				// The root FDT page is preserved: after most of RAM was
+				// handed out it still holds what stage 1 wrote.
+				if got := intactRE.FindStringSubmatch(all); got == nil || got[1] != m[1] {
+					t.Errorf("the preserved root FDT page %s was not found intact after memory pressure (%v)", m[1], got)
+				}
 			}
 			if t.Failed() {
 				t.Logf("console:\n%s", tailLines(lines, 60))
@@ -177,6 +191,22 @@ func lineKey(s string) string {
 		return "luo: Retrieved"
 	}
 	return khoDisabled
+}
+
+// inside reports whether the range in inner's submatches lies in outer's.
+func inside(inner, outer []string) bool {
+	if inner == nil || outer == nil {
+		return false
+	}
+	var v [4]uint64
+	for i, s := range []string{inner[1], inner[2], outer[1], outer[2]} {
+		n, err := strconv.ParseUint(s, 0, 64)
+		if err != nil {
+			return false
+		}
+		v[i] = n
+	}
+	return v[0] >= v[2] && v[1] <= v[3]
 }
 
 // keepLog copies a boot's serial log to out/.

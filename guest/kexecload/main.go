@@ -11,8 +11,12 @@
 //	  kind), kexec_load the next kernel (/bzImage) with a SETUP_KEXEC_KHO
 //	  setup_data entry, this program as its initramfs and kho=on
 //	  liveupdate=on kexecload.stage=2, and reboot into it.
-//	stage 2 (the KHO kernel): print the command line and reset; the
-//	  kernel's own log says whether it took the handover.
+//	stage 2 (the KHO kernel): print where the kernel runs (KASLR puts a
+//	  KHO kernel inside scratch), allocate most of RAM, then check through
+//	  /dev/mem that the preserved root FDT page still holds what stage 1
+//	  wrote (its CRC-32 travels on the command line) and say whether an
+//	  unpreserved page of the region was reused; then reset. The kernel's
+//	  own log says whether it took the handover.
 //
 // Run anywhere else it packs the initramfs:
 //
@@ -23,7 +27,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"hash/crc32"
 	"os"
+	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,7 +52,18 @@ const (
 const (
 	paramStage  = "kexecload.stage"
 	paramDamage = "kexecload.damage"
+	paramRoot   = "kexecload.root"     // the root FDT's address, for stage 2
+	paramCRC    = "kexecload.root_crc" // CRC-32 (IEEE) of that page as written
+	paramSpare  = "kexecload.spare"    // an unpreserved page of the region stage 1 filled
 )
+
+// pressure is what stage 2 allocates and touches before it looks at the
+// region: most of a 1 GiB guest, so the kernel hands out every page it
+// considers free.
+const pressure = 700 << 20
+
+// sparePattern fills the unpreserved page.
+const sparePattern = 0x5a
 
 // nextCmdline is the KHO kernel's command line: KHO and LUO on (the 7.2
 // kernel of scripts/luo-kernel lacks KEXEC_HANDOVER_ENABLE_DEFAULT), no
@@ -134,8 +152,11 @@ func (g *guest) run() error {
 	}
 	g.logf("uptime %s s, command line: %s", pid1.Uptime(), cmdline)
 	if g.stage == 2 {
-		g.logf("DONE")
-		return nil
+		err := g.stage2(params)
+		if err == nil {
+			g.logf("DONE")
+		}
+		return err
 	}
 	rg, found, err := physmem.MemmapFromCmdline(cmdline)
 	if err != nil || !found {
@@ -178,6 +199,19 @@ func (g *guest) stage1(rg physmem.Range, damage corrupt.Kind) error {
 		return err
 	}
 	defer initrd.Close()
+	rootPage, err := region.Bytes(root, physmem.PageSize)
+	if err != nil {
+		return err
+	}
+	spare := rg.End() - physmem.PageSize
+	sparePage, err := region.Bytes(spare, physmem.PageSize)
+	if err != nil {
+		return err
+	}
+	for i := range sparePage {
+		sparePage[i] = sparePattern
+	}
+	cmdline := fmt.Sprintf("%s %s=%#x %s=%#08x %s=%#x", nextCmdline, paramRoot, root, paramCRC, crc32.ChecksumIEEE(rootPage), paramSpare, spare)
 	problems, err := kexec.KHOLoadPreflight("", "/"+kernelPath)
 	if err != nil {
 		return err
@@ -189,7 +223,7 @@ func (g *guest) stage1(rg physmem.Range, damage corrupt.Kind) error {
 	layout, took, err := kexec.LoadKHO(kexec.KHOLoadOptions{
 		Kernel:   "/" + kernelPath,
 		Initrd:   initrd,
-		Cmdline:  nextCmdline,
+		Cmdline:  cmdline,
 		FDT:      physmem.Range{Start: root, Size: physmem.PageSize},
 		Reserved: []physmem.Range{rg},
 	})
@@ -199,6 +233,59 @@ func (g *guest) stage1(rg physmem.Range, damage corrupt.Kind) error {
 	g.logf("kexec_load took %.1f ms (LoadKHO %.1f ms): %s", float64(took.Microseconds())/1000, float64(time.Since(t0).Microseconds())/1000, layout)
 	g.logf("rebooting into the KHO kernel at uptime %s s", pid1.Uptime())
 	return pid1.RebootKexec()
+}
+
+// stage2 reports where this kernel runs and what became of the region.
+func (g *guest) stage2(params map[string]string) error {
+	if f, err := os.Open("/proc/iomem"); err == nil {
+		entries, err := physmem.ParseIOMem(f)
+		f.Close()
+		for _, e := range entries {
+			if err == nil && e.Name == "Kernel code" {
+				g.logf("kernel code at %v", e.Range)
+			}
+		}
+	}
+	root, err1 := strconv.ParseUint(params[paramRoot], 0, 64)
+	crc, err2 := strconv.ParseUint(params[paramCRC], 0, 32)
+	spare, err3 := strconv.ParseUint(params[paramSpare], 0, 64)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return fmt.Errorf("stage 2 parameters: %w", err)
+	}
+	mem := make([]byte, pressure)
+	for i := 0; i < len(mem); i += physmem.PageSize {
+		mem[i] = 1
+	}
+	g.logf("touched %d MiB", len(mem)>>20)
+	// A kernel with STRICT_DEVMEM (a stock one) refuses RAM: nothing to
+	// check there.
+	devmem, err := os.Open("/dev/mem")
+	if err != nil {
+		g.logf("no /dev/mem: %v", err)
+		return nil
+	}
+	defer devmem.Close()
+	page := make([]byte, physmem.PageSize)
+	if _, err := devmem.ReadAt(page, int64(root)); err != nil {
+		g.logf("/dev/mem: root FDT page %#x: %v", root, err)
+		return nil
+	}
+	if got := crc32.ChecksumIEEE(page); got != uint32(crc) {
+		g.logf("preserved root FDT page %#x CHANGED: CRC-32 %#08x, stage 1 wrote %#08x", root, got, crc)
+	} else {
+		g.logf("preserved root FDT page %#x intact (CRC-32 %#08x)", root, got)
+	}
+	if _, err := devmem.ReadAt(page, int64(spare)); err != nil {
+		g.logf("/dev/mem: page %#x: %v", spare, err)
+		return nil
+	}
+	reused := false
+	for _, b := range page {
+		reused = reused || b != sparePattern
+	}
+	g.logf("unpreserved page %#x of the region reused: %v", spare, reused)
+	runtime.KeepAlive(mem)
+	return nil
 }
 
 // writeHandover writes a minimal 7.2 handover into the region as a cold
