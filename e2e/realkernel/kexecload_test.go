@@ -34,13 +34,14 @@ const (
 )
 
 var (
-	kexecLoadRE = regexp.MustCompile(`kexec_load took ([0-9.]+) ms`)
-	writtenRE   = regexp.MustCompile(`handover written: root FDT at (0x[0-9a-f]+), liveupdate number ([0-9]+)`)
-	kernelTSRE  = regexp.MustCompile(`^\[\s*([0-9]+\.[0-9]+)\]`)
-	luoNumberRE = regexp.MustCompile(regexp.QuoteMeta(luoRetrieved) + `([0-9]+)`)
-	scratchRE   = regexp.MustCompile(`scratch \[(0x[0-9a-f]+)-(0x[0-9a-f]+)\];`)
-	kernelRE    = regexp.MustCompile(`stage=2: kernel code at \[(0x[0-9a-f]+)-(0x[0-9a-f]+)\]`)
-	intactRE    = regexp.MustCompile(`stage=2: preserved root FDT page (0x[0-9a-f]+) intact`)
+	kexecLoadRE  = regexp.MustCompile(`kexec_load took ([0-9.]+) ms`)
+	khoSimLoadRE = regexp.MustCompile(`# phase kexec_load \(KHO setup_data\) ([0-9.]+) ms`)
+	writtenRE    = regexp.MustCompile(`handover written: root FDT at (0x[0-9a-f]+), liveupdate number ([0-9]+)`)
+	kernelTSRE   = regexp.MustCompile(`^\[\s*([0-9]+\.[0-9]+)\]`)
+	luoNumberRE  = regexp.MustCompile(regexp.QuoteMeta(luoRetrieved) + `([0-9]+)`)
+	scratchRE    = regexp.MustCompile(`scratch \[(0x[0-9a-f]+)-(0x[0-9a-f]+)\];`)
+	kernelRE     = regexp.MustCompile(`stage=2: kernel code at \[(0x[0-9a-f]+)-(0x[0-9a-f]+)\]`)
+	intactRE     = regexp.MustCompile(`stage=2: preserved root FDT page (0x[0-9a-f]+) intact`)
 )
 
 // TestKexecLoad boots stock Debian 6.1 with guest/kexecload, which writes a
@@ -49,8 +50,10 @@ var (
 // kernel with pkg/kexec's LoadKHO: a SETUP_KEXEC_KHO setup_data entry and
 // scratch. The 7.2 kernel must accept the handover and report the
 // liveupdate number the guest wrote; in the control the root compatible is
-// damaged and the kernel must refuse it. Serial logs go to
-// out/kexecload-CASE.log, timings to out/kexecload.txt.
+// damaged and the kernel must refuse it; a next kernel without KHO must
+// boot without it; and kho-sim run with kho_sim.real_kho=1 must get its
+// own full 7.2 handover accepted. Serial logs go to out/kexecload-CASE.log,
+// timings to out/kexecload.txt.
 func TestKexecLoad(t *testing.T) {
 	mode := os.Getenv(requireEnv)
 	switch mode {
@@ -76,6 +79,11 @@ func TestKexecLoad(t *testing.T) {
 	// The same guest kexecs the stock kernel itself, which has no KHO.
 	stockCPIO := filepath.Join(h.tmp, "kexecload-stock.cpio")
 	h.run("kexecload pack (stock next kernel)", guest, "pack", "-kernel", stock, "-o", stockCPIO)
+	// kho-sim's own initramfs, its next kernel the 7.2 one: kho-sim run
+	// with kho_sim.real_kho=1 writes its full 7.2 handover (the default
+	// scenario's sessions, files and FLBs) and loads the KHO kernel.
+	khoSimCPIO := filepath.Join(h.tmp, "kho-sim.cpio")
+	h.run("initramfs/build.sh", "bash", filepath.Join(repo, "initramfs/build.sh"), khoSimCPIO, next)
 	outDir := filepath.Join(repo, "out")
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -93,6 +101,9 @@ func TestKexecLoad(t *testing.T) {
 		// A next kernel without KHO ignores setup_data type 10 and boots
 		// without the handover.
 		{"next-without-kho", stockCPIO, "", []string{guestDone}, []string{khoFound, khoDisabled, luoRetrieved}},
+		// The real kernel accepts kho-sim's full handover. kho-sim's next
+		// boot in it cannot map the region yet (its pages are RAM there).
+		{"kho-sim-run", khoSimCPIO, "", []string{"kho-sim: real KHO kernel loaded", khoFound, luoRetrieved}, []string{khoDisabled}},
 	}
 	var report strings.Builder
 	fmt.Fprintf(&report, "Debian %s -> %s by kexec_load with SETUP_KEXEC_KHO, QEMU TCG, 1 vCPU, 1 GiB\n",
@@ -101,6 +112,9 @@ func TestKexecLoad(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := &harness{t: t, required: h.required, repo: repo, tmp: h.tmp}
 			appendArgs := kexecAppend
+			if tt.initramfs == khoSimCPIO {
+				appendArgs += " kho_sim.hops=1 kho_sim.abi=7.2 kho_sim.real_kho=1"
+			}
 			if tt.damage != "" {
 				appendArgs += " kexecload.damage=" + tt.damage
 			}
@@ -120,6 +134,12 @@ func TestKexecLoad(t *testing.T) {
 				if strings.Contains(all, a) {
 					t.Errorf("the serial log has %q", a)
 				}
+			}
+			if tt.initramfs == khoSimCPIO {
+				if !t.Failed() {
+					fmt.Fprintf(&report, "%-16s %s\n", tt.name, kexecTimings(lines))
+				}
+				return
 			}
 			m := writtenRE.FindStringSubmatch(all)
 			if m == nil {
@@ -153,18 +173,29 @@ func TestKexecLoad(t *testing.T) {
 }
 
 // kexecTimings formats one boot's figures: the kexec_load syscall as the
-// guest timed it, and from the guest's reboot line to the 7.2 kernel's LUO
-// (or KHO refusal) line on the host's clock, with the kernel's own
-// timestamp of that line.
+// guest (or kho-sim) timed it, and from the guest's reboot line (else the
+// next kernel's banner) to the 7.2 kernel's LUO (or KHO refusal) line on
+// the host's clock, with the kernel's own timestamp of that line.
 func kexecTimings(lines []consoleLine) string {
 	var load string
-	reboot, target := -1, -1
+	reboot, target, banners := -1, -1, 0
 	for i, l := range lines {
 		if m := kexecLoadRE.FindStringSubmatch(l.Text); m != nil {
 			load = m[1]
 		}
+		if m := khoSimLoadRE.FindStringSubmatch(l.Text); m != nil {
+			load = m[1]
+		}
 		if strings.Contains(l.Text, guestRebootAt) {
 			reboot = i
+		}
+		// kho-sim quiets the console before its reboot: from the next
+		// kernel's banner then.
+		if strings.Contains(l.Text, bannerText) && reboot < 0 {
+			banners++
+			if banners == 2 {
+				reboot = i
+			}
 		}
 		if reboot >= 0 && target < 0 && (strings.Contains(l.Text, luoRetrieved) || strings.Contains(l.Text, khoDisabled)) {
 			target = i
