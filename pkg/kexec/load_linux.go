@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/u-root/u-root/pkg/boot/bzimage"
@@ -91,19 +92,25 @@ func LoadKHO(opts KHOLoadOptions) (*KHOLayout, time.Duration, error) {
 	if err == nil {
 		return p.layout, took, nil
 	}
+	return nil, took, loadError(err, opts.Kernel, p.layout, "/")
+}
+
+// loadError turns kexec.Load's failure into a *KHOLoadError naming every
+// segment of layout; an EPERM gets what preflight finds under root.
+func loadError(err error, kernel string, layout *KHOLayout, root string) error {
 	var ke ukexec.ErrKexec
 	if !errors.As(err, &ke) {
-		return nil, took, fmt.Errorf("kexec: kexec_load of %s (%s): %w", opts.Kernel, p.layout, err)
+		return fmt.Errorf("kexec: kexec_load of %s (%s): %w", kernel, layout, err)
 	}
-	le := &KHOLoadError{Kernel: opts.Kernel, Entry: p.layout.Entry, Segments: p.layout.Segments, Errno: ke.Errno}
+	le := &KHOLoadError{Kernel: kernel, Entry: layout.Entry, Segments: layout.Segments, Errno: ke.Errno}
 	if ke.Errno == unix.EPERM {
-		if problems, err := KHOLoadPreflight("/", opts.Kernel); err != nil {
+		if problems, err := KHOLoadPreflight(root, kernel); err != nil {
 			le.Detail = err.Error()
 		} else if len(problems) > 0 {
-			le.Detail = fmt.Sprint(problems)
+			le.Detail = strings.Join(problems, "; ")
 		}
 	}
-	return nil, took, le
+	return le
 }
 
 // khoPlan is a laid-out load: u-root's memory with its segments, and what

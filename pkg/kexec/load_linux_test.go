@@ -3,10 +3,12 @@ package kexec
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"strings"
 	"testing"
 
 	ukexec "github.com/u-root/u-root/pkg/boot/kexec"
+	"golang.org/x/sys/unix"
 
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
@@ -237,5 +239,34 @@ func BenchmarkPlanKHO(b *testing.B) {
 		if _, err := planKHO(setup, initrd, bp, mm, nil, testOptions()); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestKHOLoadErrorFromKexec: u-root's ErrKexec becomes a *KHOLoadError with every named
+// segment and, for EPERM, what preflight finds; other failures keep their
+// text and the layout.
+func TestKHOLoadErrorFromKexec(t *testing.T) {
+	p, err := planKHO(testBzImage(t), nil, runningBootParams(), guestMemoryMap(), nil, testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := writeTree(t, map[string]string{loadDisabledPath: "1\n", statusPath: capEffRoot})
+	got := loadError(ukexec.ErrKexec{Entry: 0x3000, Errno: unix.EPERM}, "/kernels/next", p.layout, root)
+	var le *KHOLoadError
+	if !errors.As(got, &le) || !errors.Is(got, unix.EPERM) {
+		t.Fatalf("%v: want a *KHOLoadError for EPERM", got)
+	}
+	msg := got.Error()
+	for _, s := range p.layout.Segments {
+		if !strings.Contains(msg, s.String()) {
+			t.Errorf("%q does not name segment %s", msg, s)
+		}
+	}
+	if !strings.Contains(msg, "here: kernel.kexec_load_disabled=1") || !strings.Contains(msg, "/kernels/next") {
+		t.Errorf("%q lacks the preflight finding or the kernel", msg)
+	}
+	other := loadError(errors.New("entry point 0x3000 is not contained by any segment"), "/kernels/next", p.layout, root)
+	if errors.As(other, &le) || !strings.Contains(other.Error(), "not contained") || !strings.Contains(other.Error(), "purgatory [0x3000") {
+		t.Errorf("a non-syscall failure: %v", other)
 	}
 }

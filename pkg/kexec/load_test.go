@@ -195,3 +195,29 @@ func TestReadSetupHeader(t *testing.T) {
 		})
 	}
 }
+
+// FuzzReadSetupHeader: any image is refused with an error or gives a
+// header whose code, setup header and alignment are within bounds, so that
+// planKHO's slicing cannot panic.
+func FuzzReadSetupHeader(f *testing.F) {
+	img, err := os.ReadFile(realSetup)
+	if err != nil {
+		f.Fatal(err)
+	}
+	small := append(img, make([]byte, 4096)...)
+	binary.LittleEndian.PutUint32(small[offSyssize:], 4096/16)
+	f.Add(small)
+	f.Add(img)
+	f.Add([]byte("MZ"))
+	f.Fuzz(func(t *testing.T, image []byte) {
+		h, err := readSetupHeader("fuzz", image)
+		if err != nil {
+			return
+		}
+		pm := uint64(h.setupSects+1) * 512
+		if pm+h.syssize > uint64(len(image)) || h.headerEnd > bootParamsHdrEnd || h.headerEnd > len(image) ||
+			h.kernelAlignment&(h.kernelAlignment-1) != 0 || h.initSize < h.syssize {
+			t.Fatalf("accepted header out of bounds: %+v for %d bytes", h, len(image))
+		}
+	})
+}
