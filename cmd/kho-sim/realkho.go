@@ -72,6 +72,31 @@ func realKHOCmdline(cmdline string, next sim.Handover, region physmem.Range) str
 	return kexec.RewriteCmdline(cmdline, set, []string{"memmap", paramFDT})
 }
 
+// check refuses a bad set-up before anything is written, when this boot
+// will load a real KHO kernel: what stops kexec_load on this machine
+// (kexec.KHOLoadPreflight), then the layout with the scratch areas and the
+// next kernel's header (kexec.PlanKHO). Each problem is one line.
+func (r *realKHOFlags) check(moreBoots bool, kernel, cmdline string) error {
+	if !moreBoots || !r.enabled(cmdline) {
+		return nil
+	}
+	problems, err := kexec.KHOLoadPreflight("", kernel)
+	if err != nil {
+		return err
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("--real-kho: %s", strings.Join(problems, "\n--real-kho: "))
+	}
+	scratch, err := r.scratchAreas(cmdline)
+	if err != nil {
+		return err
+	}
+	if _, err := kexec.PlanKHO(kexec.KHOLoadOptions{Kernel: kernel, Scratch: scratch, Reserved: []physmem.Range{r.region}}); err != nil {
+		return fmt.Errorf("--real-kho: %w", err)
+	}
+	return nil
+}
+
 // load loads the real KHO kernel with the handover next, from the
 // initramfs initrd. Bad scratch or a next kernel that is not a bzImage is
 // one line and nothing is loaded.

@@ -44,3 +44,21 @@ func TestRealKHOFlags(t *testing.T) {
 		t.Errorf("a bad --kho-scratch: %v, want a usage error naming the flag", err)
 	}
 }
+
+// TestRealKHOCheck: the mode's checks run only when this boot will load a
+// real KHO kernel, and then refuse a next kernel that is not there before
+// anything is written.
+func TestRealKHOCheck(t *testing.T) {
+	r := realKHOFlags{region: physmem.Range{Start: 0x10000000, Size: 16 << 20}}
+	missing := t.TempDir() + "/no-kernel"
+	if err := r.check(true, missing, "console=ttyS0"); err != nil {
+		t.Errorf("mode off: %v", err)
+	}
+	if err := r.check(false, missing, "kho_sim.real_kho=1"); err != nil {
+		t.Errorf("last boot: %v", err)
+	}
+	err := r.check(true, missing, "kho_sim.real_kho=1")
+	if err == nil || !strings.Contains(err.Error(), missing) {
+		t.Errorf("a missing next kernel: %v, want an error naming it", err)
+	}
+}

@@ -104,6 +104,9 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		return usageError{"refusing to kexec: this is not kho-sim's initramfs (not PID 1, not its uinit). " +
 			"Use --dry-run to prove the set-up without a reboot, or --allow-kexec to reboot this machine into " + f.nextKernel}
 	}
+	if err := f.realKHO.check(moreBoots, f.nextKernel, cmdline); err != nil {
+		return err
+	}
 	t0 := time.Now()
 	region, err := physmem.OpenDevMem(physmem.DevMemSpec{Range: cfg.rg})
 	if err != nil {

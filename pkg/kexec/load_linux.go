@@ -55,34 +55,10 @@ const (
 // bzImage is refused: both fail before anything is loaded. A failed
 // syscall is a *KHOLoadError.
 func LoadKHO(opts KHOLoadOptions) (*KHOLayout, time.Duration, error) {
-	image, err := os.ReadFile(opts.Kernel)
-	if err != nil {
-		return nil, 0, fmt.Errorf("kexec: next kernel: %w", err)
+	if opts.FDT.Size == 0 {
+		return nil, 0, fmt.Errorf("kexec: no KHO root FDT to hand over")
 	}
-	var initrd []byte
-	if opts.Initrd != nil {
-		if initrd, err = io.ReadAll(io.NewSectionReader(opts.Initrd, 0, 1<<62)); err != nil {
-			return nil, 0, fmt.Errorf("kexec: read the next initramfs: %w", err)
-		}
-	}
-	mm, err := ukexec.MemoryMapFromSysfsMemmap()
-	if err != nil {
-		return nil, 0, fmt.Errorf("kexec: firmware memory map: %w", err)
-	}
-	f, err := os.Open(iomemPath)
-	if err != nil {
-		return nil, 0, fmt.Errorf("kexec: %w", err)
-	}
-	iomem, err := physmem.ParseIOMem(f)
-	f.Close()
-	if err != nil {
-		return nil, 0, fmt.Errorf("kexec: %s: %w", iomemPath, err)
-	}
-	bp, err := os.ReadFile(bootParamsPath)
-	if err != nil {
-		return nil, 0, fmt.Errorf("kexec: the running boot_params (CONFIG_X86 sysfs): %w", err)
-	}
-	p, err := planKHO(image, initrd, bp, mm, OwnedByRunningKernel(iomem), opts)
+	p, err := planFromMachine(opts)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -93,6 +69,50 @@ func LoadKHO(opts KHOLoadOptions) (*KHOLayout, time.Duration, error) {
 		return p.layout, took, nil
 	}
 	return nil, took, loadError(err, opts.Kernel, p.layout, "/")
+}
+
+// PlanKHO lays out what LoadKHO would load on this machine and loads
+// nothing: the scratch, image and placement checks before a handover is
+// written. A zero opts.FDT stands for a handover not written yet.
+func PlanKHO(opts KHOLoadOptions) (*KHOLayout, error) {
+	p, err := planFromMachine(opts)
+	if err != nil {
+		return nil, err
+	}
+	return p.layout, nil
+}
+
+// planFromMachine reads the kernel, the initrd and the machine's maps and
+// lays out the load.
+func planFromMachine(opts KHOLoadOptions) (*khoPlan, error) {
+	image, err := os.ReadFile(opts.Kernel)
+	if err != nil {
+		return nil, fmt.Errorf("kexec: next kernel: %w", err)
+	}
+	var initrd []byte
+	if opts.Initrd != nil {
+		if initrd, err = io.ReadAll(io.NewSectionReader(opts.Initrd, 0, 1<<62)); err != nil {
+			return nil, fmt.Errorf("kexec: read the next initramfs: %w", err)
+		}
+	}
+	mm, err := ukexec.MemoryMapFromSysfsMemmap()
+	if err != nil {
+		return nil, fmt.Errorf("kexec: firmware memory map: %w", err)
+	}
+	f, err := os.Open(iomemPath)
+	if err != nil {
+		return nil, fmt.Errorf("kexec: %w", err)
+	}
+	iomem, err := physmem.ParseIOMem(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("kexec: %s: %w", iomemPath, err)
+	}
+	bp, err := os.ReadFile(bootParamsPath)
+	if err != nil {
+		return nil, fmt.Errorf("kexec: the running boot_params (CONFIG_X86 sysfs): %w", err)
+	}
+	return planKHO(image, initrd, bp, mm, OwnedByRunningKernel(iomem), opts)
 }
 
 // loadError turns kexec.Load's failure into a *KHOLoadError naming every
@@ -134,7 +154,7 @@ func planKHO(image, initrd, bootParams []byte, mm ukexec.MemoryMap, owned []phys
 	if uint64(len(opts.Cmdline)) > hdr.cmdlineSize {
 		return nil, fmt.Errorf("kexec: the next command line is %d bytes; %s accepts at most %d (cmdline_size)", len(opts.Cmdline), opts.Kernel, hdr.cmdlineSize)
 	}
-	if opts.FDT.Size == 0 || !inOne(opts.Reserved, opts.FDT) {
+	if opts.FDT != (physmem.Range{}) && !inOne(opts.Reserved, opts.FDT) {
 		return nil, fmt.Errorf("kexec: the KHO root FDT %v is not inside a reserved range (%s): the loader could place a segment over it", opts.FDT, rangeList(opts.Reserved))
 	}
 	ram := fromRanges(mm.RAM())

@@ -270,3 +270,17 @@ func TestKHOLoadErrorFromKexec(t *testing.T) {
 		t.Errorf("a non-syscall failure: %v", other)
 	}
 }
+
+// TestPlanKHOBeforeTheHandover: with no root FDT yet, the layout and its
+// checks still run, so a bad set-up is refused before anything is written.
+func TestPlanKHOBeforeTheHandover(t *testing.T) {
+	o := testOptions()
+	o.FDT = physmem.Range{}
+	if _, err := planKHO(testBzImage(t), nil, runningBootParams(), guestMemoryMap(), nil, o); err != nil {
+		t.Fatalf("planning before the handover is written: %v", err)
+	}
+	o.Scratch = []physmem.Range{{Start: 0xc000000, Size: 128 * mib}}
+	if _, err := planKHO(testBzImage(t), nil, runningBootParams(), guestMemoryMap(), nil, o); err == nil || !strings.Contains(err.Error(), "overlaps the handover") {
+		t.Errorf("scratch on the region before the handover is written: %v", err)
+	}
+}
