@@ -104,6 +104,10 @@ func TestKexecLoad(t *testing.T) {
 		// The real kernel accepts kho-sim's full handover. kho-sim's next
 		// boot in it cannot map the region yet (its pages are RAM there).
 		{"kho-sim-run", khoSimCPIO, "", []string{"kho-sim: real KHO kernel loaded", khoFound, luoRetrieved}, []string{khoDisabled}},
+		// Scratch on the handover region: one line, before kho-sim writes
+		// anything, and no kexec.
+		{"kho-sim-scratch-on-region", khoSimCPIO, "", []string{"kho-sim run: --real-kho: kexec: scratch area 0 [0xc000000-0x13ffffff] overlaps the handover"},
+			[]string{"real KHO kernel loaded", "ok 1 KHO set up", "Linux version 7.2"}},
 	}
 	var report strings.Builder
 	fmt.Fprintf(&report, "Debian %s -> %s by kexec_load with SETUP_KEXEC_KHO, QEMU TCG, 1 vCPU, 1 GiB\n",
@@ -114,6 +118,9 @@ func TestKexecLoad(t *testing.T) {
 			appendArgs := kexecAppend
 			if tt.initramfs == khoSimCPIO {
 				appendArgs += " kho_sim.hops=1 kho_sim.abi=7.2 kho_sim.real_kho=1"
+			}
+			if tt.name == "kho-sim-scratch-on-region" {
+				appendArgs += " kho_sim.scratch=128M@0xc000000"
 			}
 			if tt.damage != "" {
 				appendArgs += " kexecload.damage=" + tt.damage
