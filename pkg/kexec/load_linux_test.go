@@ -272,12 +272,26 @@ func TestKHOLoadErrorFromKexec(t *testing.T) {
 }
 
 // TestPlanKHOBeforeTheHandover: with no root FDT yet, the layout and its
-// checks still run, so a bad set-up is refused before anything is written.
+// checks still run, so a bad set-up is refused before anything is written;
+// and a load without an initrd clears the running boot's.
 func TestPlanKHOBeforeTheHandover(t *testing.T) {
 	o := testOptions()
 	o.FDT = physmem.Range{}
-	if _, err := planKHO(testBzImage(t), nil, runningBootParams(), guestMemoryMap(), nil, o); err != nil {
+	p, err := planKHO(testBzImage(t), nil, runningBootParams(), guestMemoryMap(), nil, o)
+	if err != nil {
 		t.Fatalf("planning before the handover is written: %v", err)
+	}
+	// Without an initrd the running boot's is cleared, not inherited.
+	for _, s := range p.layout.Segments {
+		if s.Name == "boot_params" {
+			bp := p.mem.Segments.GetPhys(toURange(physmem.Range{Start: s.Phys.Start, Size: bootParamsBytes}))
+			if im, sz := binary.LittleEndian.Uint32(bp[0x218:]), binary.LittleEndian.Uint32(bp[0x21c:]); im != 0 || sz != 0 {
+				t.Errorf("no initrd, but boot_params say ramdisk %#x+%#x", im, sz)
+			}
+		}
+		if s.Name == "initrd" {
+			t.Errorf("an initrd segment without an initrd: %s", s)
+		}
 	}
 	o.Scratch = []physmem.Range{{Start: 0xc000000, Size: 128 * mib}}
 	if _, err := planKHO(testBzImage(t), nil, runningBootParams(), guestMemoryMap(), nil, o); err == nil || !strings.Contains(err.Error(), "overlaps the handover") {
