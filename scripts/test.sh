@@ -16,7 +16,9 @@
 #      in .cache/luo-kernel), captures its handover twice (once read through
 #      /dev/mem on both sides), checks it with kho-sim inspect and kho-sim's
 #      model, and times the kernel's luo_kexec_simple against kho-sim's round
-#      trip on that kernel (out/realkernel.txt)
+#      trip on that kernel (out/realkernel.txt); then TestKexecLoad: stock
+#      Debian 6.1 kexec_load()s that kernel with a KHO handover in setup_data
+#      (out/kexecload-*.log, out/kexecload.txt)
 #   7. bounded fuzzing of every fuzz target of the module
 #
 # Environment: KHO_SIM_E2E=required makes a missing QEMU, kernel or package
@@ -134,6 +136,9 @@ if [[ $KHO_SIM_LUO_KERNEL != 0 ]]; then
 		done_step
 		step "go test ./e2e/realkernel (real kernel vs kho-sim, KHO_SIM_LUO_KERNEL=$KHO_SIM_LUO_KERNEL)"
 		go test -count=1 -timeout 30m -v -run '^TestRealKernel$' ./e2e/realkernel/
+		done_step
+		step "go test ./e2e/realkernel (Debian 6.1 -> real 7.2 kernel by kexec_load with a KHO handover)"
+		go test -count=1 -timeout 20m -v -run '^TestKexecLoad$' ./e2e/realkernel/
 	elif [[ $KHO_SIM_LUO_KERNEL == required ]]; then
 		echo "test.sh: scripts/luo-kernel/build.sh failed (KHO_SIM_LUO_KERNEL=required)" >&2
 		exit 1

@@ -61,6 +61,7 @@ type runFlags struct {
 	loader, abi                               string
 	hops                                      int
 	fix, stay, dryRun, allowKexec             bool
+	realKHO                                   realKHOFlags
 }
 
 func runRun(args []string, stdout, stderr io.Writer) error {
@@ -79,6 +80,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&f.stay, "stay", false, "do not power off after the last boot")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "preserve, write the image and load the next kernel, then unload it and run the abort path: no reboot")
 	fs.BoolVar(&f.allowKexec, "allow-kexec", false, "allow kexec outside kho-sim's own initramfs")
+	f.realKHO.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -94,6 +96,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	f.realKHO.region = cfg.rg
 	if v := params[paramKernels]; v != "" && !flagSet(fs, "next-kernel") {
 		list := strings.Split(v, ",")
 		f.nextKernel = list[(cfg.In.Boot-1)%len(list)]
@@ -108,6 +111,9 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	}
 	plan := preflightPlan{region: &cfg.rg, regionFrom: cfg.rgFrom, kexec: moreBoots, nextKernel: f.nextKernel, loader: f.loader}
 	if err := (preflightEnv{root: "/", probe: kexec.Unload}).ruleOut(plan); err != nil {
+		return err
+	}
+	if err := f.realKHO.check(moreBoots, f.nextKernel, cmdline); err != nil {
 		return err
 	}
 	t0 := time.Now()
@@ -245,12 +251,18 @@ func loadNext(f runFlags, cmdline string, next sim.Handover, start time.Time) ([
 		return phases, err
 	}
 	t0 = time.Now()
-	err = loaderNamed(f.loader).Load(kexec.LoadOptions{Kernel: f.nextKernel, Initrd: initrd, Cmdline: nextCmdline})
-	phase := "kexec_file_load"
-	if f.loader == loaderKexecTools {
-		phase += " (kexec-tools)"
+	if f.realKHO.enabled(cmdline) {
+		var p []timing.Phase
+		p, err = f.realKHO.load(f.nextKernel, initrd, cmdline, next)
+		phases = append(phases, p...)
+	} else {
+		err = loaderNamed(f.loader).Load(kexec.LoadOptions{Kernel: f.nextKernel, Initrd: initrd, Cmdline: nextCmdline})
+		phase := "kexec_file_load"
+		if f.loader == loaderKexecTools {
+			phase += " (kexec-tools)"
+		}
+		phases = append(phases, timing.Phase{Name: phase, D: time.Since(t0)})
 	}
-	phases = append(phases, timing.Phase{Name: phase, D: time.Since(t0)})
 	if err != nil {
 		return phases, err
 	}

@@ -16,7 +16,16 @@
 // Documentation/driver-api/early-userspace/buffer-format.rst (newc cpio),
 // kernel/kexec_file.c and kernel/kexec_core.c (errnos).
 //
-// The package knows nothing of what is handed over across the kexec. Loading
+// LoadKHO is the other loader: kexec_load(2) of an x86-64 bzImage for a
+// kernel with Kexec HandOver (Linux 7.2 and later), which finds the
+// handover in a SETUP_KEXEC_KHO setup_data entry that a stock kernel's
+// kexec_file_load never adds. It builds that entry, the scratch array and
+// every segment from u-root's pieces (pkg/boot/kexec, bzimage, purgatory),
+// and checks the scratch areas first (ScratchProblem, DefaultScratch);
+// KHOLoadPreflight says what stops it on a machine.
+//
+// The package knows nothing of what is handed over across the kexec beyond
+// the boot protocol's pointers to it. Loading
 // and rebooting are Linux only; on other systems they return
 // errors.ErrUnsupported. FileLoad needs an architecture with kexec_file_load
 // (amd64, arm64, riscv64, s390x, ppc64, loong64, arm); elsewhere it fails
