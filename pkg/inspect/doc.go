@@ -89,7 +89,10 @@
 //	                    "file_blocks": [{"pa": "0x...", "count": 1}],
 //	                    "files": [{"index": 0, "compatible": "...",
 //	                               "compatible_terminated": true,
-//	                               "data": "0x...", "token": "0x1"}]}]
+//	                               "data": "0x...", "token": "0x1",
+//	                               "memfd": {"size": 12388, "pos": 0,   memfd-v2 files only;
+//	                                         "seals": 1, "folios": 4,   absent when unreadable
+//	                                         "holes": 0, "crc": "0x..."}}]}]   crc: CRC32C of the content
 //	    }
 //	  },
 //	  "kexec_metadata": {                       null: none (kho-v1) or unreadable

@@ -6,6 +6,7 @@ import (
 	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
+	"github.com/kho-sim/kho-sim/pkg/memfd"
 )
 
 // luoState decodes the "LUO" child with pkg/luo and takes over its
@@ -33,12 +34,27 @@ func (d *decoder) luoState() {
 		for _, s := range t.Sessions {
 			out := Session{Index: s.Index, Name: s.Name, NameTerminated: s.NameTerminated, FilesPA: Hex(s.FilesPA), Count: s.Count, FileBlocks: blocks(s.FileBlocks), Files: []File{}}
 			for _, f := range s.Files {
-				out.Files = append(out.Files, File{Index: f.Index, Compatible: f.Compatible, CompatibleTerminated: f.CompatibleTerminated, Data: Hex(f.Data), Token: Hex(f.Token)})
+				file := File{Index: f.Index, Compatible: f.Compatible, CompatibleTerminated: f.CompatibleTerminated, Data: Hex(f.Data), Token: Hex(f.Token)}
+				if f.Compatible == memfd.Compatible {
+					file.Memfd = d.memfd(s.Name, f)
+				}
+				out.Files = append(out.Files, file)
 			}
 			l.Sessions.Sessions = append(l.Sessions.Sessions, out)
 		}
 	}
 	d.rep.LUO = l
+}
+
+// memfd reads a memfd-v2 file's state strictly, every block of it checked
+// against the memory map as kho_restore_folio would.
+func (d *decoder) memfd(session string, f luo.FileEntry) *Memfd {
+	m, err := memfd.Read(d.in.Memory(), f.Data, memfd.Options{Preserved: d.in.PreservedOrder})
+	if err != nil {
+		d.find(whereSessions, kernel.FailsMemfd, "session %q token %#x: %v", session, f.Token, err)
+		return nil
+	}
+	return &Memfd{Size: m.Size(), Pos: m.Ser.Pos, Seals: m.Seals(), Folios: len(m.Folios), Holes: m.Holes, CRC: Hex(m.Checksum)}
 }
 
 func blocks(in []luo.Block) []Block {

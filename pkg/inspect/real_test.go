@@ -13,6 +13,7 @@ import (
 	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
+	"github.com/kho-sim/kho-sim/pkg/memfd"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
@@ -93,6 +94,27 @@ func TestDecodeRealHandover(t *testing.T) {
 			}
 		}
 	}
+	// The four memfds guest/luo wrote with pwrite (sizes from its console
+	// log): memfd_pin_folios leaves one order-0 folio per page, no holes,
+	// and memfd_create without MFD_ALLOW_SEALING seals F_SEAL_SEAL.
+	var sizes []uint64
+	for _, s := range l.Sessions.Sessions {
+		for _, f := range s.Files {
+			m := f.Memfd
+			if m == nil {
+				t.Errorf("session %q file %d: no memfd-v2 state", s.Name, f.Index)
+				continue
+			}
+			sizes = append(sizes, m.Size)
+			if pages := int((m.Size + physmem.PageSize - 1) / physmem.PageSize); m.Folios != pages || m.Holes != 0 || m.Seals != 1 || m.Pos != 0 || m.CRC == 0 {
+				t.Errorf("session %q file %d: memfd %+v, want %d folios, no holes, seals 0x1", s.Name, f.Index, m, pages)
+			}
+		}
+	}
+	slices.Sort(sizes)
+	if !slices.Equal(sizes, []uint64{1, 4096, 8192, 12388}) {
+		t.Errorf("memfd sizes %v", sizes)
+	}
 	if k := rep.KexecMetadata; k == nil || *k != (KexecMetadata{PA: metaPA, Size: kho.KexecMetadataSize, Version: 1, PreviousRelease: "7.2.13", KexecCount: 1}) {
 		t.Errorf("kexec-metadata %+v", rep.KexecMetadata)
 	}
@@ -112,7 +134,7 @@ func TestDecodeRealHandover(t *testing.T) {
 	}
 	for _, w := range []string{`generation 7.2 (KHO "kho-v4", LUO "luo-v5")`, `compatible = "kho-v4";`, `== subtree "LUO": blob at`,
 		"|luo-v5..", `"liveupdate-test-flb-v2"`, `session 1 "kho-sim-b"`, `"memfd-v2"`, `previous_release "7.2.13", kexec_count 1`,
-		"== preserved memory (radix tree): 27 blocks", "== findings: 0 =="} {
+		"== preserved memory (radix tree): 27 blocks", "== findings: 0 ==", "size 12388, 4 folios, crc32c 0x"} {
 		if !strings.Contains(text.String(), w) {
 			t.Errorf("text lacks %q", w)
 		}
@@ -165,5 +187,42 @@ func TestDecodeRealHandoverDamage(t *testing.T) {
 			}
 			checkReport(t, rep)
 		})
+	}
+}
+
+// TestDecodeRealMemfdDamage: a memfd-v2 state whose nr_folios claims more
+// entries than its folio array holds (memfd_luo_retrieve never checks)
+// is a finding for that file, and the other files still decode.
+func TestDecodeRealMemfdDamage(t *testing.T) {
+	r, root := realRegion(t, "handover.txt")
+	h, err := luo.Read(r, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := h.Sessions.Sessions[0].Files[1]
+	b, err := r.Bytes(f.Data, memfd.SerSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ser, err := memfd.ParseSer(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ser.NrFolios = 1000
+	ser.Put(b)
+	rep := Decode(r, root)
+	if len(rep.Findings) != 1 || rep.Findings[0].Action != kernel.FailsMemfd || !strings.Contains(rep.Findings[0].What, fmt.Sprintf("token %#x", f.Token)) {
+		t.Fatalf("findings:\n%s", findings(rep))
+	}
+	var decoded int
+	for _, s := range rep.LUO.Sessions.Sessions {
+		for _, file := range s.Files {
+			if file.Memfd != nil {
+				decoded++
+			}
+		}
+	}
+	if decoded != 3 {
+		t.Errorf("%d memfds decoded beside the damaged one, want 3", decoded)
 	}
 }

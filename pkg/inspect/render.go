@@ -159,9 +159,9 @@ func textLUO(b *bytes.Buffer, l *LUO) {
 				continue
 			}
 			tw := table(b)
-			fmt.Fprintf(tw, "    FILE\tCOMPATIBLE\tDATA\tTOKEN\n")
+			fmt.Fprintf(tw, "    FILE\tCOMPATIBLE\tDATA\tTOKEN\tCONTENT\n")
 			for _, f := range s.Files {
-				fmt.Fprintf(tw, "    %d\t%q%s\t%#x\t%#x\n", f.Index, f.Compatible, unterminated(f.CompatibleTerminated), uint64(f.Data), uint64(f.Token))
+				fmt.Fprintf(tw, "    %d\t%q%s\t%#x\t%#x\t%s\n", f.Index, f.Compatible, unterminated(f.CompatibleTerminated), uint64(f.Data), uint64(f.Token), f.Memfd.describe())
 			}
 			tw.Flush()
 		}
@@ -248,4 +248,20 @@ func size(n uint64) string {
 		return fmt.Sprintf("%d KiB", n>>10)
 	}
 	return fmt.Sprintf("%d bytes", n)
+}
+
+// describe is a memfd-v2 file's size, folio count and checksum; "" for
+// another handler's file.
+func (m *Memfd) describe() string {
+	if m == nil {
+		return ""
+	}
+	s := fmt.Sprintf("size %d, %d folios, crc32c %#08x", m.Size, m.Folios, uint64(m.CRC))
+	if m.Holes > 0 {
+		s += fmt.Sprintf(", %d holes", m.Holes)
+	}
+	if m.Seals != 0 {
+		s += fmt.Sprintf(", seals %#x", m.Seals)
+	}
+	return s
 }

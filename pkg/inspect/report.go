@@ -191,6 +191,20 @@ type File struct {
 	CompatibleTerminated bool   `json:"compatible_terminated"`
 	Data                 Hex    `json:"data"`
 	Token                Hex    `json:"token"`
+	// Memfd is a "memfd-v2" file's state; nil for other handlers, or
+	// when it could not be read (a finding says why).
+	Memfd *Memfd `json:"memfd,omitempty"`
+}
+
+// Memfd is what struct memfd_luo_ser and its folios describe.
+type Memfd struct {
+	Size   uint64 `json:"size"`
+	Pos    uint64 `json:"pos"`
+	Seals  uint32 `json:"seals"`
+	Folios int    `json:"folios"`
+	Holes  uint64 `json:"holes"` // pages below size no folio covers
+	// CRC is the CRC32C of the file's content, holes as zeros.
+	CRC Hex `json:"crc"`
 }
 
 // KexecMetadata is 7.2's struct kho_kexec_metadata.

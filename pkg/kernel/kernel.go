@@ -142,6 +142,9 @@ const (
 	// ReadsUnpreserved: the kernel reads one of its own structures from
 	// memory the previous kernel did not preserve.
 	ReadsUnpreserved
+	// FailsMemfd: memfd_luo_retrieve cannot rebuild the file from its
+	// memfd-v2 state, or rebuilds it from memory nothing vouches for.
+	FailsMemfd
 )
 
 // predicate is the action's wording after the kernel's name.
@@ -171,6 +174,8 @@ func (a Action) predicate() string {
 		return "warns and ignores the kexec-metadata (kexec_count restarts at 1)"
 	case ReadsUnpreserved:
 		return "reads memory the previous kernel did not preserve"
+	case FailsMemfd:
+		return "fails to retrieve the memfd (memfd_luo_retrieve), or restores it from unchecked memory"
 	}
 	return ""
 }

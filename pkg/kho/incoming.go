@@ -350,6 +350,18 @@ func (in *Incoming) check(pa, size uint64) error {
 	return nil
 }
 
+// PreservedOrder reports the order of the preserved block that starts at
+// pa, and false when no block starts there: how kho_restore_folio and
+// kho_restore_pages learn a block's size, which the structures that point
+// at it do not record.
+func (in *Incoming) PreservedOrder(pa uint64) (order uint, ok bool) {
+	b, found, err := in.FindMapBit(pa)
+	if err != nil || !found || b.Block.PA != pa {
+		return 0, false
+	}
+	return b.Block.Order, true
+}
+
 // FindMapBit finds where the memory map records the preserved block that
 // holds pa: 7.2's radix-tree bit (FindRadixBit) or 7.0's bit in a chunk's
 // bitmap. ok is false when no block holds pa. It reads the map as

@@ -66,10 +66,7 @@ func realFiles(t *testing.T) (*kho.Dump, map[uint64]*File) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	preserved := func(pa uint64) (uint, bool) {
-		b, ok, err := h.In.FindMapBit(pa)
-		return b.Block.Order, err == nil && ok && b.Block.PA == pa
-	}
+	preserved := h.In.PreservedOrder
 	files := map[uint64]*File{}
 	for _, s := range h.Sessions.Sessions {
 		for _, lf := range s.Files {

@@ -187,11 +187,7 @@ func roles(mem kho.Memory, h *luo.Handover, setup kho.Setup) (map[uint64]string,
 
 // memfdRoles decodes the memfd-v2 state at pa strictly and names its pages.
 func memfdRoles(mem kho.Memory, in *kho.Incoming, pa, token uint64, add func(uint64, string)) error {
-	preserved := func(pa uint64) (uint, bool) {
-		b, ok, err := in.FindMapBit(pa)
-		return b.Block.Order, err == nil && ok && b.Block.PA == pa
-	}
-	f, err := memfd.Read(mem, pa, memfd.Options{Preserved: preserved})
+	f, err := memfd.Read(mem, pa, memfd.Options{Preserved: in.PreservedOrder})
 	if err != nil {
 		return fmt.Errorf("memfd token %#x: %w", token, err)
 	}
