@@ -71,6 +71,10 @@ type Config struct {
 	// ReadABI, when set, is the generation the incoming side expects, to
 	// simulate a hop between kernels of different generations.
 	ReadABI ABI
+	// KeepHandover makes the run's last boot hand over as if it kexec'd
+	// into a boot that never runs, so the image ends holding a complete
+	// handover for other tools to read.
+	KeepHandover bool
 }
 
 // Outcome is how a boot ended.
@@ -295,6 +299,10 @@ func (b *boot) lifecycle() *Outcome {
 	}
 
 	plan := b.sc.Boot(b.n-1, b.boots)
+	keep := plan.End == "" && b.cfg.KeepHandover
+	if keep {
+		plan.End = scenario.EndKexec
+	}
 	t0 := time.Now()
 	var byOp timing.Phases
 	for _, st := range plan.Steps {
@@ -314,7 +322,9 @@ func (b *boot) lifecycle() *Outcome {
 
 	switch plan.End {
 	case scenario.EndKexec:
-		return b.handover()
+		o := b.handover()
+		o.Last = o.Last || keep // the boot it hands over to never runs
+		return o
 	case scenario.EndKexecFails:
 		b.promises()
 		b.abort("the scenario's kexec fails after preserve")
