@@ -68,9 +68,10 @@ func TestWriteRejects(t *testing.T) {
 }
 
 // BenchmarkChecksum reports CRC32C throughput beside a plain copy of the
-// same size, so the two are compared in one run.
+// same size, so the two are compared in one run: 64 KiB (in L2) and every
+// power of 4 from 1 MiB to 256 MiB, past the last-level cache.
 func BenchmarkChecksum(b *testing.B) {
-	for _, size := range []int{64 << 10, 16 << 20} {
+	for _, size := range []int{64 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20, 256 << 20} {
 		src := make([]byte, size)
 		Fill(src, 1)
 		dst := make([]byte, size)
