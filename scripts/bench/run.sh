@@ -8,7 +8,7 @@
 # runs start with kho-sim, even runs with kexec-tools. Then prints a Markdown
 # table of every "# phase" per loader (median, min-max, count), the ratio
 # kho-sim / kexec-tools, the median wall time of a run and the machine
-# (scripts/bench/phases explains how phases are attributed to loaders).
+# (tools/benchphases explains how phases are attributed to loaders).
 #
 #   -n RUNS   QEMU chains (default 5)
 #   -hops N   kexec hops per chain (default 4: each loader loads twice)
@@ -79,7 +79,7 @@ for ((i = 1; i <= runs; i++)); do
 done
 
 wall_list=$(IFS=,; echo "${walls[*]}")
-GOFLAGS= go run ./scripts/bench/phases -wall "$wall_list" -machine "$machine" "${logs[@]}" | tee "$dir/table.md"
+GOFLAGS= go run ./tools/benchphases -wall "$wall_list" -machine "$machine" "${logs[@]}" | tee "$dir/table.md"
 
 if [[ $gobench == 1 ]]; then
 	echo >&2
