@@ -2,6 +2,7 @@ package kexec
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -36,17 +37,46 @@ const memfdName = "kho-sim-initrd"
 // The archive is reproducible: entries come parent first in byte order of
 // their names, inode numbers count up in that order, and mtimes and device
 // numbers of the holding file system are zero; owners and modes are kept.
+//
+// When the tree is the running root filesystem and the kernel retained the
+// initrd it booted from (retain_initrd on its command line), and that
+// initrd is byte for byte the archive this repack would write (see
+// reuseRetained), the retained initrd is returned instead, read-only: the
+// next boot gets the same bytes without the repack's copy. That is the
+// case from a chain's second boot on, whose initrd was the previous boot's
+// repack of the same tree.
 func RepackRootfs(root string, exclude []string) (*os.File, RepackStats, error) {
 	if root == "" {
 		root = "/"
 	}
-	p := packer{base: strings.TrimSuffix(filepath.Clean(root), "/"), skip: map[string]bool{}, links: map[[2]uint64]uint64{}}
-	for _, e := range exclude {
-		rel := strings.Trim(path.Clean("/"+e), "/")
-		if rel == "" {
-			return nil, RepackStats{}, fmt.Errorf("kexec: repack %s: exclude %q would leave out the whole tree", root, e)
+	retained := ""
+	if filepath.Clean(root) == "/" {
+		retained = retainedInitrd
+	}
+	return repack(root, exclude, retained)
+}
+
+// retainedInitrd is where Linux exposes the initrd it booted from when
+// booted with retain_initrd (init/initramfs.c, do_populate_rootfs).
+const retainedInitrd = "/sys/firmware/initrd"
+
+// repack is RepackRootfs with the retained initrd to compare against ("":
+// none).
+func repack(root string, exclude []string, retained string) (*os.File, RepackStats, error) {
+	newPacker := func() (*packer, error) {
+		p := &packer{base: strings.TrimSuffix(filepath.Clean(root), "/"), skip: map[string]bool{}, links: map[[2]uint64]uint64{}}
+		for _, e := range exclude {
+			rel := strings.Trim(path.Clean("/"+e), "/")
+			if rel == "" {
+				return nil, fmt.Errorf("kexec: repack %s: exclude %q would leave out the whole tree", root, e)
+			}
+			p.skip[rel] = true
 		}
-		p.skip[rel] = true
+		return p, nil
+	}
+	p, err := newPacker()
+	if err != nil {
+		return nil, RepackStats{}, err
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(root, &st); err != nil {
@@ -56,6 +86,15 @@ func RepackRootfs(root string, exclude []string) (*os.File, RepackStats, error) 
 		return nil, RepackStats{}, fmt.Errorf("kexec: repack %s: not a directory", root)
 	}
 	p.rootDev = uint64(st.Dev) // uint32 on mips
+
+	if retained != "" {
+		if f, stats, ok := p.reuseRetained(retained); ok {
+			return f, stats, nil
+		}
+		rootDev := p.rootDev
+		p, _ = newPacker() // the same arguments as above
+		p.rootDev = rootDev
+	}
 
 	fd, err := unix.MemfdCreate(memfdName, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
@@ -77,6 +116,7 @@ type packer struct {
 	skip    map[string]bool      // excluded names, relative to root
 	links   map[[2]uint64]uint64 // (st_dev, st_ino) of hard-linked files -> cpio inode
 	w       cpio.RecordWriter
+	out     *sink
 	ino     uint64
 	files   int
 	dev     bool // a "dev" record was written
@@ -86,20 +126,11 @@ type packer struct {
 func (p *packer) pack(f *os.File) (RepackStats, error) {
 	// newc writes a header, a name and padding per record as separate small
 	// writes: buffer them so the memfd sees large writes only.
-	buf := bufio.NewWriterSize(f, 1<<20)
-	p.w = cpio.Newc.Writer(buf)
-	err := p.walk("")
-	if err == nil && !p.console && !p.dev {
-		err = p.write(cpio.Directory("dev", 0o755))
-	}
-	if err == nil && !p.console {
-		err = p.write(cpio.CharDev("dev/console", 0o600, 5, 1))
-	}
+	p.out = &sink{memfd: f, buf: bufio.NewWriterSize(f, 64<<10)}
+	p.w = cpio.Newc.Writer(p.out)
+	err := p.records()
 	if err == nil {
-		err = cpio.WriteTrailer(p.w)
-	}
-	if err == nil {
-		err = buf.Flush()
+		err = p.out.buf.Flush()
 	}
 	if err != nil {
 		return RepackStats{}, err
@@ -115,6 +146,49 @@ func (p *packer) pack(f *os.File) (RepackStats, error) {
 	}
 	_, err = f.Seek(0, io.SeekStart)
 	return RepackStats{Files: p.files, Bytes: size}, err
+}
+
+// records writes the whole archive.
+func (p *packer) records() error {
+	err := p.walk("")
+	if err == nil && !p.console && !p.dev {
+		err = p.write(cpio.Directory("dev", 0o755))
+	}
+	if err == nil && !p.console {
+		err = p.write(cpio.CharDev("dev/console", 0o600, 5, 1))
+	}
+	if err == nil {
+		err = cpio.WriteTrailer(p.w)
+	}
+	return err
+}
+
+// reuseRetained opens the retained initrd and runs the repack against it
+// instead of a memfd: every header, name and padding the newc writer would
+// write must equal the initrd's bytes at that offset, and the archive must
+// end where the initrd ends. A regular file's data is trusted without
+// reading it when its mtime is still 0: the repack writes every mtime as
+// 0 and the kernel's unpacker sets it, so a file written since its boot
+// has a later mtime (restoring it to 0 takes a deliberate utimensat); any
+// other file's data is compared byte for byte. ok is false, and the
+// caller repacks, on any difference or error.
+func (p *packer) reuseRetained(path string) (*os.File, RepackStats, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, RepackStats{}, false
+	}
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() || st.Size() == 0 {
+		f.Close()
+		return nil, RepackStats{}, false
+	}
+	p.out = &sink{cmp: f, cmpSize: st.Size()}
+	p.w = cpio.Newc.Writer(p.out)
+	if err := p.records(); err != nil || p.out.pos != st.Size() {
+		f.Close()
+		return nil, RepackStats{}, false
+	}
+	return f, RepackStats{Files: p.files, Bytes: st.Size()}, true
 }
 
 // walk writes the entries of directory rel ("" for root), then recurses.
@@ -225,12 +299,140 @@ func (p *packer) addFile(full string, info cpio.Info, st *unix.Stat_t) error {
 	}
 	defer f.Close()
 	info.FileSize = uint64(st.Size)
-	// The section pins the size lstat saw: a file that grows meanwhile is
-	// cut there, one that shrinks fails the writer's size check.
-	if err := p.write(cpio.Record{Info: info, ReaderAt: io.NewSectionReader(f, 0, st.Size)}); err != nil {
+	// The size is the one lstat saw: a file that grows meanwhile is cut
+	// there, one that shrinks fails sendfile's count.
+	unpacked := st.Mtim.Sec == 0 && st.Mtim.Nsec == 0 // see reuseRetained
+	if err := p.write(cpio.Record{Info: info, ReaderAt: fileData{f: f, size: st.Size, unpacked: unpacked, out: p.out}}); err != nil {
 		return fmt.Errorf("%s: %w", full, err)
 	}
 	return nil
+}
+
+// The data of regular files (the next kernel, kho-sim's own binary: nearly
+// all of the archive) never passes through this process. u-root's newc
+// writer copies a record's data with io.Copy, one ReadAt and then one
+// Write of what it read, chunk by chunk; fileData.ReadAt reads nothing and
+// tells the sink which bytes of the file the next Write stands for, and
+// the sink moves them with sendfile(2) from the file's page cache into the
+// memfd. That is one copy, in the kernel, where reading into a buffer and
+// writing it out again was three (read, the buffer, write); under
+// emulation the copies were most of the repack. u-root still writes every
+// header, name and padding, and counts the data for its size check.
+
+// fileData is a regular file's data as the newc writer reads it.
+type fileData struct {
+	f        *os.File
+	size     int64
+	unpacked bool // mtime 0: as the initrd's unpacking left it
+	out      *sink
+}
+
+func (d fileData) ReadAt(p []byte, off int64) (int, error) {
+	if off >= d.size {
+		return 0, io.EOF
+	}
+	n := int(min(int64(len(p)), d.size-off))
+	if err := d.out.expect(d.f, off, n, d.unpacked); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// sink is the newc writer's output: the memfd behind a buffer, or, when
+// cmp is set, the retained initrd the output is compared with.
+type sink struct {
+	memfd *os.File
+	buf   *bufio.Writer
+
+	cmp     *os.File
+	cmpSize int64
+	pos     int64 // bytes compared so far
+
+	src      *os.File // set by fileData.ReadAt: the next Write is src[off:off+n]
+	off      int64
+	n        int
+	unpacked bool
+	pending  bool
+}
+
+// errDiffers stops a comparison at the first difference.
+var errDiffers = errors.New("repack: the retained initrd differs")
+
+func (s *sink) expect(src *os.File, off int64, n int, unpacked bool) error {
+	if s.pending {
+		return errors.New("repack: file data read twice before it was written")
+	}
+	s.src, s.off, s.n, s.unpacked, s.pending = src, off, n, unpacked, true
+	return nil
+}
+
+func (s *sink) Write(b []byte) (int, error) {
+	data := s.pending
+	s.pending = false
+	if data && len(b) != s.n {
+		return 0, fmt.Errorf("repack: %d bytes of file data written, %d read", len(b), s.n)
+	}
+	switch {
+	case s.cmp != nil && data:
+		return s.compareData()
+	case s.cmp != nil:
+		return len(b), s.compare(b)
+	case data:
+		return s.sendData()
+	}
+	return s.buf.Write(b)
+}
+
+// compare checks b against the retained initrd at the current offset.
+func (s *sink) compare(b []byte) error {
+	if s.pos+int64(len(b)) > s.cmpSize {
+		return errDiffers
+	}
+	got := make([]byte, len(b))
+	if _, err := s.cmp.ReadAt(got, s.pos); err != nil || !bytes.Equal(got, b) {
+		return errDiffers
+	}
+	s.pos += int64(len(b))
+	return nil
+}
+
+// compareData checks the pending file data against the retained initrd,
+// or only that it fits there when the file is as unpacked.
+func (s *sink) compareData() (int, error) {
+	if s.unpacked {
+		if s.pos+int64(s.n) > s.cmpSize {
+			return 0, errDiffers
+		}
+		s.pos += int64(s.n)
+		return s.n, nil
+	}
+	b := make([]byte, s.n)
+	if _, err := s.src.ReadAt(b, s.off); err != nil {
+		return 0, err
+	}
+	return s.n, s.compare(b)
+}
+
+// sendData moves the pending file data into the memfd with sendfile(2).
+func (s *sink) sendData() (int, error) {
+	if err := s.buf.Flush(); err != nil {
+		return 0, err
+	}
+	off := s.off
+	for done := 0; done < s.n; {
+		m, err := unix.Sendfile(int(s.memfd.Fd()), int(s.src.Fd()), &off, s.n-done)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return done, fmt.Errorf("sendfile: %w", err)
+		}
+		if m == 0 {
+			return done, fmt.Errorf("sendfile: the file ends at %d, before the %d bytes lstat saw", off, s.off+int64(s.n))
+		}
+		done += m
+	}
+	return s.n, nil
 }
 
 // write gives r the next inode number and writes it.
