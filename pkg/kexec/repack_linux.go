@@ -2,7 +2,6 @@ package kexec
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -37,46 +36,17 @@ const memfdName = "kho-sim-initrd"
 // The archive is reproducible: entries come parent first in byte order of
 // their names, inode numbers count up in that order, and mtimes and device
 // numbers of the holding file system are zero; owners and modes are kept.
-//
-// When the tree is the running root filesystem and the kernel retained the
-// initrd it booted from (retain_initrd on its command line), and that
-// initrd is byte for byte the archive this repack would write (see
-// reuseRetained), the retained initrd is returned instead, read-only: the
-// next boot gets the same bytes without the repack's copy. That is the
-// case from a chain's second boot on, whose initrd was the previous boot's
-// repack of the same tree.
 func RepackRootfs(root string, exclude []string) (*os.File, RepackStats, error) {
 	if root == "" {
 		root = "/"
 	}
-	retained := ""
-	if filepath.Clean(root) == "/" {
-		retained = retainedInitrd
-	}
-	return repack(root, exclude, retained)
-}
-
-// retainedInitrd is where Linux exposes the initrd it booted from when
-// booted with retain_initrd (init/initramfs.c, do_populate_rootfs).
-const retainedInitrd = "/sys/firmware/initrd"
-
-// repack is RepackRootfs with the retained initrd to compare against ("":
-// none).
-func repack(root string, exclude []string, retained string) (*os.File, RepackStats, error) {
-	newPacker := func() (*packer, error) {
-		p := &packer{base: strings.TrimSuffix(filepath.Clean(root), "/"), skip: map[string]bool{}, links: map[[2]uint64]uint64{}}
-		for _, e := range exclude {
-			rel := strings.Trim(path.Clean("/"+e), "/")
-			if rel == "" {
-				return nil, fmt.Errorf("kexec: repack %s: exclude %q would leave out the whole tree", root, e)
-			}
-			p.skip[rel] = true
+	p := packer{base: strings.TrimSuffix(filepath.Clean(root), "/"), skip: map[string]bool{}, links: map[[2]uint64]uint64{}}
+	for _, e := range exclude {
+		rel := strings.Trim(path.Clean("/"+e), "/")
+		if rel == "" {
+			return nil, RepackStats{}, fmt.Errorf("kexec: repack %s: exclude %q would leave out the whole tree", root, e)
 		}
-		return p, nil
-	}
-	p, err := newPacker()
-	if err != nil {
-		return nil, RepackStats{}, err
+		p.skip[rel] = true
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(root, &st); err != nil {
@@ -86,15 +56,6 @@ func repack(root string, exclude []string, retained string) (*os.File, RepackSta
 		return nil, RepackStats{}, fmt.Errorf("kexec: repack %s: not a directory", root)
 	}
 	p.rootDev = uint64(st.Dev) // uint32 on mips
-
-	if retained != "" {
-		if f, stats, ok := p.reuseRetained(retained); ok {
-			return f, stats, nil
-		}
-		rootDev := p.rootDev
-		p, _ = newPacker() // the same arguments as above
-		p.rootDev = rootDev
-	}
 
 	fd, err := unix.MemfdCreate(memfdName, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
@@ -128,7 +89,16 @@ func (p *packer) pack(f *os.File) (RepackStats, error) {
 	// writes: buffer them so the memfd sees large writes only.
 	p.out = &sink{memfd: f, buf: bufio.NewWriterSize(f, 64<<10)}
 	p.w = cpio.Newc.Writer(p.out)
-	err := p.records()
+	err := p.walk("")
+	if err == nil && !p.console && !p.dev {
+		err = p.write(cpio.Directory("dev", 0o755))
+	}
+	if err == nil && !p.console {
+		err = p.write(cpio.CharDev("dev/console", 0o600, 5, 1))
+	}
+	if err == nil {
+		err = cpio.WriteTrailer(p.w)
+	}
 	if err == nil {
 		err = p.out.buf.Flush()
 	}
@@ -146,49 +116,6 @@ func (p *packer) pack(f *os.File) (RepackStats, error) {
 	}
 	_, err = f.Seek(0, io.SeekStart)
 	return RepackStats{Files: p.files, Bytes: size}, err
-}
-
-// records writes the whole archive.
-func (p *packer) records() error {
-	err := p.walk("")
-	if err == nil && !p.console && !p.dev {
-		err = p.write(cpio.Directory("dev", 0o755))
-	}
-	if err == nil && !p.console {
-		err = p.write(cpio.CharDev("dev/console", 0o600, 5, 1))
-	}
-	if err == nil {
-		err = cpio.WriteTrailer(p.w)
-	}
-	return err
-}
-
-// reuseRetained opens the retained initrd and runs the repack against it
-// instead of a memfd: every header, name and padding the newc writer would
-// write must equal the initrd's bytes at that offset, and the archive must
-// end where the initrd ends. A regular file's data is trusted without
-// reading it when its mtime is still 0: the repack writes every mtime as
-// 0 and the kernel's unpacker sets it, so a file written since its boot
-// has a later mtime (restoring it to 0 takes a deliberate utimensat); any
-// other file's data is compared byte for byte. ok is false, and the
-// caller repacks, on any difference or error.
-func (p *packer) reuseRetained(path string) (*os.File, RepackStats, bool) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, RepackStats{}, false
-	}
-	st, err := f.Stat()
-	if err != nil || !st.Mode().IsRegular() || st.Size() == 0 {
-		f.Close()
-		return nil, RepackStats{}, false
-	}
-	p.out = &sink{cmp: f, cmpSize: st.Size()}
-	p.w = cpio.Newc.Writer(p.out)
-	if err := p.records(); err != nil || p.out.pos != st.Size() {
-		f.Close()
-		return nil, RepackStats{}, false
-	}
-	return f, RepackStats{Files: p.files, Bytes: st.Size()}, true
 }
 
 // walk writes the entries of directory rel ("" for root), then recurses.
@@ -301,8 +228,7 @@ func (p *packer) addFile(full string, info cpio.Info, st *unix.Stat_t) error {
 	info.FileSize = uint64(st.Size)
 	// The size is the one lstat saw: a file that grows meanwhile is cut
 	// there, one that shrinks fails sendfile's count.
-	unpacked := st.Mtim.Sec == 0 && st.Mtim.Nsec == 0 // see reuseRetained
-	if err := p.write(cpio.Record{Info: info, ReaderAt: fileData{f: f, size: st.Size, unpacked: unpacked, out: p.out}}); err != nil {
+	if err := p.write(cpio.Record{Info: info, ReaderAt: fileData{f: f, size: st.Size, out: p.out}}); err != nil {
 		return fmt.Errorf("%s: %w", full, err)
 	}
 	return nil
@@ -321,10 +247,9 @@ func (p *packer) addFile(full string, info cpio.Info, st *unix.Stat_t) error {
 
 // fileData is a regular file's data as the newc writer reads it.
 type fileData struct {
-	f        *os.File
-	size     int64
-	unpacked bool // mtime 0: as the initrd's unpacking left it
-	out      *sink
+	f    *os.File
+	size int64
+	out  *sink
 }
 
 func (d fileData) ReadAt(p []byte, off int64) (int, error) {
@@ -332,89 +257,38 @@ func (d fileData) ReadAt(p []byte, off int64) (int, error) {
 		return 0, io.EOF
 	}
 	n := int(min(int64(len(p)), d.size-off))
-	if err := d.out.expect(d.f, off, n, d.unpacked); err != nil {
+	if err := d.out.expect(d.f, off, n); err != nil {
 		return 0, err
 	}
 	return n, nil
 }
 
-// sink is the newc writer's output: the memfd behind a buffer, or, when
-// cmp is set, the retained initrd the output is compared with.
+// sink is the newc writer's output: the memfd behind a buffer.
 type sink struct {
-	memfd *os.File
-	buf   *bufio.Writer
-
-	cmp     *os.File
-	cmpSize int64
-	pos     int64 // bytes compared so far
-
-	src      *os.File // set by fileData.ReadAt: the next Write is src[off:off+n]
-	off      int64
-	n        int
-	unpacked bool
-	pending  bool
+	memfd   *os.File
+	buf     *bufio.Writer
+	src     *os.File // set by fileData.ReadAt: the next Write is src[off:off+n]
+	off     int64
+	n       int
+	pending bool
 }
 
-// errDiffers stops a comparison at the first difference.
-var errDiffers = errors.New("repack: the retained initrd differs")
-
-func (s *sink) expect(src *os.File, off int64, n int, unpacked bool) error {
+func (s *sink) expect(src *os.File, off int64, n int) error {
 	if s.pending {
 		return errors.New("repack: file data read twice before it was written")
 	}
-	s.src, s.off, s.n, s.unpacked, s.pending = src, off, n, unpacked, true
+	s.src, s.off, s.n, s.pending = src, off, n, true
 	return nil
 }
 
 func (s *sink) Write(b []byte) (int, error) {
-	data := s.pending
+	if !s.pending {
+		return s.buf.Write(b)
+	}
 	s.pending = false
-	if data && len(b) != s.n {
+	if len(b) != s.n {
 		return 0, fmt.Errorf("repack: %d bytes of file data written, %d read", len(b), s.n)
 	}
-	switch {
-	case s.cmp != nil && data:
-		return s.compareData()
-	case s.cmp != nil:
-		return len(b), s.compare(b)
-	case data:
-		return s.sendData()
-	}
-	return s.buf.Write(b)
-}
-
-// compare checks b against the retained initrd at the current offset.
-func (s *sink) compare(b []byte) error {
-	if s.pos+int64(len(b)) > s.cmpSize {
-		return errDiffers
-	}
-	got := make([]byte, len(b))
-	if _, err := s.cmp.ReadAt(got, s.pos); err != nil || !bytes.Equal(got, b) {
-		return errDiffers
-	}
-	s.pos += int64(len(b))
-	return nil
-}
-
-// compareData checks the pending file data against the retained initrd,
-// or only that it fits there when the file is as unpacked.
-func (s *sink) compareData() (int, error) {
-	if s.unpacked {
-		if s.pos+int64(s.n) > s.cmpSize {
-			return 0, errDiffers
-		}
-		s.pos += int64(s.n)
-		return s.n, nil
-	}
-	b := make([]byte, s.n)
-	if _, err := s.src.ReadAt(b, s.off); err != nil {
-		return 0, err
-	}
-	return s.n, s.compare(b)
-}
-
-// sendData moves the pending file data into the memfd with sendfile(2).
-func (s *sink) sendData() (int, error) {
 	if err := s.buf.Flush(); err != nil {
 		return 0, err
 	}

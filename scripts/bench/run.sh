@@ -15,10 +15,7 @@
 #   -n RUNS   QEMU chains (default 5)
 #   -hops N   kexec hops per chain (default 4: each loader loads twice)
 #   -o DIR    where logs and the table go (default out/bench-<time>)
-#   -append ARGS  more kernel arguments (default retain_initrd: the kernel
-#             keeps the initrd it booted from, which kho-sim hands to the
-#             next kernel when it is the archive a repack would write;
-#             -append "" measures the repack of every hop)
+#   -append ARGS  more kernel arguments for every chain
 #   -initramfs FILE  boot this initramfs instead of building one
 #   -go       also run the Go benchmarks of the model and the image codec
 #   -scale    also run pkg/sim's BenchmarkScaleHop (a hop in a 1 GiB region
@@ -40,7 +37,7 @@ hops=4
 dir=
 gobench=0
 scale=0
-append=retain_initrd
+append=
 cpio=
 while [[ $# -gt 0 ]]; do
 	case $1 in
