@@ -22,14 +22,15 @@ import (
 // pkg/inspect's JSON document (schema in that package's comment: go doc
 // github.com/kho-sim/kho-sim/pkg/inspect). Exit status 0 when the handover
 // is valid, 1 when it has findings (everything is still printed) or cannot
-// be read at all (one line on stderr).
+// be read at all (one line on stderr). An image without --root is scanned
+// for KHO root FDTs and the one valid handover shown (see inspect.PickRoot).
 func runInspect(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("inspect", "inspect [--region SIZE@ADDR] [--root ADDR] [--json] | inspect --image FILE [--base ADDR] [--size SIZE] --root ADDR [--json]", stderr)
+	fs := newFlags("inspect", "inspect [--region SIZE@ADDR] [--root ADDR] [--json] | inspect --image FILE [--base ADDR] [--size SIZE] [--root ADDR] [--json]", stderr)
 	image := fs.String("image", "", "read this raw memory image (as kho-sim sim writes it, or a real kernel's memory saved to a file) instead of /dev/mem; never written")
 	base := fs.String("base", "0x10000000", "with --image: physical address of the file's first byte")
 	size := fs.String("size", "", "with --image: region size (default: the file's size)")
 	region := fs.String("region", "", "reserved region SIZE@ADDR to read through /dev/mem (default: the memmap=SIZE$ADDR on the command line)")
-	root := fs.String("root", "", "KHO root FDT address (default: "+paramFDT+"= on the command line)")
+	root := fs.String("root", "", "KHO root FDT address (default: "+paramFDT+"= on the command line; with --image: the one valid KHO root found in the image)")
 	asJSON := fs.Bool("json", false, "print a JSON document instead of text")
 	cmdlineFile := fs.String("cmdline-file", "/proc/cmdline", "where to read the kernel command line")
 	if err := parseFlags(fs, args); err != nil {
@@ -45,11 +46,10 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 		if set["region"] {
 			return usageError{"--region reads /dev/mem; with --image use --base and --size"}
 		}
-		if *root == "" {
-			return usageError{"--image needs --root ADDR: the " + paramFDT + "= value kho-sim sim printed for the image"}
-		}
-		if rootPA, err = parseRoot("--root", *root); err != nil {
-			return err
+		if *root != "" {
+			if rootPA, err = parseRoot("--root", *root); err != nil {
+				return err
+			}
 		}
 		var done func()
 		r, done, err = openImageReadOnly(*image, *base, *size)
@@ -72,7 +72,18 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 		defer r.Close()
 	}
 
-	rep := inspect.Decode(r, rootPA)
+	var rep *inspect.Report
+	if rootPA == 0 {
+		// An image without --root: find the handover in it.
+		c, err := inspect.PickRoot(inspect.FindRoots(r))
+		if err != nil {
+			return fmt.Errorf("image %s: %w", *image, err)
+		}
+		fmt.Fprintf(stderr, "inspect: KHO root FDT found at %#x (%s=%#x)\n", c.PA, paramFDT, c.PA)
+		rep = c.Report
+	} else {
+		rep = inspect.Decode(r, rootPA)
+	}
 	if err := rep.RootError(); err != nil {
 		return err
 	}

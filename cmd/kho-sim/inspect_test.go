@@ -297,7 +297,7 @@ func TestInspectErrors(t *testing.T) {
 		{"directory", []string{"--image", dir, "--root", rootArg}, 1, "is not a regular file"},
 		{"size past the file", []string{"--image", small, "--size", "16M", "--root", rootArg}, 2, "has only 4097 bytes"},
 		{"unaligned file", []string{"--image", small, "--root", rootArg}, 2, "page aligned"},
-		{"no root", []string{"--image", path}, 2, "--image needs --root ADDR"},
+		{"no root, wrong base", []string{"--image", path, "--base", "0x20000000"}, 1, "1 KHO root FDT candidates in the image, none is valid; pass --root ADDR with one of: 0x20000000 (\"kho-v1\", 1 findings, first: "},
 		{"bad root", []string{"--image", path, "--root", "zero"}, 2, `--root "zero": want a non-zero physical address`},
 		{"region with image", []string{"--image", path, "--root", rootArg, "--region", "16M@0x10000000"}, 2, "--region reads /dev/mem"},
 		{"base without image", []string{"--base", "0x1000"}, 2, "--base and --size describe an --image file"},

@@ -10,7 +10,7 @@ import (
 )
 
 func runSim(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("sim", "sim --image FILE [--base ADDR] [--size SIZE] [--scenario NAME|FILE] [--hops N] [--fix-finish-before-retrieve] [--abi GEN[,GEN...]] [--read-abi GEN] [--fdt ADDR --boot N] | sim --list", stderr)
+	fs := newFlags("sim", "sim --image FILE [--base ADDR] [--size SIZE] [--scenario NAME|FILE] [--hops N] [--fix-finish-before-retrieve] [--abi GEN[,GEN...]] [--read-abi GEN] [--fdt ADDR --boot N] [--keep-handover] | sim --list", stderr)
 	image := fs.String("image", "", "file standing in for physical memory (created if missing)")
 	base := fs.String("base", "0x10000000", "physical address of the file's first byte (page aligned)")
 	size := fs.String("size", "16M", "region size (page aligned)")
@@ -22,6 +22,7 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 	bootN := fs.Int("boot", 2, "with --fdt: the number of the boot that reads it (kho_sim.boot=)")
 	damage := fs.String("corrupt", "", "damage the handover that boot N writes, KIND[@N] (N defaults to 1); --corrupt list shows the kinds")
 	abiFlag := fs.String("abi", "7.0", "handover generation each boot writes and reads: 7.0, luo-v2 or 7.2; a comma-separated list gives boot n entry (n-1) mod len")
+	keep := fs.Bool("keep-handover", false, "the last boot also hands over, as if it kexec'd into a boot that never runs: the image ends with a complete handover (its kho_sim.fdt= is printed) for inspect --image or other tools")
 	readABIFlag := fs.String("read-abi", "", "generation every incoming side expects instead of its own (a hop between kernel generations)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -82,7 +83,7 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		cfg := sim.Config{Region: region, Scenario: sc, In: in, Boots: boots, Fix: *fix, Out: stdout,
-			ABI: abis[(in.Boot-1)%len(abis)], ReadABI: readABI}
+			ABI: abis[(in.Boot-1)%len(abis)], ReadABI: readABI, KeepHandover: *keep}
 		if dmg.kind != "" && dmg.boot == in.Boot {
 			cfg.Damage = dmg.apply
 		}

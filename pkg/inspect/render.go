@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/bits"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -47,7 +49,7 @@ func WriteText(w io.Writer, r *Report) error {
 		fmt.Fprintf(&b, "generation %s (KHO %q, LUO %q)\n", name, g.KHO, g.LUO)
 	}
 	if k := r.KHO; k != nil {
-		fmt.Fprintf(&b, "\n== KHO root FDT at %#x (%d bytes) ==\n%s", uint64(k.PA), k.Size, k.DTS)
+		fmt.Fprintf(&b, "\n== KHO root FDT at %#x (%d bytes) ==\n%s", uint64(k.PA), k.Size, annotateU64(k.DTS))
 	}
 	for _, s := range r.Subtrees {
 		textSubtree(&b, s)
@@ -97,7 +99,7 @@ func textSubtree(b *bytes.Buffer, s Subtree) {
 	}
 	switch s.Kind {
 	case KindFDT:
-		fmt.Fprintf(b, "\n== subtree %q: FDT %s (%d bytes) ==\n%s", s.Name, where, s.Size, s.DTS)
+		fmt.Fprintf(b, "\n== subtree %q: FDT %s (%d bytes) ==\n%s", s.Name, where, s.Size, annotateU64(s.DTS))
 	case KindBlob:
 		fmt.Fprintf(b, "\n== subtree %q: blob %s ==\n", s.Name, where)
 		hexDump(b, s.Hex)
@@ -107,6 +109,35 @@ func textSubtree(b *bytes.Buffer, s Subtree) {
 	default:
 		fmt.Fprintf(b, "\n== subtree %q: %s not read ==\n", s.Name, where)
 	}
+}
+
+// annotateU64 follows every 8-byte property dtc prints as two cells with
+// its value as the native-endian u64 it is: KHO, LUO and kho-sim store each
+// u64 as the CPU's bytes (fdt_setprop(fdt, name, &v, sizeof(v)) on x86-64,
+// little-endian), which dtc shows as two byte-swapped big-endian cells, so
+// 0x159000 reads <0x901500 0x00>. The value goes in a C comment, which dtc
+// ignores: the text still compiles to the same blob.
+func annotateU64(dts string) string {
+	lines := strings.SplitAfter(dts, "\n")
+	for i, l := range lines {
+		body, ok := strings.CutSuffix(l, ">;\n")
+		if !ok {
+			continue
+		}
+		_, cells, ok := strings.Cut(body, " = <")
+		if !ok {
+			continue
+		}
+		hi, lo, ok := strings.Cut(cells, " ")
+		c0, err0 := strconv.ParseUint(strings.TrimPrefix(hi, "0x"), 16, 32)
+		c1, err1 := strconv.ParseUint(strings.TrimPrefix(lo, "0x"), 16, 32)
+		if !ok || err0 != nil || err1 != nil || !strings.HasPrefix(hi, "0x") || !strings.HasPrefix(lo, "0x") {
+			continue
+		}
+		v := uint64(bits.ReverseBytes32(uint32(c0))) | uint64(bits.ReverseBytes32(uint32(c1)))<<32
+		lines[i] = fmt.Sprintf("%s>; /* %#x */\n", body, v)
+	}
+	return strings.Join(lines, "")
 }
 
 // hexDump prints hex-encoded bytes 16 to a line with offsets and their

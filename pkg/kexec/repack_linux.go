@@ -77,6 +77,7 @@ type packer struct {
 	skip    map[string]bool      // excluded names, relative to root
 	links   map[[2]uint64]uint64 // (st_dev, st_ino) of hard-linked files -> cpio inode
 	w       cpio.RecordWriter
+	out     *sink
 	ino     uint64
 	files   int
 	dev     bool // a "dev" record was written
@@ -86,8 +87,8 @@ type packer struct {
 func (p *packer) pack(f *os.File) (RepackStats, error) {
 	// newc writes a header, a name and padding per record as separate small
 	// writes: buffer them so the memfd sees large writes only.
-	buf := bufio.NewWriterSize(f, 1<<20)
-	p.w = cpio.Newc.Writer(buf)
+	p.out = &sink{memfd: f, buf: bufio.NewWriterSize(f, 64<<10)}
+	p.w = cpio.Newc.Writer(p.out)
 	err := p.walk("")
 	if err == nil && !p.console && !p.dev {
 		err = p.write(cpio.Directory("dev", 0o755))
@@ -99,7 +100,7 @@ func (p *packer) pack(f *os.File) (RepackStats, error) {
 		err = cpio.WriteTrailer(p.w)
 	}
 	if err == nil {
-		err = buf.Flush()
+		err = p.out.buf.Flush()
 	}
 	if err != nil {
 		return RepackStats{}, err
@@ -225,12 +226,87 @@ func (p *packer) addFile(full string, info cpio.Info, st *unix.Stat_t) error {
 	}
 	defer f.Close()
 	info.FileSize = uint64(st.Size)
-	// The section pins the size lstat saw: a file that grows meanwhile is
-	// cut there, one that shrinks fails the writer's size check.
-	if err := p.write(cpio.Record{Info: info, ReaderAt: io.NewSectionReader(f, 0, st.Size)}); err != nil {
+	// The size is the one lstat saw: a file that grows meanwhile is cut
+	// there, one that shrinks fails sendfile's count.
+	if err := p.write(cpio.Record{Info: info, ReaderAt: fileData{f: f, size: st.Size, out: p.out}}); err != nil {
 		return fmt.Errorf("%s: %w", full, err)
 	}
 	return nil
+}
+
+// The data of regular files (the next kernel, kho-sim's own binary: nearly
+// all of the archive) never passes through this process. u-root's newc
+// writer copies a record's data with io.Copy, one ReadAt and then one
+// Write of what it read, chunk by chunk; fileData.ReadAt reads nothing and
+// tells the sink which bytes of the file the next Write stands for, and
+// the sink moves them with sendfile(2) from the file's page cache into the
+// memfd. That is one copy, in the kernel, where reading into a buffer and
+// writing it out again was three (read, the buffer, write); under
+// emulation the copies were most of the repack. u-root still writes every
+// header, name and padding, and counts the data for its size check.
+
+// fileData is a regular file's data as the newc writer reads it.
+type fileData struct {
+	f    *os.File
+	size int64
+	out  *sink
+}
+
+func (d fileData) ReadAt(p []byte, off int64) (int, error) {
+	if off >= d.size {
+		return 0, io.EOF
+	}
+	n := int(min(int64(len(p)), d.size-off))
+	if err := d.out.expect(d.f, off, n); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// sink is the newc writer's output: the memfd behind a buffer.
+type sink struct {
+	memfd   *os.File
+	buf     *bufio.Writer
+	src     *os.File // set by fileData.ReadAt: the next Write is src[off:off+n]
+	off     int64
+	n       int
+	pending bool
+}
+
+func (s *sink) expect(src *os.File, off int64, n int) error {
+	if s.pending {
+		return errors.New("repack: file data read twice before it was written")
+	}
+	s.src, s.off, s.n, s.pending = src, off, n, true
+	return nil
+}
+
+func (s *sink) Write(b []byte) (int, error) {
+	if !s.pending {
+		return s.buf.Write(b)
+	}
+	s.pending = false
+	if len(b) != s.n {
+		return 0, fmt.Errorf("repack: %d bytes of file data written, %d read", len(b), s.n)
+	}
+	if err := s.buf.Flush(); err != nil {
+		return 0, err
+	}
+	off := s.off
+	for done := 0; done < s.n; {
+		m, err := unix.Sendfile(int(s.memfd.Fd()), int(s.src.Fd()), &off, s.n-done)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return done, fmt.Errorf("sendfile: %w", err)
+		}
+		if m == 0 {
+			return done, fmt.Errorf("sendfile: the file ends at %d, before the %d bytes lstat saw", off, s.off+int64(s.n))
+		}
+		done += m
+	}
+	return s.n, nil
 }
 
 // write gives r the next inode number and writes it.

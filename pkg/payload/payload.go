@@ -110,9 +110,9 @@ func ReadHeader(h []byte) (Info, error) {
 }
 
 // Verify checks a payload body against what was expected: the header's
-// claims must match want, and the body's CRC must match both. It also
-// recomputes the content from the seed, so a body rewritten together with
-// its CRC is still caught.
+// claims must match want, and the body's CRC32C must match both. It does
+// not regenerate the content from the seed: the CRC is the check, so a
+// body rewritten together with both CRCs would pass.
 func Verify(got Info, body []byte, want Info) error {
 	if got.Name != want.Name || got.Size != want.Size || got.Seed != want.Seed || got.CRC != want.CRC {
 		return fmt.Errorf("payload header says %+v, expected %+v", got, want)

@@ -22,6 +22,9 @@ type DevMemSpec struct {
 	DevMem   string // default "/dev/mem"
 	IOMem    string // default "/proc/iomem"
 	Lockdown string // default "/sys/kernel/security/lockdown"; read only to explain a refusal
+	// Uncached opens /dev/mem with O_SYNC, which asks for an uncached
+	// (UC-) mapping; the default is write-back (see OpenDevMem).
+	Uncached bool
 }
 
 func (s DevMemSpec) withDefaults() DevMemSpec {
@@ -60,7 +63,21 @@ func OpenDevMem(spec DevMemSpec) (*Region, error) {
 	if err := CheckReserved(entries, rg); err != nil {
 		return nil, err
 	}
-	fd, err := unix.Open(spec.DevMem, unix.O_RDWR|unix.O_SYNC|unix.O_CLOEXEC, 0)
+	// Without O_SYNC, x86's phys_mem_access_prot_allowed asks for a
+	// write-back mapping of a range that is not System RAM, and PAT grants
+	// it unless the MTRRs make the range uncached (QEMU's and a PC's
+	// firmware make all RAM write-back, a memmap= range included; the
+	// guest's /sys/kernel/debug/x86/pat_memtype_list shows "write-back").
+	// The reserved region is ordinary RAM: the kernel that hands over,
+	// and the next one that receives, access KHO memory cached, and the CPU
+	// caches stay coherent across kexec, so nothing is lost by caching.
+	// O_SYNC would make every access uncached (UC-), which on hardware
+	// turns checksumming a large payload into one bus read per load.
+	flags := unix.O_RDWR | unix.O_CLOEXEC
+	if spec.Uncached {
+		flags |= unix.O_SYNC
+	}
+	fd, err := unix.Open(spec.DevMem, flags, 0)
 	if err != nil {
 		return nil, explainOpen(spec, err)
 	}
@@ -73,7 +90,10 @@ func OpenDevMem(spec DevMemSpec) (*Region, error) {
 }
 
 func explainOpen(spec DevMemSpec, err error) error {
-	what := fmt.Sprintf("open(%s, O_RDWR|O_SYNC)", spec.DevMem)
+	what := fmt.Sprintf("open(%s, O_RDWR)", spec.DevMem)
+	if spec.Uncached {
+		what = fmt.Sprintf("open(%s, O_RDWR|O_SYNC)", spec.DevMem)
+	}
 	switch {
 	case errors.Is(err, unix.ENOENT):
 		return fmt.Errorf("%w: %s: %w: the kernel has no CONFIG_DEVMEM, or devtmpfs is not mounted on /dev (mount -t devtmpfs none /dev)",

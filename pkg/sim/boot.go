@@ -84,9 +84,15 @@ func (b *boot) run() *Outcome {
 		b.chk.Incoming(b.inEntries())
 	}
 	plan := b.sc.Boot(b.n-1, b.boots)
+	keep := plan.End == "" && b.cfg.KeepHandover
+	if keep {
+		plan.End = scenario.EndKexec
+	}
 	b.runSteps(plan.Steps)
 	b.settle()
-	return b.reboot(plan.End)
+	o := b.reboot(plan.End)
+	o.Last = o.Last || keep // the boot it hands over to never runs
+	return o
 }
 
 // begin starts the boot's memory allocator and checker, and opens its KTAP

@@ -56,6 +56,10 @@ type Config struct {
 	// ReadABI, when set, is the generation the incoming side expects, to
 	// simulate a hop between kernels of different generations.
 	ReadABI kernel.Generation
+	// KeepHandover makes the run's last boot hand over as if it kexec'd
+	// into a boot that never runs, so the image ends holding a complete
+	// handover for other tools to read.
+	KeepHandover bool
 }
 
 // Outcome is how a boot ended.

@@ -1,4 +1,4 @@
-// Command phases turns the serial logs of kho-sim's QEMU chains into a
+// Command benchphases turns the serial logs of kho-sim's QEMU chains into a
 // per-phase performance table that compares the two loaders of the next
 // kernel: kho-sim's own kexec_file_load(2) and Debian's kexec-tools
 // (kho_sim.loaders=kho-sim,kexec-tools alternates them within one chain).
@@ -16,6 +16,8 @@
 //
 // The output is a Markdown table: median, min-max and count per loader and
 // the ratio of the medians, kho-sim / kexec-tools, then the median wall
-// time of a whole run. Exit status: 0, 1 when no sample was found, 2 for a
+// time of a whole run, then kho-sim's userspace share of a hop (see Hop):
+// (start to load + initramfs repack) / (those + kexec_file_load + the next
+// boot's blackout), median and range over every hop. Exit status: 0, 1 when no sample was found, 2 for a
 // usage or read error.
 package main

@@ -227,3 +227,44 @@ func TestRun(t *testing.T) {
 		}
 	}
 }
+
+// TestHops: a hop needs both boots to pass and every phase it is made of;
+// its share is (start to load + repack) / (those + load + next blackout).
+func TestHops(t *testing.T) {
+	out := func(load string) []Phase {
+		return []Phase{p(phaseStartToLoad, "", 60), p(phaseRepack, "24 files, 1 KiB", 40), p(phaseLoad, load, 900)}
+	}
+	in := func(rest ...Phase) []Phase { return append([]Phase{p(phaseBlackout, "", 4000)}, rest...) }
+	chain := []Boot{
+		{OK: true, Phases: out("")},
+		{OK: true, Phases: in(out(loaderKexecTools)...)},
+		{OK: true, Phases: in(out("")...)},
+		{OK: false, Phases: in(out("")...)},                                        // a failed boot ends two hops
+		{OK: true, Phases: in(p(phaseStartToLoad, "", 60), p(phaseLoad, "", 900))}, // no repack: no hop
+		{OK: true, Phases: in()},
+	}
+	hops := Hops(chain)
+	want := []Hop{
+		{Loader: loaderKhoSim, User: 100 * time.Millisecond, Wall: 5000 * time.Millisecond},
+		{Loader: loaderKexecTools, User: 100 * time.Millisecond, Wall: 5000 * time.Millisecond},
+	}
+	if len(hops) != len(want) || hops[0] != want[0] || hops[1] != want[1] {
+		t.Fatalf("Hops = %+v, want %+v", hops, want)
+	}
+	if s := hops[0].Share(); s != 0.02 {
+		t.Errorf("share %v, want 0.02", s)
+	}
+	var sb strings.Builder
+	if err := WriteShare(&sb, hops); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{
+		"kho-sim userspace share of a hop, all hops: median 2.0% (2.0-2.0%, n=2); userspace median 100.0 ms of a 5000 ms hop.",
+		"kho-sim userspace share of a hop, kho-sim loading: median 2.0% (2.0-2.0%, n=1)",
+		"kho-sim userspace share of a hop, kexec-tools loading: median 2.0% (2.0-2.0%, n=1)",
+	} {
+		if !strings.Contains(sb.String(), line) {
+			t.Errorf("no %q in:\n%s", line, sb.String())
+		}
+	}
+}

@@ -36,6 +36,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	s := Samples{}
+	var hops []Hop
 	boots, passed := 0, 0
 	for _, path := range fs.Args() {
 		bs, err := readLog(path)
@@ -44,6 +45,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		s.Add(bs)
+		hops = append(hops, Hops(bs)...)
 		for _, b := range bs {
 			boots++
 			if b.OK {
@@ -68,6 +70,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if r, ok := s.Ratio(p); ok {
 			fmt.Fprintf(stdout, "%s: kho-sim / kexec-tools = %.2f (medians).\n", p, r)
 		}
+	}
+	fmt.Fprintln(stdout)
+	if err := WriteShare(stdout, hops); err != nil {
+		fmt.Fprintf(stderr, "phases: %v\n", err)
+		return 2
 	}
 	if *machine != "" {
 		fmt.Fprintf(stdout, "Machine: %s\n", *machine)

@@ -178,6 +178,76 @@ func (s Samples) Add(boots []Boot) {
 	}
 }
 
+// Hop is one kexec hop of a chain, from kho-sim's start in the boot that
+// hands over to kho-sim's start in the next.
+type Hop struct {
+	Loader string
+	// User is kho-sim's own userspace time on the way out: start to load
+	// (flags, region map, handover read, steps, serialize, preflight: all
+	// from kho-sim's start to the load) plus the initramfs repack.
+	User time.Duration
+	// Wall is the hop's wall time: User, kexec_file_load and the next
+	// boot's blackout (reboot call to the next kho-sim's start). The time
+	// between the load's end and the reboot call (the boot's last results
+	// and draining the console) is in no phase and so in neither.
+	Wall time.Duration
+}
+
+// Share is kho-sim's userspace share of the hop's wall time.
+func (h Hop) Share() float64 { return float64(h.User) / float64(h.Wall) }
+
+// Hops returns the hops of one chain whose both boots passed and reported
+// every phase a hop is made of.
+func Hops(boots []Boot) []Hop {
+	var out []Hop
+	for i := 0; i+1 < len(boots); i++ {
+		b, next := boots[i], boots[i+1]
+		if !b.OK || !next.OK || b.Loader() == "" {
+			continue
+		}
+		start, ok1 := find(b.Phases, phaseStartToLoad)
+		repack, ok2 := find(b.Phases, phaseRepack)
+		load, ok3 := find(b.Phases, phaseLoad)
+		black, ok4 := find(next.Phases, phaseBlackout)
+		if ok1 && ok2 && ok3 && ok4 && start+repack+load+black > 0 {
+			out = append(out, Hop{Loader: b.Loader(), User: start + repack, Wall: start + repack + load + black})
+		}
+	}
+	return out
+}
+
+// WriteShare prints kho-sim's userspace share of a hop, the median over
+// hops with its range, per loader and over all.
+func WriteShare(w io.Writer, hops []Hop) error {
+	var sb strings.Builder
+	line := func(what string, hs []Hop) {
+		if len(hs) == 0 {
+			return
+		}
+		shares := make([]float64, len(hs))
+		var users, walls []time.Duration
+		for i, h := range hs {
+			shares[i] = h.Share()
+			users, walls = append(users, h.User), append(walls, h.Wall)
+		}
+		slices.Sort(shares)
+		n := len(shares)
+		med := shares[n/2]
+		if n%2 == 0 {
+			med = (shares[n/2-1] + shares[n/2]) / 2
+		}
+		u, wl := Summarize(users), Summarize(walls)
+		fmt.Fprintf(&sb, "kho-sim userspace share of a hop, %s: median %.1f%% (%.1f-%.1f%%, n=%d); userspace median %.1f ms of a %.0f ms hop.\n",
+			what, 100*med, 100*shares[0], 100*shares[n-1], n, float64(u.Median)/float64(time.Millisecond), float64(wl.Median)/float64(time.Millisecond))
+	}
+	line("all hops", hops)
+	for _, l := range []string{loaderKhoSim, loaderKexecTools} {
+		line(l+" loading", slices.DeleteFunc(slices.Clone(hops), func(h Hop) bool { return h.Loader != l }))
+	}
+	_, err := io.WriteString(w, sb.String())
+	return err
+}
+
 func find(ps []Phase, name string) (time.Duration, bool) {
 	for _, p := range ps {
 		if p.Name == name {
