@@ -31,7 +31,6 @@ type Outgoing struct {
 	// like kmalloc'd memory in the kernel they are not themselves preserved.
 	serialized []uint64
 	format     string
-	folioMu    sync.Mutex // serializes allocFolio's search and reservation
 	// tree is the kho-v4 memory map; its root's address is in the root FDT
 	// from the start, as in 7.2.
 	tree *radixTree
@@ -143,42 +142,11 @@ func (o *Outgoing) AllocPreserve(size uint64) (uint64, []byte, error) {
 // of its order, the lowest such free run. The next kernel restores it as
 // one folio (kho_restore_folio) of that order.
 func (o *Outgoing) allocFolio(n uint64) (uint64, []byte, error) {
-	o.folioMu.Lock()
-	defer o.folioMu.Unlock()
-	r := o.alloc.Region()
-	align := func(pa uint64) uint64 { return (pa + n - 1) &^ (n - 1) }
-	for range 64 { // a retry only when another user of the allocator took the run
-		start := align(r.Base())
-		for _, al := range o.alloc.Allocations() {
-			if al.End() <= start {
-				continue
-			}
-			if al.Start >= start+n {
-				break
-			}
-			start = align(al.End())
-		}
-		if start < r.Base() || start+n > r.End() || start+n < start {
-			return 0, nil, fmt.Errorf("kho: no free aligned run of %d pages in %v: %w", n/physmem.PageSize, r.Range(), unix.ENOMEM)
-		}
-		err := o.alloc.Reserve(physmem.Range{Start: start, Size: n})
-		if errors.Is(err, unix.EBUSY) {
-			continue
-		}
-		if err != nil {
-			return 0, nil, err
-		}
-		mem, err := r.Bytes(start, n)
-		if err == nil {
-			err = o.alloc.SetPreserved(start, true)
-		}
-		if err != nil {
-			return 0, nil, errors.Join(err, o.alloc.Free(start))
-		}
-		clear(mem)
-		return start, mem, nil
+	pa, mem, err := o.alloc.AllocAligned(n, n, true)
+	if err != nil {
+		return 0, nil, fmt.Errorf("kho: folio of %d pages: %w", n/physmem.PageSize, err)
 	}
-	return 0, nil, fmt.Errorf("kho: aligned run of %d pages kept being taken: %w", n/physmem.PageSize, unix.EAGAIN)
+	return pa, mem, nil
 }
 
 // UnpreserveFree models kho_unpreserve_free.

@@ -71,22 +71,40 @@ func (a *Allocator) search(pa uint64) (int, bool) {
 // pages, zeroed, and records whether it is preserved. It fails with
 // unix.ENOMEM when no free run is large enough.
 func (a *Allocator) Alloc(size uint64, preserve bool) (pa uint64, mem []byte, err error) {
+	return a.AllocAligned(size, PageSize, preserve)
+}
+
+// AllocAligned is Alloc of a block whose physical address is a multiple of
+// align (a power of two, at least a page): the lowest such free run, as a
+// buddy allocator places a block of an order. The search and the insert
+// are one step under the lock, so concurrent callers never race for a run.
+func (a *Allocator) AllocAligned(size, align uint64, preserve bool) (pa uint64, mem []byte, err error) {
 	n, ok := pageRound(size)
 	if size == 0 {
 		return 0, nil, fmt.Errorf("physmem: alloc 0 bytes: %w", unix.EINVAL)
 	}
+	if align < PageSize || align&(align-1) != 0 {
+		return 0, nil, fmt.Errorf("physmem: alloc %d bytes aligned to %#x: %w: not a power-of-two multiple of the page size", size, align, unix.EINVAL)
+	}
 	if !ok || n > a.region.Size() {
 		return 0, nil, fmt.Errorf("physmem: alloc %d bytes: %w: region %v is smaller", size, unix.ENOMEM, a.region.Range())
 	}
+	up := func(pa uint64) (uint64, bool) {
+		r := (pa + align - 1) &^ (align - 1)
+		return r, r >= pa
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	free, i := a.region.Base(), 0
-	for ; i < len(a.allocs) && a.allocs[i].Start-free < n; i++ {
-		free = a.allocs[i].End()
+	free, ok := up(a.region.Base())
+	i := 0
+	for ; ok && i < len(a.allocs) && a.allocs[i].Start < free+n; i++ {
+		if end := a.allocs[i].End(); end > free {
+			free, ok = up(end)
+		}
 	}
-	if i == len(a.allocs) && a.region.End()-free < n {
-		return 0, nil, fmt.Errorf("physmem: alloc %d bytes: %w: no free run of %d pages in %v",
-			size, unix.ENOMEM, n/PageSize, a.region.Range())
+	if !ok || free < a.region.Base() || free > a.region.End() || a.region.End()-free < n {
+		return 0, nil, fmt.Errorf("physmem: alloc %d bytes: %w: no free run of %d pages aligned to %#x in %v",
+			size, unix.ENOMEM, n/PageSize, align, a.region.Range())
 	}
 	mem, err = a.region.Bytes(free, n)
 	if err != nil {

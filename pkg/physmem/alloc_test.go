@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -285,5 +286,38 @@ func BenchmarkAlloc(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestAllocAligned: a block lands at the lowest free address that is a
+// multiple of its alignment, past every allocation in the way, and bad
+// alignments or an exhausted region fail with EINVAL or ENOMEM.
+func TestAllocAligned(t *testing.T) {
+	const base = 0x10000000
+	r, err := OpenFile(filepath.Join(t.TempDir(), "mem"), base, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	a := NewAllocator(r)
+	steps := []struct {
+		size, align uint64
+		want        uint64
+		err         error
+	}{
+		{PageSize, PageSize, base, nil},                  // lowest page
+		{4 * PageSize, 4 * PageSize, base + 0x4000, nil}, // skips the taken page to its alignment
+		{PageSize, PageSize, base + 0x1000, nil},         // the hole before it
+		{2 * PageSize, 2 * PageSize, base + 0x2000, nil},
+		{16 * PageSize, 16 * PageSize, base + 0x10000, nil},
+		{PageSize, 3 * PageSize, 0, unix.EINVAL},
+		{PageSize, 512, 0, unix.EINVAL},
+		{1 << 20, 1 << 20, 0, unix.ENOMEM},
+	}
+	for i, s := range steps {
+		pa, mem, err := a.AllocAligned(s.size, s.align, true)
+		if !errors.Is(err, s.err) || (err == nil && (pa != s.want || uint64(len(mem)) != s.size)) {
+			t.Errorf("step %d: AllocAligned(%#x, %#x) = %#x, %d bytes, %v; want %#x, %v", i, s.size, s.align, pa, len(mem), err, s.want, s.err)
+		}
 	}
 }
