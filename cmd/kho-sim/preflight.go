@@ -55,6 +55,9 @@ type preflightPlan struct {
 	nextKernel string
 	// loader is loaderKhoSim or loaderKexecTools, which adds its check.
 	loader string
+	// realKHO: the next kernel is a real KHO kernel loaded by kexec_load,
+	// which adds its check.
+	realKHO bool
 }
 
 // preflightCheck is the outcome of one preflight check.
@@ -85,15 +88,16 @@ func runPreflight(args []string, stdout, stderr io.Writer) error {
 // preflightStatus parses the flags, runs the checks and returns the exit
 // status: 0 when a run can go ahead, ksftSkip when something rules it out.
 func preflightStatus(args []string, stdout, stderr io.Writer, probe func() error) (int, error) {
-	flags := newFlags("preflight", "preflight [--region SIZE@ADDR] [--next-kernel PATH] [--loader NAME] [--sysroot DIR]", stderr)
+	flags := newFlags("preflight", "preflight [--region SIZE@ADDR] [--next-kernel PATH] [--loader NAME] [--real-kho] [--sysroot DIR]", stderr)
 	region := flags.String("region", "", "reserved region SIZE@ADDR (default: the memmap=SIZE$ADDR on the command line)")
 	next := flags.String("next-kernel", "/kernels/next", "kernel image kho-sim run would kexec into")
 	loader := flags.String("loader", loaderKhoSim, "loader kho-sim run would use: "+loaderKhoSim+" or "+loaderKexecTools)
+	realKHO := flags.Bool("real-kho", false, "check what kho-sim run --real-kho needs: kexec_load allowed and a next kernel it can boot")
 	sysroot := flags.String("sysroot", "/", "look at proc/, sys/, dev/mem, kernels/ and --next-kernel under DIR instead of / (kexec_file_load is then not probed)")
 	if err := parseFlags(flags, args); err != nil {
 		return 0, err
 	}
-	plan := preflightPlan{kexec: true, nextKernel: *next}
+	plan := preflightPlan{kexec: true, nextKernel: *next, realKHO: *realKHO}
 	if *region != "" {
 		r, err := physmem.ParseRegion(*region)
 		if err != nil {
@@ -198,7 +202,28 @@ func (e preflightEnv) checks(plan preflightPlan) []preflightCheck {
 	if plan.loader == loaderKexecTools {
 		out = append(out, e.checkKexecTools())
 	}
+	if plan.realKHO {
+		out = append(out, e.checkKexecLoad(plan.nextKernel))
+	}
 	return out
+}
+
+// checkKexecLoad asks pkg/kexec what stops a kexec_load(2) of a real KHO
+// kernel: a load refused on this machine (sysctls, lockdown, which
+// refuses kexec_load outright) or a next kernel whose setup header that
+// path cannot boot.
+func (e preflightEnv) checkKexecLoad(next string) preflightCheck {
+	c := preflightCheck{name: "kexec_load of a KHO kernel possible"}
+	problems, err := kexec.KHOLoadPreflight(e.root, e.path(next))
+	switch {
+	case err != nil:
+		c.skip = fmt.Sprintf("cannot read the kexec state: %v: mount /proc and /sys", err)
+	case len(problems) > 0:
+		c.skip = strings.Join(problems, "; ")
+	default:
+		c.note = "kexec_load allowed; " + next + " is a bzImage it can boot"
+	}
+	return c
 }
 
 const lockdownFile = "/sys/kernel/security/lockdown"

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -352,5 +353,44 @@ func TestRuleOut(t *testing.T) {
 	err = env.ruleOut(plan)
 	if err == nil || !strings.Contains(err.Error(), chkIOMem+": ") || strings.Contains(err.Error(), chkDevMem) {
 		t.Errorf("unreserved region: %v, want the iomem cause without its /dev/mem consequence", err)
+	}
+}
+
+// TestPreflightRealKHO: --real-kho adds kexec_load's check, which lockdown
+// (it refuses kexec_load outright) and a next kernel that is no bzImage
+// rule out, each with its reason; run's plan carries the same check.
+func TestPreflightRealKHO(t *testing.T) {
+	root := fakeMachine(t)
+	// The real setup header padded to the length its syssize claims.
+	kernel, err := os.ReadFile(realKernelSetup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syssize := uint64(binary.LittleEndian.Uint32(kernel[0x1f4:])) * 16
+	writeUnder(t, root, "kernels/next", string(kernel)+string(make([]byte, syssize)))
+	plan := preflightPlan{kexec: true, nextKernel: "/kernels/next", realKHO: true}
+	env := preflightEnv{root: root}
+	last := func() preflightCheck { c := env.checks(plan); return c[len(c)-1] }
+	if c := last(); c.name != "kexec_load of a KHO kernel possible" || c.skip != "" {
+		t.Errorf("good machine: %+v", c)
+	}
+	writeUnder(t, root, "sys/kernel/security/lockdown", "none [integrity] confidentiality\n")
+	if c := last(); !strings.Contains(c.skip, "lockdown=integrity: kexec_load(2)") {
+		t.Errorf("lockdown: %+v", c)
+	}
+	writeUnder(t, root, "sys/kernel/security/lockdown", "[none] integrity confidentiality\n")
+	writeUnder(t, root, "kernels/next", "not a kernel")
+	if c := last(); c.skip == "" {
+		t.Errorf("a next kernel that is no bzImage: %+v", c)
+	}
+	plan.realKHO = false
+	for _, c := range env.checks(plan) {
+		if c.name == "kexec_load of a KHO kernel possible" {
+			t.Error("the kexec_load check runs without --real-kho")
+		}
+	}
+	var out, errs bytes.Buffer
+	if code, err := preflightStatus([]string{"--sysroot", root, "--real-kho"}, &out, &errs, nil); err != nil || code != ksftSkip || !strings.Contains(out.String(), "# SKIP") {
+		t.Errorf("--real-kho with a bad kernel: exit %d, %v\n%s", code, err, out.String())
 	}
 }

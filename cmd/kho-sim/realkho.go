@@ -73,19 +73,12 @@ func realKHOCmdline(cmdline string, next sim.Handover, region physmem.Range) (st
 }
 
 // check refuses a bad set-up before anything is written, when this boot
-// will load a real KHO kernel: what stops kexec_load on this machine
-// (kexec.KHOLoadPreflight), then the layout with the scratch areas and the
-// next kernel's header (kexec.PlanKHO). Each problem is one line.
+// will load a real KHO kernel: the whole layout with the scratch areas and
+// the next kernel's header (kexec.PlanKHO), after the preflight checks
+// (checkKexecLoad) passed. Each problem is one line.
 func (r *realKHOFlags) check(moreBoots bool, kernel, cmdline string) error {
 	if !moreBoots || !r.enabled(cmdline) {
 		return nil
-	}
-	problems, err := kexec.KHOLoadPreflight("", kernel)
-	if err != nil {
-		return err
-	}
-	if len(problems) > 0 {
-		return fmt.Errorf("--real-kho: %s", strings.Join(problems, "\n--real-kho: "))
 	}
 	scratch, err := r.scratchAreas(cmdline)
 	if err != nil {

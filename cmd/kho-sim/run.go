@@ -109,7 +109,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		return usageError{"refusing to kexec: this is not kho-sim's initramfs (not PID 1, not its uinit). " +
 			"Use --dry-run to prove the set-up without a reboot, or --allow-kexec to reboot this machine into " + f.nextKernel}
 	}
-	plan := preflightPlan{region: &cfg.rg, regionFrom: cfg.rgFrom, kexec: moreBoots, nextKernel: f.nextKernel, loader: f.loader}
+	plan := preflightPlan{region: &cfg.rg, regionFrom: cfg.rgFrom, kexec: moreBoots, nextKernel: f.nextKernel, loader: f.loader, realKHO: f.realKHO.enabled(cmdline)}
 	if err := (preflightEnv{root: "/", probe: kexec.Unload}).ruleOut(plan); err != nil {
 		return err
 	}
