@@ -357,15 +357,33 @@ func ownsMachine() bool {
 }
 
 // drainConsole waits for the console to send what was written, so the last
-// KTAP lines survive the reboot.
+// KTAP lines survive the reboot. Under u-root's init, stdout is a pipe that
+// init copies to /dev/console: first wait for init to empty it, then for
+// the console itself.
 func drainConsole() {
-	// tcdrain: the tty returns EINTR, never restarts, when a signal (the Go
-	// runtime's own) arrives mid-wait; wait again, or the power-off can cut
-	// the last boot's final lines.
-	for unix.IoctlSetInt(int(os.Stdout.Fd()), unix.TCSBRK, 1) == unix.EINTR {
+	fd := int(os.Stdout.Fd())
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if n, err := unix.IoctlGetInt(fd, unix.TIOCINQ); err != nil || n == 0 { // FIONREAD: unread bytes
+			break // not a pipe, or init has read everything
+		}
 	}
+	time.Sleep(5 * time.Millisecond) // init's write of what it read last
+	if c, err := os.OpenFile("/dev/console", os.O_WRONLY|unix.O_NOCTTY, 0); err == nil {
+		tcdrain(int(c.Fd()))
+		c.Close()
+	}
+	tcdrain(fd)
 	unix.Sync()
 	time.Sleep(20 * time.Millisecond)
+}
+
+// tcdrain waits for a tty to send its output; it does nothing on a file
+// that is not a tty. The tty returns EINTR, never restarts, when a signal
+// (the Go runtime's own) arrives mid-wait: wait again, or the power-off can
+// cut the last boot's final lines.
+func tcdrain(fd int) {
+	for unix.IoctlSetInt(fd, unix.TCSBRK, 1) == unix.EINTR {
+	}
 }
 
 // cmdlineParams returns key=value parameters of a kernel command line, up
