@@ -18,7 +18,7 @@ import (
 	"github.com/kho-sim/kho-sim/internal/kunit"
 )
 
-// The environment of TestLAVAQEMUJob, as in e2e/qemu_test.go.
+// The environment of TestQEMULAVAJob, as in e2e/qemu_test.go.
 const (
 	envRequired  = "KHO_SIM_E2E"       // "required": fail instead of skipping
 	envKernel    = "KHO_SIM_KERNEL"    // bzImage to boot (scripts/fetch-kernel.sh)
@@ -69,12 +69,14 @@ func absEnv(t *testing.T, name string) string {
 	return filepath.Join(repoRoot(t), p)
 }
 
-// TestLAVAQEMUJob runs kho-sim-qemu.yaml in LAVA's own dispatcher
+// TestQEMULAVAJob runs kho-sim-qemu.yaml in LAVA's own dispatcher
 // (lava-run, no server) against the device dictionary qemu-tcg.yaml, and
 // checks LAVA's results: one passing test case per boot of the chain, the
 // monitor's end string found, the job passed. The serial console goes to
-// out/lava-TestLAVAQEMUJob.log, LAVA's log to the same name with .jsonl.
-func TestLAVAQEMUJob(t *testing.T) {
+// out/lava-TestQEMULAVAJob.log, LAVA's log to the same name with .jsonl.
+// Its name begins with TestQEMU so that the unit-test step of
+// scripts/test.sh leaves it to its own step.
+func TestQEMULAVAJob(t *testing.T) {
 	if _, err := exec.LookPath("lava-run"); err != nil {
 		skipOrFail(t, "lava-run not found: apt-get install lava-dispatcher")
 	}
@@ -195,7 +197,9 @@ func jobBoots(t *testing.T, job string) int {
 }
 
 // readLAVALog splits lava-run's output into the serial console (the
-// "target" lines) and the results.
+// "target" lines) and the results. Lines that are not JSON are skipped:
+// Python's warnings, and lava-dispatcher 2023.01's file-download results,
+// which it writes with a YAML tag in them ("size": ! "14190528").
 func readLAVALog(b []byte) (string, []lavaResult, error) {
 	var serial strings.Builder
 	var results []lavaResult
@@ -204,7 +208,7 @@ func readLAVALog(b []byte) (string, []lavaResult, error) {
 	for sc.Scan() {
 		var l logLine
 		if json.Unmarshal(sc.Bytes(), &l) != nil {
-			continue // Python's own warnings, not LAVA's log
+			continue
 		}
 		switch l.Level {
 		case "target":
