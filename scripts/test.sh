@@ -11,6 +11,8 @@
 #   5. the QEMU matrix (e2e.TestQEMUHandover): one initramfs, a VM per case,
 #      VMs side by side (without -race: it only drives QEMU, and the guest
 #      binary is built by initramfs/build.sh anyway)
+#      (before it, one initramfs is built into out/kho-sim.cpio and exported
+#      as KHO_SIM_INITRAMFS for it and step 5a, unless KHO_SIM_INITRAMFS is set)
 #   5a. LAVA (lab/lava.TestQEMULAVAJob): lava-run of lab/lava/kho-sim-qemu.yaml
 #      against lab/lava/qemu-tcg.yaml; LAVA's results must list one passing
 #      test case per boot
@@ -142,6 +144,15 @@ done_step
 step "go test -race ./... (unit tests)"
 go test -race -skip '^(TestQEMU|TestRealKernel$)' ./...
 done_step
+
+# One initramfs for the QEMU matrix and the LAVA run (the matrix would
+# build the same one itself): LAVA's run then adds only its boots.
+if [[ -z ${KHO_SIM_INITRAMFS:-} && -n ${KHO_SIM_KERNEL:-} ]]; then
+	step "initramfs/build.sh out/kho-sim.cpio (for the QEMU matrix and LAVA)"
+	initramfs/build.sh out/kho-sim.cpio "$KHO_SIM_KERNEL" ${KHO_SIM_KERNEL_ALT:+"$KHO_SIM_KERNEL_ALT"}
+	export KHO_SIM_INITRAMFS=$repo/out/kho-sim.cpio
+	done_step
+fi
 
 vms=${KHO_SIM_VMS:-$(nproc)}
 step "go test ./e2e (QEMU matrix, $vms VMs at a time)"
