@@ -114,6 +114,15 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	}
 	cfg.Config.Region = region
 	cfg.Config.Out = stdout
+	if ownsMachine() {
+		// u-root's init hands us a pipe it copies to the console; at a
+		// reboot, what it has read but not yet written is lost. Write
+		// the KTAP to the console itself, which drainConsole can wait for.
+		if c, err := os.OpenFile("/dev/console", os.O_WRONLY|unix.O_NOCTTY, 0); err == nil {
+			defer c.Close()
+			cfg.Config.Out = c
+		}
+	}
 	cfg.Config.Phases = []timing.Phase{{Name: "boot to start", D: bootToStart}, {Name: "region map", D: time.Since(t0)}}
 	cfg.Config.Load = func(next sim.Handover) ([]timing.Phase, error) {
 		return loadNext(f, cmdline, next, start)
@@ -358,21 +367,27 @@ func ownsMachine() bool {
 
 // drainConsole waits for the console to send what was written, so the last
 // KTAP lines survive the reboot. Under u-root's init, stdout is a pipe that
-// init copies to /dev/console: first wait for init to empty it, then for
-// the console itself.
+// init copies to /dev/console: wait until the pipe is empty and the console
+// has sent everything, three rounds in a row (init may still hold what it
+// read last), at most 5 s.
 func drainConsole() {
 	fd := int(os.Stdout.Fd())
-	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		if n, err := unix.IoctlGetInt(fd, unix.TIOCINQ); err != nil || n == 0 { // FIONREAD: unread bytes
-			break // not a pipe, or init has read everything
+	console, err := os.OpenFile("/dev/console", os.O_WRONLY|unix.O_NOCTTY, 0)
+	if err == nil {
+		defer console.Close()
+	}
+	for quiet, deadline := 0, time.Now().Add(5*time.Second); quiet < 3 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		n, err := unix.IoctlGetInt(fd, unix.TIOCINQ) // FIONREAD: bytes init has not read
+		if console != nil {
+			tcdrain(int(console.Fd()))
+		}
+		tcdrain(fd)
+		if err != nil || n == 0 {
+			quiet++
+		} else {
+			quiet = 0
 		}
 	}
-	time.Sleep(5 * time.Millisecond) // init's write of what it read last
-	if c, err := os.OpenFile("/dev/console", os.O_WRONLY|unix.O_NOCTTY, 0); err == nil {
-		tcdrain(int(c.Fd()))
-		c.Close()
-	}
-	tcdrain(fd)
 	unix.Sync()
 	time.Sleep(20 * time.Millisecond)
 }
