@@ -369,24 +369,33 @@ func ownsMachine() bool {
 // KTAP lines survive the reboot. Under u-root's init, stdout is a pipe that
 // init copies to /dev/console: wait until the pipe is empty and the console
 // has sent everything, three rounds in a row (init may still hold what it
-// read last), at most 5 s.
+// read last). At most 5 s: a console that never drains (a board with flow
+// control and no cable) must not stop the reboot.
 func drainConsole() {
-	fd := int(os.Stdout.Fd())
-	console, err := os.OpenFile("/dev/console", os.O_WRONLY|unix.O_NOCTTY, 0)
-	if err == nil {
-		defer console.Close()
-	}
-	for quiet, deadline := 0, time.Now().Add(5*time.Second); quiet < 3 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		n, err := unix.IoctlGetInt(fd, unix.TIOCINQ) // FIONREAD: bytes init has not read
-		if console != nil {
-			tcdrain(int(console.Fd()))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fd := int(os.Stdout.Fd())
+		console, err := os.OpenFile("/dev/console", os.O_WRONLY|unix.O_NOCTTY, 0)
+		if err == nil {
+			defer console.Close()
 		}
-		tcdrain(fd)
-		if err != nil || n == 0 {
-			quiet++
-		} else {
-			quiet = 0
+		for quiet := 0; quiet < 3; time.Sleep(5 * time.Millisecond) {
+			n, err := unix.IoctlGetInt(fd, unix.TIOCINQ) // FIONREAD: bytes init has not read
+			if console != nil {
+				tcdrain(int(console.Fd()))
+			}
+			tcdrain(fd)
+			if err != nil || n == 0 {
+				quiet++
+			} else {
+				quiet = 0
+			}
 		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
 	}
 	unix.Sync()
 	time.Sleep(20 * time.Millisecond)
