@@ -117,9 +117,9 @@ func TestCheckLog(t *testing.T) {
 	}{
 		{name: "banners match", c: qemuCase{banners: []string{"6.1.", "7.", "6.1."}}},
 		{name: "banners in another order", c: qemuCase{banners: []string{"7.", "6.1.", "7."}}, want: []string{
-			"boot 1 ran Linux 6.1.0-56-cloud-amd64, want 7.*",
+			"boot 1 ran Linux 6.1.0-57-cloud-amd64, want 7.*",
 			"boot 2 ran Linux 7.3-cloud-amd64, want 6.1.*",
-			"boot 3 ran Linux 6.1.0-56-cloud-amd64, want 7.*",
+			"boot 3 ran Linux 6.1.0-57-cloud-amd64, want 7.*",
 		}},
 		{name: "wanted and rejected text", c: qemuCase{
 			wantLog:   []string{"# kho-sim: done", "not in the log"},

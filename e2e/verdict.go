@@ -100,6 +100,7 @@ func JudgeExpect(rep *ktap.Report, want Expect) *Verdict {
 			v.Problems = append(v.Problems, fmt.Sprintf("boot %d: not reported, want a failure", n))
 		}
 	}
+	v.Problems = append(v.Problems, latePlans(rep)...)
 	v.Phases = filterPhases(rep.Diags)
 	if len(v.Problems) == 0 && !passedOrNumbered(rep, len(want.Fail) > 0) {
 		v.Problems = append(v.Problems, "report did not pass (numbering or plan mismatch)")
@@ -108,6 +109,26 @@ func JudgeExpect(rep *ktap.Report, want Expect) *Verdict {
 		v.Problems = append(v.Problems, fmt.Sprintf("no %q line: the last boot did not finish", "# "+DoneDiag))
 	}
 	return v
+}
+
+// latePlans names every plan printed after results, at any depth: KTAP
+// puts it right after the version line, and kunit.py reports errors and
+// crashed tests for one that comes later.
+func latePlans(rep *ktap.Report) []string {
+	var probs []string
+	if rep.LatePlan != 0 {
+		name := rep.Name
+		if name == "" {
+			name = "top level"
+		}
+		probs = append(probs, fmt.Sprintf("%s: plan on line %d comes after results", name, rep.LatePlan))
+	}
+	for _, res := range rep.Results {
+		if res.Sub != nil {
+			probs = append(probs, latePlans(res.Sub)...)
+		}
+	}
+	return probs
 }
 
 // bootProblem says how boot n falls short of want, or returns "".

@@ -11,6 +11,14 @@
 #   5. the QEMU matrix (e2e.TestQEMUHandover): one initramfs, a VM per case,
 #      VMs side by side (without -race: it only drives QEMU, and the guest
 #      binary is built by initramfs/build.sh anyway)
+#      (before it, one initramfs is built into out/kho-sim.cpio and exported
+#      as KHO_SIM_INITRAMFS for it and step 5a, unless KHO_SIM_INITRAMFS is set)
+#   5a. LAVA (lab/lava.TestQEMULAVAJob): lava-run of lab/lava/kho-sim-qemu.yaml
+#      against lab/lava/qemu-tcg.yaml; LAVA's results must list one passing
+#      test case per boot
+#   5b. kunit.py parse (the kernel's own KTAP parser, fetched after step 1 by
+#      scripts/kunit/fetch.sh) of every serial log steps 5 and 5a wrote under
+#      out/: no errors, no crashed tests, the same counts as kho-sim's reading
 #   6. the real Linux 7.2 kernel (e2e/realkernel.TestRealKernel): builds it
 #      from Debian's linux-source-7.2 (scripts/luo-kernel/build.sh, cached
 #      in .cache/luo-kernel), captures its handover twice (once read through
@@ -67,8 +75,9 @@ command -v go >/dev/null || { echo "test.sh: go not found: install Go 1.26 and p
 go version
 # qemu-system-x86: the QEMU matrix; device-tree-compiler, python3-libfdt:
 # reference FDT tools for pkg tests; kexec-tools, dwarves (pahole), gcc:
-# tools some tests compare against; cpio: inspecting initramfs images.
-packages=(qemu-system-x86 device-tree-compiler python3-libfdt gcc cpio kexec-tools dwarves)
+# tools some tests compare against; cpio: inspecting initramfs images;
+# lava-dispatcher: lava-run for LAVA's own run of the QEMU job.
+packages=(qemu-system-x86 device-tree-compiler python3-libfdt gcc cpio kexec-tools dwarves lava-dispatcher)
 if command -v dpkg-query >/dev/null; then
 	missing=()
 	for p in "${packages[@]}"; do
@@ -109,6 +118,19 @@ fi
 echo "second kernel: ${KHO_SIM_KERNEL_ALT:-none}"
 done_step
 
+step "kunit.py: the kernel's KTAP parser (scripts/kunit/fetch.sh)"
+# Serial logs newer than this stamp are this run's, for step 5b.
+mkdir -p out
+touch out/.kunit-since
+if KHO_SIM_KUNIT=$(scripts/kunit/fetch.sh); then
+	export KHO_SIM_KUNIT
+	echo "kunit.py: $KHO_SIM_KUNIT"
+else
+	unset KHO_SIM_KUNIT
+	missing_or_fail "no kunit.py (scripts/kunit/fetch.sh failed)"
+fi
+done_step
+
 step "gofmt"
 mapfile -t unformatted < <(find . \( -name .git -o -name .cache -o -name out -o -name testdata \) -prune -o -name '*.go' -print0 | xargs -0 gofmt -l)
 if ((${#unformatted[@]} > 0)); then
@@ -125,9 +147,33 @@ step "go test -race ./... (unit tests)"
 go test -race -skip '^(TestQEMU|TestRealKernel$)' ./...
 done_step
 
+# One initramfs for the QEMU matrix and the LAVA run (the matrix would
+# build the same one itself): LAVA's run then adds only its boots.
+if [[ -z ${KHO_SIM_INITRAMFS:-} && -n ${KHO_SIM_KERNEL:-} ]]; then
+	step "initramfs/build.sh out/kho-sim.cpio (for the QEMU matrix and LAVA)"
+	initramfs/build.sh out/kho-sim.cpio "$KHO_SIM_KERNEL" ${KHO_SIM_KERNEL_ALT:+"$KHO_SIM_KERNEL_ALT"}
+	export KHO_SIM_INITRAMFS=$repo/out/kho-sim.cpio
+	done_step
+fi
+
 vms=${KHO_SIM_VMS:-$(nproc)}
 step "go test ./e2e (QEMU matrix, $vms VMs at a time)"
 go test -count=1 -timeout 15m -v -parallel "$vms" -run '^TestQEMU' ./e2e/
+done_step
+
+step "go test ./lab/lava (lava-run of the QEMU job)"
+go test -count=1 -timeout 15m -v -run '^TestQEMULAVAJob$' ./lab/lava/
+done_step
+
+step "kunit.py parse of this run's QEMU serial logs"
+mapfile -t logs < <(find out -maxdepth 1 \( -name 'e2e-*.log' -o -name 'lava-*.log' \) -newer out/.kunit-since | sort)
+if [[ -z ${KHO_SIM_KUNIT:-} ]]; then
+	missing_or_fail "no kunit.py: the QEMU logs are not checked with it"
+elif ((${#logs[@]} == 0)); then
+	missing_or_fail "no QEMU serial log under out/ from this run"
+else
+	go run ./e2e/ktapverdict -kunit "$KHO_SIM_KUNIT" "${logs[@]}"
+fi
 done_step
 
 if [[ $KHO_SIM_LUO_KERNEL != 0 ]]; then

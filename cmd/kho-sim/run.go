@@ -124,6 +124,15 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	defer region.Close()
 	cfg.Config.Region = region
 	cfg.Config.Out = stdout
+	if ownsMachine() {
+		// u-root's init hands us a pipe it copies to the console; at a
+		// reboot, what it has read but not yet written is lost. Write
+		// the KTAP to the console itself, which drainConsole can wait for.
+		if c, err := os.OpenFile("/dev/console", os.O_WRONLY|unix.O_NOCTTY, 0); err == nil {
+			defer c.Close()
+			cfg.Config.Out = c
+		}
+	}
 	cfg.Config.Phases = []timing.Phase{{Name: "boot to start", D: bootToStart}, {Name: "region map", D: time.Since(t0)}}
 	cfg.Config.Load = func(next sim.Handover) ([]timing.Phase, error) {
 		return loadNext(f, cmdline, next, start)
@@ -328,15 +337,48 @@ func ownsMachine() bool {
 }
 
 // drainConsole waits for the console to send what was written, so the last
-// KTAP lines survive the reboot.
+// KTAP lines survive the reboot. Under u-root's init, stdout is a pipe that
+// init copies to /dev/console: wait until the pipe is empty and the console
+// has sent everything, three rounds in a row (init may still hold what it
+// read last). At most 5 s: a console that never drains (a board with flow
+// control and no cable) must not stop the reboot.
 func drainConsole() {
-	// tcdrain: the tty returns EINTR, never restarts, when a signal (the Go
-	// runtime's own) arrives mid-wait; wait again, or the power-off can cut
-	// the last boot's final lines.
-	for unix.IoctlSetInt(int(os.Stdout.Fd()), unix.TCSBRK, 1) == unix.EINTR {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fd := int(os.Stdout.Fd())
+		console, err := os.OpenFile("/dev/console", os.O_WRONLY|unix.O_NOCTTY, 0)
+		if err == nil {
+			defer console.Close()
+		}
+		for quiet := 0; quiet < 3; time.Sleep(5 * time.Millisecond) {
+			n, err := unix.IoctlGetInt(fd, unix.TIOCINQ) // FIONREAD: bytes init has not read
+			if console != nil {
+				tcdrain(int(console.Fd()))
+			}
+			tcdrain(fd)
+			if err != nil || n == 0 {
+				quiet++
+			} else {
+				quiet = 0
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
 	}
 	unix.Sync()
 	time.Sleep(20 * time.Millisecond)
+}
+
+// tcdrain waits for a tty to send its output; it does nothing on a file
+// that is not a tty. The tty returns EINTR, never restarts, when a signal
+// (the Go runtime's own) arrives mid-wait: wait again, or the power-off can
+// cut the last boot's final lines.
+func tcdrain(fd int) {
+	for unix.IoctlSetInt(fd, unix.TCSBRK, 1) == unix.EINTR {
+	}
 }
 
 // cmdlineParams returns the kernel parameters of a command line by name

@@ -1,7 +1,6 @@
 package lava
 
 import (
-	"bufio"
 	"os"
 	"regexp"
 	"strings"
@@ -20,8 +19,14 @@ type monitor struct {
 
 type job struct {
 	Actions []struct {
+		Deploy *struct {
+			Images map[string]struct {
+				ImageArg string `yaml:"image_arg"`
+			} `yaml:"images"`
+		} `yaml:"deploy"`
 		Boot *struct {
-			KernelArgs string `yaml:"kernel_args"`
+			Method  string   `yaml:"method"`
+			Prompts []string `yaml:"prompts"`
 		} `yaml:"boot"`
 		Test *struct {
 			Monitors []monitor `yaml:"monitors"`
@@ -42,33 +47,41 @@ func loadJob(t *testing.T, path string) job {
 	return j
 }
 
-// cases runs a monitor over a log the way LAVA's test monitor does: from
-// the start string to the end string, one test case per matching line.
+// cases runs a monitor over a log the way LAVA's test monitor does
+// (lava_dispatcher/actions/test/monitor.py, through pexpect): it waits for
+// the start string, then searches the rest of the console stream, not line
+// by line, for the end string or the pattern, whichever comes first, and
+// goes on after each match. As in pexpect (re.DOTALL, no re.MULTILINE), a
+// plain ^ anchors only where the previous match ended.
 func cases(t *testing.T, m monitor, log string) map[string]string {
 	t.Helper()
-	re, err := regexp.Compile(m.Pattern)
+	re, err := regexp.Compile("(?s)" + m.Pattern)
 	if err != nil {
 		t.Fatalf("monitor %s: pattern: %v", m.Name, err)
 	}
+	log = strings.ReplaceAll(log, "\r\n", "\n")
+	i := strings.Index(log, m.Start)
+	if i < 0 {
+		t.Fatalf("monitor %s: start %q never seen", m.Name, m.Start)
+	}
+	rest := log[i+len(m.Start):]
 	out := map[string]string{}
-	started := false
-	sc := bufio.NewScanner(strings.NewReader(log))
-	for sc.Scan() {
-		line := strings.TrimRight(sc.Text(), "\r")
-		if !started {
-			started = strings.Contains(line, m.Start)
-			continue
-		}
-		if strings.Contains(line, m.End) {
+	for {
+		end := strings.Index(rest, m.End)
+		g := re.FindStringSubmatchIndex(rest)
+		if g == nil || (end >= 0 && end <= g[0]) {
+			if end < 0 {
+				t.Fatalf("monitor %s: end %q never seen", m.Name, m.End)
+			}
 			return out
 		}
-		if g := re.FindStringSubmatch(line); g != nil {
-			res := g[re.SubexpIndex("result")]
-			out[g[re.SubexpIndex("test_case_id")]] = m.Fixup[res]
+		sub := func(name string) string {
+			k := re.SubexpIndex(name)
+			return rest[g[2*k]:g[2*k+1]]
 		}
+		out[sub("test_case_id")] = m.Fixup[sub("result")]
+		rest = rest[g[1]:]
 	}
-	t.Fatalf("monitor %s: end %q never seen", m.Name, m.End)
-	return nil
 }
 
 func TestMonitorsReadRealLog(t *testing.T) {
@@ -111,19 +124,53 @@ func TestMonitorsReadRealLog(t *testing.T) {
 	}
 }
 
+// TestPlainCaretMatchesNothing shows why the patterns need (?m): LAVA
+// searches the console stream, so a bare ^ only anchors where the last
+// match ended, and no boot would be recorded.
+func TestPlainCaretMatchesNothing(t *testing.T) {
+	log, err := os.ReadFile("../../e2e/testdata/qemu-3boots.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := monitor{Name: "old", Start: "KTAP version 1", End: "# kho-sim: done",
+		Pattern: `^(?P<result>ok|not ok) \d+ (?P<test_case_id>boot-\d+)\b`, Fixup: map[string]string{"ok": "pass"}}
+	if got := cases(t, m, string(log)); len(got) != 0 {
+		t.Errorf("test cases %v, want none", got)
+	}
+}
+
+// TestQEMUJobKernelArgs checks the command line where LAVA's QEMU boot
+// method takes it: in the kernel's image_arg (the method has no
+// kernel_args), and that the boot waits for no prompt, which would read the
+// console up to it and leave the monitor nothing.
 func TestQEMUJobKernelArgs(t *testing.T) {
+	var deployed, booted bool
 	for _, a := range loadJob(t, "kho-sim-qemu.yaml").Actions {
-		if a.Boot == nil {
-			continue
-		}
-		for _, w := range []string{"console=ttyS0", "memmap=16M$0x10000000", "kho_sim.hops=2", "panic=-1"} {
-			if !strings.Contains(a.Boot.KernelArgs, w) {
-				t.Errorf("kernel_args %q lacks %q", a.Boot.KernelArgs, w)
+		if a.Deploy != nil {
+			deployed = true
+			arg := a.Deploy.Images["kernel"].ImageArg
+			if !strings.HasPrefix(arg, "-kernel {kernel} -append \"") || !strings.HasSuffix(arg, "\"") {
+				t.Errorf("kernel image_arg %q: want -kernel {kernel} -append \"...\"", arg)
+			}
+			for _, w := range []string{"console=ttyS0", "memmap=16M$0x10000000", "kho_sim.hops=2", "panic=-1"} {
+				if !strings.Contains(arg, w) {
+					t.Errorf("kernel image_arg %q lacks %q", arg, w)
+				}
+			}
+			if arg := a.Deploy.Images["ramdisk"].ImageArg; arg != "-initrd {ramdisk}" {
+				t.Errorf("ramdisk image_arg %q, want -initrd {ramdisk}", arg)
 			}
 		}
-		return
+		if a.Boot != nil {
+			booted = true
+			if a.Boot.Method != "qemu" || len(a.Boot.Prompts) != 0 {
+				t.Errorf("boot method %q with prompts %q, want qemu without prompts", a.Boot.Method, a.Boot.Prompts)
+			}
+		}
 	}
-	t.Fatal("no boot action")
+	if !deployed || !booted {
+		t.Fatalf("deploy action %v, boot action %v: want both", deployed, booted)
+	}
 }
 
 func TestPreflightDefinitionParses(t *testing.T) {

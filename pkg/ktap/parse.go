@@ -26,11 +26,12 @@ type Result struct {
 
 // Report is one level of KTAP output: a version line, a plan and results.
 type Report struct {
-	Version int // 1 for "KTAP version 1"; 13 or 14 for "TAP version N"
-	Plan    int // -1 if no plan line was seen
-	Results []Result
-	Diags   []string // diagnostic lines not attached to a result
-	Name    string   // from "# Subtest: "
+	Version  int // 1 for "KTAP version 1"; 13 or 14 for "TAP version N"
+	Plan     int // -1 if no plan line was seen
+	LatePlan int // line of a plan printed after a result or subtest, or 0: KTAP and kunit.py reject it
+	Results  []Result
+	Diags    []string // diagnostic lines not attached to a result
+	Name     string   // from "# Subtest: "
 }
 
 // frame is an open level of nesting while parsing.
@@ -161,6 +162,9 @@ func (p *parser) apply(n int, l line) {
 	case kindPlan:
 		if f.rep.Plan < 0 {
 			f.rep.Plan = l.num
+			if len(f.rep.Results) > 0 || f.pending != nil {
+				f.rep.LatePlan = n
+			}
 		}
 		f.rep.Diags, f.diags = append(f.rep.Diags, f.diags...), nil
 	case kindResult:
@@ -171,10 +175,11 @@ func (p *parser) apply(n int, l line) {
 }
 
 // Passed reports whether every result passed or was skipped, the results are
-// numbered 1..n with n matching the plan, and the same holds in every
-// subtest. A report with neither plan nor results has not passed.
+// numbered 1..n with n matching a plan that came before them, and the same
+// holds in every subtest. A report with neither plan nor results has not
+// passed.
 func (r *Report) Passed() bool {
-	if r == nil || (r.Plan < 0 && len(r.Results) == 0) || (r.Plan >= 0 && r.Plan != len(r.Results)) {
+	if r == nil || (r.Plan < 0 && len(r.Results) == 0) || (r.Plan >= 0 && r.Plan != len(r.Results)) || r.LatePlan != 0 {
 		return false
 	}
 	for i, res := range r.Results {

@@ -14,7 +14,11 @@ func dump(r *Report) string {
 	var b strings.Builder
 	var walk func(r *Report, indent string)
 	walk = func(r *Report, indent string) {
-		fmt.Fprintf(&b, "%sv%d plan=%d name=%q diags=%q\n", indent, r.Version, r.Plan, r.Name, r.Diags)
+		late := ""
+		if r.LatePlan != 0 {
+			late = fmt.Sprintf(" late=%d", r.LatePlan)
+		}
+		fmt.Fprintf(&b, "%sv%d plan=%d%s name=%q diags=%q\n", indent, r.Version, r.Plan, late, r.Name, r.Diags)
 		for _, res := range r.Results {
 			fmt.Fprintf(&b, "%s%d ok=%t %q %q %q diags=%q line=%d\n", indent, res.Number, res.OK,
 				res.Description, res.Directive.Kind, res.Directive.Reason, res.Diags, res.Line)
@@ -101,9 +105,19 @@ func TestParse(t *testing.T) {
 1 ok=true "a" "" "" diags=[] line=3
 2 ok=true "b" "" "" diags=[] line=6
 `, true},
-		{"late plan and noise", "junk\nok 1 before KTAP\nKTAP version 1\n  # indented noise\nok 1 a\n ok 2 misindented\n1..1\n", `v1 plan=1 name="" diags=[]
-1 ok=true "a" "" "" diags=[] line=5
+		{"noise", "junk\nok 1 before KTAP\nKTAP version 1\n1..1\n  # indented noise\nok 1 a\n ok 2 misindented\n", `v1 plan=1 name="" diags=[]
+1 ok=true "a" "" "" diags=[] line=6
 `, true},
+		// KTAP puts the plan before the results; kunit.py reports a
+		// plan after them as errors and crashed tests.
+		{"late plan", "KTAP version 1\nok 1 a\n1..1\n", `v1 plan=1 late=3 name="" diags=[]
+1 ok=true "a" "" "" diags=[] line=2
+`, false},
+		{"late subtest plan", "KTAP version 1\n1..1\n    KTAP version 1\n    # Subtest: s\n    ok 1 a\n    1..1\nok 1 s\n", `v1 plan=1 name="" diags=[]
+1 ok=true "s" "" "" diags=[] line=7
+  v1 plan=1 late=6 name="s" diags=[]
+  1 ok=true "a" "" "" diags=[] line=5
+`, false},
 		{"plan mismatch", "KTAP version 1\n1..2\nok 1 a\n", `v1 plan=2 name="" diags=[]
 1 ok=true "a" "" "" diags=[] line=3
 `, false},
@@ -154,8 +168,8 @@ func TestParseWriterOutput(t *testing.T) {
 	if sub := r.Find("hop _1").Sub; sub == nil || !sub.Passed() || sub.Name != "hop _1" {
 		t.Errorf("subtest hop _1 = %+v, want a passing subtest with its name", sub)
 	}
-	if res := r.Find("retrieve _1 failed"); res == nil || res.OK || res.Line != 10 {
-		t.Errorf("Find(retrieve _1 failed) = %+v, want the failed result on line 10", res)
+	if res := r.Find("retrieve _1 failed"); res == nil || res.OK || res.Line != 11 {
+		t.Errorf("Find(retrieve _1 failed) = %+v, want the failed result on line 11", res)
 	}
 	if res := r.Find("finish"); res == nil || res.Directive != Skip("no next kernel") {
 		t.Errorf("Find(finish) = %+v, want SKIP no next kernel", res)

@@ -18,8 +18,7 @@ func (p Problem) String() string { return fmt.Sprintf("line %d: %s", p.Line, p.M
 type vframe struct {
 	line, plan, planLine int // plan is -1 until a plan line
 	name                 string
-	late                 bool // the plan came after results
-	results, last        int  // count and number of the last result
+	results, last        int // count and number of the last result
 	sub                  *vframe
 }
 
@@ -32,8 +31,9 @@ type validator struct {
 // it, and returns every violation in input order, or nil: lines outside the
 // grammar (even the unknown lines the specification tolerates), a first line
 // other than "KTAP version 1", nesting other than four spaces per level, a
-// subtest without its version line, plan or result line, a plan neither
-// before the first result nor after the last, numbering other than 1..n, a
+// subtest without its version line, plan or result line, a plan after a
+// result or a subtest (KTAP puts it right after the version line, and the
+// kernel's kunit.py counts the results against it), numbering other than 1..n, a
 // plan count unlike the number of results, a "# Subtest:" name unlike its
 // result's description, misspelled directives, TIMEOUT or ERROR on an "ok"
 // line, and irregular spacing.
@@ -102,10 +102,14 @@ func (v *validator) line(n int, s string, tooLong bool) {
 				f.name = name
 			}
 		case kindPlan:
-			if f.plan >= 0 {
+			switch {
+			case f.plan >= 0:
 				v.add(n, "second plan line (first on line %d)", f.planLine)
-			} else {
-				f.plan, f.planLine, f.late = l.num, n, f.results > 0 || f.sub != nil
+			default:
+				if f.results > 0 || f.sub != nil {
+					v.add(n, "plan 1..%d after results: the plan goes right after the version line", l.num)
+				}
+				f.plan, f.planLine = l.num, n
 			}
 		case kindResult:
 			v.result(n, l, f)
@@ -143,9 +147,6 @@ func (v *validator) pop() {
 }
 
 func (v *validator) result(n int, l line, f *vframe) {
-	if f.late {
-		v.add(n, "result after the trailing plan on line %d", f.planLine)
-	}
 	if l.num != f.last+1 {
 		v.add(n, "test number %d, want %d", l.num, f.last+1)
 	}

@@ -25,7 +25,8 @@ func TestValidate(t *testing.T) {
 		want []string
 	}{
 		{"valid nested", "KTAP version 1\n1..1\n    KTAP version 1\n    # Subtest: s\n    1..1\n    ok 1 a\n# s done\nok 1 s\n", nil},
-		{"valid late plan", "KTAP version 1\n# hi\nok 1 a # SKIP why\nnot ok 2 b # TIMEOUT 30 s\n1..2\n", nil},
+		{"valid plan after diagnostics", "KTAP version 1\n# hi\n1..2\nok 1 a # SKIP why\nnot ok 2 b # TIMEOUT 30 s\n", nil},
+		{"late plan", "KTAP version 1\n# hi\nok 1 a # SKIP why\nnot ok 2 b # TIMEOUT 30 s\n1..2\n", []string{"5:plan 1..2 after results"}},
 		{"empty", "", []string{"0:no KTAP output"}},
 		{"noise line", "KTAP version 1\n1..1\n[    1.234] kernel msg\nok 1 a\n", []string{"3:not a KTAP line"}},
 		{"no version line", "1..1\nok 1 a\n", []string{"1:must begin with \"KTAP version 1\""}},
@@ -34,7 +35,10 @@ func TestValidate(t *testing.T) {
 		{"malformed version", "KTAP version one\n1..0\n", []string{"1:not a KTAP line (want \"KTAP version 1\"", "2:must begin with"}},
 		{"second top-level version", "KTAP version 1\n1..0\nKTAP version 1\n", []string{"3:second top-level version line"}},
 		{"missing plan", "KTAP version 1\nok 1 a\n", []string{"1:no plan line"}},
-		{"plan in the middle", "KTAP version 1\nok 1 a\n1..2\nok 2 b\n", []string{"4:after the trailing plan on line 3"}},
+		{"plan in the middle", "KTAP version 1\nok 1 a\n1..2\nok 2 b\n", []string{"3:plan 1..2 after results"}},
+		{"subtest late plan", "KTAP version 1\n1..1\n    KTAP version 1\n    # Subtest: s\n    ok 1 a\n    1..1\nok 1 s\n",
+			[]string{"6:plan 1..1 after results"}},
+		{"plan after a subtest", "KTAP version 1\n    KTAP version 1\n    1..0\nok 1 s\n1..1\n", []string{"5:plan 1..1 after results"}},
 		{"second plan", "KTAP version 1\n1..1\n1..1\nok 1 a\n", []string{"3:second plan line"}},
 		{"plan count", "KTAP version 1\n1..3\nok 1 a\nok 2 b\n", []string{"2:plan 1..3 but 2 results"}},
 		{"malformed plan", "KTAP version 1\n1..01\nok 1 a\n", []string{"2:malformed line \"1..01\": want \"1..1\""}},

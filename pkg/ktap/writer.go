@@ -11,11 +11,21 @@ import (
 // Writer prints KTAP version 1. Each line goes out in a single Write call
 // ending in "\n": a kernel writing to the same console interleaves whole
 // lines, not fragments. A Writer is for use from one goroutine at a time.
+//
+// KTAP puts a test's plan right after its version line, and the kernel's
+// parser (tools/testing/kunit/kunit.py) counts results against it, so a
+// subtest's lines are held until its result is printed: only then is its
+// number of results known. A subtest that never gets its result prints
+// nothing.
 type Writer struct {
 	out    io.Writer
 	indent string
 	err    *error // first write error, shared with subtest writers
 	next   int    // number of the last result written
+
+	name string   // of a subtest, from Subtest
+	held []string // a subtest's lines, indented, waiting for its result
+	sub  *Writer  // the open subtest, printed with the next result
 
 	pass, fail, skip, xfail, errs int
 }
@@ -27,24 +37,26 @@ func NewWriter(w io.Writer) *Writer { return &Writer{out: w, err: new(error)} }
 // one of its subtests. Writing goes on after an error.
 func (w *Writer) Err() error { return *w.err }
 
-func (w *Writer) println(s string) {
-	if _, err := io.WriteString(w.out, w.indent+s+"\n"); err != nil && *w.err == nil {
-		*w.err = fmt.Errorf("ktap: writing %q: %w", s, err)
+func (w *Writer) println(s string) { w.emit(w.indent + s) }
+
+// emit prints one indented line, or holds it while w is an open subtest.
+func (w *Writer) emit(s string) {
+	if w.held != nil {
+		w.held = append(w.held, s)
+		return
+	}
+	if _, err := io.WriteString(w.out, s+"\n"); err != nil && *w.err == nil {
+		*w.err = fmt.Errorf("ktap: writing %q: %w", strings.TrimLeft(s, " "), err)
 	}
 }
 
-// Header prints the version line and the plan "1..n".
+// Header prints the version line and the plan "1..n". A top-level Writer
+// prints it once, before its first result; a subtest's header is printed
+// for it (see Subtest).
 func (w *Writer) Header(n int) {
-	w.HeaderNoPlan()
-	w.Plan(n)
+	w.println(versionLine)
+	w.println("1.." + strconv.Itoa(n))
 }
-
-// HeaderNoPlan prints only the version line, for when the number of tests is
-// not known yet: call Plan after the last result.
-func (w *Writer) HeaderNoPlan() { w.println(versionLine) }
-
-// Plan prints "1..n".
-func (w *Writer) Plan(n int) { w.println("1.." + strconv.Itoa(n)) }
 
 // Diag prints a diagnostic message, one "# " line per line of the message.
 func (w *Writer) Diag(format string, args ...any) {
@@ -56,8 +68,10 @@ func (w *Writer) Diag(format string, args ...any) {
 // Result prints the next result line and returns its test number: "ok 1
 // desc", "not ok 2 desc", "ok 3 desc # SKIP reason". desc is sanitized (see
 // Sanitize), the kind upper-cased and the reason put on one line. With an
-// empty Kind, a Reason is diagnostic data: "ok 4 desc # reason".
+// empty Kind, a Reason is diagnostic data: "ok 4 desc # reason". An open
+// subtest (see Subtest) is printed first: this result closes it.
 func (w *Writer) Result(ok bool, desc string, d Directive) int {
+	w.flush()
 	w.next++
 	kind := strings.ToUpper(strings.ReplaceAll(Sanitize(d.Kind), " ", "_"))
 	w.println(resultLine(ok, w.next, Sanitize(desc), strings.TrimSpace(kind+" "+oneLine(d.Reason))))
@@ -78,16 +92,34 @@ func (w *Writer) Result(ok bool, desc string, d Directive) int {
 	return w.next
 }
 
-// Subtest begins a nested test: it prints "KTAP version 1" and "# Subtest:
-// name" four spaces deeper and returns the Writer for the subtest's lines.
-// The caller then prints the subtest's own result with w.Result.
+// Subtest begins a nested test, four spaces deeper, and returns the Writer
+// for its lines. They are held until w's next Result, which closes the
+// subtest and should carry the subtest's name as its description (kunit.py
+// matches the two): that Result first prints "KTAP version 1", "# Subtest:
+// name", the plan "1..n" for the n results the subtest printed, and the
+// subtest's lines. A second Subtest before that Result drops the first, and
+// lines printed to a subtest after its Result are dropped.
 func (w *Writer) Subtest(name string) *Writer {
-	sub := &Writer{out: w.out, indent: w.indent + strings.Repeat(" ", indentStep), err: w.err}
-	sub.HeaderNoPlan()
-	if name = Sanitize(name); name != "" {
-		sub.println(subtestTag + name)
+	w.sub = &Writer{out: w.out, indent: w.indent + strings.Repeat(" ", indentStep), err: w.err,
+		name: Sanitize(name), held: []string{}}
+	return w.sub
+}
+
+// flush prints the open subtest, its plan first.
+func (w *Writer) flush() {
+	s := w.sub
+	if s == nil {
+		return
 	}
-	return sub
+	w.sub = nil
+	w.emit(s.indent + versionLine)
+	if s.name != "" {
+		w.emit(s.indent + subtestTag + s.name)
+	}
+	w.emit(s.indent + "1.." + strconv.Itoa(s.pass+s.fail+s.skip))
+	for _, l := range s.held {
+		w.emit(l)
+	}
 }
 
 // Counts returns how many results this Writer (not its subtests) printed as

@@ -20,7 +20,6 @@ func tree(w *Writer) {
 	w.Header(3)
 	w.Diag("kho-sim %s", "v1")
 	hop0 := w.Subtest("hop-0")
-	hop0.Plan(2)
 	hop0.Result(true, "preserve", Directive{})
 	hop0.Diag("line one\r\nline two\n")
 	hop0.Result(false, "retrieve #1\nfailed", Directive{})
@@ -28,7 +27,6 @@ func tree(w *Writer) {
 	w.Result(false, "hop-0", Directive{})
 	hop1 := w.Subtest("hop #1")
 	hop1.Result(true, "finish", Skip("no\nnext kernel"))
-	hop1.Plan(1)
 	w.Result(true, "hop #1", Directive{})
 	w.Result(true, "summary", Directive{Kind: DirXFail, Reason: "known"})
 	w.Totals()
@@ -37,6 +35,7 @@ func tree(w *Writer) {
 const treeText = `KTAP version 1
 1..3
 # kho-sim v1
+#
     KTAP version 1
     # Subtest: hop-0
     1..2
@@ -44,12 +43,11 @@ const treeText = `KTAP version 1
     # line one
     # line two
     not ok 2 retrieve _1 failed
-#
 not ok 1 hop-0
     KTAP version 1
     # Subtest: hop _1
-    ok 1 finish # SKIP no next kernel
     1..1
+    ok 1 finish # SKIP no next kernel
 ok 2 hop _1
 ok 3 summary # XFAIL known
 # Totals: pass:1 fail:1 xfail:1 xpass:0 skip:0 error:0
@@ -63,11 +61,23 @@ func TestWriter(t *testing.T) {
 	}{
 		{"tree", tree, treeText},
 		{"empty plan", func(w *Writer) { w.Header(0) }, "KTAP version 1\n1..0\n"},
-		{"late plan", func(w *Writer) {
-			w.HeaderNoPlan()
-			w.Result(true, "", Directive{})
-			w.Plan(1)
-		}, "KTAP version 1\nok 1\n1..1\n"},
+		// The plan comes before the results: a subtest is held until
+		// its result, and one that never gets it prints nothing.
+		{"subtest without its result", func(w *Writer) {
+			w.Header(1)
+			s := w.Subtest("s")
+			s.Result(true, "a", Directive{})
+			s.Diag("held")
+		}, "KTAP version 1\n1..1\n"},
+		{"empty subtest", func(w *Writer) {
+			w.Subtest("s")
+			w.Result(true, "s", Directive{})
+		}, "    KTAP version 1\n    # Subtest: s\n    1..0\nok 1 s\n"},
+		{"second subtest drops the first", func(w *Writer) {
+			w.Subtest("x").Result(false, "dropped", Directive{})
+			w.Subtest("").Result(true, "kept", Directive{})
+			w.Result(true, "y", Directive{})
+		}, "    KTAP version 1\n    1..1\n    ok 1 kept\nok 1 y\n"},
 		{"directives", func(w *Writer) {
 			w.Result(false, "t", Directive{Kind: DirTimeout, Reason: "30 seconds"})
 			w.Result(false, "e", Directive{Kind: DirError, Reason: "ENOSYS"})
@@ -78,8 +88,13 @@ func TestWriter(t *testing.T) {
 		}, "not ok 1 t # TIMEOUT 30 seconds\nnot ok 2 e # ERROR ENOSYS\nok 3 d # rcode=0\nok 4 k # MY_KIND\nok 5 s # SKIP\n" +
 			"# Totals: pass:2 fail:1 xfail:0 xpass:0 skip:1 error:1\n"},
 		{"nested twice", func(w *Writer) {
-			w.Subtest("a").Subtest("b").Result(true, "c", Directive{})
-		}, "    KTAP version 1\n    # Subtest: a\n        KTAP version 1\n        # Subtest: b\n        ok 1 c\n"},
+			a := w.Subtest("a")
+			a.Diag("before b")
+			a.Subtest("b").Result(true, "c", Directive{})
+			a.Result(true, "b", Directive{})
+			w.Result(true, "a", Directive{})
+		}, "    KTAP version 1\n    # Subtest: a\n    1..1\n    # before b\n" +
+			"        KTAP version 1\n        # Subtest: b\n        1..1\n        ok 1 c\n    ok 1 b\nok 1 a\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -137,8 +152,8 @@ func TestWriterErr(t *testing.T) {
 	if err := w.Err(); !errors.Is(err, errConsole) || !strings.Contains(err.Error(), "KTAP version 1") {
 		t.Errorf("Err() = %v, want the first failed line wrapping %v", err, errConsole)
 	}
-	if f.calls != 4 {
-		t.Errorf("%d Write calls, want 4 (writing goes on after an error)", f.calls)
+	if f.calls != 5 {
+		t.Errorf("%d Write calls, want 5 (writing goes on after an error)", f.calls)
 	}
 }
 

@@ -370,8 +370,7 @@ func (b *boot) finish(o *Outcome) *Outcome {
 		}
 		b.t.Diag("steps by operation: %s", strings.Join(parts, ", "))
 	}
-	pass, fail, skip := b.t.Counts()
-	b.t.Plan(pass + fail + skip)
+	_, fail, _ := b.t.Counts()
 	o.OK = fail == 0
 	o.Events, o.Violations = b.chk.Events(), b.chk.Violations()
 	b.top.SetNext(b.n)
