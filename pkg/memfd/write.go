@@ -1,6 +1,7 @@
 package memfd
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 
@@ -63,15 +64,7 @@ func (s Spec) folios() []Folio {
 		return out
 	}
 	out := slices.Clone(s.Folios)
-	slices.SortFunc(out, func(a, b Folio) int {
-		switch {
-		case a.Index < b.Index:
-			return -1
-		case a.Index > b.Index:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b Folio) int { return cmp.Compare(a.Index, b.Index) })
 	return out
 }
 
