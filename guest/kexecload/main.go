@@ -25,7 +25,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"hash/crc32"
 	"os"
@@ -35,6 +34,7 @@ import (
 	"time"
 
 	"github.com/kho-sim/kho-sim/guest/internal/pid1"
+	kcmdline "github.com/kho-sim/kho-sim/internal/cmdline"
 	"github.com/kho-sim/kho-sim/pkg/corrupt"
 	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kexec"
@@ -73,93 +73,38 @@ const sparePattern = 0x5a
 const nextCmdline = "console=ttyS0 panic=-1 printk.time=1 kho=on liveupdate=on " + paramStage + "=2"
 
 func main() {
-	if os.Getpid() != 1 {
-		if err := pack(os.Args[1:]); err != nil {
-			fmt.Fprintln(os.Stderr, "kexecload:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	g := &guest{start: time.Now(), stage: 1}
-	if err := g.run(); err != nil {
-		g.logf("FAILED: %v", err)
-	}
-	pid1.Reset(g.logf)
+	pid1.Program{
+		Name:       "kexecload",
+		Tag:        "KEXECLOAD-GUEST",
+		StageParam: paramStage,
+		Failed:     "FAILED",
+		Pack:       pack,
+		Boot:       boot,
+	}.Main()
 }
 
 func pack(args []string) error {
-	if len(args) == 0 || args[0] != "pack" {
-		return errors.New("usage: kexecload pack -kernel BZIMAGE -o OUT.cpio (as PID 1 it runs the guest)")
-	}
-	fs := flag.NewFlagSet("pack", flag.ContinueOnError)
-	kernel := fs.String("kernel", "", "bzImage to ship as /bzImage, the kernel stage 1 kexecs")
-	out := fs.String("o", "", "initramfs to write")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	if *kernel == "" || *out == "" || fs.NArg() != 0 {
-		return errors.New("pack: -kernel and -o are required")
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("pack: find this executable: %w", err)
-	}
-	initData, err := os.ReadFile(self)
-	if err != nil {
-		return fmt.Errorf("pack: %w", err)
-	}
-	kernelData, err := os.ReadFile(*kernel)
-	if err != nil {
-		return fmt.Errorf("pack: %w", err)
-	}
-	f, err := os.Create(*out)
-	if err != nil {
-		return fmt.Errorf("pack: %w", err)
-	}
-	err = pid1.WriteInitramfs(f, pid1.File{Name: initPath, Data: initData, Mode: 0o755}, pid1.File{Name: kernelPath, Data: kernelData, Mode: 0o644})
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("pack %s: %w", *out, err)
-	}
-	return nil
-}
-
-type guest struct {
-	start time.Time
-	stage int
-}
-
-func (g *guest) logf(format string, args ...any) {
-	fmt.Printf("KEXECLOAD-GUEST stage=%d: %s\n", g.stage, fmt.Sprintf(format, args...))
-}
-
-func (g *guest) run() error {
-	if err := pid1.Mount(false); err != nil {
-		return err
-	}
-	cmdline, err := pid1.Cmdline()
+	kernel, out, err := pid1.PackFlags(args, "usage: kexecload pack -kernel BZIMAGE -o OUT.cpio (as PID 1 it runs the guest)", nil)
 	if err != nil {
 		return err
 	}
-	params := map[string]string{}
-	for _, f := range strings.Fields(cmdline) {
-		k, v, _ := strings.Cut(f, "=")
-		params[k] = v
-	}
-	if params[paramStage] == "2" {
-		g.stage = 2
-	}
-	g.logf("uptime %s s, command line: %s", pid1.Uptime(), cmdline)
-	if g.stage == 2 {
+	return pid1.Pack(out, pid1.Source{Name: initPath, Mode: 0o755}, pid1.Source{Name: kernelPath, Path: kernel, Mode: 0o644})
+}
+
+type guest struct{ *pid1.Console }
+
+func boot(c *pid1.Console, line kcmdline.Line) error {
+	g := guest{c}
+	params := line.Values()
+	g.Logf("uptime %s s, command line: %s", pid1.Uptime(), c.Cmdline)
+	if g.Stage == 2 {
 		err := g.stage2(params)
 		if err == nil {
-			g.logf("DONE")
+			g.Logf("DONE")
 		}
 		return err
 	}
-	rg, found, err := physmem.MemmapFromCmdline(cmdline)
+	rg, found, err := physmem.MemmapFromCmdline(c.Cmdline)
 	if err != nil || !found {
 		return fmt.Errorf("no memmap=SIZE$ADDR region on the command line (%v)", err)
 	}
@@ -183,13 +128,13 @@ func (g *guest) stage1(rg physmem.Range, damage corrupt.Kind) error {
 	if err != nil {
 		return fmt.Errorf("write the handover: %w", err)
 	}
-	g.logf("handover written: root FDT at %#x, liveupdate number %d", root, number)
+	g.Logf("handover written: root FDT at %#x, liveupdate number %d", root, number)
 	if damage != "" {
 		what, err := corrupt.Apply(region, root, damage)
 		if err != nil {
 			return fmt.Errorf("damage %s: %w", damage, err)
 		}
-		g.logf("damaged (%s): %s", damage, what)
+		g.Logf("damaged (%s): %s", damage, what)
 	}
 	files, err := pid1.ReadFiles(func(string) uint64 { return 0o755 }, initPath)
 	if err != nil {
@@ -231,8 +176,8 @@ func (g *guest) stage1(rg physmem.Range, damage corrupt.Kind) error {
 	if err != nil {
 		return err
 	}
-	g.logf("kexec_load took %.1f ms (LoadKHO %.1f ms): %s", float64(took.Microseconds())/1000, float64(time.Since(t0).Microseconds())/1000, layout)
-	g.logf("rebooting into the KHO kernel at uptime %s s", pid1.Uptime())
+	g.Logf("kexec_load took %.1f ms (LoadKHO %.1f ms): %s", float64(took.Microseconds())/1000, float64(time.Since(t0).Microseconds())/1000, layout)
+	g.Logf("rebooting into the KHO kernel at uptime %s s", pid1.Uptime())
 	return pid1.RebootKexec()
 }
 
@@ -243,7 +188,7 @@ func (g *guest) stage2(params map[string]string) error {
 		f.Close()
 		for _, e := range entries {
 			if err == nil && e.Name == "Kernel code" {
-				g.logf("kernel code at %v", e.Range)
+				g.Logf("kernel code at %v", e.Range)
 			}
 		}
 	}
@@ -257,34 +202,34 @@ func (g *guest) stage2(params map[string]string) error {
 	for i := 0; i < len(mem); i += physmem.PageSize {
 		mem[i] = 1
 	}
-	g.logf("touched %d MiB", len(mem)>>20)
+	g.Logf("touched %d MiB", len(mem)>>20)
 	// A kernel with STRICT_DEVMEM (a stock one) refuses RAM: nothing to
 	// check there.
 	devmem, err := os.Open("/dev/mem")
 	if err != nil {
-		g.logf("no /dev/mem: %v", err)
+		g.Logf("no /dev/mem: %v", err)
 		return nil
 	}
 	defer devmem.Close()
 	page := make([]byte, physmem.PageSize)
 	if _, err := devmem.ReadAt(page, int64(root)); err != nil {
-		g.logf("/dev/mem: root FDT page %#x: %v", root, err)
+		g.Logf("/dev/mem: root FDT page %#x: %v", root, err)
 		return nil
 	}
 	if got := crc32.ChecksumIEEE(page); got != uint32(crc) {
-		g.logf("preserved root FDT page %#x CHANGED: CRC-32 %#08x, stage 1 wrote %#08x", root, got, crc)
+		g.Logf("preserved root FDT page %#x CHANGED: CRC-32 %#08x, stage 1 wrote %#08x", root, got, crc)
 	} else {
-		g.logf("preserved root FDT page %#x intact (CRC-32 %#08x)", root, got)
+		g.Logf("preserved root FDT page %#x intact (CRC-32 %#08x)", root, got)
 	}
 	if _, err := devmem.ReadAt(page, int64(spare)); err != nil {
-		g.logf("/dev/mem: page %#x: %v", spare, err)
+		g.Logf("/dev/mem: page %#x: %v", spare, err)
 		return nil
 	}
 	reused := false
 	for _, b := range page {
 		reused = reused || b != sparePattern
 	}
-	g.logf("unpreserved page %#x of the region reused: %v", spare, reused)
+	g.Logf("unpreserved page %#x of the region reused: %v", spare, reused)
 	runtime.KeepAlive(mem)
 	return nil
 }

@@ -15,17 +15,23 @@ const (
 	radixPath = "kho-radix.txt"
 )
 
+// Permission bits of /init and of the files it reads.
+const (
+	initMode = 0o755
+	dataMode = 0o644
+)
+
 // initramfsFiles is the guest's root file system: this program as /init,
 // the kernel it kexecs as /bzImage and, when non-empty, the radix snapshot
 // as /kho-radix.txt. The host packs the first initramfs from it and the
 // guest the next one.
 func initramfsFiles(initBin, kernel, radix []byte) []pid1.File {
 	files := []pid1.File{
-		{Name: initPath, Data: initBin, Mode: 0o755},
-		{Name: kernelPath, Data: kernel, Mode: 0o644},
+		{Name: initPath, Data: initBin, Mode: initMode},
+		{Name: kernelPath, Data: kernel, Mode: dataMode},
 	}
 	if len(radix) > 0 {
-		files = append(files, pid1.File{Name: radixPath, Data: radix, Mode: 0o644})
+		files = append(files, pid1.File{Name: radixPath, Data: radix, Mode: dataMode})
 	}
 	return files
 }

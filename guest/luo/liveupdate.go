@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kho-sim/kho-sim/pkg/luo"
 )
 
 // /dev/liveupdate ioctls of Linux 7.2 (include/uapi/linux/liveupdate.h):
@@ -21,11 +23,10 @@ const (
 	ioctlSessionRetrieve = luoType<<8 | 0x41
 	ioctlSessionFinish   = luoType<<8 | 0x42
 	ioctlSessionGetName  = luoType<<8 | 0x43
-	sessionNameLength    = 64
-	sessionArgSize       = 4 + 4 + sessionNameLength // create/retrieve_session
-	fdArgSize            = 4 + 4 + 8                 // preserve_fd/retrieve_fd
-	finishArgSize        = 4 + 4                     // finish
-	getNameArgSize       = 4 + 4 + sessionNameLength // get_name
+	sessionArgSize       = 4 + 4 + luo.SessionNameLen // create/retrieve_session
+	fdArgSize            = 4 + 4 + 8                  // preserve_fd/retrieve_fd
+	finishArgSize        = 4 + 4                      // finish
+	getNameArgSize       = 4 + 4 + luo.SessionNameLen // get_name
 	liveupdateDevice     = "/dev/liveupdate"
 )
 
@@ -40,7 +41,7 @@ func ioctl(fd int, req uintptr, arg []byte) error {
 }
 
 func sessionArg(name string) ([]byte, error) {
-	if len(name) >= sessionNameLength || bytes.IndexByte([]byte(name), 0) >= 0 {
+	if len(name) >= luo.SessionNameLen || bytes.IndexByte([]byte(name), 0) >= 0 {
 		return nil, fmt.Errorf("session name %q: %w", name, unix.EINVAL)
 	}
 	b := make([]byte, sessionArgSize)

@@ -27,11 +27,7 @@
 package main
 
 import (
-	"errors"
 	"flag"
-	"fmt"
-	"os"
-	"time"
 
 	"github.com/kho-sim/kho-sim/guest/internal/pid1"
 	kcmdline "github.com/kho-sim/kho-sim/internal/cmdline"
@@ -42,111 +38,45 @@ import (
 const stageParam = "luo_stage"
 
 func main() {
-	if os.Getpid() != 1 {
-		if err := hostMain(os.Args[1:]); err != nil {
-			fmt.Fprintln(os.Stderr, "luo:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	g := &guest{start: time.Now()}
-	err := g.run()
-	if err != nil {
-		g.logf("TEST FAILED: %v", err)
-	}
-	g.reset()
+	pid1.Program{
+		Name:       "luo",
+		Tag:        "LUO-GUEST",
+		TimeTag:    "LUO-TIME",
+		StageParam: stageParam,
+		Debugfs:    true,
+		Failed:     "TEST FAILED",
+		Pack:       hostMain,
+		Boot:       boot,
+	}.Main()
 }
 
 func hostMain(args []string) error {
-	if len(args) == 0 || args[0] != "pack" {
-		return errors.New("usage: luo pack -kernel BZIMAGE -o OUT.cpio [-init BINARY] (as PID 1 it runs the guest)")
-	}
-	fs := flag.NewFlagSet("pack", flag.ContinueOnError)
-	kernel := fs.String("kernel", "", "bzImage to ship as /bzImage")
-	out := fs.String("o", "", "initramfs to write")
-	initBin := fs.String("init", "", "program to ship as /init (default: this executable)")
-	if err := fs.Parse(args[1:]); err != nil {
+	var initBin *string
+	kernel, out, err := pid1.PackFlags(args, "usage: luo pack -kernel BZIMAGE -o OUT.cpio [-init BINARY] (as PID 1 it runs the guest)", func(fs *flag.FlagSet) {
+		initBin = fs.String("init", "", "program to ship as /init (default: this executable)")
+	})
+	if err != nil {
 		return err
 	}
-	if *kernel == "" || *out == "" || fs.NArg() != 0 {
-		return errors.New("pack: -kernel and -o are required")
-	}
-	if *initBin == "" {
-		self, err := os.Executable()
-		if err != nil {
-			return fmt.Errorf("pack: find this executable: %w", err)
-		}
-		*initBin = self
-	}
-	initData, err := os.ReadFile(*initBin)
-	if err != nil {
-		return fmt.Errorf("pack: %w", err)
-	}
-	kernelData, err := os.ReadFile(*kernel)
-	if err != nil {
-		return fmt.Errorf("pack: %w", err)
-	}
-	f, err := os.Create(*out)
-	if err != nil {
-		return fmt.Errorf("pack: %w", err)
-	}
-	if err := writeInitramfs(f, initData, kernelData, nil); err != nil {
-		f.Close()
-		return fmt.Errorf("pack %s: %w", *out, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("pack: %w", err)
-	}
-	return nil
+	return pid1.Pack(out, pid1.Source{Name: initPath, Path: *initBin, Mode: initMode}, pid1.Source{Name: kernelPath, Path: kernel, Mode: dataMode})
 }
 
 // guest is the state of one boot.
 type guest struct {
-	start   time.Time
-	stage   int
-	cmdline string
+	*pid1.Console
 	// dumpOnly: this stage 2 runs with LUO off and only dumps.
 	dumpOnly bool
 }
 
-// logf prints one console line tagged with the stage.
-func (g *guest) logf(format string, args ...any) {
-	fmt.Printf("LUO-GUEST stage=%d: %s\n", g.stage, fmt.Sprintf(format, args...))
-}
-
-// mark prints a timing line: the kernel's uptime (time since this kernel
-// started) and the time since /init started.
-func (g *guest) mark(event string) {
-	fmt.Printf("LUO-TIME stage=%d event=%s uptime=%s init=%.3f\n", g.stage, event, pid1.Uptime(), time.Since(g.start).Seconds())
-}
-
-func (g *guest) run() error {
-	if err := pid1.Mount(true); err != nil {
-		return err
-	}
-	cmdline, err := pid1.Cmdline()
-	if err != nil {
-		return err
-	}
-	g.cmdline = cmdline
-	g.stage = 1
-	params := kcmdline.Parse(g.cmdline)
-	if v, _ := params.Lookup(stageParam); v == "2" {
-		g.stage = 2
-	}
+func boot(c *pid1.Console, params kcmdline.Line) error {
+	g := &guest{Console: c}
 	if v, _ := params.Lookup("kho"); v == "off" {
 		g.dumpOnly = true
 	}
-	g.mark("init")
-	g.logf("kernel command line: %s", g.cmdline)
-	if g.stage == 1 {
+	g.Mark("init")
+	g.Logf("kernel command line: %s", g.Cmdline)
+	if g.Stage == 1 {
 		return g.stage1()
 	}
 	return g.stage2()
-}
-
-// reset ends the boot: the last timing line, then a machine reset.
-func (g *guest) reset() {
-	g.mark("end")
-	pid1.Reset(g.logf)
 }

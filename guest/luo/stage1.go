@@ -34,12 +34,12 @@ func (g *guest) stage1() error {
 		if err != nil {
 			return err
 		}
-		g.logf("created session %q (fd %d, GET_NAME %q)", ps.name, s.Fd(), name)
+		g.Logf("created session %q (fd %d, GET_NAME %q)", ps.name, s.Fd(), name)
 		for _, pf := range ps.files {
 			if err := preserveMemfd(s, pf); err != nil {
 				return fmt.Errorf("session %q: %w", ps.name, err)
 			}
-			g.logf("preserved memfd token=%#x size=%d crc32=%08x in session %q", pf.token, pf.size, checksum(memfdContent(pf.token, pf.size)), ps.name)
+			g.Logf("preserved memfd token=%#x size=%d crc32=%08x in session %q", pf.token, pf.size, checksum(memfdContent(pf.token, pf.size)), ps.name)
 		}
 	}
 	g.logOutgoingLUO()
@@ -47,22 +47,22 @@ func (g *guest) stage1() error {
 	if err != nil {
 		return err
 	}
-	g.logf("outgoing radix tree: %d blocks preserved, snapshot %d bytes", blocks, len(radix))
+	g.Logf("outgoing radix tree: %d blocks preserved, snapshot %d bytes", blocks, len(radix))
 
 	initrd, err := g.repack(radix)
 	if err != nil {
 		return err
 	}
-	cmdline, err := nextCmdline(g.cmdline)
+	cmdline, err := nextCmdline(g.Cmdline)
 	if err != nil {
 		return err
 	}
-	g.mark("kexec_file_load-start")
+	g.Mark("kexec_file_load-start")
 	t := time.Now()
 	if err := kexec.FileLoad(kexec.LoadOptions{Kernel: "/" + kernelPath, Initrd: initrd, Cmdline: cmdline}); err != nil {
 		return err
 	}
-	g.logf("kexec_file_load took %.3f s", time.Since(t).Seconds())
+	g.Logf("kexec_file_load took %.3f s", time.Since(t).Seconds())
 	again, _, err := snapshotRadix()
 	if err != nil {
 		return err
@@ -70,8 +70,8 @@ func (g *guest) stage1() error {
 	if !bytes.Equal(again, radix) {
 		return fmt.Errorf("the radix tree changed after the snapshot: the next kernel would not see the snapshot's tree")
 	}
-	g.logf("radix tree unchanged by kexec_file_load")
-	g.mark("reboot-kexec")
+	g.Logf("radix tree unchanged by kexec_file_load")
+	g.Mark("reboot-kexec")
 	err = pid1.RebootKexec()
 	// Only a failed kexec comes back.
 	for _, s := range sessions {
@@ -112,10 +112,10 @@ func preserveMemfd(session *os.File, pf plannedFile) error {
 func (g *guest) logOutgoingLUO() {
 	b, err := os.ReadFile("/sys/kernel/debug/kho/out/sub_fdts/LUO")
 	if err != nil {
-		g.logf("outgoing LUO blob: %v", err)
+		g.Logf("outgoing LUO blob: %v", err)
 		return
 	}
-	g.logf("outgoing LUO blob before reboot (debugfs): %s", hex.EncodeToString(b))
+	g.Logf("outgoing LUO blob before reboot (debugfs): %s", hex.EncodeToString(b))
 }
 
 // repack writes the running root file system (this program and the
@@ -134,7 +134,7 @@ func (g *guest) repack(radix []byte) (*os.File, error) {
 		return nil, err
 	}
 	if st, err := f.Stat(); err == nil {
-		g.logf("next initramfs: %d bytes in a memfd", st.Size())
+		g.Logf("next initramfs: %d bytes in a memfd", st.Size())
 	}
 	return f, nil
 }

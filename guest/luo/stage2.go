@@ -25,18 +25,18 @@ func (g *guest) stage2() error {
 	if err != nil {
 		return err
 	}
-	g.logf("KHO setup_data: fdt %#x (%d bytes), scratch array %#x (%d bytes)", setup.FDTAddr, setup.FDTSize, setup.ScratchAddr, setup.ScratchSize)
+	g.Logf("KHO setup_data: fdt %#x (%d bytes), scratch array %#x (%d bytes)", setup.FDTAddr, setup.FDTSize, setup.ScratchAddr, setup.ScratchSize)
 	if g.dumpOnly {
 		// LUO is off: nothing freed the blob, so the decode must succeed.
 		if err := g.dump(setup); err != nil {
 			return fmt.Errorf("handover decode through /dev/mem with LUO off: %w", err)
 		}
-		g.logf("handover decode through /dev/mem: ok (LUO off: dump only)")
-		g.mark("dumped")
+		g.Logf("handover decode through /dev/mem: ok (LUO off: dump only)")
+		g.Mark("dumped")
 		if _, err := os.Stat(liveupdateDevice); err == nil {
 			return fmt.Errorf("%s exists with liveupdate=off", liveupdateDevice)
 		}
-		g.logf("TEST PASSED")
+		g.Logf("TEST PASSED")
 		return nil
 	}
 	// Dump before /dev/liveupdate is opened: retrieving and finishing
@@ -44,15 +44,15 @@ func (g *guest) stage2() error {
 	// LUO blob, which this kernel freed (and reused) before /init ran; the
 	// verdict is about what the kernel gives back.
 	if err := g.dump(setup); err != nil {
-		g.logf("handover decode through /dev/mem: %v", err)
+		g.Logf("handover decode through /dev/mem: %v", err)
 	} else {
-		g.logf("handover decode through /dev/mem: ok")
+		g.Logf("handover decode through /dev/mem: ok")
 	}
-	g.mark("dumped")
+	g.Mark("dumped")
 	if err := g.retrieve(); err != nil {
 		return err
 	}
-	g.logf("TEST PASSED")
+	g.Logf("TEST PASSED")
 	return nil
 }
 
@@ -133,13 +133,13 @@ func (g *guest) dump(setup kho.Setup) error {
 		b := snap.Page(p)
 		if !ov.used[p] {
 			if b, err = mem.page(p); err != nil {
-				g.logf("dump: %v", err)
+				g.Logf("dump: %v", err)
 				continue
 			}
 		}
 		fmt.Println(kho.FormatDumpLine(p, b))
 	}
-	g.logf("dumped %d pages; %d radix nodes from stage 1's snapshot, %d of them already reused by this kernel", len(pages), len(ov.used), reused)
+	g.Logf("dumped %d pages; %d radix nodes from stage 1's snapshot, %d of them already reused by this kernel", len(pages), len(ov.used), reused)
 	if decodeErr != nil {
 		return decodeErr
 	}
@@ -155,31 +155,31 @@ func (g *guest) describe(h *luo.Handover) {
 		pages += 1 << b.Order
 	}
 	mapPA, _ := in.Root().Root.U64(kho.PropMemoryMap)
-	g.logf("root FDT %#x (%d bytes), memory map %#x: %d blocks (%d pages) in %d radix nodes", in.RootPA(), in.RootSize(), mapPA, len(in.Blocks()), pages, len(in.MapPages()))
+	g.Logf("root FDT %#x (%d bytes), memory map %#x: %d blocks (%d pages) in %d radix nodes", in.RootPA(), in.RootSize(), mapPA, len(in.Blocks()), pages, len(in.MapPages()))
 	for _, name := range in.SubtreeNames() {
 		pa, size, _ := in.SubtreeBlob(name)
-		g.logf("  child %q: preserved-data %#x blob-size %d", name, pa, size)
+		g.Logf("  child %q: preserved-data %#x blob-size %d", name, pa, size)
 	}
 	if m := h.KexecMetadata; m != nil {
-		g.logf("kexec-metadata: version %d previous_release %q kexec_count %d", m.Version, m.PreviousRelease, m.KexecCount)
+		g.Logf("kexec-metadata: version %d previous_release %q kexec_count %d", m.Version, m.PreviousRelease, m.KexecCount)
 	}
 	if !h.Readable {
-		g.logf("no LUO child")
+		g.Logf("no LUO child")
 		return
 	}
-	g.logf("LUO %#x: liveupdate_num %d sessions_pa %#x flbs_pa %#x", h.Ser.PA, h.LiveupdateNumber, h.SessionsPA, h.FLBsPA)
+	g.Logf("LUO %#x: liveupdate_num %d sessions_pa %#x flbs_pa %#x", h.Ser.PA, h.LiveupdateNumber, h.SessionsPA, h.FLBsPA)
 	if h.Sessions != nil {
 		for _, s := range h.Sessions.Sessions {
-			g.logf("  session %q: %d files at %#x", s.Name, s.Count, s.FilesPA)
+			g.Logf("  session %q: %d files at %#x", s.Name, s.Count, s.FilesPA)
 			for _, f := range s.Files {
-				g.logf("    file %q token %#x data %#x", f.Compatible, f.Token, f.Data)
+				g.Logf("    file %q token %#x data %#x", f.Compatible, f.Token, f.Data)
 			}
 		}
 	}
 	if t := h.FLB; t != nil {
-		g.logf("FLB page %#x: pgcnt %d, %d entries", t.PA, t.PageCount, len(t.Entries))
+		g.Logf("FLB page %#x: pgcnt %d, %d entries", t.PA, t.PageCount, len(t.Entries))
 		for _, f := range t.Entries {
-			g.logf("  FLB %q data %#x count %d", f.Name, f.Data, f.Count)
+			g.Logf("  FLB %q data %#x count %d", f.Name, f.Data, f.Count)
 		}
 	}
 }
@@ -239,11 +239,11 @@ func (g *guest) retrieveSession(dev *os.File, ps plannedSession) error {
 		if !bytes.Equal(got, want) {
 			return fmt.Errorf("memfd %#x: %d bytes crc32 %08x, want %d bytes crc32 %08x", pf.token, len(got), checksum(got), len(want), checksum(want))
 		}
-		g.logf("retrieved memfd token=%#x size=%d crc32=%08x: content intact", pf.token, len(got), checksum(got))
+		g.Logf("retrieved memfd token=%#x size=%d crc32=%08x: content intact", pf.token, len(got), checksum(got))
 	}
 	if err := finishSession(s); err != nil {
 		return err
 	}
-	g.logf("finished session %q", ps.name)
+	g.Logf("finished session %q", ps.name)
 	return nil
 }

@@ -184,7 +184,7 @@ func CheckBTF(spec *btf.Spec) ([]StructResult, error) {
 	layouts := Layouts()
 	results := make([]StructResult, 0, len(layouts))
 	for _, want := range layouts {
-		r, err := checkStruct(spec, want)
+		r, err := checkStruct(spec, want, func(got *btf.Struct) []Difference { return CompareStruct(want, got) })
 		if err != nil {
 			return nil, fmt.Errorf("struct %s: %w", want.Name, err)
 		}
@@ -193,7 +193,9 @@ func CheckBTF(spec *btf.Spec) ([]StructResult, error) {
 	return results, nil
 }
 
-func checkStruct(spec *btf.Spec, want Struct) (StructResult, error) {
+// checkStruct finds want's definitions in spec and compares each with
+// compare: all must match.
+func checkStruct(spec *btf.Spec, want Struct, compare func(*btf.Struct) []Difference) (StructResult, error) {
 	r := StructResult{Struct: want, Verdict: Absent, Note: "absent from BTF"}
 	types, err := spec.AnyTypesByName(want.Name)
 	if errors.Is(err, btf.ErrNotFound) {
@@ -221,7 +223,7 @@ func checkStruct(spec *btf.Spec, want Struct) (StructResult, error) {
 		r.Note = fmt.Sprintf("%d definitions in BTF", len(defs))
 	}
 	for _, def := range defs {
-		if diffs := CompareStruct(want, def); len(diffs) > 0 {
+		if diffs := compare(def); len(diffs) > 0 {
 			r.Verdict, r.Differences = Mismatch, diffs
 			break
 		}

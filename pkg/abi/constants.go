@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/kho-sim/kho-sim/pkg/flb"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
 )
@@ -65,7 +66,7 @@ func text(name, v, source string) Constant {
 // page size, KHO root, LUO FDT, sessions, files, FLBs.
 func Constants() []Constant {
 	return []Constant{
-		number("PAGE_SIZE", flb.PageSize, SourcePageSize),
+		number("PAGE_SIZE", kernel.PageSize, SourcePageSize),
 		number("MAX_PAGE_ORDER", kho.MaxPageOrder, SourceMaxOrder),
 
 		text("KHO_FDT_COMPATIBLE", kho.Compatible, SourceKHOABI),

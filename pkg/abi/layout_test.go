@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kho-sim/kho-sim/pkg/flb"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 )
 
@@ -80,10 +80,10 @@ func TestLayouts_ChunkFillsPage(t *testing.T) {
 	hdr, _ := LookupStruct("khoser_mem_chunk_hdr")
 	ptr, _ := LookupStruct("khoser_mem_bitmap_ptr")
 	chunk, _ := LookupStruct("khoser_mem_chunk")
-	if got := (flb.PageSize - hdr.Size) / ptr.Size; got != kho.ChunkCapacity {
+	if got := (kernel.PageSize - hdr.Size) / ptr.Size; got != kho.ChunkCapacity {
 		t.Errorf("(PAGE_SIZE - %d) / %d = %d, pkg/kho's KHOSER_BITMAP_SIZE is %d", hdr.Size, ptr.Size, got, kho.ChunkCapacity)
 	}
-	if chunk.Size != flb.PageSize {
+	if chunk.Size != kernel.PageSize {
 		t.Errorf("khoser_mem_chunk is %d bytes, want one page", chunk.Size)
 	}
 }

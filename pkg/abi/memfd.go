@@ -1,7 +1,6 @@
 package abi
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/cilium/ebpf/btf"
@@ -101,33 +100,9 @@ func MemfdLayouts() []Layout72 {
 func CheckBTF72(spec *btf.Spec) ([]StructResult, error) {
 	var results []StructResult
 	for _, want := range MemfdLayouts() {
-		r := StructResult{Struct: want.Struct, Verdict: Absent, Note: "absent from BTF"}
-		types, err := spec.AnyTypesByName(want.Name)
-		if err != nil && !errors.Is(err, btf.ErrNotFound) {
+		r, err := checkStruct(spec, want.Struct, func(got *btf.Struct) []Difference { return CompareLayout72(want, got) })
+		if err != nil {
 			return nil, fmt.Errorf("struct %s: %w", want.Name, err)
-		}
-		var defs []*btf.Struct
-		for _, t := range types {
-			switch t := t.(type) {
-			case *btf.Struct:
-				defs = append(defs, t)
-			case *btf.Fwd:
-				if t.Kind == btf.FwdStruct {
-					r.Note = "only forward-declared in BTF"
-				}
-			}
-		}
-		if len(defs) > 0 {
-			r.Verdict, r.Note = Match, ""
-			if len(defs) > 1 {
-				r.Note = fmt.Sprintf("%d definitions in BTF", len(defs))
-			}
-		}
-		for _, def := range defs {
-			if diffs := CompareLayout72(want, def); len(diffs) > 0 {
-				r.Verdict, r.Differences = Mismatch, diffs
-				break
-			}
 		}
 		results = append(results, r)
 	}

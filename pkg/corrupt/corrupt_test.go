@@ -46,7 +46,7 @@ func TestKindsSortedDescribedAndParsed(t *testing.T) {
 
 // The offsets this package computes must be where the owners read.
 func TestOffsetsMatchOwners(t *testing.T) {
-	page := make([]byte, flb.PageSize)
+	page := make([]byte, luo.FLBPageSize)
 	binary.LittleEndian.PutUint64(page[flbDataOff:], 0x1234)
 	binary.LittleEndian.PutUint64(page[flbCountOff:], 7)
 	if e, _ := flb.ReadEntry(page, 0); e.Data != 0x1234 {
@@ -298,7 +298,7 @@ func flbPage(t *testing.T, im image) (uint64, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return pa, mustBytes(t, im.r, pa, flb.PageSize)
+	return pa, mustBytes(t, im.r, pa, luo.FLBPageSize)
 }
 
 func checkFLBHeader(pgcnt, count uint64) func(*testing.T, image, []byte) {

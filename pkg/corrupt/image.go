@@ -263,7 +263,7 @@ func (im image) flbPage() (uint64, []byte, error) {
 	if h.FLBsPA == 0 {
 		return 0, nil, fmt.Errorf("no FLB page was handed over: %w", ErrNotApplicable)
 	}
-	page, err := im.r.Bytes(h.FLBsPA, flb.PageSize)
+	page, err := im.r.Bytes(h.FLBsPA, luo.FLBPageSize)
 	if err != nil {
 		return 0, nil, fmt.Errorf("FLB page: %w", err)
 	}

@@ -43,6 +43,20 @@ func FuzzParse(f *testing.F) {
 		if n, err := TotalSize(blob); err != nil || n > len(blob) {
 			t.Fatalf("Parse accepted a blob TotalSize rejects: %d, %v", n, err)
 		}
+		_, lay, err := ParseLayout(blob)
+		if err != nil {
+			t.Fatalf("ParseLayout rejects what Parse accepts: %v", err)
+		}
+		for _, p := range lay.Props {
+			if p.Token < 0 || p.Value+p.Size > len(blob) {
+				t.Fatalf("property span %+v outside the %d-byte blob", p, len(blob))
+			}
+		}
+		for _, n := range lay.Nodes {
+			if n.Begin < 0 || n.End > len(blob) || n.End <= n.Begin {
+				t.Fatalf("node span %+v outside the %d-byte blob", n, len(blob))
+			}
+		}
 		if err := Format(io.Discard, tree); err != nil {
 			t.Fatal(err)
 		}

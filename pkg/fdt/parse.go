@@ -123,6 +123,44 @@ func overlap(off1, size1, off2, size2 int) bool {
 // totalsize bytes are used; the tree shares no memory with blob. On error
 // the tree is nil and the error is a *ParseError.
 func Parse(blob []byte) (*Tree, error) {
+	return parse(blob, nil)
+}
+
+// Layout is where the nodes and properties of a parsed blob lie, as byte
+// offsets from the blob's start in struct block order: what code that
+// edits a blob in place needs.
+type Layout struct {
+	Nodes []NodeSpan
+	Props []PropSpan
+}
+
+// NodeSpan is a node's tokens: its FDT_BEGIN_NODE at Begin through its
+// FDT_END_NODE, which ends at End. Path is absolute ("/", "/a/b").
+type NodeSpan struct {
+	Path       string
+	Begin, End int
+}
+
+// PropSpan is one property of the node at path Node: its FDT_PROP token
+// at Token and its Size-byte value at Value.
+type PropSpan struct {
+	Node, Name         string
+	Token, Value, Size int
+}
+
+// ParseLayout is Parse that also returns where every node and property
+// lies in blob.
+func ParseLayout(blob []byte) (*Tree, *Layout, error) {
+	lay := &Layout{}
+	t, err := parse(blob, lay)
+	if err != nil {
+		return nil, nil, err
+	}
+	return t, lay, nil
+}
+
+// parse is Parse, recording the layout in lay unless it is nil.
+func parse(blob []byte, lay *Layout) (*Tree, error) {
 	h, err := readHeader(blob)
 	if err != nil {
 		return nil, err
@@ -163,7 +201,7 @@ func Parse(blob []byte) (*Tree, error) {
 		}
 	}
 	strs := blob[h.offStrings : h.offStrings+h.sizeStr]
-	root, sizeStruct, err := parseStruct(blob[:structEnd], h.offStruct, strs, h.offStrings, exact)
+	root, sizeStruct, err := parseStruct(blob[:structEnd], h.offStruct, strs, h.offStrings, exact, lay)
 	if err != nil {
 		return nil, err
 	}
@@ -190,13 +228,16 @@ func checkOverlaps(h header, rsvSize, sizeStruct int) error {
 type parseFrame struct {
 	node            *Node
 	props, children nameSet
+	path            string // with a Layout: the node's path
+	span            int    // and its index in Layout.Nodes
 }
 
 // parseStruct walks the struct block from b[start:] to the end of b and
 // returns the root and the struct block's length up to FDT_END, which must be
 // all of it if exact. Offsets in errors are blob offsets: b and strs start
-// where the blob starts and at strsOff.
-func parseStruct(b []byte, start int, strs []byte, strsOff int, exact bool) (*Node, int, error) {
+// where the blob starts and at strsOff. Node and property offsets go to lay
+// unless it is nil.
+func parseStruct(b []byte, start int, strs []byte, strsOff int, exact bool, lay *Layout) (*Node, int, error) {
 	be := binary.BigEndian
 	var (
 		root          *Node
@@ -259,10 +300,22 @@ func parseStruct(b []byte, start int, strs []byte, strsOff int, exact bool) (*No
 				}
 				parent.node.Children = append(parent.node.Children, node)
 			}
-			stack = append(stack, parseFrame{node: node})
+			frame := parseFrame{node: node}
+			if lay != nil {
+				frame.path = "/"
+				if len(stack) > 0 {
+					frame.path = joinPath(stack[len(stack)-1].path, node.Name)
+				}
+				frame.span = len(lay.Nodes)
+				lay.Nodes = append(lay.Nodes, NodeSpan{Path: frame.path, Begin: tokOff})
+			}
+			stack = append(stack, frame)
 		case tokenEndNode:
 			if len(stack) == 0 {
 				return nil, 0, parseErr(tokOff, "FDT_END_NODE without an open node")
+			}
+			if lay != nil {
+				lay.Nodes[stack[len(stack)-1].span].End = pos
 			}
 			stack = stack[:len(stack)-1]
 		case tokenProp:
@@ -301,6 +354,9 @@ func parseStruct(b []byte, start int, strs []byte, strsOff int, exact bool) (*No
 			}
 			value := append([]byte(nil), b[pos:pos+int(size)]...)
 			top.node.Props = append(top.node.Props, Property{Name: name, Value: value})
+			if lay != nil {
+				lay.Props = append(lay.Props, PropSpan{Node: top.path, Name: name, Token: tokOff, Value: pos, Size: int(size)})
+			}
 			// Not zeroPad: libfdt's fdt_setprop leaves whatever the
 			// buffer held in the padding after a value, and readers
 			// (libfdt, the kernel) ignore it.
@@ -322,4 +378,11 @@ func parseStruct(b []byte, start int, strs []byte, strsOff int, exact bool) (*No
 			return nil, 0, parseErr(tokOff, "unknown token %#x", tok)
 		}
 	}
+}
+
+func joinPath(parent, name string) string {
+	if parent == "/" {
+		return "/" + name
+	}
+	return parent + "/" + name
 }

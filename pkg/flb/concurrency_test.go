@@ -5,6 +5,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 )
 
 // TestConcurrentPreserveUnpreserve_CountsBalance runs many goroutines that
@@ -107,7 +109,7 @@ func TestConcurrentRegisterAndPreserve_Race(t *testing.T) {
 	tf := newTestFLB()
 	busy, idle := registeredHandler(), registeredHandler()
 	mustRegister(t, k, busy, tf.flb("busy", nil))
-	page := make([]byte, PageSize)
+	page := make([]byte, kernel.PageSize)
 	if err := k.SetupOutgoing(page); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kho-sim/kho-sim/internal/recorder"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 )
 
 // testFLB builds FLBs whose callbacks record into a recorder; the fail maps
@@ -93,16 +94,16 @@ type pageEntry struct {
 // makePage builds an incoming FLB page with the given header count and
 // entries written from index 0 (entries beyond the page are dropped).
 func makePage(count uint64, entries ...pageEntry) []byte {
-	p := make([]byte, PageSize)
+	p := make([]byte, kernel.PageSize)
 	binary.LittleEndian.PutUint64(p[0:], PageCount)
 	binary.LittleEndian.PutUint64(p[8:], count)
 	for i, e := range entries {
 		off := HeaderSize + i*EntrySize
-		if off+NameLen > PageSize {
+		if off+NameLen > kernel.PageSize {
 			break
 		}
 		copy(p[off:off+NameLen], e.name)
-		if off+EntrySize <= PageSize {
+		if off+EntrySize <= kernel.PageSize {
 			binary.LittleEndian.PutUint64(p[off+NameLen:], e.data)
 			binary.LittleEndian.PutUint64(p[off+NameLen+8:], e.count)
 		}

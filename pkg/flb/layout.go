@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 )
 
 // FLB page layout, include/linux/kho/abi/luo.h (all fields packed, native
@@ -12,12 +14,13 @@ import (
 //	struct luo_flb_header_ser { u64 pgcnt; u64 count; };
 //	struct luo_flb_ser { char name[48]; u64 data; u64 count; };
 const (
-	PageSize   = 4096                                // LUO_FLB_PGCNT pages of 4 KiB
-	HeaderSize = 16                                  // sizeof(struct luo_flb_header_ser)
-	EntrySize  = 64                                  // sizeof(struct luo_flb_ser)
-	NameLen    = 48                                  // LIVEUPDATE_FLB_COMPAT_LENGTH
-	Max        = (PageSize - HeaderSize) / EntrySize // LUO_FLB_MAX = 63
-	PageCount  = 1                                   // LUO_FLB_PGCNT, written to pgcnt
+	HeaderSize = 16 // sizeof(struct luo_flb_header_ser)
+	EntrySize  = 64 // sizeof(struct luo_flb_ser)
+	NameLen    = 48 // LIVEUPDATE_FLB_COMPAT_LENGTH
+	PageCount  = 1  // LUO_FLB_PGCNT, written to pgcnt
+	// Max is LUO_FLB_MAX = 63: the entries after the header in
+	// LUO_FLB_PGCNT pages.
+	Max = (PageCount*kernel.PageSize - HeaderSize) / EntrySize
 )
 
 // Entry is one decoded struct luo_flb_ser.

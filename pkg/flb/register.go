@@ -56,42 +56,35 @@ func (k *Kernel) RegisterFLB(h *FileHandler, f *FLB) error {
 	if !f.owner.CompareAndSwap(nil, k) && f.owner.Load() != k {
 		return fmt.Errorf("register FLB %q: FLB belongs to another boot: %w", f.Compatible, unix.EINVAL)
 	}
-	if !k.quiesce() {
-		return fmt.Errorf("register FLB %q: sessions exist: %w", f.Compatible, unix.EBUSY)
-	}
-	defer k.resume()
-	k.regMu.Lock()
-	defer k.regMu.Unlock()
-	h.mu.Lock()
-	defer h.mu.Unlock()
-
-	if slices.Contains(h.flbs, f) {
-		return fmt.Errorf("register FLB %q: already linked to this handler: %w", f.Compatible, unix.EEXIST)
-	}
-	if f.users == 0 {
-		if f.listed {
-			err := fmt.Errorf("register FLB %q: on the global list without users: %w", f.Compatible, unix.EINVAL)
-			k.warn(WarnListedWithoutUsers, f, err)
-			return err
+	return k.exclusive("register", h, f, func() error {
+		if slices.Contains(h.flbs, f) {
+			return fmt.Errorf("register FLB %q: already linked to this handler: %w", f.Compatible, unix.EEXIST)
 		}
-		if len(k.list) == Max {
-			return fmt.Errorf("register FLB %q: %d FLBs registered: %w", f.Compatible, Max, unix.ENOSPC)
-		}
-		for _, g := range k.list {
-			gname, _ := parseCompatible(g.Compatible)
-			if gname.equal(name) {
-				return fmt.Errorf("register FLB %q: compatible already registered: %w", f.Compatible, unix.EEXIST)
+		if f.users == 0 {
+			if f.listed {
+				err := fmt.Errorf("register FLB %q: on the global list without users: %w", f.Compatible, unix.EINVAL)
+				k.warn(WarnListedWithoutUsers, f, err)
+				return err
 			}
+			if len(k.list) == Max {
+				return fmt.Errorf("register FLB %q: %d FLBs registered: %w", f.Compatible, Max, unix.ENOSPC)
+			}
+			for _, g := range k.list {
+				gname, _ := parseCompatible(g.Compatible)
+				if gname.equal(name) {
+					return fmt.Errorf("register FLB %q: compatible already registered: %w", f.Compatible, unix.EEXIST)
+				}
+			}
+			if !f.Ops.Owner.TryGet() {
+				return fmt.Errorf("register FLB %q: owner module going away: %w", f.Compatible, unix.EAGAIN)
+			}
+			k.list = append(k.list, f)
+			f.listed = true
 		}
-		if !f.Ops.Owner.TryGet() {
-			return fmt.Errorf("register FLB %q: owner module going away: %w", f.Compatible, unix.EAGAIN)
-		}
-		k.list = append(k.list, f)
-		f.listed = true
-	}
-	f.users++
-	h.flbs = append(h.flbs, f)
-	return nil
+		f.users++
+		h.flbs = append(h.flbs, f)
+		return nil
+	})
 }
 
 // UnregisterFLB models liveupdate_unregister_flb: it unlinks f from h and, on
@@ -101,25 +94,34 @@ func (k *Kernel) UnregisterFLB(h *FileHandler, f *FLB) error {
 	if !k.Enabled() {
 		return fmt.Errorf("unregister FLB %q: %w", f.Compatible, unix.EOPNOTSUPP)
 	}
+	return k.exclusive("unregister", h, f, func() error {
+		i := slices.Index(h.flbs, f)
+		if i < 0 {
+			return fmt.Errorf("unregister FLB %q: not linked to this handler: %w", f.Compatible, unix.ENOENT)
+		}
+		h.flbs = slices.Delete(h.flbs, i, i+1)
+		f.users--
+		if f.users == 0 {
+			k.list = slices.DeleteFunc(k.list, func(g *FLB) bool { return g == f })
+			f.listed = false
+			f.Ops.Owner.Put()
+		}
+		return nil
+	})
+}
+
+// exclusive runs fn as liveupdate_register_flb and
+// liveupdate_unregister_flb do their work: with no session in flight
+// (luo_session_quiesce, else EBUSY), the registration lock and h's lock
+// held.
+func (k *Kernel) exclusive(op string, h *FileHandler, f *FLB, fn func() error) error {
 	if !k.quiesce() {
-		return fmt.Errorf("unregister FLB %q: sessions exist: %w", f.Compatible, unix.EBUSY)
+		return fmt.Errorf("%s FLB %q: sessions exist: %w", op, f.Compatible, unix.EBUSY)
 	}
 	defer k.resume()
 	k.regMu.Lock()
 	defer k.regMu.Unlock()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-
-	i := slices.Index(h.flbs, f)
-	if i < 0 {
-		return fmt.Errorf("unregister FLB %q: not linked to this handler: %w", f.Compatible, unix.ENOENT)
-	}
-	h.flbs = slices.Delete(h.flbs, i, i+1)
-	f.users--
-	if f.users == 0 {
-		k.list = slices.DeleteFunc(k.list, func(g *FLB) bool { return g == f })
-		f.listed = false
-		f.Ops.Owner.Put()
-	}
-	return nil
+	return fn()
 }

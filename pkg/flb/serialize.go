@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 )
 
 func le64(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }
@@ -14,8 +16,8 @@ func le64(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }
 // and described in the LUO FDT's luo-flb node. It sets the header's pgcnt and
 // makes the outgoing table active.
 func (k *Kernel) SetupOutgoing(page []byte) error {
-	if len(page) != PageSize {
-		return fmt.Errorf("FLB setup outgoing: page is %d bytes, want %d: %w", len(page), PageSize, unix.EINVAL)
+	if len(page) != kernel.PageSize {
+		return fmt.Errorf("FLB setup outgoing: page is %d bytes, want %d: %w", len(page), kernel.PageSize, unix.EINVAL)
 	}
 	binary.LittleEndian.PutUint64(page[0:], PageCount)
 	k.pageMu.Lock()
@@ -27,13 +29,13 @@ func (k *Kernel) SetupOutgoing(page []byte) error {
 // SetupIncoming models luo_flb_setup_incoming after pkg/luo checked the
 // luo-flb node: page is the FLB page the previous kernel preserved, mapped
 // (phys_to_virt). As in 7.0 nothing in it is checked here; lookups read it
-// lazily. Only the first PageSize bytes belong to the table.
+// lazily. Only the first kernel.PageSize bytes belong to the table.
 func (k *Kernel) SetupIncoming(page []byte) error {
 	if page == nil {
 		return fmt.Errorf("FLB setup incoming: no page: %w", unix.EINVAL)
 	}
 	k.pageMu.Lock()
-	k.incoming = page[:min(len(page), PageSize)]
+	k.incoming = page[:min(len(page), kernel.PageSize)]
 	k.pageMu.Unlock()
 	return nil
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 )
 
 // serialized returns the outgoing page after Serialize.
@@ -36,7 +38,7 @@ func serialized(t *testing.T, k *Kernel, page []byte) []Entry {
 
 func TestSetupOutgoing_SetsPgcnt(t *testing.T) {
 	k := New(Options{})
-	page := make([]byte, PageSize)
+	page := make([]byte, kernel.PageSize)
 	if err := k.SetupOutgoing(page); err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +57,7 @@ func TestSerialize_OnlyCountAboveZero_InRegistrationOrder(t *testing.T) {
 	a, b, c := tf.flb("a", nil), tf.flb("b", nil), tf.flb("c", nil)
 	mustRegister(t, k, h1, c, a) // global order: c, a, b
 	mustRegister(t, k, h2, b, c)
-	page := make([]byte, PageSize)
+	page := make([]byte, kernel.PageSize)
 	if err := k.SetupOutgoing(page); err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +92,7 @@ func TestSerialize_TruncatesNameTo47(t *testing.T) {
 	f := newTestFLB().flb(long, nil)
 	h := registeredHandler()
 	mustRegister(t, k, h, f)
-	page := make([]byte, PageSize)
+	page := make([]byte, kernel.PageSize)
 	if err := k.SetupOutgoing(page); err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +123,7 @@ func TestSerialize_NoPadding_StaleBytesAfterNUL(t *testing.T) {
 	h1, h2 := registeredHandler(), registeredHandler()
 	mustRegister(t, k, h1, tf.flb("longer-name", nil))
 	mustRegister(t, k, h2, tf.flb("ab", nil))
-	page := make([]byte, PageSize)
+	page := make([]byte, kernel.PageSize)
 	if err := k.SetupOutgoing(page); err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +148,7 @@ func TestSerialize_63FLBs_FillThePage(t *testing.T) {
 	for i := range Max {
 		mustRegister(t, k, h, tf.flb(fmt.Sprintf("flb-%02d", i), nil))
 	}
-	page := make([]byte, PageSize)
+	page := make([]byte, kernel.PageSize)
 	if err := k.SetupOutgoing(page); err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +171,7 @@ func TestSerialize_WithoutSetupOutgoing_Error(t *testing.T) {
 }
 
 func TestReadEntry_Bounds(t *testing.T) {
-	page := make([]byte, PageSize)
+	page := make([]byte, kernel.PageSize)
 	for _, i := range []int{-1, Max, Max + 1} {
 		if _, err := ReadEntry(page, i); err == nil {
 			t.Errorf("ReadEntry(%d) succeeded", i)

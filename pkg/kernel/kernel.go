@@ -15,6 +15,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// PageSize is the kernel's PAGE_SIZE on x86-64
+// (arch/x86/include/asm/page_types.h), the same in every generation: the
+// unit of every preserved allocation, the FLB table and memfd's folios.
+const PageSize = 4096
+
 // Generation is a kernel generation: the handover it writes and the one
 // it expects to read. The FLB model is the same in all; only the image
 // differs.

@@ -8,6 +8,7 @@ package kexec
 // for what it reads).
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -235,15 +236,7 @@ func firstOverlap(rs []physmem.Range, r physmem.Range) (physmem.Range, bool) {
 
 func sortedRanges(rs []physmem.Range) []physmem.Range {
 	out := slices.Clone(rs)
-	slices.SortFunc(out, func(a, b physmem.Range) int {
-		switch {
-		case a.Start < b.Start:
-			return -1
-		case a.Start > b.Start:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b physmem.Range) int { return cmp.Compare(a.Start, b.Start) })
 	return out
 }
 

@@ -120,31 +120,70 @@ func readMemoryMap(r Memory, pa uint64) ([]Block, []uint64, error) {
 		}
 		pa = next
 	}
-	slices.SortFunc(blocks, func(a, b Block) int { return cmp.Compare(a.PA, b.PA) })
-	for i := 1; i < len(blocks); i++ {
-		if blocks[i].PA < blocks[i-1].PA+blocks[i-1].Size() {
-			return nil, nil, fmt.Errorf("preserved blocks %#x and %#x overlap", blocks[i-1].PA, blocks[i].PA)
-		}
+	if err := sortBlocks(blocks); err != nil {
+		return nil, nil, err
 	}
 	return blocks, pages, nil
 }
 
 func appendBits(blocks []Block, r Memory, start uint64, order uint, bm []byte) ([]Block, error) {
-	for w := 0; w < len(bm); w += 8 {
+	err := forSetBits(bm, func(bit uint64) error {
+		b := Block{PA: start + bit<<(order+pageShift), Order: order}
+		if b.PA < start {
+			return errOutside(r, b)
+		}
+		if err := checkInside(r, b); err != nil {
+			return err
+		}
+		blocks = append(blocks, b)
+		return nil
+	})
+	return blocks, err
+}
+
+// forSetBits calls fn with the number of every set bit of bm, a bitmap of
+// little-endian u64 words as the kernel's bitmap functions keep it, in
+// order, and stops at fn's first error.
+func forSetBits(bm []byte, fn func(bit uint64) error) error {
+	for w := 0; w+8 <= len(bm); w += 8 {
 		word := binary.LittleEndian.Uint64(bm[w:])
 		for word != 0 {
 			bit := uint64(w*8 + bits.TrailingZeros64(word))
 			word &= word - 1
-			pa := start + bit<<(order+pageShift)
-			b := Block{PA: pa, Order: order}
-			if pa < start || !contains(r, pa, b.Size()) {
-				return nil, fmt.Errorf("preserved block %#x (order %d) lies outside the region %#x-%#x; the kernel would reserve it blindly",
-					pa, order, r.Range().Start, r.Range().End()-1)
+			if err := fn(bit); err != nil {
+				return err
 			}
-			blocks = append(blocks, b)
 		}
 	}
-	return blocks, nil
+	return nil
+}
+
+// checkInside refuses a preserved block outside the region read: the
+// kernel would reserve it blindly.
+func checkInside(r Memory, b Block) error {
+	if !contains(r, b.PA, b.Size()) {
+		return errOutside(r, b)
+	}
+	return nil
+}
+
+func errOutside(r Memory, b Block) error {
+	rg := r.Range()
+	return fmt.Errorf("preserved block %#x (order %d) lies outside the region %#x-%#x; the kernel would reserve it blindly",
+		b.PA, b.Order, rg.Start, rg.End()-1)
+}
+
+// sortBlocks sorts the blocks a memory map preserves by address and
+// refuses two that overlap.
+func sortBlocks(blocks []Block) error {
+	slices.SortFunc(blocks, func(a, b Block) int { return cmp.Compare(a.PA, b.PA) })
+	for i := 1; i < len(blocks); i++ {
+		if blocks[i].PA < blocks[i-1].End() {
+			return fmt.Errorf("preserved blocks %#x (order %d) and %#x (order %d) overlap",
+				blocks[i-1].PA, blocks[i-1].Order, blocks[i].PA, blocks[i].Order)
+		}
+	}
+	return nil
 }
 
 // findChunkBit looks through the chunk list at mapPA (at most maxChunks

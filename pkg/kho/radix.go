@@ -1,11 +1,9 @@
 package kho
 
 import (
-	"cmp"
 	"encoding/binary"
 	"fmt"
 	"math/bits"
-	"slices"
 
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
@@ -119,12 +117,8 @@ func ReadRadix(mem Memory, rootPA uint64) (*RadixMap, error) {
 	if err := w.node(rootPA, RadixLevels, 0); err != nil {
 		return nil, err
 	}
-	slices.SortFunc(w.blocks, func(a, b Block) int { return cmp.Compare(a.PA, b.PA) })
-	for i := 1; i < len(w.blocks); i++ {
-		if w.blocks[i].PA < w.blocks[i-1].End() {
-			return nil, fmt.Errorf("preserved blocks %#x (order %d) and %#x (order %d) overlap",
-				w.blocks[i-1].PA, w.blocks[i-1].Order, w.blocks[i].PA, w.blocks[i].Order)
-		}
+	if err := sortBlocks(w.blocks); err != nil {
+		return nil, err
 	}
 	return &RadixMap{Blocks: w.blocks, Nodes: w.nodes}, nil
 }
@@ -187,28 +181,22 @@ func (w *radixWalker) leaf(pa, start uint64) error {
 	if err != nil {
 		return err
 	}
-	for off := 0; off < physmem.PageSize; off += 8 {
-		word := binary.LittleEndian.Uint64(bm[off:])
-		for word != 0 {
-			key := start | uint64(off*8+bits.TrailingZeros64(word))
-			word &= word - 1
-			bpa, order, ok := RadixDecode(key)
-			if !ok {
-				return fmt.Errorf("radix bitmap %#x: key %#x encodes no order up to MAX_PAGE_ORDER %d", pa, key, MaxPageOrder)
-			}
-			b := Block{PA: bpa, Order: order}
-			if !contains(w.r, bpa, b.Size()) {
-				rg := w.r.Range()
-				return fmt.Errorf("preserved block %#x (order %d) lies outside the region %#x-%#x; the kernel would reserve it blindly",
-					bpa, order, rg.Start, rg.End()-1)
-			}
-			if len(w.blocks) >= MaxPreservedBlocks {
-				return fmt.Errorf("radix bitmap %#x: more than %d preserved blocks", pa, MaxPreservedBlocks)
-			}
-			w.blocks = append(w.blocks, b)
+	return forSetBits(bm, func(bit uint64) error {
+		key := start | bit
+		bpa, order, ok := RadixDecode(key)
+		if !ok {
+			return fmt.Errorf("radix bitmap %#x: key %#x encodes no order up to MAX_PAGE_ORDER %d", pa, key, MaxPageOrder)
 		}
-	}
-	return nil
+		b := Block{PA: bpa, Order: order}
+		if err := checkInside(w.r, b); err != nil {
+			return err
+		}
+		if len(w.blocks) >= MaxPreservedBlocks {
+			return fmt.Errorf("radix bitmap %#x: more than %d preserved blocks", pa, MaxPreservedBlocks)
+		}
+		w.blocks = append(w.blocks, b)
+		return nil
+	})
 }
 
 // RadixBit is where a memory map records one preserved block: the bitmap

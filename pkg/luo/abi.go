@@ -42,7 +42,7 @@ const (
 	FileMax          = FileBlockSize / FileEntrySize // 128
 	HandlerCompatLen = 48                            // LIVEUPDATE_HNDL_COMPAT_LENGTH
 
-	FLBPageSize = flb.PageCount * flb.PageSize
+	FLBPageSize = flb.PageCount * kernel.PageSize
 )
 
 var le = binary.LittleEndian

@@ -178,6 +178,15 @@ func panicErr(format string, a ...any) error {
 // blob-size bytes) with compatible "luo-v5" and, if sessions_pa is set, a
 // session block chain kho_block_set_restore accepts. A handover of another
 // generation fails these checks exactly as the kernel's would: a panic.
+//
+// It does not consume Decode's Handover, though both walk chains with
+// followChain and read entries with the same helpers: Decode reads a whole
+// kho.Incoming eagerly, goes on past every problem, is stricter than the
+// kernel for 7.2 and gives no errno, while the kernel (and this model)
+// stops at its first failure with that failure's errno, checks only what
+// it checks, and reads the sessions' entries and file blocks at the first
+// Open against the handlers registered by then, the FLB entries at their
+// first get_incoming, aliasing the preserved memory it reads.
 func (c *Core) SetupIncoming(luoFDT []byte) error {
 	var err error
 	switch c.readFormat {

@@ -51,9 +51,6 @@ const (
 	PFNBits  = 52
 	FlagBits = 12
 
-	// PageSize is the x86-64 page size.
-	PageSize = 4096
-
 	// MaxLFSFileSize is x86-64's MAX_LFS_FILESIZE (LLONG_MAX).
 	MaxLFSFileSize = math.MaxInt64
 	// maxPhys bounds a folio's physical address (52 bits).

@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 )
 
@@ -14,11 +15,11 @@ import (
 type fuzzMem map[uint64][]byte
 
 func (m fuzzMem) Bytes(pa, n uint64) ([]byte, error) {
-	p, ok := m[pa&^(PageSize-1)]
-	if !ok || pa%PageSize+n > PageSize {
+	p, ok := m[pa&^(kernel.PageSize-1)]
+	if !ok || pa%kernel.PageSize+n > kernel.PageSize {
 		return nil, fmt.Errorf("no memory at %#x+%d: %w", pa, n, unix.EFAULT)
 	}
-	return p[pa%PageSize:][:n], nil
+	return p[pa%kernel.PageSize:][:n], nil
 }
 
 func (m fuzzMem) preserved(pa uint64) (uint, bool) { _, ok := m[pa]; return 0, ok }
@@ -45,14 +46,14 @@ func FuzzRead(f *testing.F) {
 		}
 		return b
 	}
-	f.Add(valid(2*4096, SealSeal, FolioSer{PFN: folioPA / PageSize, Flags: 3}, FolioSer{PFN: folioPA/PageSize + 1, Flags: 3, Index: 1}))
-	f.Add(valid(3*4096+1, 0, FolioSer{PFN: folioPA/PageSize + 1, Flags: 1, Index: 3}))
+	f.Add(valid(2*4096, SealSeal, FolioSer{PFN: folioPA / kernel.PageSize, Flags: 3}, FolioSer{PFN: folioPA/kernel.PageSize + 1, Flags: 3, Index: 1}))
+	f.Add(valid(3*4096+1, 0, FolioSer{PFN: folioPA/kernel.PageSize + 1, Flags: 1, Index: 3}))
 	f.Add(valid(0, 0))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m := fuzzMem{}
-		for _, pa := range []uint64{serPA, chunkPA, arrayPA, folioPA, folioPA + PageSize} {
-			m[pa] = make([]byte, PageSize)
+		for _, pa := range []uint64{serPA, chunkPA, arrayPA, folioPA, folioPA + kernel.PageSize} {
+			m[pa] = make([]byte, kernel.PageSize)
 		}
 		// The state whole; the chunk's first 64 bytes; the array's first 64.
 		rest := b[copy(m[serPA][:SerSize], b):]

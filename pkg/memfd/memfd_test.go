@@ -344,7 +344,7 @@ func TestReadRejects(t *testing.T) {
 			setFolio(e, 2, func(f *FolioSer) { f.PFN = pfn })
 		}, "overlap"},
 		{"folio is the array page", func(e *env) {
-			setFolio(e, 1, func(f *FolioSer) { f.PFN = e.w.block(e.wr, "folio array page 0").PA / PageSize })
+			setFolio(e, 1, func(f *FolioSer) { f.PFN = e.w.block(e.wr, "folio array page 0").PA / kernel.PageSize })
 		}, "overlap"},
 		{"pfn beyond 52 address bits", func(e *env) {
 			binary.LittleEndian.PutUint64(e.array[FolioSerSize:], 0xfffffffffffff|3<<52)
@@ -354,7 +354,7 @@ func TestReadRejects(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			w, wr, preserved := damaged(t)
 			e := &env{w: w, wr: wr, ser: w.bytes(wr.PA, SerSize), pa: wr.PA, preserve: preserved}
-			e.array = w.bytes(w.block(wr, "folio array page 0").PA, PageSize)
+			e.array = w.bytes(w.block(wr, "folio array page 0").PA, kernel.PageSize)
 			e.opt.Preserved = func(pa uint64) (uint, bool) { o, ok := e.preserve[pa]; return o, ok }
 			if _, err := Read(w.r, e.pa, e.opt); err != nil {
 				t.Fatalf("undamaged: %v", err)
@@ -381,7 +381,7 @@ func TestReadSkipsNullFrames(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, pf := w.handover()
-	array := w.bytes(w.block(wr, "folio array page 0").PA, PageSize)
+	array := w.bytes(w.block(wr, "folio array page 0").PA, kernel.PageSize)
 	FolioSer{}.Put(array[FolioSerSize:])
 	f, err := Read(w.r, wr.PA, Options{Preserved: pf})
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"hash/crc32"
 	"slices"
 
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 )
 
@@ -40,7 +41,7 @@ type FolioInfo struct {
 }
 
 // PA is the folio's physical address.
-func (f FolioInfo) PA() uint64 { return f.PFN * PageSize }
+func (f FolioInfo) PA() uint64 { return f.PFN * kernel.PageSize }
 
 // File is a decoded memfd-v2 state.
 type File struct {
@@ -104,7 +105,7 @@ func Read(mem kho.PhysReader, pa uint64, opt Options) (*File, error) {
 	if maxSize == 0 {
 		maxSize = DefaultMaxSize
 	}
-	if pa == 0 || pa%PageSize != 0 || pa >= maxPhys {
+	if pa == 0 || pa%kernel.PageSize != 0 || pa >= maxPhys {
 		return nil, bad(pa, "not the address of a kho_alloc_preserve block")
 	}
 	if opt.Preserved != nil {
@@ -173,7 +174,7 @@ func Read(mem kho.PhysReader, pa uint64, opt Options) (*File, error) {
 		switch {
 		case e.Flags&^folioFlagsKnown != 0:
 			return nil, bad(pa, "folio %d: flags %#x: unknown bits (the kernel ignores them)", i, e.Flags)
-		case e.PFN >= maxPhys/PageSize:
+		case e.PFN >= maxPhys/kernel.PageSize:
 			return nil, bad(pa, "folio %d: pfn %#x beyond 52 physical address bits", i, e.PFN)
 		case e.Index >= filePages:
 			return nil, bad(pa, "folio %d: index %d at or beyond the file's %d pages (restored past EOF, unreadable)", i, e.Index, filePages)
@@ -234,7 +235,7 @@ func cmpU64(a, b uint64) int {
 	return 0
 }
 
-var zeroPage [PageSize]byte
+var zeroPage [kernel.PageSize]byte
 
 // eachPage calls fn with the content of every page of the file in order,
 // the last one cut at Size: the page of its up-to-date folio, or zeros.
@@ -247,11 +248,11 @@ func (f *File) eachPage(mem kho.PhysReader, fn func([]byte)) error {
 			continue
 		}
 		for j := uint64(0); j < 1<<fo.Order; j++ {
-			at[fo.Index+j] = fo.PA() + j*PageSize
+			at[fo.Index+j] = fo.PA() + j*kernel.PageSize
 		}
 	}
-	for idx, size := uint64(0), f.Ser.Size; idx*PageSize < size; idx++ {
-		n := min(PageSize, size-idx*PageSize)
+	for idx, size := uint64(0), f.Ser.Size; idx*kernel.PageSize < size; idx++ {
+		n := min(kernel.PageSize, size-idx*kernel.PageSize)
 		pa, ok := at[idx]
 		if !ok {
 			fn(zeroPage[:n])

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/kho-sim/kho-sim/internal/realhandover"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
 )
@@ -138,11 +139,11 @@ func TestRealKernel72(t *testing.T) {
 				t.Errorf("folio array %+v, chunks %#x; want one page, one chunk, KHO_VMALLOC_ALLOC, order 0", v, f.Area.Chunks)
 			}
 			last := f.Folios[len(f.Folios)-1]
-			tail, err := d.Pages.Bytes(last.PA(), PageSize)
+			tail, err := d.Pages.Bytes(last.PA(), kernel.PageSize)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if end := g.size - last.Index*PageSize; !bytes.Equal(tail[end:], make([]byte, PageSize-end)) {
+			if end := g.size - last.Index*kernel.PageSize; !bytes.Equal(tail[end:], make([]byte, kernel.PageSize-end)) {
 				t.Errorf("bytes after the end of the file in its last folio are not zero")
 			}
 		})
@@ -171,9 +172,9 @@ func TestRealKernel72ThroughWriter(t *testing.T) {
 			if _, err := fmt.Sscanf(b.What, "folio index %d", &idx); err != nil {
 				continue
 			}
-			mem, _ := w.r.Bytes(b.PA, PageSize)
+			mem, _ := w.r.Bytes(b.PA, kernel.PageSize)
 			clear(mem)
-			copy(mem, content[idx*PageSize:min(uint64(len(content)), (idx+1)*PageSize)])
+			copy(mem, content[idx*kernel.PageSize:min(uint64(len(content)), (idx+1)*kernel.PageSize)])
 		}
 		_, pf := w.handover()
 		mine, err := Read(w.r, wr.PA, Options{Preserved: pf})

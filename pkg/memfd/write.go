@@ -1,11 +1,13 @@
 package memfd
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/payload"
 )
@@ -62,20 +64,12 @@ func (s Spec) folios() []Folio {
 		return out
 	}
 	out := slices.Clone(s.Folios)
-	slices.SortFunc(out, func(a, b Folio) int {
-		switch {
-		case a.Index < b.Index:
-			return -1
-		case a.Index > b.Index:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b Folio) int { return cmp.Compare(a.Index, b.Index) })
 	return out
 }
 
 // pages is the number of pages a file of size bytes spans.
-func pages(size uint64) uint64 { return size/PageSize + min(size%PageSize, 1) }
+func pages(size uint64) uint64 { return size/kernel.PageSize + min(size%kernel.PageSize, 1) }
 
 // Check reports what in s the 7.2 kernel would refuse to preserve or to
 // restore, or what makes no sense as a file.
@@ -125,8 +119,8 @@ func (s Spec) content() []byte {
 		if f.flags()&FolioUptodate == 0 {
 			continue
 		}
-		lo := min(f.Index*PageSize, s.Size)
-		hi := min((f.Index+f.pages())*PageSize, s.Size)
+		lo := min(f.Index*kernel.PageSize, s.Size)
+		hi := min((f.Index+f.pages())*kernel.PageSize, s.Size)
 		copy(out[lo:hi], seeded[lo:hi])
 	}
 	return out
@@ -184,7 +178,7 @@ func Write(alloc kho.PageAllocator, s Spec) (*Written, error) {
 	folios := s.folios()
 	array := make([]byte, len(folios)*FolioSerSize)
 	for i, f := range folios {
-		n := uint64(PageSize) << f.Order
+		n := uint64(kernel.PageSize) << f.Order
 		pa, mem, err := alloc.AllocPreserve(n)
 		if err != nil {
 			return nil, fmt.Errorf("memfd: allocate folio %d (index %d, order %d): %w", i, f.Index, f.Order, err)
@@ -192,10 +186,10 @@ func Write(alloc kho.PageAllocator, s Spec) (*Written, error) {
 		if uint64(len(mem)) < n || pa%n != 0 {
 			return nil, fmt.Errorf("memfd: folio %d at %#x: %d bytes, want %d aligned: %w", i, pa, len(mem), n, unix.EFAULT)
 		}
-		lo := min(f.Index*PageSize, s.Size)
+		lo := min(f.Index*kernel.PageSize, s.Size)
 		clear(mem[:n])
 		copy(mem, seeded[lo:min(lo+n, s.Size)])
-		FolioSer{PFN: pa / PageSize, Flags: f.flags(), Index: f.Index}.Put(array[i*FolioSerSize:])
+		FolioSer{PFN: pa / kernel.PageSize, Flags: f.flags(), Index: f.Index}.Put(array[i*FolioSerSize:])
 		w.Blocks = append(w.Blocks, Block{pa, f.Order, fmt.Sprintf("folio index %d", f.Index)})
 	}
 	ser := Ser{Pos: s.Pos, Size: s.Size, Seals: s.Seals, NrFolios: uint64(len(folios))}
@@ -231,9 +225,9 @@ type Example struct {
 // and an empty one.
 func Examples(boot int) []Example {
 	ex := []Example{
-		{"memfd-multi", Spec{Size: 5*PageSize + 123, Pos: PageSize + 7}},
-		{"memfd-large", Spec{Size: 8 * PageSize, Folios: []Folio{{Index: 0, Order: 2}, {Index: 4, Order: 1}, {Index: 6}, {Index: 7}}}},
-		{"memfd-sparse", Spec{Size: 10*PageSize - 1, Folios: []Folio{{Index: 0}, {Index: 1}, {Index: 4}, {Index: 9}}}},
+		{"memfd-multi", Spec{Size: 5*kernel.PageSize + 123, Pos: kernel.PageSize + 7}},
+		{"memfd-large", Spec{Size: 8 * kernel.PageSize, Folios: []Folio{{Index: 0, Order: 2}, {Index: 4, Order: 1}, {Index: 6}, {Index: 7}}}},
+		{"memfd-sparse", Spec{Size: 10*kernel.PageSize - 1, Folios: []Folio{{Index: 0}, {Index: 1}, {Index: 4}, {Index: 9}}}},
 		{"memfd-sealed", Spec{Size: 3000, Seals: SealSeal | SealShrink | SealGrow | SealWrite}},
 		{"memfd-empty", Spec{Seals: SealSeal}},
 	}

@@ -62,38 +62,57 @@ func (m *Meta) capacity() int {
 	return 1024 + 256*(len(m.FLBs)+len(m.Files)) + len(m.Scenario)
 }
 
+// props is the one list of a node's properties, in the order they are
+// written: Encode visits them with a writer, Decode with a reader.
+type props interface {
+	str(name string, v *string)
+	u64(name string, v *uint64)
+	u32(name string, v *uint32)
+	int(name string, v *int)   // a u64
+	bool(name string, v *bool) // a u32, 0 or 1
+}
+
+func (m *Meta) props(p props) {
+	p.str("scenario", &m.Scenario)
+	p.int("boot", &m.Boot)
+	p.int("boots", &m.Boots)
+	p.u64("liveupdate-number", &m.LUONumber)
+	p.bool("fix", &m.Fix)
+	p.int("passed", &m.Passed)
+	p.int("failed", &m.Failed)
+	p.int("skipped", &m.Skipped)
+	p.u64("tsc-hz", &m.TSCHz)
+	p.u64("tsc-reboot", &m.TSCReboot)
+}
+
+func (f *FLB) props(p props) {
+	p.str("name", &f.Name)
+	p.u64("data", &f.Data)
+	p.u64("count", &f.Count)
+	p.u64("size", &f.Size)
+	p.u64("seed", &f.Seed)
+	p.u32("crc", &f.CRC)
+}
+
+func (f *File) props(p props) {
+	p.str("session", &f.Session)
+	p.u64("token", &f.Token)
+	p.str("handler", &f.Handler)
+	p.u64("data", &f.Data)
+	p.u64("size", &f.Size)
+	p.u64("seed", &f.Seed)
+	p.u32("crc", &f.CRC)
+}
+
 // Encode writes the metadata FDT.
 func (m *Meta) Encode() ([]byte, error) {
 	b := fdt.NewBuilder(m.capacity())
+	w := writer{b}
 	_ = b.BeginNode("")
 	_ = b.PropertyString("compatible", Compatible)
-	_ = b.PropertyString("scenario", m.Scenario)
-	_ = b.PropertyU64("boot", uint64(m.Boot))
-	_ = b.PropertyU64("boots", uint64(m.Boots))
-	_ = b.PropertyU64("liveupdate-number", m.LUONumber)
-	_ = b.PropertyU32("fix", boolU32(m.Fix))
-	_ = b.PropertyU64("passed", uint64(m.Passed))
-	_ = b.PropertyU64("failed", uint64(m.Failed))
-	_ = b.PropertyU64("skipped", uint64(m.Skipped))
-	_ = b.PropertyU64("tsc-hz", m.TSCHz)
-	_ = b.PropertyU64("tsc-reboot", m.TSCReboot)
-	children(b, "flbs", "flb", m.FLBs, func(f FLB) {
-		_ = b.PropertyString("name", f.Name)
-		_ = b.PropertyU64("data", f.Data)
-		_ = b.PropertyU64("count", f.Count)
-		_ = b.PropertyU64("size", f.Size)
-		_ = b.PropertyU64("seed", f.Seed)
-		_ = b.PropertyU32("crc", f.CRC)
-	})
-	children(b, "files", "file", m.Files, func(f File) {
-		_ = b.PropertyString("session", f.Session)
-		_ = b.PropertyU64("token", f.Token)
-		_ = b.PropertyString("handler", f.Handler)
-		_ = b.PropertyU64("data", f.Data)
-		_ = b.PropertyU64("size", f.Size)
-		_ = b.PropertyU64("seed", f.Seed)
-		_ = b.PropertyU32("crc", f.CRC)
-	})
+	m.props(w)
+	children(b, "flbs", "flb", m.FLBs, func(f FLB) { f.props(w) })
+	children(b, "files", "file", m.Files, func(f File) { f.props(w) })
 	_ = b.EndNode()
 	return b.Finish()
 }
@@ -110,6 +129,16 @@ func children[T any](b *fdt.Builder, name, kind string, items []T, write func(T)
 	_ = b.EndNode()
 }
 
+// writer adds the properties to the node being built; the builder's errors
+// are sticky.
+type writer struct{ b *fdt.Builder }
+
+func (w writer) str(name string, v *string) { _ = w.b.PropertyString(name, *v) }
+func (w writer) u64(name string, v *uint64) { _ = w.b.PropertyU64(name, *v) }
+func (w writer) u32(name string, v *uint32) { _ = w.b.PropertyU32(name, *v) }
+func (w writer) int(name string, v *int)    { _ = w.b.PropertyU64(name, uint64(*v)) }
+func (w writer) bool(name string, v *bool)  { _ = w.b.PropertyU32(name, boolU32(*v)) }
+
 // Decode reads the metadata FDT, checking every property's presence
 // and size.
 func Decode(t *fdt.Tree) (*Meta, error) {
@@ -117,30 +146,18 @@ func Decode(t *fdt.Tree) (*Meta, error) {
 	if !r.IsCompatible(Compatible) {
 		return nil, fmt.Errorf("kho-sim metadata is not %q", Compatible)
 	}
-	d := decoder{}
-	m := &Meta{
-		Scenario:  d.str(r, "scenario"),
-		Boot:      int(d.u64(r, "boot")),
-		Boots:     int(d.u64(r, "boots")),
-		LUONumber: d.u64(r, "liveupdate-number"),
-		Fix:       d.u32(r, "fix") != 0,
-		Passed:    int(d.u64(r, "passed")),
-		Failed:    int(d.u64(r, "failed")),
-		Skipped:   int(d.u64(r, "skipped")),
-		TSCHz:     d.u64(r, "tsc-hz"),
-		TSCReboot: d.u64(r, "tsc-reboot"),
+	d := &decoder{}
+	m := &Meta{}
+	m.props(reader{d, r})
+	for _, n := range d.node(r, "flbs") {
+		var f FLB
+		f.props(reader{d, n})
+		m.FLBs = append(m.FLBs, f)
 	}
-	for _, n := range d.node(r, "flbs").children() {
-		m.FLBs = append(m.FLBs, FLB{
-			Name: d.str(n, "name"), Data: d.u64(n, "data"), Count: d.u64(n, "count"),
-			Size: d.u64(n, "size"), Seed: d.u64(n, "seed"), CRC: d.u32(n, "crc"),
-		})
-	}
-	for _, n := range d.node(r, "files").children() {
-		m.Files = append(m.Files, File{
-			Session: d.str(n, "session"), Token: d.u64(n, "token"), Handler: d.str(n, "handler"),
-			Data: d.u64(n, "data"), Size: d.u64(n, "size"), Seed: d.u64(n, "seed"), CRC: d.u32(n, "crc"),
-		})
+	for _, n := range d.node(r, "files") {
+		var f File
+		f.props(reader{d, n})
+		m.Files = append(m.Files, f)
 	}
 	if d.err != nil {
 		return nil, fmt.Errorf("kho-sim metadata: %w", d.err)
@@ -157,11 +174,19 @@ const MaxBoots = 10000
 // decoder keeps the first error so the decoding above stays linear.
 type decoder struct{ err error }
 
-type nodeList []*fdt.Node
+// reader reads the properties of node n into a Meta, FLB or File.
+type reader struct {
+	d *decoder
+	n *fdt.Node
+}
 
-func (l nodeList) children() []*fdt.Node { return l }
+func (r reader) str(name string, v *string) { *v = r.d.str(r.n, name) }
+func (r reader) u64(name string, v *uint64) { *v = r.d.u64(r.n, name) }
+func (r reader) u32(name string, v *uint32) { *v = r.d.u32(r.n, name) }
+func (r reader) int(name string, v *int)    { *v = int(r.d.u64(r.n, name)) }
+func (r reader) bool(name string, v *bool)  { *v = r.d.u32(r.n, name) != 0 }
 
-func (d *decoder) node(n *fdt.Node, name string) nodeList {
+func (d *decoder) node(n *fdt.Node, name string) []*fdt.Node {
 	c := n.Child(name)
 	if c == nil {
 		d.fail(fmt.Errorf("missing node %q", name))

@@ -5,10 +5,13 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 )
 
-// PageSize is the granularity of regions and allocations (x86-64 base page).
-const PageSize = 4096
+// PageSize is the granularity of regions and allocations: the kernel's
+// page.
+const PageSize = kernel.PageSize
 
 // Range is a span of physical addresses [Start, Start+Size).
 type Range struct {

@@ -147,9 +147,15 @@ func (u *userspace) isPreserved(k fileKey) bool {
 
 func (u *userspace) createSession(name string) error {
 	s, err := u.core.CreateSession(name)
+	return u.hold(u.sessions, name, s, err)
+}
+
+// hold keeps in held (sessions or inSessions) the session the core opened
+// as name, unless it failed.
+func (u *userspace) hold(held map[string]*luo.Session, name string, s *luo.Session, err error) error {
 	if err == nil {
 		u.mu.Lock()
-		u.sessions[name] = s
+		held[name] = s
 		u.mu.Unlock()
 	}
 	return err
@@ -227,12 +233,7 @@ func (u *userspace) afterAbort() {
 
 func (u *userspace) retrieveSession(name string) error {
 	s, err := u.core.RetrieveSession(name)
-	if err == nil {
-		u.mu.Lock()
-		u.inSessions[name] = s
-		u.mu.Unlock()
-	}
-	return err
+	return u.hold(u.inSessions, name, s, err)
 }
 
 func (u *userspace) retrieveFile(session string, token uint64) error {

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -26,12 +27,7 @@ func (s *subsys) handedFLB(name string) (MetaFLB, bool) {
 	if s.handed == nil {
 		return MetaFLB{}, false
 	}
-	for _, f := range s.handed.FLBs {
-		if f.Name == name {
-			return f, true
-		}
-	}
-	return MetaFLB{}, false
+	return find(s.handed.FLBs, func(f MetaFLB) bool { return f.Name == name })
 }
 
 // handedFile is the file the previous boot says it handed over with data.
@@ -39,12 +35,16 @@ func (s *subsys) handedFile(data uint64) (MetaFile, bool) {
 	if s.handed == nil {
 		return MetaFile{}, false
 	}
-	for _, f := range s.handed.Files {
-		if f.Data == data {
-			return f, true
-		}
+	return find(s.handed.Files, func(f MetaFile) bool { return f.Data == data })
+}
+
+// find returns the first element of list that match accepts.
+func find[T any](list []T, match func(T) bool) (T, bool) {
+	if i := slices.IndexFunc(list, match); i >= 0 {
+		return list[i], true
 	}
-	return MetaFile{}, false
+	var zero T
+	return zero, false
 }
 
 // faults are the failures a scenario injects: each makes the nth call of

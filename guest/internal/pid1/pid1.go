@@ -1,8 +1,10 @@
-// Package pid1 is what the real-kernel guests (guest/luo and
-// guest/luo/selftest) need as the only process of a minimal initramfs:
-// the file systems no init mounted, the command line, the initramfs they
-// pack on the host and repack for the next kernel, and the ways out
-// (kexec, reset) that give the serial console time to drain.
+// Package pid1 is what the real-kernel guests (guest/luo,
+// guest/luo/selftest and guest/kexecload) need as the only process of a
+// minimal initramfs: the program's two faces (the host command that packs
+// its initramfs, the boot as PID 1), the file systems no init mounted, the
+// command line and stage, the tagged console lines, the initramfs they
+// repack for the next kernel, and the ways out (kexec, reset) that give the
+// serial console time to drain.
 package pid1
 
 import (
@@ -12,12 +14,9 @@ import (
 	"io"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/u-root/u-root/pkg/cpio"
 	"golang.org/x/sys/unix"
-
-	"github.com/kho-sim/kho-sim/pkg/kexec"
 )
 
 // Mount mounts proc, sysfs and devtmpfs, and debugfs when asked: there is
@@ -129,26 +128,4 @@ func ReadFiles(mode func(name string) uint64, names ...string) ([]File, error) {
 		files = append(files, File{Name: name, Data: data, Mode: mode(name)})
 	}
 	return files, nil
-}
-
-// RebootKexec starts the kernel kexec.FileLoad loaded (kexec.Reboot) after
-// giving the console time to drain. It returns only if the kexec failed.
-func RebootKexec() error {
-	unix.Sync()
-	time.Sleep(200 * time.Millisecond)
-	return kexec.Reboot()
-}
-
-// Reset resets the machine (QEMU's -no-reboot turns that into an exit)
-// once the console has drained; the 8250 drains its buffer by interrupt.
-// It never returns; a failed reset is reported through logf.
-func Reset(logf func(format string, args ...any)) {
-	unix.Sync()
-	time.Sleep(300 * time.Millisecond)
-	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
-		logf("reboot(RESTART): %v", err)
-	}
-	for {
-		time.Sleep(time.Hour)
-	}
 }

@@ -44,58 +44,29 @@ const (
 )
 
 func main() {
-	if os.Getpid() != 1 {
-		if err := pack(os.Args[1:]); err != nil {
-			fmt.Fprintln(os.Stderr, "selftest:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	g := &guest{start: time.Now(), stage: 1}
-	if err := g.run(); err != nil {
-		g.logf("TEST FAILED: %v", err)
-	}
-	g.reset()
+	pid1.Program{
+		Name:       "selftest",
+		Tag:        "LUO-SELFTEST",
+		TimeTag:    "LUO-SELFTEST-TIME",
+		StageParam: stageParam,
+		Failed:     "TEST FAILED",
+		Pack:       pack,
+		Boot:       boot,
+	}.Main()
 }
 
 func pack(args []string) error {
-	if len(args) == 0 || args[0] != "pack" {
-		return errors.New("usage: selftest pack -kernel BZIMAGE -selftest BINARY -o OUT.cpio (as PID 1 it runs the selftest)")
+	var selftest *string
+	kernel, out, err := pid1.PackFlags(args, "usage: selftest pack -kernel BZIMAGE -selftest BINARY -o OUT.cpio (as PID 1 it runs the selftest)", func(fs *flag.FlagSet) {
+		selftest = fs.String("selftest", "", "static luo_kexec_simple to ship")
+	})
+	if err == nil && *selftest == "" {
+		err = errors.New("pack: -kernel, -selftest and -o are required")
 	}
-	fs := flag.NewFlagSet("pack", flag.ContinueOnError)
-	kernel := fs.String("kernel", "", "bzImage to ship as /bzImage")
-	selftest := fs.String("selftest", "", "static luo_kexec_simple to ship")
-	out := fs.String("o", "", "initramfs to write")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err != nil {
 		return err
 	}
-	if *kernel == "" || *selftest == "" || *out == "" || fs.NArg() != 0 {
-		return errors.New("pack: -kernel, -selftest and -o are required")
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("pack: find this executable: %w", err)
-	}
-	var files []pid1.File
-	for _, f := range []struct{ name, path string }{{initPath, self}, {kernelPath, *kernel}, {selftestPath, *selftest}} {
-		data, err := os.ReadFile(f.path)
-		if err != nil {
-			return fmt.Errorf("pack: %w", err)
-		}
-		files = append(files, pid1.File{Name: f.name, Data: data, Mode: 0o755})
-	}
-	archive, err := os.Create(*out)
-	if err != nil {
-		return fmt.Errorf("pack: %w", err)
-	}
-	if err := pid1.WriteInitramfs(archive, files...); err != nil {
-		archive.Close()
-		return fmt.Errorf("pack %s: %w", *out, err)
-	}
-	if err := archive.Close(); err != nil {
-		return fmt.Errorf("pack: %w", err)
-	}
-	return nil
+	return pid1.Pack(out, pid1.Source{Name: initPath, Mode: 0o755}, pid1.Source{Name: kernelPath, Path: kernel, Mode: 0o755}, pid1.Source{Name: selftestPath, Path: *selftest, Mode: 0o755})
 }
 
 // rootFiles are the files of the initramfs, all executable: this program
@@ -103,40 +74,16 @@ func pack(args []string) error {
 var rootFiles = [...]string{initPath, kernelPath, selftestPath}
 
 // guest is the state of one boot.
-type guest struct {
-	start   time.Time
-	stage   int
-	cmdline string
-}
+type guest struct{ *pid1.Console }
 
-func (g *guest) logf(format string, args ...any) {
-	fmt.Printf("LUO-SELFTEST stage=%d: %s\n", g.stage, fmt.Sprintf(format, args...))
-}
-
-// mark prints a timing line: the kernel's uptime and the time since /init
-// started.
-func (g *guest) mark(event string) {
-	fmt.Printf("LUO-SELFTEST-TIME stage=%d event=%s uptime=%s init=%.3f\n", g.stage, event, pid1.Uptime(), time.Since(g.start).Seconds())
-}
-
-func (g *guest) run() error {
-	if err := pid1.Mount(false); err != nil {
-		return err
-	}
-	cmdline, err := pid1.Cmdline()
-	if err != nil {
-		return err
-	}
-	g.cmdline = cmdline
-	if v, _ := kcmdline.Parse(g.cmdline).Lookup(stageParam); v == "2" {
-		g.stage = 2
-	}
-	g.mark("init")
+func boot(c *pid1.Console, _ kcmdline.Line) error {
+	g := guest{c}
+	g.Mark("init")
 	if err := g.selftest(); err != nil {
 		return err
 	}
-	if g.stage == 2 {
-		g.logf("TEST PASSED")
+	if g.Stage == 2 {
+		g.Logf("TEST PASSED")
 		return nil
 	}
 	return g.kexec()
@@ -145,22 +92,22 @@ func (g *guest) run() error {
 // selftest runs luo_kexec_simple --stage N on the console and waits for it.
 // In stage 1 it returns once the selftest's parent exits; the forked child
 // keeps the sessions open until the kexec.
-func (g *guest) selftest() error {
-	cmd := exec.Command("/"+selftestPath, "--stage", fmt.Sprint(g.stage))
+func (g guest) selftest() error {
+	cmd := exec.Command("/"+selftestPath, "--stage", fmt.Sprint(g.Stage))
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	t := time.Now()
 	err := cmd.Run()
-	g.mark("selftest-done")
+	g.Mark("selftest-done")
 	if err != nil {
-		return fmt.Errorf("%s --stage %d: %w", selftestPath, g.stage, err)
+		return fmt.Errorf("%s --stage %d: %w", selftestPath, g.Stage, err)
 	}
-	g.logf("%s --stage %d exited 0 after %.3f s", selftestPath, g.stage, time.Since(t).Seconds())
+	g.Logf("%s --stage %d exited 0 after %.3f s", selftestPath, g.Stage, time.Since(t).Seconds())
 	return nil
 }
 
 // kexec loads the same kernel and root file system with luo_stage=2
 // appended and reboots into it.
-func (g *guest) kexec() error {
+func (g guest) kexec() error {
 	files, err := pid1.ReadFiles(func(string) uint64 { return 0o755 }, rootFiles[:]...)
 	if err != nil {
 		return err
@@ -169,19 +116,13 @@ func (g *guest) kexec() error {
 	if err != nil {
 		return err
 	}
-	cmdline, err := kexec.RewriteCmdline(g.cmdline, map[string]string{stageParam: "2"}, nil)
+	cmdline, err := kexec.RewriteCmdline(g.Cmdline, map[string]string{stageParam: "2"}, nil)
 	if err != nil {
 		return err
 	}
 	if err := kexec.FileLoad(kexec.LoadOptions{Kernel: "/" + kernelPath, Initrd: initrd, Cmdline: cmdline}); err != nil {
 		return err
 	}
-	g.mark("reboot-kexec")
+	g.Mark("reboot-kexec")
 	return pid1.RebootKexec()
-}
-
-// reset ends the boot: the last timing line, then a machine reset.
-func (g *guest) reset() {
-	g.mark("end")
-	pid1.Reset(g.logf)
 }
