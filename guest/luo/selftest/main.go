@@ -20,6 +20,9 @@
 // Run anywhere else it packs the initramfs:
 //
 //	selftest pack -kernel bzImage -selftest luo_kexec_simple -o initramfs.cpio
+//
+// or, for hops between kernels (hop.go), with -hop NAME=BZIMAGE,SELFTEST
+// once per kernel.
 package main
 
 import (
@@ -67,24 +70,39 @@ func pack(args []string) error {
 	kernel := fs.String("kernel", "", "bzImage to ship as /bzImage")
 	selftest := fs.String("selftest", "", "static luo_kexec_simple to ship")
 	out := fs.String("o", "", "initramfs to write")
+	var hops []hopSpec
+	fs.Func("hop", "NAME=BZIMAGE,SELFTEST: ship /kernel-NAME and /luo_kexec_simple-NAME for luo_kernel=/luo_next= (repeatable)", func(s string) error {
+		h, err := parseHopSpec(s)
+		hops = append(hops, h)
+		return err
+	})
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	if *kernel == "" || *selftest == "" || *out == "" || fs.NArg() != 0 {
-		return errors.New("pack: -kernel, -selftest and -o are required")
+	if (*kernel == "") != (*selftest == "") || (*kernel == "" && len(hops) == 0) || *out == "" || fs.NArg() != 0 {
+		return errors.New("pack: -o and -kernel with -selftest, or -hop, or both, are required")
 	}
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("pack: find this executable: %w", err)
 	}
+	shipped := []struct{ name, path string }{{initPath, self}}
+	if *kernel != "" {
+		shipped = append(shipped, struct{ name, path string }{kernelPath, *kernel}, struct{ name, path string }{selftestPath, *selftest})
+	}
 	var files []pid1.File
-	for _, f := range []struct{ name, path string }{{initPath, self}, {kernelPath, *kernel}, {selftestPath, *selftest}} {
+	for _, f := range shipped {
 		data, err := os.ReadFile(f.path)
 		if err != nil {
 			return fmt.Errorf("pack: %w", err)
 		}
 		files = append(files, pid1.File{Name: f.name, Data: data, Mode: 0o755})
 	}
+	more, err := hopFiles(hops)
+	if err != nil {
+		return err
+	}
+	files = append(files, more...)
 	archive, err := os.Create(*out)
 	if err != nil {
 		return fmt.Errorf("pack: %w", err)
@@ -108,6 +126,7 @@ type guest struct {
 	start   time.Time
 	stage   int
 	cmdline string
+	hop     hopPlan
 }
 
 func (g *guest) logf(format string, args ...any) {
@@ -135,12 +154,22 @@ func (g *guest) run() error {
 		}
 	}
 	g.mark("init")
+	if g.hop, err = parseHopPlan(g.cmdline); err != nil {
+		return err
+	}
+	g.logHop()
 	if err := g.selftest(); err != nil {
 		return err
 	}
 	if g.stage == 2 {
 		g.logf("TEST PASSED")
+		if len(g.hop.next) > 0 {
+			return g.hopOn()
+		}
 		return nil
+	}
+	if g.hop.active() {
+		return g.kexecHop()
 	}
 	return g.kexec()
 }
@@ -149,15 +178,16 @@ func (g *guest) run() error {
 // In stage 1 it returns once the selftest's parent exits; the forked child
 // keeps the sessions open until the kexec.
 func (g *guest) selftest() error {
-	cmd := exec.Command("/"+selftestPath, "--stage", fmt.Sprint(g.stage))
+	// -s, not --stage: 7.3's lu_utils.c parses with getopt("s:") only.
+	cmd := exec.Command(g.selftestBinary(), "-s", fmt.Sprint(g.stage))
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	t := time.Now()
 	err := cmd.Run()
 	g.mark("selftest-done")
 	if err != nil {
-		return fmt.Errorf("%s --stage %d: %w", selftestPath, g.stage, err)
+		return fmt.Errorf("%s -s %d: %w", g.selftestBinary(), g.stage, err)
 	}
-	g.logf("%s --stage %d exited 0 after %.3f s", selftestPath, g.stage, time.Since(t).Seconds())
+	g.logf("%s -s %d exited 0 after %.3f s", g.selftestBinary(), g.stage, time.Since(t).Seconds())
 	return nil
 }
 
