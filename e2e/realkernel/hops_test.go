@@ -64,6 +64,9 @@ func (h *harness) hops(kernels []realKernel, selftestInit string) string {
 	name := strings.Join(chain, "-")
 	appendArgs := fmt.Sprintf("%s kho=on liveupdate=on luo_kernel=%s luo_next=%s", baseAppend, chain[0], strings.Join(chain[1:], ","))
 	lines := h.boot(name, want[0].bzImage, filepath.Join(h.tmp, "hops.cpio"), appendArgs)
+	if len(lines) == 0 {
+		t.Fatalf("%s: QEMU printed nothing", name)
+	}
 	boots := splitBoots(lines)
 	for i, b := range boots {
 		path := filepath.Join(h.logDir, fmt.Sprintf("%s.boot%d-%s.log", name, i+1, chain[min(i, len(chain)-1)]))
