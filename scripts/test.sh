@@ -11,21 +11,16 @@
 #   5. the QEMU matrix (e2e.TestQEMUHandover): one initramfs, a VM per case,
 #      VMs side by side (without -race: it only drives QEMU, and the guest
 #      binary is built by initramfs/build.sh anyway)
-#      (before it, one initramfs is built into out/kho-sim.cpio and exported
-#      as KHO_SIM_INITRAMFS for it and step 5a, unless KHO_SIM_INITRAMFS is set)
-#   5a. LAVA (lab/lava.TestQEMULAVAJob): lava-run of lab/lava/kho-sim-qemu.yaml
-#      against lab/lava/qemu-tcg.yaml; LAVA's results must list one passing
-#      test case per boot
-#   5b. kunit.py parse (the kernel's own KTAP parser, fetched after step 1 by
-#      scripts/kunit/fetch.sh) of every serial log steps 5 and 5a wrote under
-#      out/: no errors, no crashed tests, the same counts as kho-sim's reading
-#   6. the real Linux 7.2 kernel (e2e/realkernel.TestRealKernel): builds it
-#      from Debian's linux-source-7.2 (scripts/luo-kernel/build.sh, cached
-#      in .cache/luo-kernel), captures its handover twice (once read through
-#      /dev/mem on both sides), checks it with kho-sim inspect and kho-sim's
-#      model, and times the kernel's luo_kexec_simple against kho-sim's round
-#      trip on that kernel (out/realkernel.txt); then TestKexecLoad: stock
-#      Debian 6.1 kexec_load()s that kernel with a KHO handover in setup_data
+#   6. the real Linux 7.2 and 7.3 kernels (e2e/realkernel.TestRealKernel):
+#      builds them from Debian's linux-source-7.2 and -7.3
+#      (scripts/luo-kernel/build.sh, cached in .cache/luo-kernel; 7.3's tree
+#      is fetched while 7.2 compiles, the compiles one after the other), and
+#      for each kernel, side by side: captures its handover twice (once read
+#      through /dev/mem on both sides), checks it with kho-sim inspect and
+#      kho-sim's model, and times the kernel's luo_kexec_simple against
+#      kho-sim's round trip on that kernel; beside them hops 7.2 -> 7.3 ->
+#      7.2 with luo_kexec_simple (out/realkernel.txt, logs in out/realkernel/); then TestKexecLoad: stock
+#      Debian 6.1 kexec_load()s the 7.2 kernel with a KHO handover in setup_data
 #      (out/kexecload-*.log, out/kexecload.txt)
 #   7. bounded fuzzing of every fuzz target of the module
 #
@@ -177,10 +172,21 @@ fi
 done_step
 
 if [[ $KHO_SIM_LUO_KERNEL != 0 ]]; then
-	step "real Linux 7.2 kernel: build (or reuse) scripts/luo-kernel"
-	if scripts/luo-kernel/build.sh; then
+	step "real Linux 7.2 and 7.3 kernels: build (or reuse) scripts/luo-kernel"
+	# build_kernels: 7.2's tree first (it installs what unpacking needs),
+	# then 7.3's downloads and unpacks while 7.2 compiles.
+	build_kernels() {
+		local fetch rc=0
+		scripts/luo-kernel/build.sh --fetch 7.2 || return 1
+		scripts/luo-kernel/build.sh --fetch 7.3 &
+		fetch=$!
+		scripts/luo-kernel/build.sh 7.2 >/dev/null || rc=1
+		wait "$fetch" || rc=1
+		((rc == 0)) && scripts/luo-kernel/build.sh 7.3 >/dev/null
+	}
+	if build_kernels; then
 		done_step
-		step "go test ./e2e/realkernel (real kernel vs kho-sim, KHO_SIM_LUO_KERNEL=$KHO_SIM_LUO_KERNEL)"
+		step "go test ./e2e/realkernel (real kernels vs kho-sim, 7.2 <-> 7.3 hops, KHO_SIM_LUO_KERNEL=$KHO_SIM_LUO_KERNEL)"
 		go test -count=1 -timeout 30m -v -run '^TestRealKernel$' ./e2e/realkernel/
 		done_step
 		step "go test ./e2e/realkernel (Debian 6.1 -> real 7.2 kernel by kexec_load with a KHO handover)"

@@ -1,12 +1,15 @@
-// Package realkernel runs kho-sim next to a real Linux 7.2 kernel with KHO
-// and LUO (scripts/luo-kernel) and the kernel's own LUO selftest, in QEMU,
-// in one test: TestRealKernel.
+// Package realkernel runs kho-sim next to real Linux 7.2 and 7.3 kernels
+// with KHO and LUO (scripts/luo-kernel) and the kernels' own LUO selftest,
+// in QEMU, in one test: TestRealKernel.
 //
-// It is opt-in because it builds a kernel (minutes, cached afterwards) and
-// runs QEMU six times, two boots each: set KHO_SIM_LUO_KERNEL=1 to run it
-// (a missing tool skips) or KHO_SIM_LUO_KERNEL=required (a missing tool
-// fails); scripts/test.sh runs it, .ci/run with required. About 90 s with
-// the kernel cached; give go test -timeout 30m.
+// It is opt-in because it builds two kernels (minutes each, cached
+// afterwards) and boots QEMU thirteen times: six lanes of two boots on
+// each kernel, the two kernels side by side, and one chain of three boots
+// hopping 7.2 -> 7.3 -> 7.2 (hops_test.go). Set KHO_SIM_LUO_KERNEL=1 to
+// run it (a missing tool skips) or KHO_SIM_LUO_KERNEL=required (a missing
+// tool fails); scripts/test.sh runs it, .ci/run with required. Give go
+// test -timeout 30m. Every boot's serial log is kept under
+// out/realkernel/.
 //
 // The real handover is read twice. In the first capture the second kernel
 // retrieves and finishes the sessions, as a live update does; it frees the

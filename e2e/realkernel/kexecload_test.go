@@ -20,17 +20,15 @@ const (
 	envKernelCache = "KHO_SIM_CACHE"
 )
 
-// The 7.2 kernel's lines (kernel/liveupdate/kexec_handover.c, luo_core.c)
-// and the guest's.
+// The 7.2 kernel's lines (kernel/liveupdate/kexec_handover.c; khoFound
+// and luoRetrieved beside the hops') and the guest's.
 const (
-	khoFound      = "KHO: found kexec handover data."
 	khoDisabled   = "disabling KHO revival"
-	luoRetrieved  = "luo: Retrieved live update data, liveupdate number: "
 	guestDone     = "KEXECLOAD-GUEST stage=2: DONE"
 	guestRebootAt = "KEXECLOAD-GUEST stage=1: rebooting into the KHO kernel"
 	// kexecAppend is the stock kernel's command line: the handover region
 	// as scripts/qemu and the other real-kernel boots reserve it.
-	kexecAppend = "console=ttyS0 panic=-1 printk.time=1 memmap=16M$0x10000000"
+	kexecAppend = baseAppend + " memmap=16M$0x10000000"
 )
 
 var (
@@ -72,7 +70,7 @@ func TestKexecLoad(t *testing.T) {
 		h.missing("%s not found: %v", qemuBin, err)
 	}
 	stock := h.stockKernel()
-	next := h.buildKernel()
+	next := h.buildKernel("7.2").bzImage
 	guest := h.goBuild("./guest/kexecload", "kexecload")
 	cpio := filepath.Join(h.tmp, "kexecload.cpio")
 	h.run("kexecload pack", guest, "pack", "-kernel", next, "-o", cpio)

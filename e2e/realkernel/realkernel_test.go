@@ -30,8 +30,11 @@ const (
 	// runsEach is how often each round trip is booted, alternating, so that
 	// one slow moment of the host does not decide the comparison.
 	runsEach = 2
-	// baseAppend is the command line both compared runs share.
-	baseAppend = "console=ttyS0 panic=-1 printk.time=1"
+	// baseAppend is the command line every boot shares. no_timer_check:
+	// under TCG on a busy host the IO-APIC timer check (check_timer in
+	// arch/x86/kernel/apic/io_apic.c) can miss the ticks it waits for and
+	// panic "IO-APIC + timer doesn't work!", seen after a kexec into 7.3.
+	baseAppend = "console=ttyS0 panic=-1 printk.time=1 no_timer_check"
 	// selftestPass is the wrapper's line after luo_kexec_simple --stage 2
 	// exited 0; selftestOwnPass is the selftest's own.
 	selftestPass    = "LUO-SELFTEST stage=2: TEST PASSED"
@@ -46,12 +49,31 @@ const (
 	testFLBData = 0xfeedf00dcafebee0
 )
 
-// harness carries the opt-in mode through the steps.
+// harness carries the opt-in mode through the steps; each subtest has
+// its own (sub), with its temporary directory and the directory under out/
+// that keeps the serial log of every QEMU boot it runs.
 type harness struct {
 	t        *testing.T
 	required bool
 	repo     string
 	tmp      string
+	logDir   string
+	// rootTmp is the top-level test's directory; initramfs the kho-sim
+	// initramfs every lane shares.
+	rootTmp   string
+	initramfs *khoSimInitramfs
+}
+
+// sub is the harness of subtest t, whose serial logs go to
+// out/realkernel/NAME/.
+func (h *harness) sub(t *testing.T, name string) *harness {
+	c := *h
+	c.t, c.tmp = t, t.TempDir()
+	c.logDir = filepath.Join(h.repo, "out", "realkernel", name)
+	if err := os.MkdirAll(c.logDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return &c
 }
 
 // missing reports a piece of the environment that is not there: a failure
@@ -64,16 +86,32 @@ func (h *harness) missing(format string, args ...any) {
 	h.t.Skipf(format+" (KHO_SIM_LUO_KERNEL=required makes this a failure)", args...)
 }
 
-// TestRealKernel builds (or reuses) the real 7.2 kernel, captures its
-// handover and checks it with kho-sim inspect and against the committed
-// capture, runs the kernel's luo_kexec_simple and kho-sim's own 7.2 round
-// trip on that kernel, and writes their timings to out/realkernel.txt.
+// series are the kernels scripts/luo-kernel/build.sh builds, in the order
+// they are built.
+func series() []string { return []string{"7.2", "7.3"} }
+
+// realKernel is one kernel built by scripts/luo-kernel/build.sh.
+type realKernel struct {
+	series   string
+	bzImage  string
+	selftest string // its tree's luo_kexec_simple
+	version  string // the Debian version of linux-source (its cache directory)
+	release  string // uname -r
+	build    time.Duration
+}
+
+// TestRealKernel builds (or reuses) the real 7.2 and 7.3 kernels, and for
+// each, side by side: captures its handover and checks it with kho-sim
+// inspect, against the committed captures and with kho-sim's model, runs
+// the kernel's luo_kexec_simple and kho-sim's own 7.2 round trip on that
+// kernel; beside them it hops between the two kernels with the selftest
+// (hops). The timings and hop verdicts go to out/realkernel.txt.
 func TestRealKernel(t *testing.T) {
 	mode := os.Getenv(requireEnv)
 	switch mode {
 	case "required", "1":
 	case "":
-		t.Skipf("set %s=1 (or =required) to build a Linux 7.2 kernel with LUO and boot it in QEMU", requireEnv)
+		t.Skipf("set %s=1 (or =required) to build Linux 7.2 and 7.3 kernels with LUO and boot them in QEMU", requireEnv)
 	default:
 		t.Fatalf("%s=%q: want 1 or required", requireEnv, mode)
 	}
@@ -81,7 +119,8 @@ func TestRealKernel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, required: mode == "required", repo: repo, tmp: t.TempDir()}
+	h := &harness{t: t, required: mode == "required", repo: repo, tmp: t.TempDir(), initramfs: new(khoSimInitramfs)}
+	h.rootTmp = h.tmp
 	for _, tool := range []string{qemuBin, "go", "bash"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			h.missing("%s not found: %v", tool, err)
@@ -89,30 +128,31 @@ func TestRealKernel(t *testing.T) {
 	}
 
 	start := time.Now()
-	kernel := h.buildKernel()
-	buildTime := time.Since(start)
-	selftest := filepath.Join(filepath.Dir(kernel), "luo_kexec_simple")
-	if _, err := os.Stat(selftest); err != nil {
-		t.Fatalf("the kernel's tree built no luo_kexec_simple: %v", err)
+	// One kernel build at a time: each takes both CPUs.
+	var kernels []realKernel
+	for _, s := range series() {
+		kernels = append(kernels, h.buildKernel(s))
 	}
 	khoSim := h.goBuild("./cmd/kho-sim", "kho-sim")
+	selftestInit := h.goBuild("./guest/luo/selftest", "selftest-init")
 
-	captureStart := time.Now()
-	h.captureAndInspect(kernel, khoSim)
-	captureTime := time.Since(captureStart)
-
-	selftestCPIO := h.selftestInitramfs(kernel, selftest)
-	khoSimCPIO := filepath.Join(h.tmp, "kho-sim.cpio")
-	h.run("initramfs/build.sh", "bash", filepath.Join(repo, "initramfs/build.sh"), khoSimCPIO, kernel)
-
-	var selftestRuns, khoSimRuns []roundTrip
-	for i := range runsEach {
-		selftestRuns = append(selftestRuns, h.bootSelftest(i, kernel, selftestCPIO))
-		khoSimRuns = append(khoSimRuns, h.bootKhoSim(i, kernel, khoSimCPIO))
-	}
-	report := comparison(filepath.Base(filepath.Dir(kernel)), selftestRuns, khoSimRuns)
-	report += fmt.Sprintf("\nkernel build or reuse %.1f s, capture and inspect %.1f s, whole test %.1f s\n",
-		buildTime.Seconds(), captureTime.Seconds(), time.Since(start).Seconds())
+	// Each lane boots one single-vCPU QEMU at a time: with -parallel 2
+	// (GOMAXPROCS on these 2-core machines) two lanes share the machine.
+	reports := make([]string, len(kernels)+1)
+	t.Run("lanes", func(t *testing.T) {
+		for i, k := range kernels {
+			t.Run(k.series, func(t *testing.T) {
+				t.Parallel()
+				reports[i] = h.sub(t, k.series).lanes(k, khoSim, selftestInit)
+			})
+		}
+		t.Run("hops", func(t *testing.T) {
+			t.Parallel()
+			reports[len(kernels)] = h.sub(t, "hops").hops(kernels, selftestInit)
+		})
+	})
+	report := strings.Join(reports, "\n")
+	report += fmt.Sprintf("\nwhole test %.1f s (lanes side by side)\n", time.Since(start).Seconds())
 	t.Log("\n" + report)
 	if err := os.MkdirAll(filepath.Join(repo, "out"), 0o755); err != nil {
 		t.Fatal(err)
@@ -120,6 +160,25 @@ func TestRealKernel(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(repo, "out", "realkernel.txt"), []byte(report), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// lanes runs every lane on one kernel and returns its timing table.
+func (h *harness) lanes(k realKernel, khoSim, selftestInit string) string {
+	start := time.Now()
+	h.captureAndInspect(k, khoSim)
+	captureTime := time.Since(start)
+
+	selftestCPIO := h.selftestInitramfs(selftestInit, k)
+	khoSimCPIO := h.khoSimInitramfs(k)
+
+	var selftestRuns, khoSimRuns []roundTrip
+	for i := range runsEach {
+		selftestRuns = append(selftestRuns, h.bootSelftest(i, k.bzImage, selftestCPIO))
+		khoSimRuns = append(khoSimRuns, h.bootKhoSim(i, k.bzImage, khoSimCPIO))
+	}
+	report := comparison(k.release+" (Debian "+k.version+")", selftestRuns, khoSimRuns)
+	return report + fmt.Sprintf("\nkernel build or reuse %.1f s, capture and inspect %.1f s, all lanes on %s %.1f s\n",
+		k.build.Seconds(), captureTime.Seconds(), k.series, time.Since(start).Seconds())
 }
 
 // run runs a command in the repository with the host's GOFLAGS cleared
@@ -151,15 +210,27 @@ func tail(s string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-// buildKernel runs scripts/luo-kernel/build.sh: it reuses the cached
-// kernel or downloads and builds it.
-func (h *harness) buildKernel() string {
-	out := h.run("scripts/luo-kernel/build.sh", "bash", filepath.Join(h.repo, "scripts/luo-kernel/build.sh"))
-	kernel := strings.TrimSpace(tail(out, 1))
-	if _, err := os.Stat(kernel); err != nil {
-		h.t.Fatalf("build.sh printed %q: %v", kernel, err)
+// buildKernel runs scripts/luo-kernel/build.sh for a series: it reuses
+// the cached kernel or downloads and builds it, with its selftest.
+func (h *harness) buildKernel(series string) realKernel {
+	start := time.Now()
+	out := h.run("scripts/luo-kernel/build.sh "+series, "bash", filepath.Join(h.repo, "scripts/luo-kernel/build.sh"), series)
+	k := realKernel{series: series, bzImage: strings.TrimSpace(tail(out, 1)), build: time.Since(start)}
+	if _, err := os.Stat(k.bzImage); err != nil {
+		h.t.Fatalf("build.sh %s printed %q: %v", series, k.bzImage, err)
 	}
-	return kernel
+	// build.sh keeps make kernelrelease beside the bzImage.
+	release, err := os.ReadFile(filepath.Join(filepath.Dir(k.bzImage), "release"))
+	if k.release = strings.TrimSpace(string(release)); err != nil || !strings.HasPrefix(k.release, series+".") {
+		h.t.Fatalf("release of %s: %q (%v), want %s.N", k.bzImage, k.release, err, series)
+	}
+	// <cache>/<version>/<config key>/bzImage
+	k.version = filepath.Base(filepath.Dir(filepath.Dir(k.bzImage)))
+	k.selftest = filepath.Join(filepath.Dir(k.bzImage), "luo_kexec_simple")
+	if _, err := os.Stat(k.selftest); err != nil {
+		h.t.Fatalf("the %s tree built no luo_kexec_simple: %v", series, err)
+	}
+	return k
 }
 
 // goBuild builds a static binary of a command package of the repository.
@@ -176,42 +247,61 @@ func (h *harness) goBuild(pkg, name string) string {
 // guest reads the whole handover through /dev/mem: the radix tree on the
 // outgoing side, everything else on the incoming side. Each is checked:
 // kho-sim inspect decodes it without a finding, it carries the same FLB
-// page, sessions and files as the committed capture (a drift of the real
-// kernel fails here), and for the /dev/mem one, kho-sim's own model writes
-// the same FLB page, luo_ser and blocks (pkg/sim's TestRealKernel72 tests,
-// pointed at it).
-func (h *harness) captureAndInspect(kernel, khoSim string) {
+// page, sessions and files as the committed 7.2 capture (a drift of the
+// real kernel, or a 7.3 ABI that is not 7.2's, fails here) and as the
+// committed capture of its own series, and for the /dev/mem one, kho-sim's
+// own model writes the same FLB page, luo_ser and blocks (pkg/sim's
+// TestRealKernel72 tests, pointed at it).
+func (h *harness) captureAndInspect(k realKernel, khoSim string) {
 	t := h.t
-	committed := loadHandover(t, filepath.Join(h.repo, "testdata/real-7.2/handover.txt"))
+	var committed []handover
+	for _, s := range []string{"7.2", k.series} {
+		path := filepath.Join(h.repo, "testdata/real-"+s, "handover.txt")
+		if _, err := os.Stat(path); err != nil && s != "7.2" {
+			t.Logf("no committed %s capture (%v): compared with 7.2's only", s, err)
+			continue
+		}
+		committed = append(committed, loadHandover(t, path))
+		if s == k.series {
+			break
+		}
+	}
 
-	dir := h.capture(kernel, "retrieve", "")
+	dir := h.capture(k, "retrieve", "")
 	// What the guest read through /dev/mem after the kexec equals the RAM
 	// image taken at the kexec, except the LUO blob the new kernel freed.
 	h.checkDiff(dir, true)
 	fresh := loadHandover(t, filepath.Join(dir, "handover.txt"))
 	h.inspect(khoSim, "RAM image at the kexec", fresh)
-	compareHandovers(t, committed, fresh)
+	for _, c := range committed {
+		compareHandovers(t, c, fresh)
+	}
 
-	dir = h.capture(kernel, "dump", "dump")
+	dir = h.capture(k, "dump", "dump")
 	// With LUO off nothing was freed: every page the guest read through
 	// /dev/mem equals the RAM image.
 	h.checkDiff(dir, false)
 	guestDump := filepath.Join(dir, "guest-dump.txt")
 	devmem := loadHandover(t, guestDump)
 	h.inspect(khoSim, "/dev/mem on both sides", devmem)
-	compareHandovers(t, committed, devmem)
-	h.runEnv("kho-sim's model against the /dev/mem handover", []string{"KHO_SIM_REAL_HANDOVER=" + guestDump},
+	for _, c := range committed {
+		compareHandovers(t, c, devmem)
+	}
+	h.runEnv("kho-sim's model against the /dev/mem handover", []string{"KHO_SIM_REAL_HANDOVER=" + guestDump, "KHO_SIM_REAL_RELEASE=" + k.release},
 		"go", "test", "-count=1", "-run", "^TestReal(Kernel|Linux)72", "./pkg/sim/")
 }
 
 // capture runs capture.sh with LUO_INCOMING=incoming into a directory of
 // the test named after the run, demands the guest's TEST PASSED and
-// returns the directory.
-func (h *harness) capture(kernel, name, incoming string) string {
+// returns the directory. The whole serial console goes to
+// capture-NAME.log in the log directory.
+func (h *harness) capture(k realKernel, name, incoming string) string {
 	t := h.t
 	dir := filepath.Join(h.tmp, "capture-"+name)
-	h.runEnv("scripts/luo-kernel/capture.sh ("+name+")", []string{requireEnv + "=" + kernel, "LUO_INCOMING=" + incoming},
-		"bash", filepath.Join(h.repo, "scripts/luo-kernel/capture.sh"), dir)
+	h.runEnv("scripts/luo-kernel/capture.sh ("+name+")", []string{
+		requireEnv + "=" + k.bzImage, "LUO_INCOMING=" + incoming,
+		"CAPTURE_CONSOLE=" + filepath.Join(h.logDir, "capture-"+name+".log"),
+	}, "bash", filepath.Join(h.repo, "scripts/luo-kernel/capture.sh"), dir)
 	console, err := os.ReadFile(filepath.Join(dir, "console.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -381,12 +471,11 @@ func sessionSummary(h *luo.Handover) string {
 // matter to a match.
 func squeeze(s string) string { return strings.Join(strings.Fields(s), " ") }
 
-// selftestInitramfs packs guest/luo/selftest as /init with the kernel and
-// luo_kexec_simple.
-func (h *harness) selftestInitramfs(kernel, selftest string) string {
-	bin := h.goBuild("./guest/luo/selftest", "selftest-init")
+// selftestInitramfs packs guest/luo/selftest (bin) as /init with the
+// kernel and its luo_kexec_simple.
+func (h *harness) selftestInitramfs(bin string, k realKernel) string {
 	out := filepath.Join(h.tmp, "selftest.cpio")
-	h.run("selftest pack", bin, "pack", "-kernel", kernel, "-selftest", selftest, "-o", out)
+	h.run("selftest pack", bin, "pack", "-kernel", k.bzImage, "-selftest", k.selftest, "-o", out)
 	return out
 }
 
@@ -408,7 +497,7 @@ func (h *harness) bootSelftest(run int, kernel, initramfs string) roundTrip {
 func (h *harness) bootKhoSim(run int, kernel, initramfs string) roundTrip {
 	name := fmt.Sprintf("kho-sim-%d", run+1)
 	lines := h.boot(name, kernel, initramfs, baseAppend+` memmap=16M$0x10000000 kho_sim.hops=1 kho_sim.abi=7.2`)
-	h.run("ktapverdict "+name, "go", "run", "./e2e/ktapverdict", "-boots", "2", filepath.Join(h.tmp, name+".log"))
+	h.run("ktapverdict "+name, "go", "run", "./e2e/ktapverdict", "-boots", "2", filepath.Join(h.logDir, name+".log"))
 	rt, err := analyze(lines, khoSimDone, 2)
 	if err != nil {
 		h.t.Fatalf("kho-sim run %d: %v", run+1, err)
@@ -427,8 +516,8 @@ func containsLine(lines []consoleLine, s string) bool {
 
 // boot runs QEMU (TCG, 1 GiB, one vCPU, as scripts/qemu/run.sh and
 // capture.sh do) until the guest resets or halts, timing every console line on the
-// host. The console goes to NAME.log in the test's directory; on failure
-// its tail is shown.
+// host. The console goes to NAME.log in the log directory (under out/); on
+// failure its tail is shown.
 func (h *harness) boot(name, kernel, initramfs, appendArgs string) []consoleLine {
 	t := h.t
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
@@ -440,7 +529,7 @@ func (h *harness) boot(name, kernel, initramfs, appendArgs string) []consoleLine
 		t.Fatal(err)
 	}
 	cmd.Stdout, cmd.Stderr = pw, pw
-	logPath := filepath.Join(h.tmp, name+".log")
+	logPath := filepath.Join(h.logDir, name+".log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
@@ -505,7 +594,7 @@ func tailLines(lines []consoleLine, n int) string {
 // best of each and their ratio.
 func comparison(kernel string, selftest, khoSim []roundTrip) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Real Linux %s, QEMU TCG, 1 vCPU, 1 GiB, same kernel, same machine, one run.\n", kernel)
+	fmt.Fprintf(&b, "Real Linux %s, QEMU TCG, 1 vCPU, 1 GiB, same kernel, same machine, one run (beside the other lanes).\n", kernel)
 	fmt.Fprintf(&b, "Seconds on the host's clock from QEMU start: boot 1 to the second kernel's banner, boot 2 from it to the pass line;\n")
 	fmt.Fprintf(&b, "init 1/2: the kernel's own timestamp at \"Run /init\" in each boot.\n\n")
 	fmt.Fprintf(&b, "%-34s %7s %7s %7s %7s %11s\n", "round trip", "boot 1", "boot 2", "init 1", "init 2", "round trip")

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# capture.sh: boots the Linux 7.2 kernel of build.sh in QEMU with the
-# guest/luo initramfs, lets it preserve memfds, kexec into itself and dump
-# the handover it received, and turns the result into test data.
+# capture.sh: boots a real Linux 7.x kernel of build.sh (7.2 or 7.3) in
+# QEMU with the guest/luo initramfs, lets it preserve memfds, kexec into
+# itself and dump the handover it received, and turns the result into test
+# data.
 #
-#   capture.sh [OUTDIR]     (default: testdata/real-7.2)
+#   capture.sh [OUTDIR]     (default: testdata/real-SERIES)
 #
 # The guest can print only what survives until its /init runs after the
 # kexec: the new kernel frees the LUO blob in an early initcall and reuses
@@ -35,7 +36,12 @@
 # difference but the scratch array.
 #
 # Environment:
+#   KHO_SIM_LUO_SERIES  7.2 (default) or 7.3: the kernel build.sh builds and
+#                       the default OUTDIR.
 #   KHO_SIM_LUO_KERNEL  a bzImage to use instead of build.sh's.
+#   CAPTURE_CONSOLE     where the whole serial console (KHODUMP lines and
+#                       all) is kept, whatever the outcome (default
+#                       .cache/luo-kernel/last-console.log).
 #   LUO_INCOMING        "dump": see above (default: retrieve and finish).
 #   QEMU                QEMU binary (default qemu-system-x86_64).
 #   QEMU_ACCEL          default tcg (nested KVM hangs on these machines).
@@ -49,13 +55,15 @@ die() {
 }
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-out=${1:-$repo/testdata/real-7.2}
+series=${KHO_SIM_LUO_SERIES:-7.2}
+out=${1:-$repo/testdata/real-$series}
+console_copy=${CAPTURE_CONSOLE:-$repo/.cache/luo-kernel/last-console.log}
 qemu=${QEMU:-qemu-system-x86_64}
 accel=${QEMU_ACCEL:-tcg}
 timeout_s=${TIMEOUT:-300}
 command -v "$qemu" >/dev/null || die "$qemu not found (apt-get install qemu-system-x86)"
 
-kernel=${KHO_SIM_LUO_KERNEL:-$("$repo/scripts/luo-kernel/build.sh")}
+kernel=${KHO_SIM_LUO_KERNEL:-$("$repo/scripts/luo-kernel/build.sh" "$series")}
 [[ -r $kernel ]] || die "kernel $kernel not readable"
 
 work=$(mktemp -d)
@@ -65,7 +73,9 @@ log "building guest/luo"
 "$work/luo" pack -kernel "$kernel" -o "$work/initramfs.cpio"
 log "initramfs: $(stat -c %s "$work/initramfs.cpio") bytes (kernel $(stat -c %s "$kernel"), guest $(stat -c %s "$work/luo"))"
 
-append="console=ttyS0 kho=on liveupdate=on panic=-1"
+# no_timer_check: under TCG on a busy host the IO-APIC timer check can miss
+# its ticks and panic ("IO-APIC + timer doesn't work!").
+append="console=ttyS0 kho=on liveupdate=on panic=-1 no_timer_check"
 case ${LUO_INCOMING:-} in
 "") ;;
 dump) append+=" luo_incoming=dump" ;;
@@ -100,12 +110,12 @@ rc=${PIPESTATUS[0]}
 set -e
 exec 3>&-
 log "QEMU exited with $rc after $(((${EPOCHREALTIME/./} - start_us) / 1000)) ms"
-mkdir -p "$repo/.cache/luo-kernel"
-cp "$work/console.log" "$repo/.cache/luo-kernel/last-console.log"
+mkdir -p "$(dirname "$console_copy")"
+cp "$work/console.log" "$console_copy"
 
 grep -v -e ' KHODUMP ' -e ' KHOSETUP ' "$work/console.log" | grep -e 'LUO-GUEST' -e 'LUO-TIME' -e 'TEST' >&2 || true
 grep -q 'LUO-GUEST stage=2: TEST PASSED' "$work/console.log" ||
-	die "no TEST PASSED; console kept in .cache/luo-kernel/last-console.log"
+	die "no TEST PASSED; console kept in $console_copy"
 
 # at EVENT STAGE: host seconds at the LUO-TIME line of that event.
 at() { awk -v e="event=$1" -v s="stage=$2" '$2 == "LUO-TIME" && $3 == s && $4 == e { print $1; exit }' "$work/console.log"; }
@@ -120,7 +130,8 @@ pause_end=$(awk '/\(qemu\) c.*cont/ { print $1; exit }' "$work/console.log")
 pause=$(sub "$pause_start" "$pause_end")
 kexec_load=$(sed -n 's/.*kexec_file_load took \([0-9.]*\) s.*/\1/p' "$work/console.log" | head -n 1)
 {
-	printf 'kernel %s\n' "$(basename "$(dirname "$kernel")")"
+	# <cache>/<version>/<config key>/bzImage
+	printf 'kernel %s\n' "$(basename "$(dirname "$(dirname "$kernel")")")"
 	printf 'boot1_qemu_to_init %s\n' "$(at init 1)"
 	printf 'boot1_kernel_uptime_at_init %s\n' "$(field uptime init 1)"
 	printf 'kexec_file_load %s\n' "$kexec_load"

@@ -56,17 +56,34 @@ func main() {
 }
 
 func pack(args []string) error {
-	var selftest *string
-	kernel, out, err := pid1.PackFlags(args, "usage: selftest pack -kernel BZIMAGE -selftest BINARY -o OUT.cpio (as PID 1 it runs the selftest)", func(fs *flag.FlagSet) {
-		selftest = fs.String("selftest", "", "static luo_kexec_simple to ship")
-	})
-	if err == nil && *selftest == "" {
-		err = errors.New("pack: -kernel, -selftest and -o are required")
+	if len(args) == 0 || args[0] != "pack" {
+		return errors.New("usage: selftest pack [-kernel BZIMAGE -selftest BINARY] [-hop NAME=BZIMAGE,SELFTEST ...] -o OUT.cpio (as PID 1 it runs the selftest)")
 	}
+	fs := flag.NewFlagSet("pack", flag.ContinueOnError)
+	kernel := fs.String("kernel", "", "bzImage to ship as /bzImage")
+	selftest := fs.String("selftest", "", "static luo_kexec_simple to ship")
+	out := fs.String("o", "", "initramfs to write")
+	var hops []hopSpec
+	fs.Func("hop", "NAME=BZIMAGE,SELFTEST: ship /kernel-NAME and /luo_kexec_simple-NAME for luo_kernel=/luo_next= (repeatable)", func(s string) error {
+		h, err := parseHopSpec(s)
+		hops = append(hops, h)
+		return err
+	})
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if (*kernel == "") != (*selftest == "") || (*kernel == "" && len(hops) == 0) || *out == "" || fs.NArg() != 0 {
+		return errors.New("pack: -o and -kernel with -selftest, or -hop, or both, are required")
+	}
+	sources := []pid1.Source{{Name: initPath, Mode: 0o755}}
+	if *kernel != "" {
+		sources = append(sources, pid1.Source{Name: kernelPath, Path: *kernel, Mode: 0o755}, pid1.Source{Name: selftestPath, Path: *selftest, Mode: 0o755})
+	}
+	more, err := hopSources(hops)
 	if err != nil {
 		return err
 	}
-	return pid1.Pack(out, pid1.Source{Name: initPath, Mode: 0o755}, pid1.Source{Name: kernelPath, Path: kernel, Mode: 0o755}, pid1.Source{Name: selftestPath, Path: *selftest, Mode: 0o755})
+	return pid1.Pack(*out, append(sources, more...)...)
 }
 
 // rootFiles are the files of the initramfs, all executable: this program
@@ -74,34 +91,49 @@ func pack(args []string) error {
 var rootFiles = [...]string{initPath, kernelPath, selftestPath}
 
 // guest is the state of one boot.
-type guest struct{ *pid1.Console }
+type guest struct {
+	*pid1.Console
+	hop hopPlan
+}
 
-func boot(c *pid1.Console, _ kcmdline.Line) error {
-	g := guest{c}
+func boot(c *pid1.Console, line kcmdline.Line) error {
+	g := guest{Console: c}
 	g.Mark("init")
+	var err error
+	if g.hop, err = parseHopPlan(line); err != nil {
+		return err
+	}
+	g.logHop()
 	if err := g.selftest(); err != nil {
 		return err
 	}
 	if g.Stage == 2 {
 		g.Logf("TEST PASSED")
+		if len(g.hop.next) > 0 {
+			return g.hopOn()
+		}
 		return nil
+	}
+	if g.hop.active() {
+		return g.kexecHop()
 	}
 	return g.kexec()
 }
 
-// selftest runs luo_kexec_simple --stage N on the console and waits for it.
+// selftest runs luo_kexec_simple -s N on the console and waits for it.
 // In stage 1 it returns once the selftest's parent exits; the forked child
 // keeps the sessions open until the kexec.
 func (g guest) selftest() error {
-	cmd := exec.Command("/"+selftestPath, "--stage", fmt.Sprint(g.Stage))
+	// -s, not --stage: 7.3's lu_utils.c parses with getopt("s:") only.
+	cmd := exec.Command(g.selftestBinary(), "-s", fmt.Sprint(g.Stage))
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	t := time.Now()
 	err := cmd.Run()
 	g.Mark("selftest-done")
 	if err != nil {
-		return fmt.Errorf("%s --stage %d: %w", selftestPath, g.Stage, err)
+		return fmt.Errorf("%s -s %d: %w", g.selftestBinary(), g.Stage, err)
 	}
-	g.Logf("%s --stage %d exited 0 after %.3f s", selftestPath, g.Stage, time.Since(t).Seconds())
+	g.Logf("%s -s %d exited 0 after %.3f s", g.selftestBinary(), g.Stage, time.Since(t).Seconds())
 	return nil
 }
 
