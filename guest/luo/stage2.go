@@ -12,6 +12,7 @@ import (
 
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
+	"github.com/kho-sim/kho-sim/pkg/memfd"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 	"golang.org/x/sys/unix"
 )
@@ -108,6 +109,21 @@ func (g *guest) dump(setup kho.Setup) error {
 		for _, s := range h.Sessions.Sessions {
 			for _, f := range s.Files {
 				extra[f.Data&^(physmem.PageSize-1)] = true
+				if f.Compatible != memfd.Compatible {
+					continue
+				}
+				// Every block of a memfd-v2 file: its folio array, the
+				// array's chunks and the folios, so the dump decodes too.
+				m, err := memfd.Read(ov, f.Data, memfd.Options{Preserved: h.In.PreservedOrder})
+				if err != nil {
+					g.Logf("dump: memfd token %#x: %v", f.Token, err)
+					continue
+				}
+				for _, b := range m.Blocks() {
+					for p := b.PA; p < b.End(); p += physmem.PageSize {
+						extra[p] = true
+					}
+				}
 			}
 		}
 	}
