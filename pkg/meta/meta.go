@@ -44,6 +44,9 @@ type FLB struct {
 	Size  uint64
 	Seed  uint64
 	CRC   uint32
+	// Handle: Data is an opaque handle the FLB chose (the liveupdate test
+	// module's TEST_FLB_MAGIC_BASE + i), not the address of a payload.
+	Handle bool
 }
 
 // File is a preserved file, as kho-sim expects to find it.
@@ -55,6 +58,9 @@ type File struct {
 	Size    uint64
 	Seed    uint64
 	CRC     uint32
+	// Memfd: Data is memfd-v2 state (a struct memfd_luo_ser), Size the
+	// file's size and CRC its content's memfd.Checksum, not a payload.
+	Memfd bool
 }
 
 // metaCapacity bounds the blob: a fixed part plus a generous size per entry.
@@ -84,6 +90,9 @@ func (m *Meta) Encode() ([]byte, error) {
 		_ = b.PropertyU64("size", f.Size)
 		_ = b.PropertyU64("seed", f.Seed)
 		_ = b.PropertyU32("crc", f.CRC)
+		if f.Handle {
+			_ = b.PropertyU32("handle", 1)
+		}
 	})
 	children(b, "files", "file", m.Files, func(f File) {
 		_ = b.PropertyString("session", f.Session)
@@ -93,6 +102,9 @@ func (m *Meta) Encode() ([]byte, error) {
 		_ = b.PropertyU64("size", f.Size)
 		_ = b.PropertyU64("seed", f.Seed)
 		_ = b.PropertyU32("crc", f.CRC)
+		if f.Memfd {
+			_ = b.PropertyU32("memfd", 1)
+		}
 	})
 	_ = b.EndNode()
 	return b.Finish()
@@ -134,12 +146,14 @@ func Decode(t *fdt.Tree) (*Meta, error) {
 		m.FLBs = append(m.FLBs, FLB{
 			Name: d.str(n, "name"), Data: d.u64(n, "data"), Count: d.u64(n, "count"),
 			Size: d.u64(n, "size"), Seed: d.u64(n, "seed"), CRC: d.u32(n, "crc"),
+			Handle: d.flag(n, "handle"),
 		})
 	}
 	for _, n := range d.node(r, "files").children() {
 		m.Files = append(m.Files, File{
 			Session: d.str(n, "session"), Token: d.u64(n, "token"), Handler: d.str(n, "handler"),
 			Data: d.u64(n, "data"), Size: d.u64(n, "size"), Seed: d.u64(n, "seed"), CRC: d.u32(n, "crc"),
+			Memfd: d.flag(n, "memfd"),
 		})
 	}
 	if d.err != nil {
@@ -183,6 +197,14 @@ func (d *decoder) u32(n *fdt.Node, name string) uint32 {
 		return 0
 	}
 	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
+
+// flag reads an optional u32 property written only when set.
+func (d *decoder) flag(n *fdt.Node, name string) bool {
+	if _, ok := n.Prop(name); !ok {
+		return false
+	}
+	return d.u32(n, name) != 0
 }
 
 func (d *decoder) str(n *fdt.Node, name string) string {

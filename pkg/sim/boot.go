@@ -178,7 +178,7 @@ func (b *boot) kernelInit() bool {
 // them, then registers every file handler and, unless the scenario
 // registers them itself, its FLBs, as the subsystems' module init does.
 func (b *boot) moduleInit() {
-	b.sys = &subsys{boot: b.n, chk: b.chk, payloads: newPayloads(b.in, b.out), faults: &faults{}, handed: b.inMeta}
+	b.sys = &subsys{boot: b.n, sc: b.sc, chk: b.chk, payloads: newPayloads(b.in, b.out), faults: &faults{}, handed: b.inMeta}
 	b.flbs = newFLBs(b.sc.FLBs, b.sys)
 	handlers := newHandlers(b.sc.Handlers, b.sys)
 	b.user = &userspace{
