@@ -11,7 +11,6 @@ import (
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 	"github.com/u-root/u-root/pkg/cpio"
-	"golang.org/x/sys/unix"
 )
 
 func TestMemfdContent(t *testing.T) {
