@@ -18,6 +18,13 @@ import (
 // (internal/realconsumer). realKHOCmdline sets it.
 const paramConsumer = "kho_sim.consumer"
 
+// syslog(2) SYSLOG_ACTION_CONSOLE_LEVEL, and the level that lets KERN_INFO
+// through to the console.
+const (
+	syslogActionConsoleLevel = 8
+	consoleLevelInfo         = 7
+)
+
 // runConsumer is kho-sim's boot in the real KHO kernel: it recomputes the
 // memfds the previous boot preserved from the scenario and that boot's
 // number (every file's content is seeded from both), retrieves, checks and
@@ -40,6 +47,14 @@ func runConsumer(f runFlags, cfg runConfig, stdout io.Writer) error {
 		fmt.Fprintf(stdout, " (and %d files of kho-sim's own handlers, which a real kernel cannot restore: not retrieved)", n)
 	}
 	fmt.Fprintln(stdout)
+	// u-root's init lowers the console log level to 5: the kernel's
+	// KERN_INFO lines of what follows (the test FLBs' "finish was
+	// triggered") must reach the serial log.
+	if ownsMachine() {
+		if _, _, e := unix.Syscall(unix.SYS_SYSLOG, syslogActionConsoleLevel, 0, consoleLevelInfo); e != 0 {
+			fmt.Fprintf(stdout, "%sconsole log level: %v\n", realconsumer.Prefix, e)
+		}
+	}
 	dev, err := liveupdate.Open()
 	if err != nil {
 		return err
