@@ -22,7 +22,7 @@ const (
 	consumerMemfdOK = "kho-sim consumer: ok: "
 )
 
-var handedNumberRE = regexp.MustCompile(`# handover generation .*, liveupdate number ([0-9]+)$`)
+var handedNumberRE = regexp.MustCompile(`(?m)# handover generation .*, liveupdate number ([0-9]+)$`)
 
 // TestRealConsumer boots stock Debian 6.1 with kho-sim's initramfs and the
 // real-consumer scenario: kho-sim preserves two sessions of memfd-v2 files
