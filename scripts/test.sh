@@ -139,7 +139,7 @@ go vet ./...
 done_step
 
 step "go test -race ./... (unit tests)"
-go test -race -skip '^(TestQEMU|TestRealKernel$|TestKexecLoad$)' ./...
+go test -race -skip '^(TestQEMU|TestRealKernel$|TestKexecLoad$|TestRealConsumer$|TestCorruptionMatrix$)' ./...
 done_step
 
 # One initramfs for the QEMU matrix and the LAVA run (the matrix would
@@ -189,8 +189,8 @@ if [[ $KHO_SIM_LUO_KERNEL != 0 ]]; then
 		step "go test ./e2e/realkernel (real kernels vs kho-sim, 7.2 <-> 7.3 hops, KHO_SIM_LUO_KERNEL=$KHO_SIM_LUO_KERNEL)"
 		go test -count=1 -timeout 30m -v -run '^TestRealKernel$' ./e2e/realkernel/
 		done_step
-		step "go test ./e2e/realkernel (Debian 6.1 -> real 7.2 kernel by kexec_load with a KHO handover)"
-		go test -count=1 -timeout 20m -v -run '^TestKexecLoad$' ./e2e/realkernel/
+		step "go test ./e2e/realkernel (Debian 6.1 -> real 7.2 kernel by kexec_load with a KHO handover; the real kernel restores kho-sim's memfds and FLBs)"
+		go test -count=1 -timeout 20m -v -run '^(TestKexecLoad|TestRealConsumer)$' ./e2e/realkernel/
 	elif [[ $KHO_SIM_LUO_KERNEL == required ]]; then
 		echo "test.sh: scripts/luo-kernel/build.sh failed (KHO_SIM_LUO_KERNEL=required)" >&2
 		exit 1

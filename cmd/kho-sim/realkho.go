@@ -62,10 +62,11 @@ func (r *realKHOFlags) scratchAreas(cmdline string) ([]physmem.Range, error) {
 
 // realKHOCmdline is the KHO kernel's command line: KHO and LUO on, no
 // memmap= (the handover's pages must be RAM to it; it reserves them from the
-// radix tree), and the region by kho_sim.region= for the kho-sim after it.
+// radix tree), the region by kho_sim.region=, and kho_sim.consumer=1: the
+// kho-sim after it retrieves its files through /dev/liveupdate.
 func realKHOCmdline(cmdline string, next sim.Handover, region physmem.Range) (string, error) {
 	set := map[string]string{
-		"kho": "on", "liveupdate": "on",
+		"kho": "on", "liveupdate": "on", paramConsumer: "1",
 		paramBoot:   fmt.Sprint(next.Boot),
 		paramRegion: fmt.Sprintf("%#x@%#x", region.Size, region.Start),
 	}

@@ -10,7 +10,8 @@ import (
 )
 
 // TestRealKHOCmdline: the KHO kernel gets kho=on liveupdate=on, the boot
-// number and the region by kho_sim.region=, and no memmap= (its preserved
+// number, the region by kho_sim.region=, kho_sim.consumer=1 (kho-sim
+// retrieves its files there through /dev/liveupdate), and no memmap= (its preserved
 // pages must be RAM to it) or kho_sim.fdt= (the handover travels in
 // setup_data).
 func TestRealKHOCmdline(t *testing.T) {
@@ -19,7 +20,7 @@ func TestRealKHOCmdline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "console=ttyS0 kho_sim.boot=2 kho_sim.real_kho=1 kho=on kho_sim.region=0x1000000@0x10000000 liveupdate=on"
+	want := "console=ttyS0 kho_sim.boot=2 kho_sim.real_kho=1 kho=on kho_sim.consumer=1 kho_sim.region=0x1000000@0x10000000 liveupdate=on"
 	if got != want {
 		t.Errorf("got  %q\nwant %q", got, want)
 	}

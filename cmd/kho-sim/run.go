@@ -96,6 +96,9 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if params[paramConsumer] == "1" {
+		return runConsumer(f, cfg, stdout)
+	}
 	f.realKHO.region = cfg.rg
 	if v := params[paramKernels]; v != "" && !flagSet(fs, "next-kernel") {
 		list := strings.Split(v, ",")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"fmt"
+	"github.com/kho-sim/kho-sim/pkg/liveupdate"
 	"os"
 	"time"
 
@@ -17,20 +18,20 @@ import (
 // stage1 preserves the planned sessions and memfds, then kexecs into the
 // same kernel and initramfs with luo_stage=2 (see nextCmdline).
 func (g *guest) stage1() error {
-	dev, err := os.OpenFile(liveupdateDevice, os.O_RDWR, 0)
+	dev, err := liveupdate.Open()
 	if err != nil {
-		return fmt.Errorf("open %s: %w", liveupdateDevice, err)
+		return err
 	}
 	// The sessions stay open until the kexec: closing a session fd
 	// unpreserves everything in it.
 	var sessions []*os.File
 	for _, ps := range testPlan() {
-		s, err := createSession(dev, ps.name)
+		s, err := liveupdate.CreateSession(dev, ps.name)
 		if err != nil {
 			return err
 		}
 		sessions = append(sessions, s)
-		name, err := sessionName(s)
+		name, err := liveupdate.SessionName(s)
 		if err != nil {
 			return err
 		}
@@ -104,7 +105,7 @@ func preserveMemfd(session *os.File, pf plannedFile) error {
 	if _, err := f.WriteAt(memfdContent(pf.token, pf.size), 0); err != nil {
 		return fmt.Errorf("write memfd %#x: %w", pf.token, err)
 	}
-	return preserveFD(session, fd, pf.token)
+	return liveupdate.PreserveFD(session, fd, pf.token)
 }
 
 // logOutgoingLUO prints the outgoing luo_ser as debugfs shows it: before

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/kho-sim/kho-sim/pkg/liveupdate"
 	"io"
 	"os"
 	"path/filepath"
@@ -34,8 +35,8 @@ func (g *guest) stage2() error {
 		}
 		g.Logf("handover decode through /dev/mem: ok (LUO off: dump only)")
 		g.Mark("dumped")
-		if _, err := os.Stat(liveupdateDevice); err == nil {
-			return fmt.Errorf("%s exists with liveupdate=off", liveupdateDevice)
+		if _, err := os.Stat(liveupdate.Device); err == nil {
+			return fmt.Errorf("%s exists with liveupdate=off", liveupdate.Device)
 		}
 		g.Logf("TEST PASSED")
 		return nil
@@ -114,7 +115,7 @@ func (g *guest) dump(setup kho.Setup) error {
 				}
 				// Every block of a memfd-v2 file: its folio array, the
 				// array's chunks and the folios, so the dump decodes too.
-				m, err := memfd.Read(ov, f.Data, memfd.Options{Preserved: h.In.PreservedOrder})
+				m, err := memfd.Read(ov, f.Data, memfd.Options{Preserved: h.In.BlockAt})
 				if err != nil {
 					g.Logf("dump: memfd token %#x: %v", f.Token, err)
 					continue
@@ -214,9 +215,9 @@ func quietConsole() func() {
 // retrieve gets every planned session and memfd back, checks the content
 // and finishes the sessions.
 func (g *guest) retrieve() error {
-	dev, err := os.OpenFile(liveupdateDevice, os.O_RDWR, 0)
+	dev, err := liveupdate.Open()
 	if err != nil {
-		return fmt.Errorf("open %s: %w", liveupdateDevice, err)
+		return err
 	}
 	defer dev.Close()
 	var errs []error
@@ -229,12 +230,12 @@ func (g *guest) retrieve() error {
 }
 
 func (g *guest) retrieveSession(dev *os.File, ps plannedSession) error {
-	s, err := retrieveSession(dev, ps.name)
+	s, err := liveupdate.RetrieveSession(dev, ps.name)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	name, err := sessionName(s)
+	name, err := liveupdate.SessionName(s)
 	if err != nil {
 		return err
 	}
@@ -242,7 +243,7 @@ func (g *guest) retrieveSession(dev *os.File, ps plannedSession) error {
 		return fmt.Errorf("GET_NAME says %q", name)
 	}
 	for _, pf := range ps.files {
-		f, err := retrieveFD(s, pf.token)
+		f, err := liveupdate.RetrieveFD(s, pf.token)
 		if err != nil {
 			return err
 		}
@@ -257,7 +258,7 @@ func (g *guest) retrieveSession(dev *os.File, ps plannedSession) error {
 		}
 		g.Logf("retrieved memfd token=%#x size=%d crc32=%08x: content intact", pf.token, len(got), checksum(got))
 	}
-	if err := finishSession(s); err != nil {
+	if err := liveupdate.FinishSession(s); err != nil {
 		return err
 	}
 	g.Logf("finished session %q", ps.name)

@@ -12,6 +12,7 @@ import (
 	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
+	"github.com/kho-sim/kho-sim/pkg/memfd"
 	"github.com/kho-sim/kho-sim/pkg/meta"
 	"github.com/kho-sim/kho-sim/pkg/payload"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
@@ -293,7 +294,10 @@ func (d *decoder) meta(t *fdt.Tree) {
 	d.rep.KHOSim = out
 	for _, f := range m.FLBs {
 		want := payload.Info{Name: payloadName(f.Name), Size: f.Size, Seed: f.Seed, CRC: f.CRC}
-		err := d.payload(f.Data, want)
+		var err error
+		if !f.Handle { // a handle is the FLB's whole state: nothing to read
+			err = d.payload(f.Data, want)
+		}
 		if err != nil {
 			d.find(wherePayloads, kernel.NoAction, "FLB %q payload at %#x: %v", f.Name, f.Data, err)
 		}
@@ -302,13 +306,31 @@ func (d *decoder) meta(t *fdt.Tree) {
 	for _, f := range m.Files {
 		id := fmt.Sprintf("%s/%d", f.Session, f.Token)
 		want := payload.Info{Name: payloadName(id), Size: f.Size, Seed: f.Seed, CRC: f.CRC}
-		err := d.payload(f.Data, want)
+		var err error
+		if f.Memfd {
+			err = d.memfd(f.Data, f.Size, f.CRC)
+		} else {
+			err = d.payload(f.Data, want)
+		}
 		if err != nil {
 			d.find(wherePayloads, kernel.NoAction, "file %s payload at %#x: %v", id, f.Data, err)
 		}
 		out.Files = append(out.Files, MetaFile{Session: f.Session, Token: Hex(f.Token), Handler: f.Handler, Data: Hex(f.Data), Size: f.Size, Seed: Hex(f.Seed), CRC: Hex(f.CRC), PayloadOK: err == nil})
 	}
 	d.rep.Findings = append(d.rep.Findings, m.Check(d.luo, d.kexec)...)
+}
+
+// memfd reads memfd-v2 state strictly, every block a preserved block of
+// its order, and compares its size and content checksum with the metadata.
+func (d *decoder) memfd(pa, size uint64, crc uint32) error {
+	f, err := memfd.Read(d.in, pa, memfd.Options{Preserved: d.in.BlockAt})
+	if err != nil {
+		return err
+	}
+	if f.Size() != size || f.Checksum != crc {
+		return fmt.Errorf("memfd %s; kho-sim wrote size %d, checksum %#08x", f, size, crc)
+	}
+	return nil
 }
 
 // payload verifies a kho-sim payload as the next boot would; the size

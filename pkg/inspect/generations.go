@@ -36,7 +36,7 @@ func (d *decoder) luoState() {
 			for _, f := range s.Files {
 				file := File{Index: f.Index, Compatible: f.Compatible, CompatibleTerminated: f.CompatibleTerminated, Data: Hex(f.Data), Token: Hex(f.Token)}
 				if f.Compatible == memfd.Compatible {
-					file.Memfd = d.memfd(s.Name, f)
+					file.Memfd = d.memfdState(s.Name, f)
 				}
 				out.Files = append(out.Files, file)
 			}
@@ -46,10 +46,10 @@ func (d *decoder) luoState() {
 	d.rep.LUO = l
 }
 
-// memfd reads a memfd-v2 file's state strictly, every block of it checked
+// memfdState reads a memfd-v2 file's state strictly, every block of it checked
 // against the memory map as kho_restore_folio would.
-func (d *decoder) memfd(session string, f luo.FileEntry) *Memfd {
-	m, err := memfd.Read(d.in.Memory(), f.Data, memfd.Options{Preserved: d.in.PreservedOrder})
+func (d *decoder) memfdState(session string, f luo.FileEntry) *Memfd {
+	m, err := memfd.Read(d.in, f.Data, memfd.Options{Preserved: d.in.BlockAt})
 	if err != nil {
 		d.find(whereSessions, kernel.FailsMemfd, "session %q token %#x: %v", session, f.Token, err)
 		return nil

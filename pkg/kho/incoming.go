@@ -329,6 +329,20 @@ func (in *Incoming) Map(pa, size uint64) ([]byte, error) {
 	return in.mem.Bytes(pa, size)
 }
 
+// Bytes is Map: an Incoming is a PhysReader of preserved memory only.
+func (in *Incoming) Bytes(pa, n uint64) ([]byte, error) { return in.Map(pa, n) }
+
+// BlockAt reports the order of the preserved block that starts at pa, as
+// kho_restore_folio takes it from the memory map, and false when no block
+// starts there.
+func (in *Incoming) BlockAt(pa uint64) (order uint, ok bool) {
+	i, found := slices.BinarySearchFunc(in.blocks, pa, func(b Block, t uint64) int { return cmp.Compare(b.PA, t) })
+	if !found {
+		return 0, false
+	}
+	return in.blocks[i].Order, true
+}
+
 // check reports whether the previous kernel preserved all of [pa, pa+size).
 func (in *Incoming) check(pa, size uint64) error {
 	if size == 0 || pa+size < pa {
@@ -348,18 +362,6 @@ func (in *Incoming) check(pa, size uint64) error {
 		next = in.blocks[i].PA + in.blocks[i].Size()
 	}
 	return nil
-}
-
-// PreservedOrder reports the order of the preserved block that starts at
-// pa, and false when no block starts there: how kho_restore_folio and
-// kho_restore_pages learn a block's size, which the structures that point
-// at it do not record.
-func (in *Incoming) PreservedOrder(pa uint64) (order uint, ok bool) {
-	b, found, err := in.FindMapBit(pa)
-	if err != nil || !found || b.Block.PA != pa {
-		return 0, false
-	}
-	return b.Block.Order, true
 }
 
 // FindMapBit finds where the memory map records the preserved block that

@@ -470,3 +470,26 @@ func TestExamples(t *testing.T) {
 		t.Error("the seed does not change with the boot")
 	}
 }
+
+func TestExampleSpec(t *testing.T) {
+	shapes := ExampleShapes()
+	if len(shapes) != len(Examples(0)) {
+		t.Fatalf("ExampleShapes() = %v, want one per example", shapes)
+	}
+	for i, shape := range shapes {
+		s, ok := ExampleSpec(shape, 42)
+		if !ok {
+			t.Fatalf("ExampleSpec(%q): not found", shape)
+		}
+		want := Examples(0)[i].Spec
+		if s.Seed != 42 || s.Size != want.Size || s.Seals != want.Seals || len(s.Folios) != len(want.Folios) {
+			t.Errorf("ExampleSpec(%q, 42) = %+v, want %+v with seed 42", shape, s, want)
+		}
+		if err := s.Check(); err != nil {
+			t.Errorf("ExampleSpec(%q): %v", shape, err)
+		}
+	}
+	if _, ok := ExampleSpec("nonesuch", 1); ok {
+		t.Error("ExampleSpec(nonesuch) found a spec")
+	}
+}

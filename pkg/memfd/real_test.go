@@ -67,7 +67,7 @@ func realFiles(t *testing.T) (*kho.Dump, map[uint64]*File) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	preserved := h.In.PreservedOrder
+	preserved := h.In.BlockAt
 	files := map[uint64]*File{}
 	for _, s := range h.Sessions.Sessions {
 		for _, lf := range s.Files {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -235,4 +236,28 @@ func Examples(boot int) []Example {
 		ex[i].Spec.Seed = payload.Seed(ex[i].Name, boot)
 	}
 	return ex
+}
+
+// ExampleShapes names the shapes of Examples ("multi", "large", "sparse",
+// "sealed", "empty"), as scenario files refer to them.
+func ExampleShapes() []string {
+	var out []string
+	for _, e := range Examples(0) {
+		out = append(out, strings.TrimPrefix(e.Name, "memfd-"))
+	}
+	return out
+}
+
+// ExampleSpec is the Examples file of the given shape with content seed,
+// or false for an unknown shape.
+func ExampleSpec(shape string, seed uint64) (Spec, bool) {
+	for _, e := range Examples(0) {
+		if e.Name == "memfd-"+shape {
+			s := e.Spec
+			s.Folios = slices.Clone(s.Folios)
+			s.Seed = seed
+			return s, true
+		}
+	}
+	return Spec{}, false
 }

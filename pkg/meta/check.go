@@ -43,7 +43,7 @@ func (m *Meta) Check(h *luo.Handover, kexec *kho.KexecMetadata) []kernel.Finding
 	}
 	if h.FLB != nil {
 		if h.In != nil { // the data's memory is known only through KHO
-			out = append(out, checkFLBData(h)...)
+			out = append(out, m.checkFLBData(h)...)
 		}
 		out = append(out, CompareFLBs(g, h.FLB.Entries, m.FLBs)...)
 	}
@@ -59,10 +59,17 @@ func (m *Meta) Check(h *luo.Handover, kexec *kho.KexecMetadata) []kernel.Finding
 // checkFLBData checks that each FLB's data, which kho-sim's FLBs set to
 // their payload's address, is preserved memory: a kernel FLB would
 // phys_to_virt it unchecked. Only kho-sim's own FLBs are known to hold an
-// address there.
-func checkFLBData(h *luo.Handover) []kernel.Finding {
+// address there: an FLB the metadata marks as holding a handle is skipped.
+func (m *Meta) checkFLBData(h *luo.Handover) []kernel.Finding {
+	handle := map[string]bool{}
+	for _, f := range m.FLBs {
+		handle[f.Name] = f.Handle
+	}
 	var out []kernel.Finding
 	for _, e := range h.FLB.Entries {
+		if handle[e.Name] {
+			continue
+		}
 		switch _, err := h.In.Map(e.Data, 1); {
 		case errors.Is(err, physmem.ErrOutOfRegion):
 			rg := h.In.Memory().Range()

@@ -44,6 +44,9 @@ type FLB struct {
 	Size  uint64
 	Seed  uint64
 	CRC   uint32
+	// Handle: Data is an opaque handle the FLB chose (the liveupdate test
+	// module's TEST_FLB_MAGIC_BASE + i), not the address of a payload.
+	Handle bool
 }
 
 // File is a preserved file, as kho-sim expects to find it.
@@ -55,6 +58,9 @@ type File struct {
 	Size    uint64
 	Seed    uint64
 	CRC     uint32
+	// Memfd: Data is memfd-v2 state (a struct memfd_luo_ser), Size the
+	// file's size and CRC its content's memfd.Checksum, not a payload.
+	Memfd bool
 }
 
 // metaCapacity bounds the blob: a fixed part plus a generous size per entry.
@@ -70,6 +76,9 @@ type props interface {
 	u32(name string, v *uint32)
 	int(name string, v *int)   // a u64
 	bool(name string, v *bool) // a u32, 0 or 1
+	// flag is an optional u32 1, present only when set, so handovers
+	// written before it existed still decode.
+	flag(name string, v *bool)
 }
 
 func (m *Meta) props(p props) {
@@ -92,6 +101,7 @@ func (f *FLB) props(p props) {
 	p.u64("size", &f.Size)
 	p.u64("seed", &f.Seed)
 	p.u32("crc", &f.CRC)
+	p.flag("handle", &f.Handle)
 }
 
 func (f *File) props(p props) {
@@ -102,6 +112,7 @@ func (f *File) props(p props) {
 	p.u64("size", &f.Size)
 	p.u64("seed", &f.Seed)
 	p.u32("crc", &f.CRC)
+	p.flag("memfd", &f.Memfd)
 }
 
 // Encode writes the metadata FDT.
@@ -138,6 +149,11 @@ func (w writer) u64(name string, v *uint64) { _ = w.b.PropertyU64(name, *v) }
 func (w writer) u32(name string, v *uint32) { _ = w.b.PropertyU32(name, *v) }
 func (w writer) int(name string, v *int)    { _ = w.b.PropertyU64(name, uint64(*v)) }
 func (w writer) bool(name string, v *bool)  { _ = w.b.PropertyU32(name, boolU32(*v)) }
+func (w writer) flag(name string, v *bool) {
+	if *v {
+		_ = w.b.PropertyU32(name, 1)
+	}
+}
 
 // Decode reads the metadata FDT, checking every property's presence
 // and size.
@@ -185,6 +201,7 @@ func (r reader) u64(name string, v *uint64) { *v = r.d.u64(r.n, name) }
 func (r reader) u32(name string, v *uint32) { *v = r.d.u32(r.n, name) }
 func (r reader) int(name string, v *int)    { *v = int(r.d.u64(r.n, name)) }
 func (r reader) bool(name string, v *bool)  { *v = r.d.u32(r.n, name) != 0 }
+func (r reader) flag(name string, v *bool)  { *v = r.d.flag(r.n, name) }
 
 func (d *decoder) node(n *fdt.Node, name string) []*fdt.Node {
 	c := n.Child(name)
@@ -208,6 +225,14 @@ func (d *decoder) u32(n *fdt.Node, name string) uint32 {
 		return 0
 	}
 	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
+
+// flag reads an optional u32 property written only when set.
+func (d *decoder) flag(n *fdt.Node, name string) bool {
+	if _, ok := n.Prop(name); !ok {
+		return false
+	}
+	return d.u32(n, name) != 0
 }
 
 func (d *decoder) str(n *fdt.Node, name string) string {

@@ -107,3 +107,29 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestRoundTripFlags: an FLB's handle flag and a file's memfd flag survive
+// the metadata, and metadata written without them decodes as false.
+func TestRoundTripFlags(t *testing.T) {
+	m := sample()
+	m.FLBs = append(m.FLBs, FLB{Name: "liveupdate-test-flb-v0", Data: 0xfeedf00dcafebee0, Count: 2, Handle: true})
+	m.Files = append(m.Files, File{Session: "s", Token: 10, Handler: "memfd-v2", Data: 9, Size: 1, CRC: 2, Memfd: true})
+	blob, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := fdt.Parse(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(m) {
+		t.Fatalf("got %+v\nwant %+v", got, m)
+	}
+	if got.FLBs[0].Handle || got.Files[0].Memfd || !got.FLBs[1].Handle || !got.Files[1].Memfd {
+		t.Fatalf("flags: FLBs %+v files %+v", got.FLBs, got.Files)
+	}
+}

@@ -15,6 +15,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/sys/unix"
+
+	"github.com/kho-sim/kho-sim/pkg/memfd"
 )
 
 // Scenario is one parsed and validated scenario file.
@@ -51,7 +53,11 @@ type FLB struct {
 	Name       string `yaml:"name"`
 	Compatible string `yaml:"compatible"`
 	Payload    Size   `yaml:"payload"`
-	Line       int    `yaml:"-"`
+	// Data, when set, is the FLB's whole serialized state: a fixed data
+	// handle and no payload, as lib/tests/liveupdate.c's test FLBs
+	// preserve TEST_FLB_MAGIC_BASE + i and check it at retrieve.
+	Data *uint64 `yaml:"data"`
+	Line int     `yaml:"-"`
 }
 
 // CompatibleString is the compatible the FLB registers with.
@@ -68,7 +74,11 @@ type Handler struct {
 	Name     string   `yaml:"name"`
 	FLBs     []string `yaml:"flbs"`
 	Register *bool    `yaml:"register"`
-	Line     int      `yaml:"-"`
+	// Memfd makes the handler save its files as memfd-v2 state
+	// (mm/memfd_luo.c) instead of kho-sim payloads; its name is then the
+	// compatible a real kernel knows ("memfd-v2").
+	Memfd bool `yaml:"memfd"`
+	Line  int  `yaml:"-"`
 }
 
 // AutoRegister reports whether the boot registers this handler's FLBs itself.
@@ -92,7 +102,9 @@ type File struct {
 	Count   int    `yaml:"count"`
 	Handler string `yaml:"handler"`
 	Payload Size   `yaml:"payload"`
-	Line    int    `yaml:"-"`
+	// Shape is a memfd handler's file: one of memfd.ExampleShapes.
+	Shape string `yaml:"shape"`
+	Line  int    `yaml:"-"`
 }
 
 // Boot is what one simulated boot does.
@@ -384,9 +396,13 @@ func (sc *Scenario) validate() error {
 		if flbs[f.Name] {
 			return errAt(f.Line, "FLB %q declared twice", f.Name)
 		}
+		if f.Data != nil && f.Payload != 0 {
+			return errAt(f.Line, "FLB %q has both data and a payload", f.Name)
+		}
 		flbs[f.Name] = true
 	}
 	handlers := map[string]bool{}
+	memfds := map[string]bool{}
 	for _, h := range sc.Handlers {
 		if h.Name == "" {
 			return errAt(h.Line, "handler without a name")
@@ -395,6 +411,7 @@ func (sc *Scenario) validate() error {
 			return errAt(h.Line, "handler %q declared twice", h.Name)
 		}
 		handlers[h.Name] = true
+		memfds[h.Name] = h.Memfd
 		for _, f := range h.FLBs {
 			if !flbs[f] {
 				return errAt(h.Line, "handler %q depends on undeclared FLB %q", h.Name, f)
@@ -417,6 +434,9 @@ func (sc *Scenario) validate() error {
 			}
 			if tokens[f.Token] {
 				return errAt(f.Line, "token %d used twice in session %q", f.Token, s.Name)
+			}
+			if err := validateShape(f, s.Name, memfds[f.Handler]); err != nil {
+				return err
 			}
 			tokens[f.Token] = true
 		}
@@ -441,6 +461,23 @@ func (sc *Scenario) validate() error {
 				return err
 			}
 		}
+	}
+	return nil
+}
+
+// validateShape checks that a memfd handler's file names a known shape and
+// has no payload, and that no other file has a shape.
+func validateShape(f File, session string, memfdHandler bool) error {
+	switch {
+	case !memfdHandler && f.Shape != "":
+		return errAt(f.Line, "file %d of session %q has a shape, but handler %q is not a memfd handler", f.Token, session, f.Handler)
+	case !memfdHandler:
+		return nil
+	case f.Payload != 0:
+		return errAt(f.Line, "file %d of session %q: memfd handler %q files have a shape, not a payload", f.Token, session, f.Handler)
+	}
+	if _, ok := memfd.ExampleSpec(f.Shape, 0); !ok {
+		return errAt(f.Line, "file %d of session %q: unknown memfd shape %q (known: %s)", f.Token, session, f.Shape, strings.Join(memfd.ExampleShapes(), ", "))
 	}
 	return nil
 }

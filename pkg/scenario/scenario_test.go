@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -35,6 +36,10 @@ func TestParseErrors(t *testing.T) {
 		{"unknown top key", "name: a\nboot: []\n", "x.yaml:2: unknown key \"boot\""},
 		{"unknown FLB key", "name: a\nflbs:\n  - {name: f, size: 3}\nboots: [{steps: []}]\n", "x.yaml:3: unknown key \"size\""},
 		{"no name", "boots: [{steps: []}]\n", "missing name"},
+		{"FLB data and payload", "name: a\nflbs:\n  - {name: f, data: 1, payload: 4K}\nboots: [{steps: []}]\n", "x.yaml:3: FLB \"f\" has both data and a payload"},
+		{"shape without memfd", "name: a\nhandlers:\n  - {name: h}\nsessions:\n  - name: s\n    files:\n      - {token: 1, handler: h, shape: multi}\nboots: [{steps: []}]\n", "x.yaml:7: file 1 of session \"s\" has a shape, but handler \"h\" is not a memfd handler"},
+		{"unknown shape", "name: a\nhandlers:\n  - {name: memfd-v2, memfd: true}\nsessions:\n  - name: s\n    files:\n      - {token: 1, handler: memfd-v2, shape: round}\nboots: [{steps: []}]\n", "x.yaml:7: file 1 of session \"s\": unknown memfd shape \"round\" (known: multi, large, sparse, sealed, empty)"},
+		{"memfd payload", "name: a\nhandlers:\n  - {name: memfd-v2, memfd: true}\nsessions:\n  - name: s\n    files:\n      - {token: 1, handler: memfd-v2, shape: multi, payload: 4K}\nboots: [{steps: []}]\n", "x.yaml:7: file 1 of session \"s\": memfd handler \"memfd-v2\" files have a shape, not a payload"},
 		{"no boots", "name: a\n", "at least one boot"},
 		{"undeclared FLB", "name: a\nhandlers:\n  - {name: h, flbs: [nope]}\nboots: [{steps: []}]\n", "x.yaml:3: handler \"h\" depends on undeclared FLB \"nope\""},
 		{"dup FLB", "name: a\nflbs:\n  - {name: f}\n  - {name: f}\nboots: [{steps: []}]\n", "x.yaml:4: FLB \"f\" declared twice"},
@@ -120,5 +125,29 @@ func TestBootCycle(t *testing.T) {
 		if got := sc.Boot(i, 20); got.Line != sc.Boots[w].Line {
 			t.Errorf("boot %d runs the boot at line %d, want line %d", i, got.Line, sc.Boots[w].Line)
 		}
+	}
+}
+
+// The real-consumer scenario carries lib/tests/liveupdate.c's data handles
+// (TEST_FLB_MAGIC_BASE + i), which do not fit an int64.
+func TestRealConsumerTestFLBData(t *testing.T) {
+	sc, err := Lookup("real-consumer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sc.FLBs) != 3 {
+		t.Fatalf("%d FLBs, want the 3 test FLBs", len(sc.FLBs))
+	}
+	for i, f := range sc.FLBs {
+		want := uint64(0xfeedf00dcafebee0) + uint64(i)
+		if f.Data == nil || *f.Data != want || f.Payload != 0 {
+			t.Errorf("FLB %s: data %v payload %d, want %#x and no payload", f.Name, f.Data, f.Payload, want)
+		}
+		if wantName := fmt.Sprintf("liveupdate-test-flb-v%d", i); f.Name != wantName {
+			t.Errorf("FLB %d is %q, want %q", i, f.Name, wantName)
+		}
+	}
+	if len(sc.Handlers) != 1 || !sc.Handlers[0].Memfd || sc.Handlers[0].Name != "memfd-v2" {
+		t.Errorf("handlers %+v, want one memfd handler memfd-v2", sc.Handlers)
 	}
 }

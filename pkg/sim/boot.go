@@ -184,7 +184,7 @@ func (b *boot) kernelInit() bool {
 // them, then registers every file handler and, unless the scenario
 // registers them itself, its FLBs, as the subsystems' module init does.
 func (b *boot) moduleInit() {
-	b.sys = &subsys{boot: b.n, chk: b.chk, payloads: newPayloads(b.in, b.out), faults: &faults{}, handed: b.inMeta}
+	b.sys = &subsys{boot: b.n, sc: b.sc, chk: b.chk, payloads: newPayloads(b.in, b.out), faults: &faults{}, handed: b.inMeta}
 	b.flbs = newFLBs(b.sc.FLBs, b.sys)
 	handlers := newHandlers(b.sc.Handlers, b.sys)
 	b.user = &userspace{
@@ -262,7 +262,7 @@ func (b *boot) kexec() *Outcome {
 	next := Handover{RootPA: root, Boot: b.n + 1}
 	b.t.Diag("handover: kho_sim.fdt=%#x for boot %d", root, next.Boot)
 	if b.abi() != kernel.V70 {
-		b.t.Diag("handover generation %s", luo.Expected(b.abi()))
+		b.t.Diag("handover generation %s, liveupdate number %d", luo.Expected(b.abi()), b.luoNumber())
 	}
 	if b.cfg.Damage != nil {
 		what, err := b.cfg.Damage(b.cfg.Region, root)
@@ -436,16 +436,22 @@ func (b *boot) releaseIncoming() {
 	b.inBlocks = nil
 }
 
+// luoNumber is the liveupdate number this boot hands over: one more than
+// the previous boot's, 1 after a cold boot.
+func (b *boot) luoNumber() uint64 {
+	if b.inMeta != nil {
+		return b.inMeta.LUONumber + 1
+	}
+	return 1
+}
+
 // writeImage writes kho-sim's metadata and finalizes KHO.
 func (b *boot) writeImage() (uint64, []byte, error) {
 	m := &Meta{
 		Scenario: b.sc.Name, Boot: b.n, Boots: b.boots, Fix: b.cfg.Fix,
 		Passed: b.totals[0], Failed: b.totals[1], Skipped: b.totals[2],
-		TSCHz: b.cfg.TSCHz, TSCReboot: tscPlaceholder, LUONumber: 1,
+		TSCHz: b.cfg.TSCHz, TSCReboot: tscPlaceholder, LUONumber: b.luoNumber(),
 		FLBs: b.flbs.preserved(), Files: b.user.preservedFiles(),
-	}
-	if b.inMeta != nil {
-		m.LUONumber = b.inMeta.LUONumber + 1
 	}
 	pass, fail, _ := b.t.Counts()
 	if fail == 0 && pass > 0 {

@@ -73,6 +73,17 @@ func (f *simFLB) preserve(a *flb.OpArgs) error {
 		f.record(check.Preserve, 0, err)
 		return err
 	}
+	if f.decl.Data != nil {
+		// A fixed data handle and nothing in memory, as the liveupdate
+		// test module's test_flb_preserve.
+		data := *f.decl.Data
+		a.Data, a.Obj = data, &retrieved{name: f.compat, data: data}
+		f.mu.Lock()
+		f.live, f.data, f.info = true, data, payload.Info{}
+		f.mu.Unlock()
+		f.record(check.Preserve, data, nil)
+		return nil
+	}
 	info := payload.Info{Name: payloadName(f.compat), Size: uint64(f.decl.Payload), Seed: payload.Seed(f.compat, f.sys.boot)}
 	pa, info, err := f.sys.payloads.write(info)
 	if err != nil {
@@ -89,7 +100,9 @@ func (f *simFLB) preserve(a *flb.OpArgs) error {
 
 func (f *simFLB) unpreserve(a *flb.OpArgs) {
 	f.record(check.Unpreserve, a.Data, nil)
-	f.sys.payloads.free(a.Data, "FLB", f.compat)
+	if f.decl.Data == nil {
+		f.sys.payloads.free(a.Data, "FLB", f.compat)
+	}
 	f.mu.Lock()
 	f.live, f.data = false, 0
 	f.mu.Unlock()
@@ -105,6 +118,17 @@ func (f *simFLB) retrieve(a *flb.OpArgs) error {
 		err := fmt.Errorf("FLB %s: retrieve of data %#x, but kho-sim handed over no such FLB: %w", f.compat, a.Data, unix.EINVAL)
 		f.record(check.Retrieve, a.Data, err)
 		return err
+	}
+	if f.decl.Data != nil {
+		// test_flb_retrieve: the handle must be the one preserved.
+		if a.Data != want.Data {
+			err := fmt.Errorf("FLB %s: incorrect data handle %#x, expected %#x: %w", f.compat, a.Data, want.Data, unix.EINVAL)
+			f.record(check.Retrieve, a.Data, err)
+			return err
+		}
+		f.record(check.Retrieve, a.Data, nil)
+		a.Obj = &retrieved{name: f.compat, data: a.Data}
+		return nil
 	}
 	f.record(check.Retrieve, a.Data, nil)
 	info, err := f.sys.payloads.read(a.Data, payload.Info{Name: payloadName(f.compat), Size: want.Size, Seed: want.Seed, CRC: want.CRC})
@@ -141,7 +165,7 @@ func (s flbSet) preserved() []MetaFLB {
 	var out []MetaFLB
 	for _, name := range slices.Sorted(maps.Keys(s)) {
 		if f := s[name]; f.live {
-			out = append(out, MetaFLB{Name: f.compat, Data: f.data, Count: uint64(f.files), Size: f.info.Size, Seed: f.info.Seed, CRC: f.info.CRC})
+			out = append(out, MetaFLB{Name: f.compat, Data: f.data, Count: uint64(f.files), Size: f.info.Size, Seed: f.info.Seed, CRC: f.info.CRC, Handle: f.decl.Data != nil})
 		}
 	}
 	return out

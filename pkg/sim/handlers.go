@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kho-sim/kho-sim/pkg/luo"
+	"github.com/kho-sim/kho-sim/pkg/memfd"
 	"github.com/kho-sim/kho-sim/pkg/payload"
 	"github.com/kho-sim/kho-sim/pkg/scenario"
 )
@@ -48,6 +49,12 @@ func (s handlerSet) countFiles(handler string, d int) {
 	}
 }
 
+// isMemfd reports whether handler saves memfd-v2 state.
+func (s handlerSet) isMemfd(handler string) bool {
+	h := s[handler]
+	return h != nil && h.decl.Memfd
+}
+
 // link and unlink follow a successful FLB registration or unregistration.
 func (h *simHandler) link(f *simFLB) { h.flbs = append(h.flbs, f) }
 
@@ -74,6 +81,9 @@ func (h *simHandler) preserve(a *luo.FileOpArgs) error {
 		return err
 	}
 	f := a.File.(*simFile)
+	if h.decl.Memfd {
+		return h.preserveMemfd(a, f)
+	}
 	pa, info, err := h.sys.payloads.write(f.payload())
 	if err != nil {
 		return err
@@ -83,9 +93,29 @@ func (h *simHandler) preserve(a *luo.FileOpArgs) error {
 	return nil
 }
 
+// preserveMemfd saves the file as memfd_luo_preserve does: a
+// memfd_luo_ser, its folios and their kho_vmalloc array, the data handle
+// being the memfd_luo_ser.
+func (h *simHandler) preserveMemfd(a *luo.FileOpArgs, f *simFile) error {
+	spec, info := f.memfdSpec()
+	w, err := h.sys.payloads.writeMemfd(spec)
+	if err != nil {
+		return err
+	}
+	info.Size, info.CRC = spec.Size, w.Checksum
+	a.SerializedData, a.PrivateData = w.PA, f
+	f.savedMemfd(w, info)
+	return nil
+}
+
 func (h *simHandler) unpreserve(a *luo.FileOpArgs) {
-	h.sys.payloads.free(a.SerializedData, "file of", h.name())
-	if f, ok := a.PrivateData.(*simFile); ok && f.unpreserved() {
+	f, _ := a.PrivateData.(*simFile)
+	if w := f.memfdWritten(); w != nil {
+		h.sys.payloads.freeMemfd(w, h.name())
+	} else {
+		h.sys.payloads.free(a.SerializedData, "file of", h.name())
+	}
+	if f != nil && f.unpreserved() {
 		h.countFiles(-1)
 	}
 	h.sys.chk.FileUnpreserved(h.name())
@@ -99,7 +129,10 @@ func (h *simHandler) retrieve(a *luo.FileOpArgs) error {
 	if !ok {
 		return fmt.Errorf("file of %s with data %#x was not handed over by kho-sim: %w", h.name(), a.SerializedData, unix.EINVAL)
 	}
-	name := fmt.Sprintf("%s/%d", want.Session, want.Token)
+	name := fileName(want.Session, want.Token)
+	if h.decl.Memfd {
+		return h.retrieveMemfd(a, want)
+	}
 	info, err := h.sys.payloads.read(a.SerializedData, payload.Info{Name: payloadName(name), Size: want.Size, Seed: want.Seed, CRC: want.CRC})
 	if err != nil {
 		h.sys.payloads.fail(fmt.Sprintf("file %s: %v", name, err))
@@ -107,6 +140,32 @@ func (h *simHandler) retrieve(a *luo.FileOpArgs) error {
 	}
 	h.sys.payloads.setLive(a.SerializedData, payload.HeaderSize+info.Size)
 	a.File = &retrieved{name: name, data: a.SerializedData, info: info}
+	return nil
+}
+
+// retrieveMemfd reads the memfd-v2 state back strictly (memfd.Read, every
+// block preserved with the right order) and compares it byte by byte with
+// the content the scenario's shape and the handed-over seed give.
+func (h *simHandler) retrieveMemfd(a *luo.FileOpArgs, want MetaFile) error {
+	name := fileName(want.Session, want.Token)
+	d := h.sys.sc.File(want.Session, want.Token)
+	if d == nil {
+		return fmt.Errorf("file %s: not declared by scenario %s: %w", name, h.sys.sc.Name, unix.EINVAL)
+	}
+	spec, err := MemfdSpec(want.Session, *d, 0)
+	if err != nil {
+		return err
+	}
+	spec.Seed = want.Seed
+	f, err := h.sys.payloads.readMemfd(a.SerializedData, spec, want.CRC)
+	if err != nil {
+		h.sys.payloads.fail(fmt.Sprintf("file %s: %v", name, err))
+		return fmt.Errorf("file %s: %v: %w", name, err, unix.EIO)
+	}
+	for _, b := range f.Blocks() {
+		h.sys.payloads.setLive(b.PA, b.Size())
+	}
+	a.File = &retrieved{name: name, data: a.SerializedData, info: payload.Info{Name: payloadName(name), Size: f.Size(), Seed: want.Seed, CRC: f.Checksum}, memfd: f}
 	return nil
 }
 
@@ -118,6 +177,12 @@ func (h *simHandler) finish(a *luo.FileOpArgs) {
 	// The handler finishes before its FLBs (luo_file_finish_one), so the
 	// checker learns of the file first.
 	h.sys.chk.FileFinished(h.name())
+	if r, ok := a.File.(*retrieved); ok && r.memfd != nil {
+		for _, b := range r.memfd.Blocks() {
+			h.sys.payloads.setLive(b.PA, 0)
+		}
+		return
+	}
 	h.sys.payloads.setLive(a.SerializedData, 0)
 }
 
@@ -132,6 +197,41 @@ type simFile struct {
 	preserved bool
 	data      uint64
 	info      payload.Info
+	// memfd is the file's memfd-v2 content for a memfd handler, written
+	// is its state once preserved.
+	memfd   *memfd.Spec
+	written *memfd.Written
+}
+
+// prepareMemfd sets the memfd the next preserve saves.
+func (f *simFile) prepareMemfd(spec memfd.Spec, info payload.Info) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.memfd, f.info = &spec, info
+}
+
+func (f *simFile) memfdSpec() (memfd.Spec, payload.Info) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return *f.memfd, f.info
+}
+
+// savedMemfd records the memfd-v2 state the handler wrote.
+func (f *simFile) savedMemfd(w *memfd.Written, info payload.Info) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.data, f.info, f.written = w.PA, info, w
+}
+
+// memfdWritten is the memfd-v2 state written for the file, nil for none
+// (or a nil file).
+func (f *simFile) memfdWritten() *memfd.Written {
+	if f == nil {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.written
 }
 
 // prepare sets the payload the next preserve saves.

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/kho-sim/kho-sim/pkg/kho"
+	"github.com/kho-sim/kho-sim/pkg/memfd"
 	"github.com/kho-sim/kho-sim/pkg/payload"
 )
 
@@ -29,9 +30,10 @@ func newPayloads(in *kho.Incoming, out *kho.Outgoing) *payloads {
 
 // retrieved is the object a retrieve rebuilds.
 type retrieved struct {
-	name string
-	data uint64
-	info payload.Info
+	name  string
+	data  uint64
+	info  payload.Info
+	memfd *memfd.File // a memfd handler's file
 }
 
 // payloadName fits a name into the payload header.

@@ -114,8 +114,8 @@ func (m coldBoot) Map(uint64, uint64) ([]byte, error) {
 	return nil, fmt.Errorf("cold boot, no incoming handover: %w", unix.ENODATA)
 }
 
-// memfd stands for the struct file of one preserved memfd.
-type memfd struct{ token uint64 }
+// memfdFD stands for the struct file of one preserved memfd.
+type memfdFD struct{ token uint64 }
 
 // buildRealLayout runs kho-sim's model of a cold-booted kernel of
 // generation abi through the capture's life: the memfd-v2 handler with the
@@ -142,7 +142,7 @@ func buildRealLayout(t *testing.T, abi kernel.Generation) (*physmem.Region, uint
 	// memfd_luo_preserve keeps the file's state in a preserved block and
 	// hands its address over as the file's data.
 	handler := &luo.FileHandler{Compatible: realHandler, Ops: luo.FileOps{
-		CanPreserve: func(_ *luo.FileHandler, f any) bool { _, ok := f.(memfd); return ok },
+		CanPreserve: func(_ *luo.FileHandler, f any) bool { _, ok := f.(memfdFD); return ok },
 		Preserve: func(a *luo.FileOpArgs) error {
 			pa, _, err := mem.AllocPreserve(memfdSerSize)
 			a.SerializedData = pa
@@ -187,7 +187,7 @@ func buildRealLayout(t *testing.T, abi kernel.Generation) (*physmem.Region, uint
 			t.Fatal(err)
 		}
 		for _, tok := range rs.tokens {
-			if err := s.PreserveFile(tok, memfd{tok}); err != nil {
+			if err := s.PreserveFile(tok, memfdFD{tok}); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -177,8 +177,17 @@ func (u *userspace) preserve(k fileKey) error {
 		u.files[k] = f
 	}
 	u.mu.Unlock()
-	name := fmt.Sprintf("%s/%d", k.session, k.token)
-	f.prepare(payload.Info{Name: payloadName(name), Size: uint64(d.Payload), Seed: payload.Seed(name, u.boot)})
+	name := fileName(k.session, k.token)
+	info := payload.Info{Name: payloadName(name), Size: uint64(d.Payload), Seed: payload.Seed(name, u.boot)}
+	if u.handlers.isMemfd(d.Handler) {
+		spec, err := MemfdSpec(k.session, *d, u.boot)
+		if err != nil {
+			return err
+		}
+		f.prepareMemfd(spec, info)
+	} else {
+		f.prepare(info)
+	}
 	err := s.PreserveFile(k.token, f)
 	if err == nil {
 		f.markPreserved()
@@ -270,7 +279,7 @@ func (u *userspace) preservedFiles() []MetaFile {
 	for _, k := range slices.SortedFunc(maps.Keys(u.files), compareFileKeys) {
 		f := u.files[k]
 		if f.preserved {
-			out = append(out, MetaFile{Session: k.session, Token: k.token, Handler: f.handler, Data: f.data, Size: f.info.Size, Seed: f.info.Seed, CRC: f.info.CRC})
+			out = append(out, MetaFile{Session: k.session, Token: k.token, Handler: f.handler, Data: f.data, Size: f.info.Size, Seed: f.info.Seed, CRC: f.info.CRC, Memfd: f.written != nil})
 		}
 	}
 	return out

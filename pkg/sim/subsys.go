@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kho-sim/kho-sim/pkg/check"
+	"github.com/kho-sim/kho-sim/pkg/scenario"
 )
 
 // subsys is what the simulated subsystems of one boot share: their FLBs'
@@ -16,6 +17,7 @@ import (
 // what they retrieve against what the previous boot handed over.
 type subsys struct {
 	boot     int // this boot's number, part of every payload's seed
+	sc       *scenario.Scenario
 	chk      *check.Checker
 	payloads *payloads
 	faults   *faults

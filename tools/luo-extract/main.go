@@ -187,7 +187,7 @@ func roles(mem kho.Memory, h *luo.Handover, setup kho.Setup) (map[uint64]string,
 
 // memfdRoles decodes the memfd-v2 state at pa strictly and names its pages.
 func memfdRoles(mem kho.Memory, in *kho.Incoming, pa, token uint64, add func(uint64, string)) error {
-	f, err := memfd.Read(mem, pa, memfd.Options{Preserved: in.PreservedOrder})
+	f, err := memfd.Read(mem, pa, memfd.Options{Preserved: in.BlockAt})
 	if err != nil {
 		return fmt.Errorf("memfd token %#x: %w", token, err)
 	}

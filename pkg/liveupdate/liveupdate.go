@@ -1,4 +1,8 @@
-package main
+// Package liveupdate is the user-space side of Linux 7.2's Live Update
+// Orchestrator: the /dev/liveupdate and session-file ioctls of
+// include/uapi/linux/liveupdate.h (kernel/liveupdate/luo_core.c,
+// luo_session.c).
+package liveupdate
 
 import (
 	"bytes"
@@ -27,8 +31,19 @@ const (
 	fdArgSize            = 4 + 4 + 8                  // preserve_fd/retrieve_fd
 	finishArgSize        = 4 + 4                      // finish
 	getNameArgSize       = 4 + 4 + luo.SessionNameLen // get_name
-	liveupdateDevice     = "/dev/liveupdate"
 )
+
+// Device is LUO's character device.
+const Device = "/dev/liveupdate"
+
+// Open opens Device for the session ioctls.
+func Open() (*os.File, error) {
+	f, err := os.OpenFile(Device, os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", Device, err)
+	}
+	return f, nil
+}
 
 // ioctl issues req on fd with arg as the argument structure, which the
 // kernel reads and may write back.
@@ -64,16 +79,19 @@ func luoSession(dev *os.File, req uintptr, name string) (*os.File, error) {
 	return os.NewFile(uintptr(fd), "session:"+name), nil
 }
 
-func createSession(dev *os.File, name string) (*os.File, error) {
+// CreateSession creates an outgoing session (LIVEUPDATE_IOCTL_CREATE_SESSION).
+func CreateSession(dev *os.File, name string) (*os.File, error) {
 	return luoSession(dev, ioctlCreateSession, name)
 }
 
-func retrieveSession(dev *os.File, name string) (*os.File, error) {
+// RetrieveSession opens a session the previous kernel handed over
+// (LIVEUPDATE_IOCTL_RETRIEVE_SESSION).
+func RetrieveSession(dev *os.File, name string) (*os.File, error) {
 	return luoSession(dev, ioctlRetrieveSession, name)
 }
 
-// preserveFD hands fd to the session under token (SESSION_PRESERVE_FD).
-func preserveFD(session *os.File, fd int, token uint64) error {
+// PreserveFD hands fd to the session under token (SESSION_PRESERVE_FD).
+func PreserveFD(session *os.File, fd int, token uint64) error {
 	b := make([]byte, fdArgSize)
 	binary.LittleEndian.PutUint32(b, fdArgSize)
 	binary.LittleEndian.PutUint32(b[4:], uint32(int32(fd)))
@@ -84,8 +102,8 @@ func preserveFD(session *os.File, fd int, token uint64) error {
 	return nil
 }
 
-// retrieveFD returns the file preserved under token (SESSION_RETRIEVE_FD).
-func retrieveFD(session *os.File, token uint64) (*os.File, error) {
+// RetrieveFD returns the file preserved under token (SESSION_RETRIEVE_FD).
+func RetrieveFD(session *os.File, token uint64) (*os.File, error) {
 	b := make([]byte, fdArgSize)
 	binary.LittleEndian.PutUint32(b, fdArgSize)
 	binary.LittleEndian.PutUint64(b[8:], token)
@@ -96,8 +114,8 @@ func retrieveFD(session *os.File, token uint64) (*os.File, error) {
 	return os.NewFile(uintptr(fd), fmt.Sprintf("%s:%#x", session.Name(), token)), nil
 }
 
-// finishSession releases the session's preserved state (SESSION_FINISH).
-func finishSession(session *os.File) error {
+// FinishSession releases the session's preserved state (SESSION_FINISH).
+func FinishSession(session *os.File) error {
 	b := make([]byte, finishArgSize)
 	binary.LittleEndian.PutUint32(b, finishArgSize)
 	if err := ioctl(int(session.Fd()), ioctlSessionFinish, b); err != nil {
@@ -106,8 +124,8 @@ func finishSession(session *os.File) error {
 	return nil
 }
 
-// sessionName asks the kernel for the session's name (SESSION_GET_NAME).
-func sessionName(session *os.File) (string, error) {
+// SessionName asks the kernel for the session's name (SESSION_GET_NAME).
+func SessionName(session *os.File) (string, error) {
 	b := make([]byte, getNameArgSize)
 	binary.LittleEndian.PutUint32(b, getNameArgSize)
 	if err := ioctl(int(session.Fd()), ioctlSessionGetName, b); err != nil {
