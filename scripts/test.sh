@@ -21,7 +21,11 @@
 #      kho-sim's round trip on that kernel; beside them hops 7.2 -> 7.3 ->
 #      7.2 with luo_kexec_simple (out/realkernel.txt, logs in out/realkernel/); then TestKexecLoad: stock
 #      Debian 6.1 kexec_load()s the 7.2 kernel with a KHO handover in setup_data
-#      (out/kexecload-*.log, out/kexecload.txt)
+#      (out/kexecload-*.log, out/kexecload.txt) and the real kernel restoring
+#      kho-sim's memfds (TestRealConsumer); then the corruption matrix
+#      (TestCorruptionMatrix): the real 7.2 kernel booted on every
+#      pkg/corrupt damage of a 7.2 handover and 50 seeded bit flips, two VMs
+#      at a time, beside kho-sim's prediction (out/corruption-matrix.txt)
 #   7. bounded fuzzing of every fuzz target of the module
 #
 # Environment: KHO_SIM_E2E=required makes a missing QEMU, kernel or package
@@ -188,6 +192,9 @@ if [[ $KHO_SIM_LUO_KERNEL != 0 ]]; then
 		done_step
 		step "go test ./e2e/realkernel (real kernels vs kho-sim, 7.2 <-> 7.3 hops, KHO_SIM_LUO_KERNEL=$KHO_SIM_LUO_KERNEL)"
 		go test -count=1 -timeout 30m -v -run '^TestRealKernel$' ./e2e/realkernel/
+		done_step
+		step "go test ./e2e/realkernel (the corruption matrix: the real 7.2 kernel on every damaged handover)"
+		go test -count=1 -timeout 30m -v -run '^TestCorruptionMatrix$' ./e2e/realkernel/
 		done_step
 		step "go test ./e2e/realkernel (Debian 6.1 -> real 7.2 kernel by kexec_load with a KHO handover; the real kernel restores kho-sim's memfds and FLBs)"
 		go test -count=1 -timeout 20m -v -run '^(TestKexecLoad|TestRealConsumer)$' ./e2e/realkernel/

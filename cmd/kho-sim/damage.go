@@ -48,5 +48,6 @@ func listCorruptions(w io.Writer) error {
 	for _, k := range corrupt.Kinds() {
 		fmt.Fprintf(tw, "%s\t%s\n", k, k.Describe())
 	}
+	fmt.Fprintf(tw, "%sSEED\t%s\n", corrupt.BitflipPrefix, "one bit of a 7.2 handover's root FDT, LUO blob, session or file blocks, FLB page or radix tree, drawn with SEED")
 	return tw.Flush()
 }

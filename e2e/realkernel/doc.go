@@ -1,6 +1,10 @@
 // Package realkernel runs kho-sim next to real Linux 7.2 and 7.3 kernels
 // with KHO and LUO (scripts/luo-kernel) and the kernels' own LUO selftest,
-// in QEMU, in one test: TestRealKernel.
+// in QEMU: TestRealKernel. TestKexecLoad hands a handover to the 7.2
+// kernel from a stock kernel with kexec_load, TestRealConsumer has it
+// restore kho-sim's memfds and FLBs, and TestCorruptionMatrix boots it on
+// every damaged handover pkg/corrupt makes and sets its outcome beside
+// kho-sim's prediction.
 //
 // It is opt-in because it builds two kernels (minutes each, cached
 // afterwards) and boots QEMU thirteen times: six lanes of two boots on

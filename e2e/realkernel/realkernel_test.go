@@ -520,9 +520,41 @@ func containsLine(lines []consoleLine, s string) bool {
 // failure its tail is shown.
 func (h *harness) boot(name, kernel, initramfs, appendArgs string) []consoleLine {
 	t := h.t
-	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	lines, err := h.bootWith(name, kernel, initramfs, appendArgs, bootOptions{})
+	if err != nil {
+		t.Fatalf("%s: %v; console:\n%s", name, err, tailLines(lines, 30))
+	}
+	return lines
+}
+
+// bootOptions vary one QEMU run of bootWith.
+type bootOptions struct {
+	// memory is QEMU's -m (default 1G).
+	memory string
+	// timeout is the watchdog (default bootTimeout); when it fires the
+	// run is ended and bootWith returns errWatchdog.
+	timeout time.Duration
+	// stop, if set, is shown every console line; once it returns true
+	// QEMU is ended and the run counts as complete.
+	stop func(line string) bool
+}
+
+// errWatchdog is bootWith's error when the watchdog ended the run.
+var errWatchdog = errors.New("watchdog: QEMU did not end in time")
+
+// bootWith is boot with options; it returns the console and, instead of
+// failing the test, what went wrong.
+func (h *harness) bootWith(name, kernel, initramfs, appendArgs string, o bootOptions) ([]consoleLine, error) {
+	t := h.t
+	if o.memory == "" {
+		o.memory = "1G"
+	}
+	if o.timeout == 0 {
+		o.timeout = bootTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, qemuBin, "-accel", "tcg", "-m", "1G", "-smp", "1", "-nographic", "-no-reboot",
+	cmd := exec.CommandContext(ctx, qemuBin, "-accel", "tcg", "-m", o.memory, "-smp", "1", "-nographic", "-no-reboot",
 		"-kernel", kernel, "-initrd", initramfs, "-append", appendArgs)
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -540,25 +572,28 @@ func (h *harness) boot(name, kernel, initramfs, appendArgs string) []consoleLine
 		t.Fatalf("%s: start QEMU: %v", name, err)
 	}
 	pw.Close()
-	halted := false
+	ended := false
 	lines, readErr := readConsole(pr, start, logFile, func(line string) {
 		// No ACPI in this kernel: a power-off (kho-sim's last boot)
 		// only halts, and QEMU would wait for ever.
-		if !halted && strings.Contains(line, haltedText) {
-			halted = true
+		if !ended && (strings.Contains(line, haltedText) || o.stop != nil && o.stop(line)) {
+			ended = true
 			cmd.Process.Kill()
 		}
 	})
 	pr.Close()
 	waitErr := cmd.Wait()
-	if halted {
+	if ended {
 		waitErr = nil
 	}
-	t.Logf("%s: QEMU ended after %.1f s (halted %v, %v)", name, time.Since(start).Seconds(), halted, waitErr)
-	if err := errors.Join(readErr, ctx.Err()); err != nil || waitErr != nil {
-		t.Fatalf("%s: %v, QEMU: %v; console:\n%s", name, err, waitErr, tailLines(lines, 30))
+	t.Logf("%s: QEMU ended after %.1f s (ended by the console %v, %v)", name, time.Since(start).Seconds(), ended, waitErr)
+	if ctx.Err() != nil {
+		return lines, errWatchdog
 	}
-	return lines
+	if err := errors.Join(readErr, waitErr); err != nil {
+		return lines, fmt.Errorf("QEMU: %w", err)
+	}
+	return lines, nil
 }
 
 // readConsole reads QEMU's output line by line with the host time of

@@ -81,6 +81,10 @@ func table() []kindInfo {
 }
 
 func lookup(k Kind) (kindInfo, bool) {
+	if seed, ok := bitflipSeed(k); ok {
+		return kindInfo{k, fmt.Sprintf("one bit of the 7.2 handover's root FDT, LUO blob, session or file blocks, FLB page or radix tree, drawn with seed %d", seed),
+			func(im image) ([]edit, error) { return planSeededFlip(im, seed) }}, true
+	}
 	for _, ki := range table() {
 		if ki.kind == k {
 			return ki, true
@@ -89,7 +93,8 @@ func lookup(k Kind) (kindInfo, bool) {
 	return kindInfo{}, false
 }
 
-// Kinds lists every kind, sorted by name.
+// Kinds lists every kind, sorted by name; the seeded bit flips
+// (BitflipPrefix) are not listed.
 func Kinds() []Kind {
 	var out []Kind
 	for _, ki := range table() {

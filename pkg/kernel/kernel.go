@@ -150,6 +150,17 @@ const (
 	// FailsMemfd: memfd_luo_retrieve cannot rebuild the file from its
 	// memfd-v2 state, or rebuilds it from memory nothing vouches for.
 	FailsMemfd
+	// OopsesSessionsAtBoot: luo_session_setup_incoming restores the
+	// session chain in an early initcall through phys_to_virt unchecked
+	// (observed on the real 7.2 kernel: beyond RAM it panics).
+	OopsesSessionsAtBoot
+	// OopsesFLBAtRetrieve: the first FLB retrieve reads the FLB header
+	// through phys_to_virt unchecked; CONFIG_LIVEUPDATE_TEST's FLBs do so
+	// in an initcall (observed: beyond RAM it panics).
+	OopsesFLBAtRetrieve
+	// TakesOversizedBlob: luo_early_startup checks only that blob-size
+	// covers struct luo_ser (observed: the handover is taken).
+	TakesOversizedBlob
 )
 
 // predicate is the action's wording after the kernel's name.
@@ -181,6 +192,12 @@ func (a Action) predicate() string {
 		return "reads memory the previous kernel did not preserve"
 	case FailsMemfd:
 		return "fails to retrieve the memfd (memfd_luo_retrieve), or restores it from unchecked memory"
+	case OopsesSessionsAtBoot:
+		return "reads it at boot (luo_session_setup_incoming): outside RAM the oops kills init and it panics"
+	case OopsesFLBAtRetrieve:
+		return "reads its count at the first FLB retrieve (at boot with CONFIG_LIVEUPDATE_TEST): outside RAM the oops kills init and it panics"
+	case TakesOversizedBlob:
+		return "takes the blob anyway (luo_early_startup checks only blob-size >= 32) and reads its first 32 bytes"
 	}
 	return ""
 }

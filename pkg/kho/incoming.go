@@ -41,6 +41,13 @@ type Incoming struct {
 	format   string
 }
 
+// RootBodyDamageAction is what a kernel does with a root FDT whose header
+// is sound but whose struct block is not: it takes the handover anyway
+// (found on the real 7.2 kernel: a damaged property of the LUO child panics
+// it in liveupdate_early_init, a lost LUO child leaves it without LUO
+// state, damage elsewhere goes unnoticed).
+const RootBodyDamageAction = "the kernel takes the handover anyway: kho_populate checks only the FDT header and the root's compatible, and libfdt trips on this only in a lookup that reaches it"
+
 // MaxFDTSize bounds the root FDT and every child's FDT or blob that the
 // incoming side reads (the kernel writes the root in one page; the bound
 // keeps hostile sizes from claiming the region).
@@ -58,6 +65,14 @@ const MaxFDTSize = 1 << 20
 func ReadIncoming(r Memory, rootPA uint64) (*Incoming, error) {
 	root, rootSize, err := readFDT(r, rootPA)
 	if err != nil {
+		if hdr, herr := r.Bytes(rootPA, 40); herr == nil {
+			if _, herr = fdt.TotalSize(hdr); herr == nil {
+				// kho_populate checks only fdt_check_header and the root's
+				// compatible; libfdt trips on damage in the struct block
+				// only in a lookup that reaches it, at boot or later.
+				return nil, fmt.Errorf("kho: root FDT at %#x: %w (%s)", rootPA, err, RootBodyDamageAction)
+			}
+		}
 		return nil, fmt.Errorf("kho: root FDT at %#x: %w (the kernel disables KHO revival)", rootPA, err)
 	}
 	var format string

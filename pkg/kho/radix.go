@@ -130,9 +130,16 @@ type radixWalker struct {
 	blocks []Block
 }
 
+// RadixPointerAction is what the 7.2 kernel does with a radix-tree pointer
+// it cannot use: kho_mem_retrieve follows every table entry with
+// phys_to_virt unchecked, in early boot. Observed: a pointer that is not
+// page aligned or lies beyond RAM faults before the console is up and the
+// machine resets; one to RAM outside the region reads whatever is there.
+const RadixPointerAction = "the 7.2 kernel follows it unchecked in kho_mem_retrieve and faults before its console comes up"
+
 func (w *radixWalker) page(pa uint64, what string) ([]byte, error) {
 	if pa%physmem.PageSize != 0 {
-		return nil, fmt.Errorf("radix %s %#x is not page aligned", what, pa)
+		return nil, fmt.Errorf("radix %s %#x is not page aligned (%s)", what, pa, RadixPointerAction)
 	}
 	if w.seen[pa] {
 		return nil, fmt.Errorf("radix %s %#x is reached twice (the tree is not a tree)", what, pa)
@@ -147,7 +154,7 @@ func (w *radixWalker) page(pa uint64, what string) ([]byte, error) {
 		err = fmt.Errorf("read %d bytes: %w", len(mem), ErrUnavailable)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("radix %s %#x: %w", what, pa, err)
+		return nil, fmt.Errorf("radix %s %#x: %w (%s)", what, pa, err, RadixPointerAction)
 	}
 	return mem, nil
 }

@@ -341,7 +341,13 @@ func (d *decoder) luoBlob() {
 		blob, err = d.in.SubtreeBytes(FDTKHOEntryName)
 	}
 	if err != nil {
-		d.find(WhereSubtree, kernel.PanicsAtBoot, "LUO blob: %v", err)
+		act := kernel.PanicsAtBoot
+		if size >= SerSize {
+			if _, err := d.in.Map(pa, SerSize); err == nil {
+				act = kernel.TakesOversizedBlob
+			}
+		}
+		d.find(WhereSubtree, act, "LUO blob: %v", err)
 		return
 	}
 	h.Readable = true
@@ -407,7 +413,11 @@ func (d *decoder) claim(what string, pa, size uint64) string {
 func (d *decoder) flbAt(pa uint64) {
 	page, err := d.in.Map(pa, FLBPageSize)
 	if err != nil {
-		d.find(WhereFLB, kernel.UsesBadAddress, "FLB page %#x: %v", pa, err)
+		act := kernel.UsesBadAddress
+		if d.h.Generation == kernel.V72 && errors.Is(err, physmem.ErrOutOfRegion) {
+			act = kernel.OopsesFLBAtRetrieve
+		}
+		d.find(WhereFLB, act, "FLB page %#x: %v", pa, err)
 		return
 	}
 	t, findings := ReadFLBTable(d.h.Generation, pa, page)
@@ -619,7 +629,11 @@ func (d *decoder) chain(what string, head uint64, entrySize int, refused kernel.
 		d.blocksLeft--
 		blk, err := d.in.Map(pa, BlockSize)
 		if err != nil {
-			d.find(WhereSessions, kernel.UsesBadAddress, "%s block %#x: %v", what, pa, err)
+			act := kernel.UsesBadAddress
+			if what == "session" && errors.Is(err, physmem.ErrOutOfRegion) {
+				act = kernel.OopsesSessionsAtBoot
+			}
+			d.find(WhereSessions, act, "%s block %#x: %v", what, pa, err)
 			return nil, errStop
 		}
 		if o := d.claim(what+" block", pa, BlockSize); o != "" {

@@ -1,0 +1,67 @@
+package corrupt
+
+import (
+	"encoding/binary"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/kho-sim/kho-sim/pkg/kernel"
+	"github.com/kho-sim/kho-sim/pkg/kho"
+	"github.com/kho-sim/kho-sim/pkg/physmem"
+)
+
+// TestPredictionsFoundOnTheRealKernel: single bit flips of a 7.2 image
+// whose outcome e2e/realkernel.TestCorruptionMatrix observed on the real
+// 7.2 kernel, and the words kho-sim's next boot must predict for each.
+func TestPredictionsFoundOnTheRealKernel(t *testing.T) {
+	h := newHandoverABI(t, "default", kernel.V72)
+	targets, err := Targets(region(t, h.mem), h.next.RootPA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	find := func(role Role) Target {
+		i := slices.IndexFunc(targets, func(tg Target) bool { return tg.Role == role })
+		if i < 0 {
+			t.Fatalf("no %s in the image", role)
+		}
+		return targets[i]
+	}
+	root := find(RoleRoot)
+	rootFDT := h.mem[root.PA-testBase:]
+	offStrings := uint64(binary.BigEndian.Uint32(rootFDT[12:]))
+	// The radix root (gen72 lists it first) and its first entry, a table
+	// pointer.
+	treePA := find(RoleRadix).PA
+	tree := h.mem[treePA-testBase:][:physmem.PageSize]
+	first := uint64(slices.IndexFunc(tree, func(b byte) bool { return b != 0 })) &^ 7
+	for _, tt := range []struct {
+		name string
+		flip Flip
+		want string
+	}{
+		// kho_populate: fdt_check_header refuses a bad magic.
+		{"root FDT magic", Flip{Target: root, Offset: 3, Bit: 0}, "the kernel disables KHO revival"},
+		// A property name in the strings block: the header is sound, so
+		// kho_populate takes the handover.
+		{"root FDT strings block", Flip{Target: root, Offset: offStrings, Bit: 7}, kho.RootBodyDamageAction},
+		// sessions_pa's top byte: luo_session_setup_incoming reads it at boot.
+		{"sessions_pa beyond RAM", Flip{Target: find(RoleLUO), Offset: 0x17, Bit: 0}, "luo_session_setup_incoming"},
+		// flbs_pa's top byte: the test FLBs' retrieve reads it at boot.
+		{"flbs_pa beyond RAM", Flip{Target: find(RoleLUO), Offset: 0x1f, Bit: 0}, "at the first FLB retrieve"},
+		// A radix table pointer 2 KiB off its page.
+		{"radix pointer unaligned", Flip{Target: Target{RoleRadix, treePA, physmem.PageSize}, Offset: first + 1, Bit: 3}, kho.RadixPointerAction},
+	} {
+		mem := h.clone()
+		if _, err := FlipBit(region(t, mem), tt.flip); err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		_, ktap, err := h.nextBoot(t, mem)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if !strings.Contains(ktap, tt.want) {
+			t.Errorf("%s (%v): the next boot does not say %q:\n%s", tt.name, tt.flip, tt.want, ktap)
+		}
+	}
+}
