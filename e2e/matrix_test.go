@@ -64,8 +64,8 @@ const (
 
 // qemuCases is the QEMU matrix: every scenario whose outcome depends on a
 // real kexec, real reserved memory or a real second kernel. The rest (and
-// every scenario and corruption kind in-process) is pkg/sim's and
-// pkg/corrupt's. The longest run comes first: the runs share the cores.
+// every scenario and corruption kind in-process) is internal/sim's and
+// internal/corrupt's. The longest run comes first: the runs share the cores.
 func qemuCases(env *e2eEnv) []qemuCase {
 	bannerParams := []string{"loglevel=6"} // after quiet: lets the "Linux version" notice through
 	return []qemuCase{

@@ -24,7 +24,7 @@
 #      (out/kexecload-*.log, out/kexecload.txt) and the real kernel restoring
 #      kho-sim's memfds (TestRealConsumer); then the corruption matrix
 #      (TestCorruptionMatrix): the real 7.2 kernel booted on every
-#      pkg/corrupt damage of a 7.2 handover and 50 seeded bit flips, two VMs
+#      internal/corrupt damage of a 7.2 handover and 50 seeded bit flips, two VMs
 #      at a time, beside kho-sim's prediction (out/corruption-matrix.txt)
 #   7. bounded fuzzing of every fuzz target of the module
 #

@@ -8,8 +8,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kho-sim/kho-sim/internal/realconsumer"
+	"github.com/kho-sim/kho-sim/internal/sim"
 	"github.com/kho-sim/kho-sim/pkg/liveupdate"
-	"github.com/kho-sim/kho-sim/pkg/sim"
 )
 
 // paramConsumer marks the real KHO kernel kho-sim handed over to: there the

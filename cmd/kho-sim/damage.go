@@ -8,7 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/kho-sim/kho-sim/pkg/corrupt"
+	"github.com/kho-sim/kho-sim/internal/corrupt"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 

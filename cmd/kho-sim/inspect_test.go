@@ -11,14 +11,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kho-sim/kho-sim/internal/check"
 	"github.com/kho-sim/kho-sim/internal/realhandover"
-	"github.com/kho-sim/kho-sim/pkg/check"
+	"github.com/kho-sim/kho-sim/internal/scenario"
+	"github.com/kho-sim/kho-sim/internal/sim"
 	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
-	"github.com/kho-sim/kho-sim/pkg/scenario"
-	"github.com/kho-sim/kho-sim/pkg/sim"
 )
 
 // runCLI runs the command line and returns its exit status and output.
@@ -60,7 +60,7 @@ func handoverImageABI(t *testing.T, abi kernel.Generation) (string, uint64) {
 	return path, out.Next.RootPA
 }
 
-// expected is what an image holds, read with pkg/kho, pkg/sim and the
+// expected is what an image holds, read with pkg/kho, internal/sim and the
 // layout constants of pkg/luo, not with pkg/inspect.
 type expected struct {
 	flbs     []check.Entry

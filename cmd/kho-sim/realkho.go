@@ -7,10 +7,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kho-sim/kho-sim/internal/sim"
+	"github.com/kho-sim/kho-sim/internal/timing"
 	"github.com/kho-sim/kho-sim/pkg/kexec"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
-	"github.com/kho-sim/kho-sim/pkg/sim"
-	"github.com/kho-sim/kho-sim/pkg/timing"
 )
 
 // The real-KHO mode: the next kernel is a real KHO kernel (Linux 7.2 and

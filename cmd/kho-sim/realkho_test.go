@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kho-sim/kho-sim/internal/sim"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
-	"github.com/kho-sim/kho-sim/pkg/sim"
 )
 
 // TestRealKHOCmdline: the KHO kernel gets kho=on liveupdate=on, the boot

@@ -12,11 +12,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kho-sim/kho-sim/internal/cmdline"
+	"github.com/kho-sim/kho-sim/internal/sim"
+	"github.com/kho-sim/kho-sim/internal/timing"
 	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kexec"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
-	"github.com/kho-sim/kho-sim/pkg/sim"
-	"github.com/kho-sim/kho-sim/pkg/timing"
 )
 
 // The kernel command line parameters kho-sim reads and writes. They ride on

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/kho-sim/kho-sim/pkg/scenario"
+	"github.com/kho-sim/kho-sim/internal/scenario"
 )
 
 // loadScenario takes a built-in name or a path to a scenario file.

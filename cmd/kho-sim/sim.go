@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/kho-sim/kho-sim/internal/sim"
 	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
-	"github.com/kho-sim/kho-sim/pkg/sim"
 )
 
 func runSim(args []string, stdout, stderr io.Writer) error {

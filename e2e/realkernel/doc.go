@@ -3,7 +3,7 @@
 // in QEMU: TestRealKernel. TestKexecLoad hands a handover to the 7.2
 // kernel from a stock kernel with kexec_load, TestRealConsumer has it
 // restore kho-sim's memfds and FLBs, and TestCorruptionMatrix boots it on
-// every damaged handover pkg/corrupt makes and sets its outcome beside
+// every damaged handover internal/corrupt makes and sets its outcome beside
 // kho-sim's prediction.
 //
 // It is opt-in because it builds two kernels (minutes each, cached

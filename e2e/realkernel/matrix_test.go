@@ -15,7 +15,7 @@ import (
 
 // The corruption matrix's shape.
 const (
-	// matrixFlips is how many seeded bit flips (pkg/corrupt's
+	// matrixFlips is how many seeded bit flips (internal/corrupt's
 	// "bitflip:SEED", seeds 1 to matrixFlips) are booted.
 	matrixFlips = 50
 	// matrixVMs is how many QEMU runs go side by side: one a core.
@@ -263,7 +263,7 @@ func (c *matrixCase) logName() string {
 }
 
 // TestCorruptionMatrix boots the real 7.2 kernel on every corruption of
-// pkg/corrupt that applies to a 7.2 image and on matrixFlips seeded bit
+// internal/corrupt that applies to a 7.2 image and on matrixFlips seeded bit
 // flips: each case is a fresh stock Debian boot running kho-sim run
 // --real-kho with kho_sim.corrupt=KIND, which writes its default-scenario
 // handover, damages it and kexec_load()s the 7.2 kernel. The kernel's

@@ -250,7 +250,7 @@ func (h *harness) goBuild(pkg, name string) string {
 // page, sessions and files as the committed 7.2 capture (a drift of the
 // real kernel, or a 7.3 ABI that is not 7.2's, fails here) and as the
 // committed capture of its own series, and for the /dev/mem one, kho-sim's
-// own model writes the same FLB page, luo_ser and blocks (pkg/sim's
+// own model writes the same FLB page, luo_ser and blocks (internal/sim's
 // TestRealKernel72 tests, pointed at it).
 func (h *harness) captureAndInspect(k realKernel, khoSim string) {
 	t := h.t
@@ -288,7 +288,7 @@ func (h *harness) captureAndInspect(k realKernel, khoSim string) {
 		compareHandovers(t, c, devmem)
 	}
 	h.runEnv("kho-sim's model against the /dev/mem handover", []string{"KHO_SIM_REAL_HANDOVER=" + guestDump, "KHO_SIM_REAL_RELEASE=" + k.release},
-		"go", "test", "-count=1", "-run", "^TestReal(Kernel|Linux)72", "./pkg/sim/")
+		"go", "test", "-count=1", "-run", "^TestReal(Kernel|Linux)72", "./internal/sim/")
 }
 
 // capture runs capture.sh with LUO_INCOMING=incoming into a directory of

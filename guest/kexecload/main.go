@@ -7,7 +7,7 @@
 //	stage 1 (a stock kernel booted with memmap=SIZE$ADDR): write a minimal
 //	  7.2 handover into the region through /dev/mem with pkg/kho and
 //	  pkg/luo (the kho-v4 root FDT, its radix tree, the luo-v5 blob, no
-//	  sessions), optionally damage it (kexecload.damage=KIND, a pkg/corrupt
+//	  sessions), optionally damage it (kexecload.damage=KIND, a internal/corrupt
 //	  kind), kexec_load the next kernel (/bzImage) with a SETUP_KEXEC_KHO
 //	  setup_data entry, this program as its initramfs and kho=on
 //	  liveupdate=on kexecload.stage=2, and reboot into it.
@@ -35,7 +35,7 @@ import (
 
 	"github.com/kho-sim/kho-sim/guest/internal/pid1"
 	kcmdline "github.com/kho-sim/kho-sim/internal/cmdline"
-	"github.com/kho-sim/kho-sim/pkg/corrupt"
+	"github.com/kho-sim/kho-sim/internal/corrupt"
 	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kexec"
 	"github.com/kho-sim/kho-sim/pkg/kho"

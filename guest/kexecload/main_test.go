@@ -3,7 +3,7 @@ package main
 import (
 	"testing"
 
-	"github.com/kho-sim/kho-sim/pkg/corrupt"
+	"github.com/kho-sim/kho-sim/internal/corrupt"
 	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"

@@ -16,8 +16,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kho-sim/kho-sim/internal/sim"
 	"github.com/kho-sim/kho-sim/pkg/memfd"
-	"github.com/kho-sim/kho-sim/pkg/sim"
 )
 
 // Prefix starts every line the consumer prints.

@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/kho-sim/kho-sim/internal/payload"
 	"github.com/kho-sim/kho-sim/pkg/fdt"
 	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
 	"github.com/kho-sim/kho-sim/pkg/memfd"
 	"github.com/kho-sim/kho-sim/pkg/meta"
-	"github.com/kho-sim/kho-sim/pkg/payload"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 

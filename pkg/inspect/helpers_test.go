@@ -7,10 +7,10 @@ import (
 	"testing"
 
 	"github.com/kho-sim/kho-sim/internal/realhandover"
+	"github.com/kho-sim/kho-sim/internal/scenario"
+	"github.com/kho-sim/kho-sim/internal/sim"
 	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
-	"github.com/kho-sim/kho-sim/pkg/scenario"
-	"github.com/kho-sim/kho-sim/pkg/sim"
 )
 
 const (

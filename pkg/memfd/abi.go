@@ -5,7 +5,7 @@
 // struct memfd_luo_folio_ser, one per folio of the file's page cache, each
 // naming the folio's page frame and its index in the file.
 //
-// Write lays out a file of deterministic content (seeded, as pkg/payload
+// Write lays out a file of deterministic content (seeded, as internal/payload
 // fills FLB payloads) the way memfd_luo_preserve does, allocating every
 // block through a kho.PageAllocator so that all of it is preserved. Read
 // decodes any memfd-v2 state from untrusted memory, checks every count,

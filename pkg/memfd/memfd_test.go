@@ -11,9 +11,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kho-sim/kho-sim/internal/payload"
 	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
-	"github.com/kho-sim/kho-sim/pkg/payload"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 

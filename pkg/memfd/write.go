@@ -8,9 +8,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kho-sim/kho-sim/internal/payload"
 	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
-	"github.com/kho-sim/kho-sim/pkg/payload"
 )
 
 // MaxWriteSize bounds the size of a file Write lays out (its content is

@@ -18,7 +18,7 @@
 #   -append ARGS  more kernel arguments for every chain
 #   -initramfs FILE  boot this initramfs instead of building one
 #   -go       also run the Go benchmarks of the model and the image codec
-#   -scale    also run pkg/sim's BenchmarkScaleHop (a hop in a 1 GiB region
+#   -scale    also run internal/sim's BenchmarkScaleHop (a hop in a 1 GiB region
 #             as the payload and the FLB, file and session counts grow)
 #
 # Needs what scripts/qemu/run.sh needs (QEMU, a kernel from
@@ -102,12 +102,12 @@ if [[ $gobench == 1 ]]; then
 	echo >&2
 	echo "bench: Go benchmarks" >&2
 	GOFLAGS= go test -run xxx -bench . -benchtime 200x \
-		./pkg/sim ./pkg/payload ./pkg/kho ./pkg/fdt ./pkg/flb ./pkg/luo | tee "$dir/go-bench.txt"
+		./internal/sim ./internal/payload ./pkg/kho ./pkg/fdt ./pkg/flb ./pkg/luo | tee "$dir/go-bench.txt"
 fi
 if [[ $scale == 1 ]]; then
 	echo >&2
 	echo "bench: BenchmarkScaleHop" >&2
-	GOFLAGS= go test -run xxx -bench ScaleHop -benchtime 5x ./pkg/sim | tee "$dir/scale-bench.txt"
+	GOFLAGS= go test -run xxx -bench ScaleHop -benchtime 5x ./internal/sim | tee "$dir/scale-bench.txt"
 fi
 echo "bench: logs and table in $dir" >&2
 ((failed == 0)) || { echo "bench: $failed of $runs runs failed" >&2; exit 1; }

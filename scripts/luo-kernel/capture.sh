@@ -153,5 +153,5 @@ cp "$work/timings" "$out/timings"
 log "wrote $out ($(grep -c KHODUMP "$out/handover.txt") pages from the RAM image, $(grep -c KHODUMP "$out/guest-dump.txt") from the guest)"
 # These tests read only the committed data (internal/realhandover): run them when it changed.
 if [[ $out -ef $repo/testdata/real-7.2 ]]; then
-	(cd "$repo" && go test ./pkg/kho/ ./pkg/luo/ ./pkg/inspect/ ./pkg/sim/ ./cmd/kho-sim/) >&2
+	(cd "$repo" && go test ./pkg/kho/ ./pkg/luo/ ./pkg/inspect/ ./internal/sim/ ./cmd/kho-sim/) >&2
 fi

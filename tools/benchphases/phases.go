@@ -18,7 +18,7 @@ const (
 	loaderKexecTools = "kexec-tools"
 )
 
-// Phase names as pkg/sim and cmd/kho-sim print them, parentheses removed.
+// Phase names as internal/sim and cmd/kho-sim print them, parentheses removed.
 const (
 	phaseBootToStart = "boot to start"
 	phaseRegionMap   = "region map"

@@ -1,4 +1,4 @@
-// Command devmembench measures payload verification (pkg/payload's
+// Command devmembench measures payload verification (internal/payload's
 // CRC32C) through a /dev/mem mapping of the reserved region beside a copy
 // out of the same mapping, and the same two in process on heap memory, in
 // each cache mode kho-sim can ask for: write-back (kho-sim's default) and
@@ -21,7 +21,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/kho-sim/kho-sim/pkg/payload"
+	"github.com/kho-sim/kho-sim/internal/payload"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 

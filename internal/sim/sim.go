@@ -5,10 +5,10 @@ import (
 	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"io"
 
-	"github.com/kho-sim/kho-sim/pkg/check"
+	"github.com/kho-sim/kho-sim/internal/check"
+	"github.com/kho-sim/kho-sim/internal/scenario"
+	"github.com/kho-sim/kho-sim/internal/timing"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
-	"github.com/kho-sim/kho-sim/pkg/scenario"
-	"github.com/kho-sim/kho-sim/pkg/timing"
 )
 
 // Handover is what crosses from one boot to the next besides memory: the

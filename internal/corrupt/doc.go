@@ -8,7 +8,7 @@
 // payload bit, a looping memory map, a wrong liveupdate-number. Apply locates
 // the bytes by reading the image as the next kernel would, with the
 // readers that boot uses (kho.ReadIncoming and its memory map, luo.Decode
-// for luo_ser and the FLB page, pkg/payload for the payload headers) and,
+// for luo_ser and the FLB page, internal/payload for the payload headers) and,
 // for the damage an FDT edit makes, an offset walk of the root's, the
 // "LUO" and the "kho-sim" FDTs; it writes only through physmem.Region.Bytes, so it never touches
 // memory outside the region. Damage that edits an FDT keeps the blob well

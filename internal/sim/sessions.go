@@ -11,10 +11,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/kho-sim/kho-sim/pkg/check"
+	"github.com/kho-sim/kho-sim/internal/check"
+	"github.com/kho-sim/kho-sim/internal/payload"
+	"github.com/kho-sim/kho-sim/internal/scenario"
 	"github.com/kho-sim/kho-sim/pkg/luo"
-	"github.com/kho-sim/kho-sim/pkg/payload"
-	"github.com/kho-sim/kho-sim/pkg/scenario"
 )
 
 // userspace is the process that holds /dev/liveupdate: the sessions it

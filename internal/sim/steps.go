@@ -8,9 +8,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/kho-sim/kho-sim/pkg/check"
+	"github.com/kho-sim/kho-sim/internal/check"
+	"github.com/kho-sim/kho-sim/internal/scenario"
 	"github.com/kho-sim/kho-sim/pkg/luo"
-	"github.com/kho-sim/kho-sim/pkg/scenario"
 )
 
 // steps runs a boot's scenario steps. Each operation of the scenario
@@ -30,7 +30,7 @@ type steps struct {
 // stepFunc runs one step of its operation.
 type stepFunc func(s *steps, st scenario.Step)
 
-// stepTable maps every operation of pkg/scenario to its handler. It is
+// stepTable maps every operation of internal/scenario to its handler. It is
 // built for each boot, so no table is shared between boots.
 func stepTable() map[string]stepFunc {
 	return map[string]stepFunc{

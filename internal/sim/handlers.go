@@ -7,10 +7,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kho-sim/kho-sim/internal/payload"
+	"github.com/kho-sim/kho-sim/internal/scenario"
 	"github.com/kho-sim/kho-sim/pkg/luo"
 	"github.com/kho-sim/kho-sim/pkg/memfd"
-	"github.com/kho-sim/kho-sim/pkg/payload"
-	"github.com/kho-sim/kho-sim/pkg/scenario"
 )
 
 // simHandler is a simulated file handler: preserve saves the file's

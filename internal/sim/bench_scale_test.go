@@ -7,12 +7,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kho-sim/kho-sim/internal/payload"
+	"github.com/kho-sim/kho-sim/internal/scenario"
 	"github.com/kho-sim/kho-sim/pkg/flb"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
-	"github.com/kho-sim/kho-sim/pkg/payload"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
-	"github.com/kho-sim/kho-sim/pkg/scenario"
 )
 
 // scaleRegion is the region of the scale benchmark: 1 GiB.
@@ -106,7 +106,7 @@ func sizeName(n uint64) string {
 // payload, the FLB count, the files per session and the sessions grow.
 // MB/s counts the payload bytes handed over per hop.
 //
-//	go test -run xxx -bench ScaleHop -benchtime 5x ./pkg/sim
+//	go test -run xxx -bench ScaleHop -benchtime 5x ./internal/sim
 func BenchmarkScaleHop(b *testing.B) {
 	mem := make([]byte, scaleRegion)
 	for _, c := range scaleCases() {

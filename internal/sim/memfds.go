@@ -6,9 +6,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kho-sim/kho-sim/internal/payload"
+	"github.com/kho-sim/kho-sim/internal/scenario"
 	"github.com/kho-sim/kho-sim/pkg/memfd"
-	"github.com/kho-sim/kho-sim/pkg/payload"
-	"github.com/kho-sim/kho-sim/pkg/scenario"
 )
 
 // MemfdFile is one memfd a scenario's boot preserves: where it goes and

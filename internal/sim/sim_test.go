@@ -8,13 +8,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kho-sim/kho-sim/pkg/check"
+	"github.com/kho-sim/kho-sim/internal/check"
+	"github.com/kho-sim/kho-sim/internal/scenario"
+	"github.com/kho-sim/kho-sim/internal/timing"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/ktap"
 	"github.com/kho-sim/kho-sim/pkg/meta"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
-	"github.com/kho-sim/kho-sim/pkg/scenario"
-	"github.com/kho-sim/kho-sim/pkg/timing"
 )
 
 const testBase = 0x10000000

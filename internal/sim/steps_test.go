@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/kho-sim/kho-sim/pkg/scenario"
+	"github.com/kho-sim/kho-sim/internal/scenario"
 )
 
 // TestStepTable_CoversEveryOperation: the step table has one handler for

@@ -6,7 +6,7 @@ import (
 )
 
 // kho-sim's own metadata child lives in pkg/meta, below the simulator, so
-// that inspect and corrupt read it without importing pkg/sim; these names
+// that inspect and corrupt read it without importing internal/sim; these names
 // keep the boot's code as it was.
 type (
 	Meta     = meta.Meta

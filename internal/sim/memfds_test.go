@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kho-sim/kho-sim/pkg/check"
+	"github.com/kho-sim/kho-sim/internal/check"
 	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"

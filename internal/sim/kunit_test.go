@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/kho-sim/kho-sim/internal/kunit"
+	"github.com/kho-sim/kho-sim/internal/scenario"
 	"github.com/kho-sim/kho-sim/pkg/ktap"
-	"github.com/kho-sim/kho-sim/pkg/scenario"
 )
 
 // TestKunitParsesEveryScenario feeds the KTAP of every built-in scenario

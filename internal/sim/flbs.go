@@ -8,10 +8,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/kho-sim/kho-sim/pkg/check"
+	"github.com/kho-sim/kho-sim/internal/check"
+	"github.com/kho-sim/kho-sim/internal/payload"
+	"github.com/kho-sim/kho-sim/internal/scenario"
 	"github.com/kho-sim/kho-sim/pkg/flb"
-	"github.com/kho-sim/kho-sim/pkg/payload"
-	"github.com/kho-sim/kho-sim/pkg/scenario"
 )
 
 // simFLB is a simulated subsystem's FLB: preserve saves a payload in

@@ -7,8 +7,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/kho-sim/kho-sim/pkg/check"
-	"github.com/kho-sim/kho-sim/pkg/scenario"
+	"github.com/kho-sim/kho-sim/internal/check"
+	"github.com/kho-sim/kho-sim/internal/scenario"
 )
 
 // subsys is what the simulated subsystems of one boot share: their FLBs'

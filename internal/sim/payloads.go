@@ -5,9 +5,9 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/kho-sim/kho-sim/internal/payload"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/memfd"
-	"github.com/kho-sim/kho-sim/pkg/payload"
 )
 
 // payloads is where the simulated subsystems keep their objects' bytes:

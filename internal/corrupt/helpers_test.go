@@ -7,11 +7,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kho-sim/kho-sim/internal/scenario"
+	"github.com/kho-sim/kho-sim/internal/sim"
 	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/ktap"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
-	"github.com/kho-sim/kho-sim/pkg/scenario"
-	"github.com/kho-sim/kho-sim/pkg/sim"
 )
 
 const (
@@ -21,7 +21,7 @@ const (
 	regionSize = 1 << 20
 )
 
-// handover is a real image: the first boot of a scenario run by pkg/sim.
+// handover is a real image: the first boot of a scenario run by internal/sim.
 type handover struct {
 	sc   *scenario.Scenario
 	abi  kernel.Generation
