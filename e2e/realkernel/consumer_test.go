@@ -48,6 +48,7 @@ func TestRealConsumer(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := &harness{t: t, required: mode == "required", repo: repo, tmp: t.TempDir()}
+	h.logDir = h.tmp // boot writes there; keepLog copies the log to out/
 	if _, err := exec.LookPath(qemuBin); err != nil {
 		h.missing("%s not found: %v", qemuBin, err)
 	}

@@ -66,6 +66,7 @@ func TestKexecLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := &harness{t: t, required: mode == "required", repo: repo, tmp: t.TempDir()}
+	h.logDir = h.tmp // boot writes there; keepLog copies the log to out/
 	if _, err := exec.LookPath(qemuBin); err != nil {
 		h.missing("%s not found: %v", qemuBin, err)
 	}
@@ -112,7 +113,7 @@ func TestKexecLoad(t *testing.T) {
 		filepath.Base(stock), filepath.Base(filepath.Dir(next)))
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := &harness{t: t, required: h.required, repo: repo, tmp: h.tmp}
+			h := &harness{t: t, required: h.required, repo: repo, tmp: h.tmp, logDir: h.tmp}
 			appendArgs := kexecAppend
 			if tt.initramfs == khoSimCPIO {
 				appendArgs += " kho_sim.hops=1 kho_sim.abi=7.2 kho_sim.real_kho=1"

@@ -288,6 +288,7 @@ func TestCorruptionMatrix(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := &harness{t: t, required: mode == "required", repo: repo, tmp: t.TempDir()}
+	h.logDir = h.tmp // boot writes there; keepLog copies the log to out/
 	if _, err := exec.LookPath(qemuBin); err != nil {
 		h.missing("%s not found: %v", qemuBin, err)
 	}
@@ -331,7 +332,7 @@ func TestCorruptionMatrix(t *testing.T) {
 				t.Parallel()
 				sem <- struct{}{}
 				defer func() { <-sem }()
-				h := &harness{t: t, required: h.required, repo: repo, tmp: h.tmp}
+				h := &harness{t: t, required: h.required, repo: repo, tmp: h.tmp, logDir: h.tmp}
 				h.bootCase(c, stock, cpio, outDir)
 				if c.err != nil {
 					t.Error(c.err)
