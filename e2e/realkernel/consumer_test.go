@@ -31,7 +31,8 @@ var handedNumberRE = regexp.MustCompile(`(?m)# handover generation .*, liveupdat
 // 7.2 kernel. There kho-sim (kho_sim.consumer=1) retrieves every session
 // and memfd through /dev/liveupdate, compares every byte, the size, the
 // position and the seals with what it wrote, and finishes the sessions.
-// The serial log, kept as out/real-consumer.log, must show the kernel
+// It runs on the real 7.2 and 7.3 kernels. The serial log, kept as
+// out/real-consumer-SERIES.log, must show the kernel
 // accepting the handover with the liveupdate number kho-sim wrote, every
 // test FLB found and finished, and no ERROR line.
 func TestRealConsumer(t *testing.T) {
@@ -53,15 +54,30 @@ func TestRealConsumer(t *testing.T) {
 		h.missing("%s not found: %v", qemuBin, err)
 	}
 	stock := h.stockKernel()
-	next := h.buildKernel("7.2").bzImage
-	cpio := filepath.Join(h.tmp, "kho-sim.cpio")
-	h.run("initramfs/build.sh", "bash", filepath.Join(repo, "initramfs/build.sh"), cpio, next)
 	outDir := filepath.Join(repo, "out")
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	lines := h.boot(consumerCase, stock, cpio, kexecAppend+consumerAppend)
-	keepLog(t, filepath.Join(h.tmp, consumerCase+".log"), filepath.Join(outDir, consumerCase+".log"))
+	// Both real kernels hand over and receive the same ABI (7.3.4's
+	// luo, memfd and kexec_handover ABI headers are 7.2.13's).
+	for _, series := range []string{"7.2", "7.3"} {
+		t.Run(series, func(t *testing.T) {
+			h := &harness{t: t, required: h.required, repo: repo, tmp: h.tmp, logDir: h.tmp}
+			h.realConsumer(stock, series, outDir)
+		})
+	}
+}
+
+// realConsumer is TestRealConsumer on one real kernel: the log is
+// out/real-consumer-SERIES.log, the timings out/real-consumer-SERIES.txt.
+func (h *harness) realConsumer(stock, series, outDir string) {
+	t := h.t
+	name := consumerCase + "-" + series
+	next := h.buildKernel(series).bzImage
+	cpio := filepath.Join(h.tmp, name+".cpio")
+	h.run("initramfs/build.sh", "bash", filepath.Join(h.repo, "initramfs/build.sh"), cpio, next)
+	lines := h.boot(name, stock, cpio, kexecAppend+consumerAppend)
+	keepLog(t, filepath.Join(h.tmp, name+".log"), filepath.Join(outDir, name+".log"))
 	texts := make([]string, len(lines))
 	for i, l := range lines {
 		texts[i] = l.Text
@@ -80,7 +96,7 @@ func TestRealConsumer(t *testing.T) {
 	wrote := handedNumberRE.FindStringSubmatch(all)
 	got := luoNumberRE.FindStringSubmatch(all)
 	if wrote == nil || got == nil || got[1] != wrote[1] {
-		t.Errorf("the 7.2 kernel reported liveupdate number %v, kho-sim wrote %v", got, wrote)
+		t.Errorf("the %s kernel reported liveupdate number %v, kho-sim wrote %v", series, got, wrote)
 	}
 	for i := range testFLBs {
 		name := fmt.Sprintf("liveupdate-test-flb-v%d", i)
@@ -98,8 +114,8 @@ func TestRealConsumer(t *testing.T) {
 		t.Logf("console:\n%s", tailLines(lines, 80))
 		return
 	}
-	t.Logf("%s: %s", consumerCase, kexecTimings(lines))
-	if err := os.WriteFile(filepath.Join(outDir, consumerCase+".txt"), []byte(consumerCase+" "+kexecTimings(lines)+"\n"), 0o644); err != nil {
+	t.Logf("%s: %s", name, kexecTimings(lines))
+	if err := os.WriteFile(filepath.Join(outDir, name+".txt"), []byte(name+" "+kexecTimings(lines)+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
