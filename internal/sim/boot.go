@@ -118,6 +118,7 @@ func (b *boot) incoming() bool {
 	t0 := time.Now()
 	defer func() { b.phases.Add("handover read", time.Since(t0)) }()
 	in, err := kho.ReadIncoming(b.cfg.Region, b.cfg.In.RootPA)
+	err = luo.ExplainRootDamage(err, b.readABI())
 	if !b.result(err == nil, "KHO root FDT and preserved-memory map are valid", err) {
 		return false
 	}

@@ -161,6 +161,9 @@ const (
 	// TakesOversizedBlob: luo_early_startup checks only that blob-size
 	// covers struct luo_ser (observed: the handover is taken).
 	TakesOversizedBlob
+	// LosesLUOState: luo_early_startup finds no "LUO" child
+	// (kho_retrieve_subtree: ENOENT) and boots as if none was handed over.
+	LosesLUOState
 )
 
 // predicate is the action's wording after the kernel's name.
@@ -196,6 +199,8 @@ func (a Action) predicate() string {
 		return "reads it at boot (luo_session_setup_incoming): outside RAM the oops kills init and it panics"
 	case OopsesFLBAtRetrieve:
 		return "reads its count at the first FLB retrieve (at boot with CONFIG_LIVEUPDATE_TEST): outside RAM the oops kills init and it panics"
+	case LosesLUOState:
+		return "finds no LUO child (kho_retrieve_subtree: ENOENT) and boots with no LUO state"
 	case TakesOversizedBlob:
 		return "takes the blob anyway (luo_early_startup checks only blob-size >= 32) and reads its first 32 bytes"
 	}

@@ -2,6 +2,7 @@ package kho
 
 import (
 	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -41,12 +42,89 @@ type Incoming struct {
 	format   string
 }
 
-// RootBodyDamageAction is what a kernel does with a root FDT whose header
-// is sound but whose struct block is not: it takes the handover anyway
-// (found on the real 7.2 kernel: a damaged property of the LUO child panics
-// it in liveupdate_early_init, a lost LUO child leaves it without LUO
-// state, damage elsewhere goes unnoticed).
-const RootBodyDamageAction = "the kernel takes the handover anyway: kho_populate checks only the FDT header and the root's compatible, and libfdt trips on this only in a lookup that reaches it"
+// RootBodyDamageAction is what a kernel does with a root FDT kho-sim's
+// strict parser refuses but whose header, compatible and memory map the
+// kernel's own lookups find: it takes the handover anyway (observed on the
+// real 7.2 kernel). What its later lookups of the children meet is
+// RootDamage.Subtree's.
+const RootBodyDamageAction = "the kernel takes the handover anyway: kho_populate checks only the FDT header, the root's compatible and its memory map, and libfdt trips on damage only in a lookup that reaches it"
+
+// RootDamage is ReadIncoming's error for such a root: kho-sim reads
+// nothing past it, but the kernel goes on, and Subtree answers what each of
+// its kho_retrieve_subtree calls would.
+type RootDamage struct {
+	PA   uint64
+	Err  error // what kho-sim's strict parser found
+	look *fdt.Lookup
+	v4   bool
+}
+
+func (d *RootDamage) Error() string {
+	return fmt.Sprintf("kho: root FDT at %#x: %v (%s)", d.PA, d.Err, RootBodyDamageAction)
+}
+
+func (d *RootDamage) Unwrap() error { return d.Err }
+
+// Subtree is kho_retrieve_subtree on the damaged root, through libfdt's
+// lookups (fdt.Lookup): ENOENT when the lookup of the child fails for any
+// reason, EINVAL when its address (kho-v1 "fdt", kho-v4 "preserved-data")
+// or kho-v4's blob-size is not found as a u64.
+func (d *RootDamage) Subtree(name string) (pa, size uint64, err error) {
+	off, err := d.look.Subnode(0, name)
+	if err != nil {
+		return 0, 0, fmt.Errorf("kho: subtree %q: %v: %w", name, err, unix.ENOENT)
+	}
+	u64 := func(prop string) (uint64, error) {
+		v, err := d.look.Prop(off, prop)
+		if err == nil && len(v) != 8 {
+			err = fmt.Errorf("%d bytes", len(v))
+		}
+		if err != nil {
+			return 0, fmt.Errorf("kho: subtree %q %s: %v: %w", name, prop, err, unix.EINVAL)
+		}
+		return binary.LittleEndian.Uint64(v), nil
+	}
+	if !d.v4 {
+		pa, err = u64(PropSubFDT)
+		return pa, 0, err
+	}
+	if pa, err = u64(PropBlobData); err != nil {
+		return 0, 0, err
+	}
+	size, err = u64(PropBlobSize)
+	return pa, size, err
+}
+
+// rootDamage says what the kernel does with a root FDT the strict parser
+// refused (err), as kho_populate and kho_get_mem_map_phys read it: libfdt's
+// fdt_check_header on the mapped page, fdt_node_check_compatible of the
+// root, and an 8-byte non-zero preserved-memory-map. Anything short of
+// that disables KHO revival; past it the kernel takes the handover
+// (*RootDamage).
+func rootDamage(r Memory, rootPA uint64, err error) error {
+	page, rerr := r.Bytes(rootPA, physmem.PageSize)
+	if rerr != nil {
+		if page, rerr = r.Bytes(rootPA, 40); rerr != nil {
+			return fmt.Errorf("kho: root FDT at %#x: %w (the kernel disables KHO revival)", rootPA, err)
+		}
+	}
+	look, lerr := fdt.NewLookup(page)
+	if lerr != nil {
+		return fmt.Errorf("kho: root FDT at %#x: %w (the kernel disables KHO revival: fdt_check_header: %v)", rootPA, err, lerr)
+	}
+	d := &RootDamage{PA: rootPA, Err: err, look: look}
+	switch {
+	case look.CheckCompatible(0, CompatibleV4) == nil:
+		d.v4 = true
+	case look.CheckCompatible(0, Compatible) == nil:
+	default:
+		return fmt.Errorf("kho: root FDT at %#x: %w (the kernel disables KHO revival: the root is neither %q nor %q to libfdt)", rootPA, err, CompatibleV4, Compatible)
+	}
+	if v, merr := look.Prop(0, PropMemoryMap); merr != nil || len(v) != 8 || binary.LittleEndian.Uint64(v) == 0 {
+		return fmt.Errorf("kho: root FDT at %#x: %w (the kernel disables KHO revival: failed to get preserved memory map)", rootPA, err)
+	}
+	return d
+}
 
 // MaxFDTSize bounds the root FDT and every child's FDT or blob that the
 // incoming side reads (the kernel writes the root in one page; the bound
@@ -65,15 +143,7 @@ const MaxFDTSize = 1 << 20
 func ReadIncoming(r Memory, rootPA uint64) (*Incoming, error) {
 	root, rootSize, err := readFDT(r, rootPA)
 	if err != nil {
-		if hdr, herr := r.Bytes(rootPA, 40); herr == nil {
-			if _, herr = fdt.TotalSize(hdr); herr == nil {
-				// kho_populate checks only fdt_check_header and the root's
-				// compatible; libfdt trips on damage in the struct block
-				// only in a lookup that reaches it, at boot or later.
-				return nil, fmt.Errorf("kho: root FDT at %#x: %w (%s)", rootPA, err, RootBodyDamageAction)
-			}
-		}
-		return nil, fmt.Errorf("kho: root FDT at %#x: %w (the kernel disables KHO revival)", rootPA, err)
+		return nil, rootDamage(r, rootPA, err)
 	}
 	var format string
 	switch {

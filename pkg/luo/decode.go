@@ -737,7 +737,7 @@ func cfield(b []byte) (string, bool) {
 func Read(mem kho.Memory, rootPA uint64) (*Handover, error) {
 	in, err := kho.ReadIncoming(mem, rootPA)
 	if err != nil {
-		return nil, err
+		return nil, ExplainRootDamage(err, kernel.V72)
 	}
 	h := Decode(in, DecodeOptions{})
 	if in.Compatible() == kho.CompatibleV4 && slices.Contains(in.SubtreeNames(), kho.KexecMetadataName) {

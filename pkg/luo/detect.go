@@ -1,7 +1,10 @@
 package luo
 
 import (
+	"errors"
 	"fmt"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
@@ -90,4 +93,25 @@ func Noun(g kernel.Generation) string {
 		return "LUO blob"
 	}
 	return "LUO FDT"
+}
+
+// ExplainRootDamage completes kho.ReadIncoming's error for a root FDT the
+// kernel takes although kho-sim's parser refuses it (*kho.RootDamage) with
+// what the kernel of generation reader does next: luo_early_startup looks
+// up the "LUO" child with kho_retrieve_subtree; a lookup that fails leaves
+// it without LUO state (ENOENT), an unreadable address or blob-size panics
+// it (EINVAL, luo_restore_fail). Any other error comes back as it is.
+func ExplainRootDamage(err error, reader kernel.Generation) error {
+	var d *kho.RootDamage
+	if !errors.As(err, &d) {
+		return err
+	}
+	_, _, serr := d.Subtree(FDTKHOEntryName)
+	switch {
+	case errors.Is(serr, unix.ENOENT):
+		return fmt.Errorf("%w; then %s (%v)", err, reader.Does(kernel.LosesLUOState), serr)
+	case serr != nil:
+		return fmt.Errorf("%w; then luo_early_startup fails (%v) and %s", err, serr, reader.Does(kernel.PanicsAtBoot))
+	}
+	return err
 }
