@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -17,6 +19,13 @@ import (
 // region but retrieves its memfds through /dev/liveupdate
 // (internal/realconsumer). realKHOCmdline sets it.
 const paramConsumer = "kho_sim.consumer"
+
+// paramThen names the program the consumer boot hands the machine to once
+// every file came back (its argv, quoted whole when it has spaces): there
+// the real kernel can preserve state of its own and kexec again, and the
+// next boot read what the real kernel handed over. kho-sim never kexecs
+// from a consumer boot itself.
+const paramThen = "kho_sim.then"
 
 // syslog(2) SYSLOG_ACTION_CONSOLE_LEVEL, and the level that lets KERN_INFO
 // through to the console.
@@ -66,6 +75,14 @@ func runConsumer(f runFlags, cfg runConfig, stdout io.Writer) error {
 	} else {
 		fmt.Fprintf(stdout, "%sFAILED: %d problems\n", realconsumer.Prefix, len(r.Problems))
 	}
+	if then := strings.Fields(cfg.then); len(then) > 0 && r.OK() {
+		fmt.Fprintf(stdout, "%shanding the machine to %q\n", realconsumer.Prefix, then)
+		drainConsole()
+		// exec only returns on failure; then the boot ends as any other.
+		err := handOver(then)
+		fmt.Fprintf(stdout, "%sFAILED: %s=%q: %v\n", realconsumer.Prefix, paramThen, cfg.then, err)
+		r.Problems = append(r.Problems, err.Error())
+	}
 	if !f.stay && !cfg.stay && ownsMachine() {
 		drainConsole()
 		return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
@@ -74,6 +91,16 @@ func runConsumer(f runFlags, cfg runConfig, stdout io.Writer) error {
 		return errFailed
 	}
 	return nil
+}
+
+// handOver replaces kho-sim with the program argv names, which then owns
+// the machine: /dev/liveupdate is closed (only one process may hold it).
+func handOver(argv []string) error {
+	path, err := exec.LookPath(argv[0])
+	if err != nil {
+		return err
+	}
+	return unix.Exec(path, argv, os.Environ())
 }
 
 // devSessions retrieves sessions from /dev/liveupdate.

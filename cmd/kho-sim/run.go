@@ -172,6 +172,7 @@ type runConfig struct {
 	rgFrom string // where rg came from, for preflight's note
 	stay   bool
 	damage damage
+	then   string // the consumer boot's successor (paramThen)
 }
 
 // resolve merges flags and command line parameters; flags win.
@@ -198,6 +199,7 @@ func (f runFlags) resolve(p map[string]string, cmdline string) (runConfig, error
 		return c, err
 	}
 	c.stay = p[paramStay] == "1"
+	c.then = p[paramThen]
 	c.In.Boot = 1
 	if v, ok := p[paramBoot]; ok {
 		n, err := strconv.Atoi(v)

@@ -1,11 +1,13 @@
 package realkernel
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -20,6 +22,18 @@ const (
 	consumerCase    = "real-consumer"
 	consumerAppend  = " kho_sim.hops=1 kho_sim.abi=7.2 kho_sim.real_kho=1 kho_sim.scenario=real-consumer"
 	consumerMemfdOK = "kho-sim consumer: ok: "
+)
+
+// The loop's end: after the consumer boot, kho_sim.then hands the machine
+// to guest/luo (as loopGuest), which preserves memfds through the same
+// real kernel's /dev/liveupdate and kexecs it with luo_incoming=dump; the
+// boot after reads that kernel's handover through /dev/mem and dumps it.
+const (
+	loopGuest     = "luo"
+	loopAppend    = ` kho_sim.then="/` + loopGuest + ` boot -kernel /` + nextKernelRecord + `" luo_incoming=dump`
+	loopHandedTo  = "kho-sim consumer: handing the machine to"
+	loopPreserved = "LUO-GUEST stage=1: preserved memfd"
+	loopPassed    = "LUO-GUEST stage=2: TEST PASSED"
 )
 
 var handedNumberRE = regexp.MustCompile(`(?m)# handover generation .*, liveupdate number ([0-9]+)$`)
@@ -48,8 +62,8 @@ func TestRealConsumer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, required: mode == "required", repo: repo, tmp: t.TempDir()}
-	h.logDir = h.tmp // boot writes there; keepLog copies the log to out/
+	h := &harness{t: t, required: mode == "required", repo: repo, tmp: t.TempDir(), initramfs: &khoSimInitramfs{}}
+	h.logDir, h.rootTmp = h.tmp, h.tmp // boot writes there; keepLog copies the log to out/
 	if _, err := exec.LookPath(qemuBin); err != nil {
 		h.missing("%s not found: %v", qemuBin, err)
 	}
@@ -62,7 +76,8 @@ func TestRealConsumer(t *testing.T) {
 	// luo, memfd and kexec_handover ABI headers are 7.2.13's).
 	for _, series := range []string{"7.2", "7.3"} {
 		t.Run(series, func(t *testing.T) {
-			h := &harness{t: t, required: h.required, repo: repo, tmp: h.tmp, logDir: h.tmp}
+			h := &harness{t: t, required: h.required, repo: repo, tmp: t.TempDir(), rootTmp: h.rootTmp, initramfs: h.initramfs}
+			h.logDir = h.tmp
 			h.realConsumer(stock, series, outDir)
 		})
 	}
@@ -73,10 +88,14 @@ func TestRealConsumer(t *testing.T) {
 func (h *harness) realConsumer(stock, series, outDir string) {
 	t := h.t
 	name := consumerCase + "-" + series
-	next := h.buildKernel(series).bzImage
+	k := h.buildKernel(series)
+	// kho-sim's initramfs for this kernel, and guest/luo beside it for the
+	// boot after the consumer's.
 	cpio := filepath.Join(h.tmp, name+".cpio")
-	h.run("initramfs/build.sh", "bash", filepath.Join(h.repo, "initramfs/build.sh"), cpio, next)
-	lines := h.boot(name, stock, cpio, kexecAppend+consumerAppend)
+	if err := addToInitramfs(h.khoSimInitramfs(k), cpio, map[string]string{loopGuest: h.goBuild("./guest/luo", "luo")}); err != nil {
+		t.Fatal(err)
+	}
+	lines := h.boot(name, stock, cpio, kexecAppend+consumerAppend+loopAppend)
 	keepLog(t, filepath.Join(h.tmp, name+".log"), filepath.Join(outDir, name+".log"))
 	texts := make([]string, len(lines))
 	for i, l := range lines {
@@ -114,8 +133,46 @@ func (h *harness) realConsumer(stock, series, outDir string) {
 		t.Logf("console:\n%s", tailLines(lines, 80))
 		return
 	}
+	h.closeTheLoop(k, filepath.Join(outDir, name+".log"), wrote[1])
 	t.Logf("%s: %s", name, kexecTimings(lines))
 	if err := os.WriteFile(filepath.Join(outDir, name+".txt"), []byte(name+" "+kexecTimings(lines)+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// closeTheLoop checks the boots after the consumer's in its serial log:
+// the real kernel that took kho-sim's handover preserved state of its own
+// and handed it over, and that handover, read through /dev/mem in the
+// next boot, is what kho-sim inspect and kho-sim's model expect of a real
+// 7.2 kernel (as the capture lane's), with the liveupdate number the real
+// kernel counted on from the one kho-sim wrote.
+func (h *harness) closeTheLoop(k realKernel, log, wroteNumber string) {
+	t := h.t
+	console, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{loopHandedTo, loopPreserved, loopPassed} {
+		if !bytes.Contains(console, []byte(w)) {
+			t.Fatalf("closing the loop: the serial log lacks %q", w)
+		}
+	}
+	ho := loadHandover(t, log)
+	wrote, err := strconv.ParseUint(wroteNumber, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ho.h.LiveupdateNumber; got != wrote+1 {
+		t.Errorf("closing the loop: the %s kernel handed over liveupdate number %d, want %d (kho-sim wrote %d)", k.series, got, wrote+1, wrote)
+	}
+	if m := ho.h.KexecMetadata; m == nil || m.PreviousRelease != k.release {
+		t.Errorf("closing the loop: kexec-metadata %+v, want previous_release %q", m, k.release)
+	} else {
+		t.Logf("closing the loop: the %s kernel's handover: liveupdate number %d, kexec-metadata kexec_count %d, %d sessions", k.series, ho.h.LiveupdateNumber, m.KexecCount, len(ho.h.Sessions.Sessions))
+	}
+	khoSim := h.goBuild("./cmd/kho-sim", "kho-sim")
+	h.inspect(khoSim, "real kernel's handover after kho-sim's", ho)
+	compareHandovers(t, loadHandover(t, filepath.Join(h.repo, "testdata/real-7.2", "handover.txt")), ho)
+	h.runEnv("kho-sim's model against the real kernel's handover after kho-sim's", []string{"KHO_SIM_REAL_HANDOVER=" + log, "KHO_SIM_REAL_RELEASE=" + k.release},
+		"go", "test", "-count=1", "-run", "^TestReal(Kernel|Linux)72", "./internal/sim/")
 }

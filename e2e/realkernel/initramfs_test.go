@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/u-root/u-root/pkg/cpio"
@@ -90,4 +92,33 @@ func retargetInitramfs(src, dst, kernel string) error {
 		return fmt.Errorf("retarget initramfs: %w", err)
 	}
 	return nil
+}
+
+// addToInitramfs copies the newc archive src to dst with files added (name
+// in the archive: path on the host), each an executable regular file.
+func addToInitramfs(src, dst string, files map[string]string) error {
+	in, err := os.ReadFile(src)
+	if err != nil {
+		return fmt.Errorf("add to initramfs: %w", err)
+	}
+	recs, err := cpio.ReadAllRecords(cpio.EOFReader{RecordReader: cpio.Newc.Reader(bytes.NewReader(in))})
+	if err != nil {
+		return fmt.Errorf("add to initramfs %s: %w", src, err)
+	}
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		data, err := os.ReadFile(files[name])
+		if err != nil {
+			return fmt.Errorf("add to initramfs: %w", err)
+		}
+		recs = append(recs, cpio.StaticFile(name, string(data), 0o755))
+	}
+	var out bytes.Buffer
+	w := cpio.Newc.Writer(&out)
+	if err := cpio.WriteRecords(w, recs); err != nil {
+		return fmt.Errorf("add to initramfs: %w", err)
+	}
+	if err := cpio.WriteTrailer(w); err != nil {
+		return fmt.Errorf("add to initramfs: %w", err)
+	}
+	return os.WriteFile(dst, out.Bytes(), 0o644)
 }

@@ -66,10 +66,20 @@ type guest struct {
 	*pid1.Console
 	// dumpOnly: this stage 2 runs with LUO off and only dumps.
 	dumpOnly bool
+	// kernel is what stage 1 kexecs: /bzImage of its own initramfs, or
+	// -kernel's when another program handed it the machine ("luo boot
+	// -kernel PATH", as kho-sim's kho_sim.then does after its consumer
+	// boot in a real KHO kernel).
+	kernel string
 }
 
 func boot(c *pid1.Console, params kcmdline.Line) error {
-	g := &guest{Console: c}
+	g := &guest{Console: c, kernel: "/" + kernelPath}
+	fs := flag.NewFlagSet("boot", flag.ContinueOnError)
+	fs.StringVar(&g.kernel, "kernel", g.kernel, "the kernel stage 1 kexecs into")
+	if err := fs.Parse(c.Args); err != nil {
+		return err
+	}
 	if v, _ := params.Lookup("kho"); v == "off" {
 		g.dumpOnly = true
 	}

@@ -60,7 +60,7 @@ func (g *guest) stage1() error {
 	}
 	g.Mark("kexec_file_load-start")
 	t := time.Now()
-	if err := kexec.FileLoad(kexec.LoadOptions{Kernel: "/" + kernelPath, Initrd: initrd, Cmdline: cmdline}); err != nil {
+	if err := kexec.FileLoad(kexec.LoadOptions{Kernel: g.kernel, Initrd: initrd, Cmdline: cmdline}); err != nil {
 		return err
 	}
 	g.Logf("kexec_file_load took %.3f s", time.Since(t).Seconds())
@@ -119,14 +119,15 @@ func (g *guest) logOutgoingLUO() {
 	g.Logf("outgoing LUO blob before reboot (debugfs): %s", hex.EncodeToString(b))
 }
 
-// repack writes the running root file system (this program and the
-// kernel) and the radix snapshot as the next initramfs into a memfd.
+// repack writes this program as /init, the kernel it kexecs as /bzImage
+// and the radix snapshot as the next initramfs into a memfd.
 func (g *guest) repack(radix []byte) (*os.File, error) {
-	self, err := os.ReadFile("/" + initPath)
+	// This program, wherever it was started from: /init as PID 1.
+	self, err := os.ReadFile("/proc/self/exe")
 	if err != nil {
 		return nil, fmt.Errorf("repack: %w", err)
 	}
-	kernel, err := os.ReadFile("/" + kernelPath)
+	kernel, err := os.ReadFile(g.kernel)
 	if err != nil {
 		return nil, fmt.Errorf("repack: %w", err)
 	}

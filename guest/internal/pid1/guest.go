@@ -27,6 +27,9 @@ type Console struct {
 	Start time.Time
 	// Cmdline is the kernel command line, trimmed.
 	Cmdline string
+	// Args are the arguments after "boot" when another program handed
+	// the machine over (see Program.Main); nil as PID 1.
+	Args []string
 }
 
 // Logf prints one console line tagged with the stage.
@@ -63,12 +66,14 @@ type Program struct {
 	Boot func(c *Console, params kcmdline.Line) error
 }
 
-// Main runs the program: anywhere but as PID 1 the host command, which
-// exits 1 on error; as PID 1 one boot, which ends with a timing line
-// "end" and a machine reset, having printed Failed and the error if it
-// failed.
+// Main runs the program: as PID 1, or as "NAME boot [ARGS]" exec'd by the
+// program that owned the machine before (kho-sim's kho_sim.then), one
+// boot, which ends with a timing line "end" and a machine reset, having
+// printed Failed and the error if it failed; anywhere else the host
+// command, which exits 1 on error.
 func (p Program) Main() {
-	if os.Getpid() != 1 {
+	handed := os.Getpid() != 1 && len(os.Args) > 1 && os.Args[1] == "boot"
+	if os.Getpid() != 1 && !handed {
 		if err := p.Pack(os.Args[1:]); err != nil {
 			fmt.Fprintf(os.Stderr, "%s: %v\n", p.Name, err)
 			os.Exit(1)
@@ -76,6 +81,9 @@ func (p Program) Main() {
 		return
 	}
 	c := &Console{Tag: p.Tag, TimeTag: p.TimeTag, Stage: 1, Start: time.Now()}
+	if handed {
+		c.Args = os.Args[2:]
+	}
 	if err := p.boot(c); err != nil {
 		c.Logf("%s: %v", p.Failed, err)
 	}
