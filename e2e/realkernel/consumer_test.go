@@ -173,6 +173,6 @@ func (h *harness) closeTheLoop(k realKernel, log, wroteNumber string) {
 	khoSim := h.goBuild("./cmd/kho-sim", "kho-sim")
 	h.inspect(khoSim, "real kernel's handover after kho-sim's", ho)
 	compareHandovers(t, loadHandover(t, filepath.Join(h.repo, "testdata/real-7.2", "handover.txt")), ho)
-	h.runEnv("kho-sim's model against the real kernel's handover after kho-sim's", []string{"KHO_SIM_REAL_HANDOVER=" + log, "KHO_SIM_REAL_RELEASE=" + k.release},
+	h.runEnv("kho-sim's model against the real kernel's handover after kho-sim's", []string{"KHO_SIM_REAL_HANDOVER=" + log, "KHO_SIM_REAL_RELEASE=" + k.release, "KHO_SIM_REAL_NUMBER=" + strconv.FormatUint(wrote+1, 10)},
 		"go", "test", "-count=1", "-run", "^TestReal(Kernel|Linux)72", "./internal/sim/")
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/kho-sim/kho-sim/pkg/fdt"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
@@ -29,6 +30,9 @@ const outgoingFDT = "/sys/kernel/debug/kho/out/fdt"
 // them suffices.
 func outgoingMemoryMapPA() (uint64, error) {
 	b, err := os.ReadFile(outgoingFDT)
+	if errors.Is(err, os.ErrNotExist) {
+		return findOutgoingRoot()
+	}
 	if err != nil {
 		return 0, fmt.Errorf("read %s: %w", outgoingFDT, err)
 	}
@@ -37,6 +41,87 @@ func outgoingMemoryMapPA() (uint64, error) {
 		return 0, fmt.Errorf("%s: %w", outgoingFDT, err)
 	}
 	return pa, nil
+}
+
+// outgoingLUO is the outgoing LUO blob as debugfs shows it.
+const outgoingLUO = "/sys/kernel/debug/kho/out/sub_fdts/LUO"
+
+// findOutgoingRoot finds the outgoing root FDT in RAM and returns its
+// preserved-memory-map. A kernel that itself booted from a handover never
+// publishes kho/out/fdt (kho_init returns right after
+// kho_in_debugfs_init), but it publishes its LUO blob: the outgoing root
+// is the one kho-v4 FDT page in System RAM whose "LUO" child's blob holds
+// the bytes debugfs shows (the incoming root, still in memory, names the
+// previous kernel's blob).
+func findOutgoingRoot() (uint64, error) {
+	want, err := os.ReadFile(outgoingLUO)
+	if err != nil {
+		return 0, fmt.Errorf("no %s, and no outgoing LUO blob to find the root by: %w", outgoingFDT, err)
+	}
+	f, err := os.Open("/proc/iomem")
+	if err != nil {
+		return 0, err
+	}
+	entries, err := physmem.ParseIOMem(f)
+	f.Close()
+	if err != nil {
+		return 0, err
+	}
+	mem, err := openDevMem()
+	if err != nil {
+		return 0, err
+	}
+	defer mem.f.Close()
+	var found []uint64
+	var mapPA uint64
+	chunk := make([]byte, maxDevMemRead)
+	for _, e := range entries {
+		if e.Depth != 0 || e.Name != "System RAM" {
+			continue
+		}
+		for pa := e.Start; pa < e.End(); pa += uint64(len(chunk)) {
+			n, _ := mem.f.ReadAt(chunk[:min(uint64(len(chunk)), e.End()-pa)], int64(pa))
+			for off := 0; off+physmem.PageSize <= n; off += physmem.PageSize {
+				page := chunk[off : off+physmem.PageSize]
+				if binary.BigEndian.Uint32(page) != 0xd00dfeed {
+					continue
+				}
+				if m, ok := rootWithLUO(mem, page, want); ok {
+					found, mapPA = append(found, pa+uint64(off)), m
+				}
+			}
+		}
+	}
+	if len(found) != 1 {
+		return 0, fmt.Errorf("no %s: %d roots in RAM hold the outgoing LUO blob (%#x), want 1", outgoingFDT, len(found), found)
+	}
+	return mapPA, nil
+}
+
+// rootWithLUO reports whether page is a kho-v4 root whose "LUO" child's
+// blob is luo, and returns its preserved-memory-map.
+func rootWithLUO(mem *devMem, page, luo []byte) (uint64, bool) {
+	l, err := fdt.NewLookup(page)
+	if err != nil || l.CheckCompatible(0, kho.CompatibleV4) != nil {
+		return 0, false
+	}
+	m, err := l.Prop(0, kho.PropMemoryMap)
+	if err != nil || len(m) != 8 {
+		return 0, false
+	}
+	child, err := l.Subnode(0, "LUO")
+	if err != nil {
+		return 0, false
+	}
+	pa, err := l.Prop(child, kho.PropBlobData)
+	if err != nil || len(pa) != 8 {
+		return 0, false
+	}
+	blob := make([]byte, len(luo))
+	if _, err := mem.f.ReadAt(blob, int64(binary.LittleEndian.Uint64(pa))); err != nil || !bytes.Equal(blob, luo) {
+		return 0, false
+	}
+	return binary.LittleEndian.Uint64(m), true
 }
 
 // memoryMapFromFDTPrefix finds preserved-memory-map among the root
