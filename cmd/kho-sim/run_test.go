@@ -26,3 +26,27 @@ func TestCmdlineParams_ReadsBackWhatKexecWrites(t *testing.T) {
 		t.Errorf("dyndbg = %q, want the quoted value whole", got)
 	}
 }
+
+// TestThen: kho_sim.then= names the consumer boot's successor as one argv
+// (quoted whole on the command line, as the real-kernel loop passes it),
+// survives the rewrite to the KHO kernel's command line, and a program that
+// is not there is an error, not a silent power-off.
+func TestThen(t *testing.T) {
+	line := `console=ttyS0 memmap=16M$0x10000000 kho_sim.then="/luo boot -kernel /kernels/next" kho_sim.region=16M@0x10000000`
+	next, err := kexec.RewriteCmdline(line, map[string]string{"kho": "on", paramConsumer: "1"}, []string{"memmap"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f runFlags
+	f.hops = -1
+	c, err := f.resolve(cmdlineParams(next), next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.then != "/luo boot -kernel /kernels/next" {
+		t.Fatalf("then = %q from %q", c.then, next)
+	}
+	if err := handOver([]string{"/nonexistent/kho-sim-successor", "boot"}); err == nil {
+		t.Fatal("handOver of a missing program succeeded")
+	}
+}
