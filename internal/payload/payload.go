@@ -27,9 +27,6 @@ const nameLen = 32
 // crc32.MakeTable caches it, and SSE4.2 makes it run at memory speed.
 func table() *crc32.Table { return crc32.MakeTable(crc32.Castagnoli) }
 
-// Checksum is CRC32C of b.
-func Checksum(b []byte) uint32 { return crc32.Checksum(b, table()) }
-
 // Seed derives a payload seed from a name and the boot that preserved it.
 func Seed(name string, boot int) uint64 {
 	h := fnv.New64a()

@@ -2,6 +2,8 @@ package payload
 
 import (
 	"fmt"
+	"hash/crc32"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -99,7 +101,8 @@ func BenchmarkChecksum(b *testing.B) {
 
 // BenchmarkChecksumVsCopy interleaves a CRC32C and a copy of the same
 // bytes in every iteration, so both see the same load on a shared machine,
-// and reports each one's throughput and CRC32C's as a share of the copy's.
+// and reports each one's throughput and CRC32C's as a share of the copy's:
+// Checksum's (over every CPU Go may use) and one core's.
 // (tools/devmembench does the same through a /dev/mem mapping in a guest.)
 func BenchmarkChecksumVsCopy(b *testing.B) {
 	for _, size := range []int{1 << 20, 4 << 20, 16 << 20, 64 << 20, 256 << 20} {
@@ -108,18 +111,45 @@ func BenchmarkChecksumVsCopy(b *testing.B) {
 		dst := make([]byte, size)
 		copy(dst, src)
 		b.Run(fmt.Sprintf("%dMiB", size>>20), func(b *testing.B) {
-			var crc, cp time.Duration
+			tab := crc32.MakeTable(crc32.Castagnoli)
+			var crc, one, cp time.Duration
 			for b.Loop() {
 				t0 := time.Now()
 				Checksum(src)
 				t1 := time.Now()
+				crc32.Checksum(src, tab)
+				t2 := time.Now()
 				copy(dst, src)
-				crc, cp = crc+t1.Sub(t0), cp+time.Since(t1)
+				crc, one, cp = crc+t1.Sub(t0), one+t2.Sub(t1), cp+time.Since(t2)
 			}
 			n := float64(b.N) * float64(size)
 			b.ReportMetric(n/crc.Seconds()/1e9, "crc32c-GB/s")
+			b.ReportMetric(n/one.Seconds()/1e9, "crc32c-1cpu-GB/s")
 			b.ReportMetric(n/cp.Seconds()/1e9, "copy-GB/s")
 			b.ReportMetric(100*cp.Seconds()/crc.Seconds(), "crc32c/copy-%")
+			b.ReportMetric(100*cp.Seconds()/one.Seconds(), "crc32c-1cpu/copy-%")
 		})
+	}
+}
+
+// TestChecksumIsCRC32C: the split and combined checksum equals the
+// standard library's one-pass CRC32C at every size around the split points,
+// and combine joins any two parts.
+func TestChecksumIsCRC32C(t *testing.T) {
+	// Four parts at most, whatever the machine: the split is what is tested.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	tab := crc32.MakeTable(crc32.Castagnoli)
+	b := make([]byte, 5*parallelPart+77)
+	Fill(b, 7)
+	for _, n := range []int{0, 1, 63, parallelPart, 2*parallelPart - 1, 2 * parallelPart, 2*parallelPart + 1, 3*parallelPart + 5, len(b)} {
+		if got, want := Checksum(b[:n]), crc32.Checksum(b[:n], tab); got != want {
+			t.Errorf("%d bytes: Checksum %#x, crc32 %#x", n, got, want)
+		}
+	}
+	for _, cut := range []int{0, 1, 8, 4095, 4096, 100000} {
+		a, c := b[:cut], b[cut:cut+9999]
+		if got, want := combine(crc32.Checksum(a, tab), crc32.Checksum(c, tab), int64(len(c))), crc32.Checksum(b[:cut+9999], tab); got != want {
+			t.Errorf("combine at %d: %#x, want %#x", cut, got, want)
+		}
 	}
 }
