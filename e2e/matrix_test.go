@@ -197,7 +197,9 @@ func runCase(t *testing.T, env *e2eEnv, c qemuCase, kernel, initramfs string) {
 	boots := c.hops + 1
 	// no_timer_check: under TCG on a busy host the IO-APIC timer check
 	// can miss ticks and panic ("IO-APIC + timer doesn't work!").
-	args := []string{"console=ttyS0", "quiet", "no_timer_check", memmap, "kho_sim.hops=" + strconv.Itoa(c.hops)}
+	// retain_initrd: boot 1 hands over its initramfs as it came (later
+	// boots have it from kho-sim's command line).
+	args := []string{"console=ttyS0", "quiet", "no_timer_check", "retain_initrd", memmap, "kho_sim.hops=" + strconv.Itoa(c.hops)}
 	if c.scenario != "" {
 		args = append(args, "kho_sim.scenario="+c.scenario)
 	}

@@ -248,13 +248,14 @@ func (f runFlags) resolve(p map[string]string, cmdline string) (runConfig, error
 func loadNext(f runFlags, cmdline string, next sim.Handover, start time.Time) ([]timing.Phase, error) {
 	phases := []timing.Phase{{Name: "start to load", D: time.Since(start)}}
 	t0 := time.Now()
-	initrd, st, err := kexec.RepackRootfs("/", nil)
-	phases = append(phases, timing.Phase{Name: fmt.Sprintf("initramfs repack (%d files, %d KiB)", st.Files, st.Bytes>>10), D: time.Since(t0)})
+	initrd, phase, err := nextInitramfs()
+	phases = append(phases, timing.Phase{Name: phase, D: time.Since(t0)})
 	if err != nil {
-		return phases, fmt.Errorf("repack the root filesystem as the next initramfs: %w", err)
+		return phases, err
 	}
 	defer initrd.Close()
-	set := map[string]string{paramBoot: strconv.Itoa(next.Boot)}
+	// Every next kernel keeps its initramfs for the hop after it.
+	set := map[string]string{paramBoot: strconv.Itoa(next.Boot), kexec.RetainParam: ""}
 	drop := []string{paramFDT}
 	if next.RootPA != 0 {
 		set[paramFDT] = fmt.Sprintf("%#x", next.RootPA)
@@ -286,6 +287,23 @@ func loadNext(f runFlags, cmdline string, next sim.Handover, start time.Time) ([
 		}
 	}
 	return phases, nil
+}
+
+// nextInitramfs is the next kernel's initrd and the phase that made it:
+// the initramfs this kernel booted from when it retained it (retain_initrd,
+// which kho-sim puts on every next command line), which costs an open;
+// else the root file system repacked, which costs a walk and a copy of
+// every file (the kernel images included).
+func nextInitramfs() (*os.File, string, error) {
+	if f, size, err := kexec.RetainedInitrd(); err == nil {
+		return f, fmt.Sprintf("initramfs retained (%s, %d KiB)", kexec.RetainedInitrdPath, size>>10), nil
+	}
+	f, st, err := kexec.RepackRootfs("/", nil)
+	phase := fmt.Sprintf("initramfs repack (%d files, %d KiB)", st.Files, st.Bytes>>10)
+	if err != nil {
+		return nil, phase, fmt.Errorf("repack the root filesystem as the next initramfs: %w", err)
+	}
+	return f, phase, nil
 }
 
 // chooseABI picks this boot's generation from the flag, else kho_sim.abi=:

@@ -70,7 +70,7 @@ command -v qemu-system-x86_64 >/dev/null || {
 	exit 1
 }
 
-cmdline="console=ttyS0 quiet no_timer_check panic=-1 memmap=$memmap kho_sim.hops=$hops"
+cmdline="console=ttyS0 quiet no_timer_check retain_initrd panic=-1 memmap=$memmap kho_sim.hops=$hops"
 [[ -n $scenario ]] && cmdline+=" kho_sim.scenario=$scenario"
 [[ -n $append ]] && cmdline+=" $append"
 

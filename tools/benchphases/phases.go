@@ -28,6 +28,7 @@ const (
 	phaseSerialize   = "serialize"
 	phaseStartToLoad = "start to load"
 	phaseRepack      = "initramfs repack"
+	phaseRetained    = "initramfs retained" // the repack's place when the kernel kept its initramfs
 	phaseLoad        = "kexec_file_load"
 	// phaseHop is derived: one boot's kexec_file_load plus the next boot's
 	// blackout, the whole cost of a kexec that the loader controls.
@@ -38,7 +39,7 @@ const (
 // follow in name order.
 var order = []string{
 	phaseBootToStart, phaseRegionMap, phaseBlackout, phaseHandover, phaseSteps,
-	phaseSerialize, phaseStartToLoad, phaseRepack, phaseLoad, phaseHop,
+	phaseSerialize, phaseStartToLoad, phaseRepack, phaseRetained, phaseLoad, phaseHop,
 }
 
 // labels adds what a phase stands for where its name does not say it.
@@ -184,7 +185,8 @@ type Hop struct {
 	Loader string
 	// User is kho-sim's own userspace time on the way out: start to load
 	// (flags, region map, handover read, steps, serialize, preflight: all
-	// from kho-sim's start to the load) plus the initramfs repack.
+	// from kho-sim's start to the load) plus the initramfs repack (or the
+	// open of the retained one).
 	User time.Duration
 	// Wall is the hop's wall time: User, kexec_file_load and the next
 	// boot's blackout (reboot call to the next kho-sim's start). The time
@@ -207,6 +209,9 @@ func Hops(boots []Boot) []Hop {
 		}
 		start, ok1 := find(b.Phases, phaseStartToLoad)
 		repack, ok2 := find(b.Phases, phaseRepack)
+		if !ok2 {
+			repack, ok2 = find(b.Phases, phaseRetained)
+		}
 		load, ok3 := find(b.Phases, phaseLoad)
 		black, ok4 := find(next.Phases, phaseBlackout)
 		if ok1 && ok2 && ok3 && ok4 && start+repack+load+black > 0 {

@@ -268,3 +268,16 @@ func TestHops(t *testing.T) {
 		}
 	}
 }
+
+// TestHopsRetained: a boot that hands over the initramfs its kernel kept
+// (retain_initrd) has that phase in the repack's place.
+func TestHopsRetained(t *testing.T) {
+	chain := []Boot{
+		{OK: true, Phases: []Phase{p(phaseStartToLoad, "", 60), p(phaseRetained, "/sys/firmware/initrd, 11620 KiB", 1), p(phaseLoad, "", 900)}},
+		{OK: true, Phases: []Phase{p(phaseBlackout, "", 4000)}},
+	}
+	want := Hop{Loader: loaderKhoSim, User: 61 * time.Millisecond, Wall: 4961 * time.Millisecond}
+	if hops := Hops(chain); len(hops) != 1 || hops[0] != want {
+		t.Fatalf("Hops = %+v, want %+v", hops, want)
+	}
+}
