@@ -2,6 +2,9 @@ package scenario
 
 import (
 	"fmt"
+	"io/fs"
+	"path"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -149,5 +152,27 @@ func TestRealConsumerTestFLBData(t *testing.T) {
 	}
 	if len(sc.Handlers) != 1 || !sc.Handlers[0].Memfd || sc.Handlers[0].Name != "memfd-v2" {
 		t.Errorf("handlers %+v, want one memfd handler memfd-v2", sc.Handlers)
+	}
+}
+
+// TestLookupEveryBuiltin: every built-in lives in NAME.yaml (Lookup's fast
+// path parses only that file) and Lookup returns what Builtins does.
+func TestLookupEveryBuiltin(t *testing.T) {
+	all, err := Builtins()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := fs.Glob(builtinFS, "builtin/*.yaml")
+	if err != nil || len(names) != len(all) {
+		t.Fatalf("%d files, %d scenarios (%v)", len(names), len(all), err)
+	}
+	for i, sc := range all {
+		if file := strings.TrimSuffix(path.Base(names[i]), ".yaml"); file != sc.Name {
+			t.Errorf("builtin/%s.yaml holds scenario %q", file, sc.Name)
+		}
+		got, err := Lookup(sc.Name)
+		if err != nil || !reflect.DeepEqual(got, sc) {
+			t.Errorf("Lookup(%q) = %+v, %v; Builtins has %+v", sc.Name, got, err, sc)
+		}
 	}
 }
