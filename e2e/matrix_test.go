@@ -125,7 +125,7 @@ func qemuCases(env *e2eEnv) []qemuCase {
 		{
 			name: "corrupt-payload-bitflip", hops: 1,
 			params: []string{"kho_sim.corrupt=payload-bitflip"},
-			want:   Expect{Fail: map[int]string{2: "CRC32C"}},
+			want:   Expect{Fail: map[int]string{2: "CRC-32"}},
 		},
 		{
 			// Each handover generation round-trips on real memory.

@@ -87,7 +87,7 @@ func damageCases() []damageCase {
 		{FLBNameNUL, "has no NUL in its 48 bytes", checkNameNUL},
 		{FLBDataOutside, "lies outside the region", checkDataOutside},
 		{PageUnpreserved, "is not in the preserved-memory map", checkUnpreserved},
-		{PayloadBitflip, `payload "iommu-core": CRC32C`, checkBitflip},
+		{PayloadBitflip, `payload "iommu-core": CRC-32`, checkBitflip},
 		{MemmapLoop, "chunk list loops back", checkMemmapLoop},
 		{LiveupdateNumber, "liveupdate-number 6, want 1", checkLiveupdate},
 	}
@@ -412,7 +412,7 @@ func TestApplyLaterGenerations(t *testing.T) {
 			MissingFLBNode: "n/a: no node /luo-flb", FLBHeaderSize: "n/a: no property /luo-flb/luo-flb-header",
 			FLBCountMax: "count 64 above LUO_FLB_MAX 63", FLBCountPgcnt: "count 100 above LUO_FLB_MAX 63",
 			FLBPgcnt: "pgcnt 0, want 1", FLBNameNUL: "has no NUL in its 48 bytes", FLBDataOutside: "lies outside the region",
-			PageUnpreserved: "is not in the preserved-memory map", PayloadBitflip: "CRC32C",
+			PageUnpreserved: "is not in the preserved-memory map", PayloadBitflip: "CRC-32",
 			MemmapLoop: "chunk list loops back", LiveupdateNumber: "liveupdate-number 6, want 1",
 		}},
 		{kernel.V72, map[Kind]string{
@@ -423,7 +423,7 @@ func TestApplyLaterGenerations(t *testing.T) {
 			MissingFLBNode: "n/a: " + notFDT, FLBHeaderSize: "n/a: " + notFDT,
 			FLBCountMax: "count 64 above LUO_FLB_MAX 63", FLBCountPgcnt: "count 100 above LUO_FLB_MAX 63",
 			FLBPgcnt: "pgcnt 0, want 1", FLBNameNUL: "has no NUL in its 48 bytes", FLBDataOutside: "lies outside the region",
-			PageUnpreserved: "is not in the preserved-memory map", PayloadBitflip: "CRC32C",
+			PageUnpreserved: "is not in the preserved-memory map", PayloadBitflip: "CRC-32",
 			MemmapLoop: "n/a: radix tree of fixed depth", LiveupdateNumber: "liveupdate-number 6, want 1",
 		}},
 	} {

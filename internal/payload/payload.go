@@ -1,6 +1,6 @@
 // Package payload writes and verifies the data that kho-sim's simulated
 // subsystems hand over: a 64-byte header followed by deterministic content
-// whose CRC32C the header records. Content is derived from a seed, so the
+// whose CRC-32 the header records. Content is derived from a seed, so the
 // next boot can recompute it without trusting anything the previous boot
 // wrote.
 package payload
@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"hash/crc32"
 	"hash/fnv"
 )
 
@@ -19,13 +18,10 @@ const HeaderSize = 64
 // magic marks a kho-sim payload header.
 var magic = [8]byte{'K', 'H', 'O', 'S', 'I', 'M', 'P', 'L'}
 
-// Header layout: magic[8], u64 size, u64 seed, u32 crc32c, u32 reserved,
+// Header layout: magic[8], u64 size, u64 seed, u32 crc32, u32 reserved,
 // char name[32] (NUL-padded, at most 31 bytes).
 const nameLen = 32
 
-// castagnoli is built once per call site's lifetime by the standard library;
-// crc32.MakeTable caches it, and SSE4.2 makes it run at memory speed.
-func table() *crc32.Table { return crc32.MakeTable(crc32.Castagnoli) }
 
 // Seed derives a payload seed from a name and the boot that preserved it.
 func Seed(name string, boot int) uint64 {
@@ -107,7 +103,7 @@ func ReadHeader(h []byte) (Info, error) {
 }
 
 // Verify checks a payload body against what was expected: the header's
-// claims must match want, and the body's CRC32C must match both. It does
+// claims must match want, and the body's CRC-32 must match both. It does
 // not regenerate the content from the seed: the CRC is the check, so a
 // body rewritten together with both CRCs would pass.
 func Verify(got Info, body []byte, want Info) error {
@@ -118,7 +114,7 @@ func Verify(got Info, body []byte, want Info) error {
 		return fmt.Errorf("payload %q: body %d bytes, want %d", want.Name, len(body), want.Size)
 	}
 	if crc := Checksum(body); crc != want.CRC {
-		return fmt.Errorf("payload %q: CRC32C %#08x, preserved %#08x", want.Name, crc, want.CRC)
+		return fmt.Errorf("payload %q: CRC-32 %#08x, preserved %#08x", want.Name, crc, want.CRC)
 	}
 	return nil
 }

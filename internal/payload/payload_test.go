@@ -3,7 +3,6 @@ package payload
 import (
 	"fmt"
 	"hash/crc32"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -34,7 +33,7 @@ func TestVerifyCatches(t *testing.T) {
 		damage func(mem []byte, want *Info)
 		err    string
 	}{
-		{"flipped byte", func(m []byte, _ *Info) { m[HeaderSize+100] ^= 1 }, "CRC32C"},
+		{"flipped byte", func(m []byte, _ *Info) { m[HeaderSize+100] ^= 1 }, "CRC-32"},
 		{"other seed", func(_ []byte, w *Info) { w.Seed = 43 }, "header says"},
 		{"bad magic", func(m []byte, _ *Info) { m[0] = 'X' }, "bad magic"},
 		{"name without NUL", func(m []byte, _ *Info) { copy(m[32:], strings.Repeat("x", 32)) }, "NUL"},
@@ -70,7 +69,7 @@ func TestWriteRejects(t *testing.T) {
 	}
 }
 
-// BenchmarkChecksum reports CRC32C throughput beside a plain copy of the
+// BenchmarkChecksum reports Checksum's throughput beside a plain copy of the
 // same size, so the two are compared in one run: 64 KiB (in L2) and every
 // power of 4 from 1 MiB to 256 MiB, past the last-level cache.
 func BenchmarkChecksum(b *testing.B) {
@@ -78,7 +77,7 @@ func BenchmarkChecksum(b *testing.B) {
 		src := make([]byte, size)
 		Fill(src, 1)
 		dst := make([]byte, size)
-		b.Run(fmt.Sprintf("crc32c/%dKiB", size>>10), func(b *testing.B) {
+		b.Run(fmt.Sprintf("crc32/%dKiB", size>>10), func(b *testing.B) {
 			b.SetBytes(int64(size))
 			for b.Loop() {
 				Checksum(src)
@@ -99,57 +98,52 @@ func BenchmarkChecksum(b *testing.B) {
 	}
 }
 
-// BenchmarkChecksumVsCopy interleaves a CRC32C and a copy of the same
-// bytes in every iteration, so both see the same load on a shared machine,
-// and reports each one's throughput and CRC32C's as a share of the copy's:
-// Checksum's (over every CPU Go may use) and one core's.
-// (tools/devmembench does the same through a /dev/mem mapping in a guest.)
+// BenchmarkChecksumVsCopy interleaves Checksum (CRC-32), a CRC32C (the
+// checksum payloads used before) and a copy of the same bytes in every
+// iteration, so all three see the same load on a shared machine, and
+// reports each one's throughput and each checksum's as a share of the
+// copy's. (tools/devmembench does the same through a /dev/mem mapping in
+// a guest.)
 func BenchmarkChecksumVsCopy(b *testing.B) {
+	castagnoli := crc32.MakeTable(crc32.Castagnoli)
 	for _, size := range []int{1 << 20, 4 << 20, 16 << 20, 64 << 20, 256 << 20} {
 		src := make([]byte, size)
 		Fill(src, 1)
 		dst := make([]byte, size)
 		copy(dst, src)
 		b.Run(fmt.Sprintf("%dMiB", size>>20), func(b *testing.B) {
-			tab := crc32.MakeTable(crc32.Castagnoli)
-			var crc, one, cp time.Duration
+			var crc, c32c, cp time.Duration
 			for b.Loop() {
 				t0 := time.Now()
 				Checksum(src)
 				t1 := time.Now()
-				crc32.Checksum(src, tab)
+				crc32.Checksum(src, castagnoli)
 				t2 := time.Now()
 				copy(dst, src)
-				crc, one, cp = crc+t1.Sub(t0), one+t2.Sub(t1), cp+time.Since(t2)
+				crc, c32c, cp = crc+t1.Sub(t0), c32c+t2.Sub(t1), cp+time.Since(t2)
 			}
 			n := float64(b.N) * float64(size)
-			b.ReportMetric(n/crc.Seconds()/1e9, "crc32c-GB/s")
-			b.ReportMetric(n/one.Seconds()/1e9, "crc32c-1cpu-GB/s")
+			b.ReportMetric(n/crc.Seconds()/1e9, "crc32-GB/s")
+			b.ReportMetric(n/c32c.Seconds()/1e9, "crc32c-GB/s")
 			b.ReportMetric(n/cp.Seconds()/1e9, "copy-GB/s")
-			b.ReportMetric(100*cp.Seconds()/crc.Seconds(), "crc32c/copy-%")
-			b.ReportMetric(100*cp.Seconds()/one.Seconds(), "crc32c-1cpu/copy-%")
+			b.ReportMetric(100*cp.Seconds()/crc.Seconds(), "crc32/copy-%")
+			b.ReportMetric(100*cp.Seconds()/c32c.Seconds(), "crc32c/copy-%")
 		})
 	}
 }
 
-// TestChecksumIsCRC32C: the split and combined checksum equals the
-// standard library's one-pass CRC32C at every size around the split points,
-// and combine joins any two parts.
-func TestChecksumIsCRC32C(t *testing.T) {
-	// Four parts at most, whatever the machine: the split is what is tested.
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
-	tab := crc32.MakeTable(crc32.Castagnoli)
-	b := make([]byte, 5*parallelPart+77)
-	Fill(b, 7)
-	for _, n := range []int{0, 1, 63, parallelPart, 2*parallelPart - 1, 2 * parallelPart, 2*parallelPart + 1, 3*parallelPart + 5, len(b)} {
-		if got, want := Checksum(b[:n]), crc32.Checksum(b[:n], tab); got != want {
-			t.Errorf("%d bytes: Checksum %#x, crc32 %#x", n, got, want)
-		}
+// TestChecksumIsCRC32: Checksum is the IEEE CRC-32 (the check value of
+// "123456789" is 0xcbf43926), and Update over parts is Checksum of the
+// whole, as memfd's page-by-page checksum needs.
+func TestChecksumIsCRC32(t *testing.T) {
+	if got := Checksum([]byte("123456789")); got != 0xcbf43926 {
+		t.Fatalf("Checksum(123456789) = %#x, want 0xcbf43926", got)
 	}
-	for _, cut := range []int{0, 1, 8, 4095, 4096, 100000} {
-		a, c := b[:cut], b[cut:cut+9999]
-		if got, want := combine(crc32.Checksum(a, tab), crc32.Checksum(c, tab), int64(len(c))), crc32.Checksum(b[:cut+9999], tab); got != want {
-			t.Errorf("combine at %d: %#x, want %#x", cut, got, want)
+	b := make([]byte, 3<<20+77)
+	Fill(b, 7)
+	for _, cut := range []int{0, 1, 4095, 4096, 1 << 20, len(b)} {
+		if got, want := Update(Checksum(b[:cut]), b[cut:]), Checksum(b); got != want {
+			t.Errorf("Update at %d: %#x, want %#x", cut, got, want)
 		}
 	}
 }

@@ -89,7 +89,7 @@ func Run(s Sessions, files []sim.MemfdFile, out io.Writer) Result {
 			}
 			r.Files++
 			r.Bytes += f.Spec.Size
-			fmt.Fprintf(out, "%sok: %s: %d bytes as written (crc32c %#08x), pos %d, seals %#x\n", Prefix, f.Name(), f.Spec.Size, mustChecksum(f.Spec), f.Spec.Pos, memfd.RestoredSeals(f.Spec.Seals))
+			fmt.Fprintf(out, "%sok: %s: %d bytes as written (crc32 %#08x), pos %d, seals %#x\n", Prefix, f.Name(), f.Spec.Size, mustChecksum(f.Spec), f.Spec.Pos, memfd.RestoredSeals(f.Spec.Seals))
 		}
 		// A session finishes only when every file was retrieved
 		// (luo_session_finish fails otherwise).

@@ -101,7 +101,7 @@ func sizeName(n uint64) string {
 }
 
 // BenchmarkScaleHop measures one hop (a whole boot after the first:
-// incoming checks with every payload's CRC32C, retrieve, finish, preserve
+// incoming checks with every payload's CRC-32, retrieve, finish, preserve
 // with fresh payloads, serialize, image) in a 1 GiB region as the FLB
 // payload, the FLB count, the files per session and the sessions grow.
 // MB/s counts the payload bytes handed over per hop.

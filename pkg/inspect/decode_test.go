@@ -274,7 +274,7 @@ func TestDecodeDamage(t *testing.T) {
 		}, whereSessions, "has no NUL in its 48 bytes", kernel.V70.Does(kernel.StopsAtFile)},
 		{"payload", func(t *testing.T, r *physmem.Region, rep *Report) {
 			fill(t, r, uint64(rep.KHOSim.FLBs[0].Data)+200, 1, 0x5a)
-		}, wherePayloads, "CRC32C", ""},
+		}, wherePayloads, "CRC-32", ""},
 		{"memory map empty", func(t *testing.T, r *physmem.Region, rep *Report) {
 			put64(t, r, uint64(rep.KHO.MemoryMapPA)+12, 0) // order 0 chunk: num_elms = 0, next = 0
 			put64(t, r, uint64(rep.KHO.MemoryMapPA), 0)

@@ -92,7 +92,7 @@
 //	                               "data": "0x...", "token": "0x1",
 //	                               "memfd": {"size": 12388, "pos": 0,   memfd-v2 files only;
 //	                                         "seals": 1, "folios": 4,   absent when unreadable
-//	                                         "holes": 0, "crc": "0x..."}}]}]   crc: CRC32C of the content
+//	                                         "holes": 0, "crc": "0x..."}}]}]   crc: CRC-32 of the content
 //	    }
 //	  },
 //	  "kexec_metadata": {                       null: none (kho-v1) or unreadable

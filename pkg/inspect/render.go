@@ -221,7 +221,7 @@ func textMeta(b *bytes.Buffer, m *Meta) {
 		m.Scenario, m.Boot, m.Boots, m.LUONumber, fix, m.Passed, m.Failed, m.Skipped)
 	if len(m.FLBs) > 0 {
 		tw := table(b)
-		fmt.Fprintf(tw, "FLB\tDATA\tCOUNT\tPAYLOAD\tSEED\tCRC32C\tCHECK\n")
+		fmt.Fprintf(tw, "FLB\tDATA\tCOUNT\tPAYLOAD\tSEED\tCRC32\tCHECK\n")
 		for _, f := range m.FLBs {
 			fmt.Fprintf(tw, "%q\t%#x\t%d\t%s\t%#x\t%#08x\t%s\n", f.Name, uint64(f.Data), f.Count, size(f.Size), uint64(f.Seed), uint64(f.CRC), verdict(f.PayloadOK))
 		}
@@ -229,7 +229,7 @@ func textMeta(b *bytes.Buffer, m *Meta) {
 	}
 	if len(m.Files) > 0 {
 		tw := table(b)
-		fmt.Fprintf(tw, "FILE\tHANDLER\tDATA\tPAYLOAD\tSEED\tCRC32C\tCHECK\n")
+		fmt.Fprintf(tw, "FILE\tHANDLER\tDATA\tPAYLOAD\tSEED\tCRC32\tCHECK\n")
 		for _, f := range m.Files {
 			fmt.Fprintf(tw, "%q/%d\t%q\t%#x\t%s\t%#x\t%#08x\t%s\n", f.Session, uint64(f.Token), f.Handler, uint64(f.Data), size(f.Size), uint64(f.Seed), uint64(f.CRC), verdict(f.PayloadOK))
 		}
@@ -287,7 +287,7 @@ func (m *Memfd) describe() string {
 	if m == nil {
 		return ""
 	}
-	s := fmt.Sprintf("size %d, %d folios, crc32c %#08x", m.Size, m.Folios, uint64(m.CRC))
+	s := fmt.Sprintf("size %d, %d folios, crc32 %#08x", m.Size, m.Folios, uint64(m.CRC))
 	if m.Holes > 0 {
 		s += fmt.Sprintf(", %d holes", m.Holes)
 	}

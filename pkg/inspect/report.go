@@ -203,7 +203,7 @@ type Memfd struct {
 	Seals  uint32 `json:"seals"`
 	Folios int    `json:"folios"`
 	Holes  uint64 `json:"holes"` // pages below size no folio covers
-	// CRC is the CRC32C of the file's content, holes as zeros.
+	// CRC is the CRC-32 of the file's content, holes as zeros.
 	CRC Hex `json:"crc"`
 }
 

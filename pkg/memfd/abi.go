@@ -10,7 +10,7 @@
 // block through a kho.PageAllocator so that all of it is preserved. Read
 // decodes any memfd-v2 state from untrusted memory, checks every count,
 // frame, index, size and order, and returns the file's size, folios, seals
-// and a CRC32C of its logical content, holes as zeros. Examples are one
+// and a CRC-32 of its logical content, holes as zeros. Examples are one
 // file of each shape a reader has to handle.
 //
 // All integers are little endian (x86-64); pages are 4096 bytes.

@@ -3,9 +3,9 @@ package memfd
 import (
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"slices"
 
+	"github.com/kho-sim/kho-sim/internal/payload"
 	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 )
@@ -56,7 +56,7 @@ type File struct {
 	Skipped int
 	// Holes counts the pages below Size that no folio covers.
 	Holes uint64
-	// Checksum is the CRC32C of the logical content: Size bytes, each
+	// Checksum is the CRC-32 (payload.Checksum) of the logical content: Size bytes, each
 	// page from its up-to-date folio, zeros for holes and for folios
 	// without FolioUptodate.
 	Checksum uint32
@@ -70,7 +70,7 @@ func (f *File) Seals() uint32 { return f.Ser.Seals }
 
 // String is the file's one-line summary, for an inspect report.
 func (f *File) String() string {
-	return fmt.Sprintf("size %d, %d folios, checksum %#08x (crc32c), seals %#x", f.Ser.Size, len(f.Folios), f.Checksum, f.Ser.Seals)
+	return fmt.Sprintf("size %d, %d folios, checksum %#08x (crc32), seals %#x", f.Ser.Size, len(f.Folios), f.Checksum, f.Ser.Seals)
 }
 
 // Blocks lists every block the file occupies: the memfd_luo_ser page, the
@@ -270,11 +270,10 @@ func (f *File) eachPage(mem kho.PhysReader, fn func([]byte)) error {
 	return nil
 }
 
-// checksum computes the CRC32C of the content and counts the holes.
+// checksum computes the content's Checksum and counts the holes.
 func (f *File) checksum(mem kho.PhysReader) (uint32, error) {
-	tab := crc32.MakeTable(crc32.Castagnoli)
 	var crc uint32
-	err := f.eachPage(mem, func(b []byte) { crc = crc32.Update(crc, tab, b) })
+	err := f.eachPage(mem, func(b []byte) { crc = payload.Update(crc, b) })
 	var covered uint64
 	for _, fo := range f.Folios {
 		covered += min(uint64(1)<<fo.Order, pages(f.Ser.Size)-fo.Index)

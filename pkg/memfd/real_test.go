@@ -120,7 +120,7 @@ func TestRealKernel72(t *testing.T) {
 				t.Errorf("content starts %q, want %q", content[:min(len(content), len(head))], head)
 			}
 			if f.Checksum != Checksum(content) {
-				t.Errorf("checksum %#x, CRC32C of the content %#x", f.Checksum, Checksum(content))
+				t.Errorf("checksum %#x, CRC-32 of the content %#x", f.Checksum, Checksum(content))
 			}
 			if f.Ser.Pos != 0 || f.Seals() != SealSeal || f.Ser.Flags != 0 {
 				t.Errorf("pos %d seals %#x flags %#x, want 0, F_SEAL_SEAL, 0", f.Ser.Pos, f.Seals(), f.Ser.Flags)

@@ -134,7 +134,7 @@ func (s Spec) seeded() []byte {
 	return b
 }
 
-// Checksum is the CRC32C of a file's logical content, what Read reports.
+// Checksum is the CRC-32 of a file's logical content, what Read reports.
 func Checksum(content []byte) uint32 { return payload.Checksum(content) }
 
 // Block is one preserved block a file uses.
@@ -152,7 +152,7 @@ type Written struct {
 	// Blocks are every block allocated for the file, each preserved by
 	// the allocator (a kho_alloc_preserve folio, one radix-tree entry).
 	Blocks []Block
-	// Checksum is the CRC32C of the logical content (Spec.Content).
+	// Checksum is the CRC-32 of the logical content (Spec.Content).
 	Checksum uint32
 }
 

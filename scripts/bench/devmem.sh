@@ -4,14 +4,14 @@
 # Payload verification through the guest's real /dev/mem mapping. Builds a
 # small u-root initramfs whose uinit is tools/devmembench, boots it under
 # QEMU (1 vCPU, 1 GiB, the bench kernel) with memmap=SPEC, and prints the
-# guest's table: CRC32C beside a copy out of the same mapping, write-back
+# guest's table: CRC-32 beside a copy out of the same mapping, write-back
 # (kho-sim's default) and O_SYNC, each with the cache mode PAT granted,
 # and the same two on heap memory in the guest.
 #
 #   -o DIR        where the initramfs, serial log and table go (default out/bench-devmem-<time>)
 #   -memmap SPEC  reserved region (default 64M$0x10000000)
 #   -cpu MODEL    QEMU CPU model (default QEMU's, qemu64 under TCG, as
-#                 scripts/qemu/run.sh boots; max adds SSE4.2's crc32)
+#                 scripts/qemu/run.sh boots; max adds PCLMULQDQ, which Go's CRC-32 folds with)
 #
 # Needs QEMU and a kernel from scripts/fetch-kernel.sh (or KHO_SIM_KERNEL);
 # KHO_SIM_ACCEL=kvm on bare metal.

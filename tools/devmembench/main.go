@@ -1,5 +1,5 @@
 // Command devmembench measures payload verification (internal/payload's
-// CRC32C) through a /dev/mem mapping of the reserved region beside a copy
+// CRC-32) through a /dev/mem mapping of the reserved region beside a copy
 // out of the same mapping, and the same two in process on heap memory, in
 // each cache mode kho-sim can ask for: write-back (kho-sim's default) and
 // uncached (O_SYNC). For each mode it prints what the kernel granted, from
@@ -67,7 +67,7 @@ func run(region string, rounds int) error {
 		_ = unix.Mount("debugfs", "/sys/kernel/debug", "debugfs", 0, "")
 	}
 	fmt.Printf("# devmembench: region %v, %d rounds, median GB/s (10^9 bytes/s)\n", rg, rounds)
-	fmt.Println("| mapping | granted (PAT) | size | CRC32C GB/s | copy GB/s | CRC32C / copy |")
+	fmt.Println("| mapping | granted (PAT) | size | CRC-32 GB/s | copy GB/s | CRC-32 / copy |")
 	fmt.Println("|---|---|---:|---:|---:|---:|")
 	for _, uncached := range []bool{false, true} {
 		if err := bench(rg, uncached, rounds); err != nil {
@@ -119,7 +119,7 @@ func bench(rg physmem.Range, uncached bool, rounds int) error {
 	return nil
 }
 
-// measure times CRC32C of src and a copy of src into dst, interleaved
+// measure times the CRC-32 of src and a copy of src into dst, interleaved
 // round by round so both see the same machine, and returns each median.
 func measure(src, dst []byte, rounds int) (crc, cp time.Duration) {
 	var c, p []time.Duration
