@@ -22,7 +22,6 @@ var magic = [8]byte{'K', 'H', 'O', 'S', 'I', 'M', 'P', 'L'}
 // char name[32] (NUL-padded, at most 31 bytes).
 const nameLen = 32
 
-
 // Seed derives a payload seed from a name and the boot that preserved it.
 func Seed(name string, boot int) uint64 {
 	h := fnv.New64a()
