@@ -295,7 +295,8 @@ func TestCorruptionMatrix(t *testing.T) {
 		h.missing("%s not found: %v", qemuBin, err)
 	}
 	stock := h.stockKernel()
-	next := h.buildKernel("7.2").bzImage
+	k72 := h.buildKernel("7.2")
+	next := k72.bzImage
 	if cfg, err := os.ReadFile(filepath.Join(filepath.Dir(next), "config")); err != nil || !bytes.Contains(cfg, []byte("\n"+matrixConfig+"\n")) {
 		h.missing("%s was not built with %s (%v): its WARN_ONs would be silent; build it with scripts/luo-kernel/build.sh of a tree that enables BUG", next, matrixConfig, err)
 	}
@@ -347,7 +348,7 @@ func TestCorruptionMatrix(t *testing.T) {
 	// -run may pick cases (the README's reproducers): judge those only.
 	cases = slices.DeleteFunc(cases, func(c *matrixCase) bool { return !c.booted })
 
-	table, agreed := matrixTable(cases, filepath.Base(filepath.Dir(next)), wall)
+	table, agreed := matrixTable(cases, k72.version, wall)
 	t.Log("\n" + table)
 	if err := os.WriteFile(filepath.Join(outDir, "corruption-matrix.txt"), []byte(table), 0o644); err != nil {
 		t.Fatal(err)
