@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -50,23 +49,8 @@ var handedNumberRE = regexp.MustCompile(`(?m)# handover generation .*, liveupdat
 // accepting the handover with the liveupdate number kho-sim wrote, every
 // test FLB found and finished, and no ERROR line.
 func TestRealConsumer(t *testing.T) {
-	mode := os.Getenv(requireEnv)
-	switch mode {
-	case "required", "1":
-	case "":
-		t.Skipf("set %s=1 (or =required) to hand kho-sim's memfds and test FLBs to a real Linux 7.2 kernel", requireEnv)
-	default:
-		t.Fatalf("%s=%q: want 1 or required", requireEnv, mode)
-	}
-	repo, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &harness{t: t, required: mode == "required", repo: repo, tmp: t.TempDir(), initramfs: &khoSimInitramfs{}}
-	h.logDir, h.rootTmp = h.tmp, h.tmp // boot writes there; keepLog copies the log to out/
-	if _, err := exec.LookPath(qemuBin); err != nil {
-		h.missing("%s not found: %v", qemuBin, err)
-	}
+	h := optIn(t, "hand kho-sim's memfds and test FLBs to a real Linux 7.2 kernel")
+	repo := h.repo
 	stock := h.stockKernel()
 	outDir := filepath.Join(repo, "out")
 	if err := os.MkdirAll(outDir, 0o755); err != nil {

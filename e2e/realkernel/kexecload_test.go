@@ -3,7 +3,6 @@ package realkernel
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -53,23 +52,8 @@ var (
 // own full 7.2 handover accepted. Serial logs go to out/kexecload-CASE.log,
 // timings to out/kexecload.txt.
 func TestKexecLoad(t *testing.T) {
-	mode := os.Getenv(requireEnv)
-	switch mode {
-	case "required", "1":
-	case "":
-		t.Skipf("set %s=1 (or =required) to boot Debian 6.1 into a real Linux 7.2 kernel with kexec_load and a KHO handover", requireEnv)
-	default:
-		t.Fatalf("%s=%q: want 1 or required", requireEnv, mode)
-	}
-	repo, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &harness{t: t, required: mode == "required", repo: repo, tmp: t.TempDir()}
-	h.logDir = h.tmp // boot writes there; keepLog copies the log to out/
-	if _, err := exec.LookPath(qemuBin); err != nil {
-		h.missing("%s not found: %v", qemuBin, err)
-	}
+	h := optIn(t, "boot Debian 6.1 into a real Linux 7.2 kernel with kexec_load and a KHO handover")
+	repo := h.repo
 	stock := h.stockKernel()
 	next := h.buildKernel("7.2").bzImage
 	guest := h.goBuild("./guest/kexecload", "kexecload")

@@ -277,23 +277,8 @@ func (c *matrixCase) logName() string {
 // CONFIG_BUG (scripts/luo-kernel/build.sh does): without it WARN_ON is
 // silent.
 func TestCorruptionMatrix(t *testing.T) {
-	mode := os.Getenv(requireEnv)
-	switch mode {
-	case "required", "1":
-	case "":
-		t.Skipf("set %s=1 (or =required) to boot the real Linux 7.2 kernel on every damaged handover", requireEnv)
-	default:
-		t.Fatalf("%s=%q: want 1 or required", requireEnv, mode)
-	}
-	repo, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &harness{t: t, required: mode == "required", repo: repo, tmp: t.TempDir()}
-	h.logDir = h.tmp // boot writes there; keepLog copies the log to out/
-	if _, err := exec.LookPath(qemuBin); err != nil {
-		h.missing("%s not found: %v", qemuBin, err)
-	}
+	h := optIn(t, "boot the real Linux 7.2 kernel on every damaged handover")
+	repo := h.repo
 	stock := h.stockKernel()
 	k72 := h.buildKernel("7.2")
 	next := k72.bzImage

@@ -64,6 +64,31 @@ type harness struct {
 	initramfs *khoSimInitramfs
 }
 
+// optIn starts every real-kernel test: the opt-in (a skip saying what the
+// test would do unless requireEnv is 1 or required), a harness whose fresh
+// temporary directory also holds the serial logs until keepLog copies them
+// to out/ and the kho-sim initramfs its lanes share, and QEMU on PATH.
+func optIn(t *testing.T, would string) *harness {
+	mode := os.Getenv(requireEnv)
+	switch mode {
+	case "required", "1":
+	case "":
+		t.Skipf("set %s=1 (or =required) to %s", requireEnv, would)
+	default:
+		t.Fatalf("%s=%q: want 1 or required", requireEnv, mode)
+	}
+	repo, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, required: mode == "required", repo: repo, tmp: t.TempDir(), initramfs: new(khoSimInitramfs)}
+	h.logDir, h.rootTmp = h.tmp, h.tmp
+	if _, err := exec.LookPath(qemuBin); err != nil {
+		h.missing("%s not found: %v", qemuBin, err)
+	}
+	return h
+}
+
 // sub is the harness of subtest t, whose serial logs go to
 // out/realkernel/NAME/.
 func (h *harness) sub(t *testing.T, name string) *harness {
@@ -107,21 +132,9 @@ type realKernel struct {
 // kernel; beside them it hops between the two kernels with the selftest
 // (hops). The timings and hop verdicts go to out/realkernel.txt.
 func TestRealKernel(t *testing.T) {
-	mode := os.Getenv(requireEnv)
-	switch mode {
-	case "required", "1":
-	case "":
-		t.Skipf("set %s=1 (or =required) to build Linux 7.2 and 7.3 kernels with LUO and boot them in QEMU", requireEnv)
-	default:
-		t.Fatalf("%s=%q: want 1 or required", requireEnv, mode)
-	}
-	repo, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &harness{t: t, required: mode == "required", repo: repo, tmp: t.TempDir(), initramfs: new(khoSimInitramfs)}
-	h.rootTmp = h.tmp
-	for _, tool := range []string{qemuBin, "go", "bash"} {
+	h := optIn(t, "build Linux 7.2 and 7.3 kernels with LUO and boot them in QEMU")
+	repo := h.repo
+	for _, tool := range []string{"go", "bash"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			h.missing("%s not found: %v", tool, err)
 		}
