@@ -10,6 +10,7 @@ import (
 
 	"github.com/kho-sim/kho-sim/pkg/fdt"
 	"github.com/kho-sim/kho-sim/pkg/kho"
+	"github.com/kho-sim/kho-sim/pkg/luo"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
@@ -99,8 +100,8 @@ func findOutgoingRoot() (uint64, error) {
 }
 
 // rootWithLUO reports whether page is a kho-v4 root whose "LUO" child's
-// blob is luo, and returns its preserved-memory-map.
-func rootWithLUO(mem *devMem, page, luo []byte) (uint64, bool) {
+// blob is want, and returns its preserved-memory-map.
+func rootWithLUO(mem *devMem, page, want []byte) (uint64, bool) {
 	l, err := fdt.NewLookup(page)
 	if err != nil || l.CheckCompatible(0, kho.CompatibleV4) != nil {
 		return 0, false
@@ -109,7 +110,7 @@ func rootWithLUO(mem *devMem, page, luo []byte) (uint64, bool) {
 	if err != nil || len(m) != 8 {
 		return 0, false
 	}
-	child, err := l.Subnode(0, "LUO")
+	child, err := l.Subnode(0, luo.FDTKHOEntryName)
 	if err != nil {
 		return 0, false
 	}
@@ -117,8 +118,8 @@ func rootWithLUO(mem *devMem, page, luo []byte) (uint64, bool) {
 	if err != nil || len(pa) != 8 {
 		return 0, false
 	}
-	blob := make([]byte, len(luo))
-	if _, err := mem.f.ReadAt(blob, int64(binary.LittleEndian.Uint64(pa))); err != nil || !bytes.Equal(blob, luo) {
+	blob := make([]byte, len(want))
+	if _, err := mem.f.ReadAt(blob, int64(binary.LittleEndian.Uint64(pa))); err != nil || !bytes.Equal(blob, want) {
 		return 0, false
 	}
 	return binary.LittleEndian.Uint64(m), true
