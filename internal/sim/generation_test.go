@@ -23,27 +23,7 @@ import (
 // damage, when set, is applied to the image boot 1 writes.
 func chainABI(t testing.TB, sc *scenario.Scenario, boots int, abis []kernel.Generation, readABI kernel.Generation, damage func(*physmem.Region, uint64) (string, error)) ([]*Outcome, string, []byte) {
 	t.Helper()
-	mem := make([]byte, 16<<20)
-	var out bytes.Buffer
-	var outs []*Outcome
-	in := Handover{Boot: 1}
-	for range boots {
-		r, err := physmem.New(testBase, mem)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := Config{Region: r, Scenario: sc, In: in, Boots: boots, Out: &out, ABI: abis[(in.Boot-1)%len(abis)], ReadABI: readABI}
-		if in.Boot == 1 {
-			cfg.Damage = damage
-		}
-		o := Run(cfg)
-		outs = append(outs, o)
-		if o.Last {
-			break
-		}
-		in = o.Next
-	}
-	return outs, out.String(), mem
+	return chainWith(t, boots, Config{Scenario: sc, ReadABI: readABI}, abis, damage)
 }
 
 func validKTAP(t *testing.T, log string) *ktap.Report {

@@ -11,6 +11,7 @@ import (
 	"github.com/kho-sim/kho-sim/internal/check"
 	"github.com/kho-sim/kho-sim/internal/scenario"
 	"github.com/kho-sim/kho-sim/internal/timing"
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/ktap"
 	"github.com/kho-sim/kho-sim/pkg/meta"
@@ -23,6 +24,16 @@ const testBase = 0x10000000
 // returns every boot's outcome and the whole KTAP stream.
 func chain(t testing.TB, sc *scenario.Scenario, boots int, fix bool) ([]*Outcome, string) {
 	t.Helper()
+	outs, log, _ := chainWith(t, boots, Config{Scenario: sc, Fix: fix}, nil, nil)
+	return outs, log
+}
+
+// chainWith runs boots on one 16 MiB region: each boot gets base with its
+// region, handover, boot count and output, boot n generation abis[(n-1) %
+// len] (base's when abis is empty) and boot 1 damage. It returns every
+// boot's outcome, the KTAP stream and the region's bytes.
+func chainWith(t testing.TB, boots int, base Config, abis []kernel.Generation, damage func(*physmem.Region, uint64) (string, error)) ([]*Outcome, string, []byte) {
+	t.Helper()
 	mem := make([]byte, 16<<20)
 	var out bytes.Buffer
 	var outs []*Outcome
@@ -32,14 +43,22 @@ func chain(t testing.TB, sc *scenario.Scenario, boots int, fix bool) ([]*Outcome
 		if err != nil {
 			t.Fatal(err)
 		}
-		o := Run(Config{Region: r, Scenario: sc, In: in, Boots: boots, Fix: fix, Out: &out})
+		cfg := base
+		cfg.Region, cfg.In, cfg.Boots, cfg.Out = r, in, boots, &out
+		if len(abis) > 0 {
+			cfg.ABI = abis[(in.Boot-1)%len(abis)]
+		}
+		if in.Boot == 1 {
+			cfg.Damage = damage
+		}
+		o := Run(cfg)
 		outs = append(outs, o)
 		if o.Last {
 			break
 		}
 		in = o.Next
 	}
-	return outs, out.String()
+	return outs, out.String(), mem
 }
 
 func lookup(t testing.TB, name string) *scenario.Scenario {
