@@ -74,25 +74,16 @@ func (d *RootDamage) Subtree(name string) (pa, size uint64, err error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("kho: subtree %q: %v: %w", name, err, unix.ENOENT)
 	}
-	u64 := func(prop string) (uint64, error) {
+	return subtreeProps(name, d.v4, func(prop string) (uint64, error) {
 		v, err := d.look.Prop(off, prop)
 		if err == nil && len(v) != 8 {
-			err = fmt.Errorf("%d bytes", len(v))
+			err = fmt.Errorf("%d bytes, want 8", len(v))
 		}
 		if err != nil {
-			return 0, fmt.Errorf("kho: subtree %q %s: %v: %w", name, prop, err, unix.EINVAL)
+			return 0, fmt.Errorf("%s: %w", prop, err)
 		}
 		return binary.LittleEndian.Uint64(v), nil
-	}
-	if !d.v4 {
-		pa, err = u64(PropSubFDT)
-		return pa, 0, err
-	}
-	if pa, err = u64(PropBlobData); err != nil {
-		return 0, 0, err
-	}
-	size, err = u64(PropBlobSize)
-	return pa, size, err
+	})
 }
 
 // rootDamage says what the kernel does with a root FDT the strict parser
@@ -307,19 +298,25 @@ func (in *Incoming) subtree(name string) (pa, size uint64, err error) {
 // kho-v1). EINVAL if one is not a u64; whichever of the two is readable
 // is returned all the same, for readers that show what there is.
 func ChildProps(n *fdt.Node, v4 bool) (pa, size uint64, err error) {
+	return subtreeProps(n.Name, v4, n.U64)
+}
+
+// subtreeProps is ChildProps on a child whose 8-byte little-endian
+// properties u64 reads.
+func subtreeProps(name string, v4 bool, u64 func(prop string) (uint64, error)) (pa, size uint64, err error) {
 	if !v4 {
-		if pa, err = n.U64(PropSubFDT); err != nil {
-			return 0, 0, fmt.Errorf("kho: subtree %q: %v: %w", n.Name, err, unix.EINVAL)
+		if pa, err = u64(PropSubFDT); err != nil {
+			return 0, 0, fmt.Errorf("kho: subtree %q: %v: %w", name, err, unix.EINVAL)
 		}
 		return pa, 0, nil
 	}
-	pa, perr := n.U64(PropBlobData)
-	size, serr := n.U64(PropBlobSize)
+	pa, perr := u64(PropBlobData)
+	size, serr := u64(PropBlobSize)
 	switch {
 	case perr != nil:
-		return 0, size, fmt.Errorf("kho: subtree %q: %v: %w", n.Name, perr, unix.EINVAL)
+		return 0, size, fmt.Errorf("kho: subtree %q: %v: %w", name, perr, unix.EINVAL)
 	case serr != nil:
-		return pa, 0, fmt.Errorf("kho: broken subtree %q: missing or invalid %s: %v: %w", n.Name, PropBlobSize, serr, unix.EINVAL)
+		return pa, 0, fmt.Errorf("kho: broken subtree %q: missing or invalid %s: %v: %w", name, PropBlobSize, serr, unix.EINVAL)
 	}
 	return pa, size, nil
 }
