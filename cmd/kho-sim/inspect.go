@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -47,7 +46,7 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 			return usageError{"--region reads /dev/mem; with --image use --base and --size"}
 		}
 		if *root != "" {
-			if rootPA, err = parseRoot("--root", *root); err != nil {
+			if rootPA, err = parseAddress("--root", *root); err != nil {
 				return err
 			}
 		}
@@ -130,23 +129,15 @@ func devMemHandover(region, root, cmdlineFile string) (physmem.Range, uint64, er
 		}
 	}
 	if root != "" {
-		pa, err := parseRoot("--root", root)
+		pa, err := parseAddress("--root", root)
 		return rg, pa, err
 	}
 	v, ok := cmdlineParams(cmdline)[paramFDT]
 	if !ok {
 		return rg, 0, usageError{"no handover address: the command line has no " + paramFDT + "= (this boot was not kexec'd by kho-sim); pass --root ADDR"}
 	}
-	pa, err := parseRoot(paramFDT+"=", v)
+	pa, err := parseAddress(paramFDT+"=", v)
 	return rg, pa, err
-}
-
-func parseRoot(what, v string) (uint64, error) {
-	pa, err := strconv.ParseUint(v, 0, 64)
-	if err != nil || pa == 0 {
-		return 0, usageError{fmt.Sprintf("%s %q: want a non-zero physical address such as 0x10000000", what, v)}
-	}
-	return pa, nil
 }
 
 // openImageReadOnly maps an image file privately: the file is opened

@@ -1,17 +1,14 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/kho-sim/kho-sim/internal/cmdline"
 	"github.com/kho-sim/kho-sim/internal/sim"
 	"github.com/kho-sim/kho-sim/internal/timing"
 	"github.com/kho-sim/kho-sim/pkg/kernel"
@@ -188,8 +185,8 @@ func (f runFlags) resolve(p map[string]string, cmdline string) (runConfig, error
 	if hops < 0 {
 		hops = 2
 		if v, ok := p[paramHops]; ok {
-			if hops, err = strconv.Atoi(v); err != nil || hops < 0 || hops > 1000 {
-				return c, usageError{fmt.Sprintf("%s=%q: want a count from 0 to 1000", paramHops, v)}
+			if hops, err = parseCount(paramHops+"=", v, 0, 1000); err != nil {
+				return c, err
 			}
 		}
 	}
@@ -202,16 +199,16 @@ func (f runFlags) resolve(p map[string]string, cmdline string) (runConfig, error
 	c.then = p[paramThen]
 	c.In.Boot = 1
 	if v, ok := p[paramBoot]; ok {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > c.Boots {
-			return c, usageError{fmt.Sprintf("%s=%q: want a boot number from 1 to %d", paramBoot, v, c.Boots)}
+		n, err := parseCount(paramBoot+"=", v, 1, c.Boots)
+		if err != nil {
+			return c, err
 		}
 		c.In.Boot = n
 	}
 	if v, ok := p[paramFDT]; ok {
-		pa, err := strconv.ParseUint(v, 0, 64)
-		if err != nil || pa == 0 {
-			return c, usageError{fmt.Sprintf("%s=%q: want a physical address", paramFDT, v)}
+		pa, err := parseAddress(paramFDT+"=", v)
+		if err != nil {
+			return c, err
 		}
 		c.In.RootPA = pa
 		if _, ok := p[paramBoot]; !ok {
@@ -255,7 +252,7 @@ func loadNext(f runFlags, cmdline string, next sim.Handover, start time.Time) ([
 	}
 	defer initrd.Close()
 	// Every next kernel keeps its initramfs for the hop after it.
-	set := map[string]string{paramBoot: strconv.Itoa(next.Boot), kexec.RetainParam: ""}
+	set := map[string]string{paramBoot: fmt.Sprint(next.Boot), kexec.RetainParam: ""}
 	drop := []string{paramFDT}
 	if next.RootPA != 0 {
 		set[paramFDT] = fmt.Sprintf("%#x", next.RootPA)
@@ -342,13 +339,6 @@ func chooseLoader(flagValue string, p map[string]string, boot int) (string, erro
 	return name, nil
 }
 
-// flagSet reports whether the command line gave the flag.
-func flagSet(fs *flag.FlagSet, name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set
-}
-
 // ownsMachine reports whether kho-sim runs as PID 1 or as the uinit of its
 // own initramfs: the only places it may reboot the machine unasked.
 func ownsMachine() bool {
@@ -402,20 +392,4 @@ func drainConsole() {
 func tcdrain(fd int) {
 	for unix.IoctlSetInt(fd, unix.TCSBRK, 1) == unix.EINTR {
 	}
-}
-
-// cmdlineParams returns the kernel parameters of a command line by name
-// ('-' read as '_'), up to "--" (what follows belongs to init), quoted
-// values whole, the last instance winning, as the kernel reads them.
-func cmdlineParams(line string) map[string]string {
-	return cmdline.Values(line)
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }

@@ -65,9 +65,9 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 	boots := *hops + 1
 	in := sim.Handover{Boot: 1}
 	if *root != "" {
-		pa, err := physmem.ParseSize(*root)
-		if err != nil || pa == 0 {
-			return usageError{fmt.Sprintf("--fdt %q: want a physical address", *root)}
+		pa, err := parseAddress("--fdt", *root)
+		if err != nil {
+			return err
 		}
 		if *bootN < 2 || *bootN > boots {
 			return usageError{fmt.Sprintf("--boot %d: want 2 to %d (hops + 1)", *bootN, boots)}
@@ -103,23 +103,4 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%d boot(s) failed; the KTAP on stdout says why", failed)
 	}
 	return nil
-}
-
-// regionFlags validates --base and --size.
-func regionFlags(base, size string) (physmem.Range, error) {
-	b, err := physmem.ParseSize(base)
-	if err != nil {
-		return physmem.Range{}, usageError{fmt.Sprintf("--base: %v", err)}
-	}
-	s, err := physmem.ParseSize(size)
-	if err != nil {
-		return physmem.Range{}, usageError{fmt.Sprintf("--size: %v", err)}
-	}
-	if b%physmem.PageSize != 0 || s%physmem.PageSize != 0 || s == 0 {
-		return physmem.Range{}, usageError{fmt.Sprintf("--base %#x and --size %#x must be page aligned (4096) and the size non-zero", b, s)}
-	}
-	if s < 1<<20 {
-		return physmem.Range{}, usageError{fmt.Sprintf("--size %#x: kho-sim needs at least 1 MiB", s)}
-	}
-	return physmem.Range{Start: b, Size: s}, nil
 }
