@@ -66,6 +66,18 @@ func parseCount(what, v string, lo, hi int) (int, error) {
 	return n, nil
 }
 
+// imageFlags are --image, --base and --size: a file standing in for
+// physical memory, its byte 0 at physical address --base.
+type imageFlags struct{ image, base, size *string }
+
+func addImageFlags(fs *flag.FlagSet, imageUsage, sizeDefault, sizeUsage string) imageFlags {
+	return imageFlags{
+		image: fs.String("image", "", imageUsage),
+		base:  fs.String("base", "0x10000000", "physical address of the image file's first byte (page aligned)"),
+		size:  fs.String("size", sizeDefault, sizeUsage),
+	}
+}
+
 // regionFlags validates --base and --size.
 func regionFlags(base, size string) (physmem.Range, error) {
 	b, err := physmem.ParseSize(base)

@@ -25,9 +25,8 @@ import (
 // for KHO root FDTs and the one valid handover shown (see inspect.PickRoot).
 func runInspect(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("inspect", "inspect [--region SIZE@ADDR] [--root ADDR] [--json] | inspect --image FILE [--base ADDR] [--size SIZE] [--root ADDR] [--json]", stderr)
-	image := fs.String("image", "", "read this raw memory image (as kho-sim sim writes it, or a real kernel's memory saved to a file) instead of /dev/mem; never written")
-	base := fs.String("base", "0x10000000", "with --image: physical address of the file's first byte")
-	size := fs.String("size", "", "with --image: region size (default: the file's size)")
+	im := addImageFlags(fs, "read this raw memory image (as kho-sim sim writes it, or a real kernel's memory saved to a file) instead of /dev/mem; never written",
+		"", "with --image: region size (default: the file's size)")
 	region := fs.String("region", "", "reserved region SIZE@ADDR to read through /dev/mem (default: the memmap=SIZE$ADDR on the command line)")
 	root := fs.String("root", "", "KHO root FDT address (default: "+paramFDT+"= on the command line; with --image: the one valid KHO root found in the image)")
 	asJSON := fs.Bool("json", false, "print a JSON document instead of text")
@@ -41,7 +40,7 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 	var r *physmem.Region
 	var rootPA uint64
 	var err error
-	if *image != "" {
+	if *im.image != "" {
 		if set["region"] {
 			return usageError{"--region reads /dev/mem; with --image use --base and --size"}
 		}
@@ -51,7 +50,7 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 		var done func()
-		r, done, err = openImageReadOnly(*image, *base, *size)
+		r, done, err = openImageReadOnly(*im.image, *im.base, *im.size)
 		if err != nil {
 			return err
 		}
@@ -76,7 +75,7 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 		// An image without --root: find the handover in it.
 		c, err := inspect.PickRoot(inspect.FindRoots(r))
 		if err != nil {
-			return fmt.Errorf("image %s: %w", *image, err)
+			return fmt.Errorf("image %s: %w", *im.image, err)
 		}
 		fmt.Fprintf(stderr, "inspect: KHO root FDT found at %#x (%s=%#x)\n", c.PA, paramFDT, c.PA)
 		rep = c.Report

@@ -11,9 +11,7 @@ import (
 
 func runSim(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("sim", "sim --image FILE [--base ADDR] [--size SIZE] [--scenario NAME|FILE] [--hops N] [--fix-finish-before-retrieve] [--abi GEN[,GEN...]] [--read-abi GEN] [--fdt ADDR --boot N] [--keep-handover] | sim --list", stderr)
-	image := fs.String("image", "", "file standing in for physical memory (created if missing)")
-	base := fs.String("base", "0x10000000", "physical address of the file's first byte (page aligned)")
-	size := fs.String("size", "16M", "region size (page aligned)")
+	im := addImageFlags(fs, "file standing in for physical memory (created if missing)", "16M", "region size (page aligned)")
 	name := fs.String("scenario", "default", "built-in scenario name or scenario file")
 	hops := fs.Int("hops", 2, "kexec hops to simulate (boots = hops + 1)")
 	fix := fs.Bool("fix-finish-before-retrieve", false, "run the model with the 7.0 finish-before-retrieve flaw fixed")
@@ -37,7 +35,7 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *image == "" {
+	if *im.image == "" {
 		return usageError{"--image FILE is required"}
 	}
 	if *hops < 0 || *hops > 1000 {
@@ -57,7 +55,7 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 			return usageError{fmt.Sprintf("--read-abi: %v", err)}
 		}
 	}
-	rg, err := regionFlags(*base, *size)
+	rg, err := regionFlags(*im.base, *im.size)
 	if err != nil {
 		return err
 	}
@@ -78,7 +76,7 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 	for in.Boot <= boots {
 		// Each boot maps the file afresh and builds every object anew: only
 		// the bytes and the handover parameters cross the simulated reboot.
-		region, err := physmem.OpenFile(*image, rg.Start, rg.Size)
+		region, err := physmem.OpenFile(*im.image, rg.Start, rg.Size)
 		if err != nil {
 			return err
 		}

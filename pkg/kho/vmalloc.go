@@ -48,13 +48,12 @@ type Vmalloc struct {
 	Order      uint16 // every run is 2^Order pages (get_vm_area_page_order)
 }
 
-// Put writes v into b[:VmallocSize], little endian as on x86-64.
+// Put writes v into b[:VmallocSize], little endian as on x86-64. The
+// fields in order, unpadded, are the C layout (pkg/abi checks it against
+// the kernel's BTF), so encoding/binary writes the struct as it is.
 func (v Vmalloc) Put(b []byte) {
-	le := binary.LittleEndian
-	le.PutUint64(b[0:], v.First)
-	le.PutUint32(b[8:], v.TotalPages)
-	le.PutUint16(b[12:], v.Flags)
-	le.PutUint16(b[14:], v.Order)
+	// b[:VmallocSize] holds every field: Encode cannot fail.
+	_, _ = binary.Encode(b[:VmallocSize], binary.LittleEndian, v)
 }
 
 // ParseVmalloc decodes the descriptor at the start of b without judging
@@ -63,8 +62,9 @@ func ParseVmalloc(b []byte) (Vmalloc, error) {
 	if len(b) < VmallocSize {
 		return Vmalloc{}, fmt.Errorf("kho_vmalloc: %d bytes, want %d: %w", len(b), VmallocSize, unix.EINVAL)
 	}
-	le := binary.LittleEndian
-	return Vmalloc{First: le.Uint64(b), TotalPages: le.Uint32(b[8:]), Flags: le.Uint16(b[12:]), Order: le.Uint16(b[14:])}, nil
+	var v Vmalloc
+	_, err := binary.Decode(b[:VmallocSize], binary.LittleEndian, &v)
+	return v, err
 }
 
 // IsZero reports an empty descriptor, what a memfd without folios keeps

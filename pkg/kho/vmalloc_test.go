@@ -369,3 +369,19 @@ func FuzzRestoreVmalloc(f *testing.F) {
 		}
 	})
 }
+
+func TestVmallocEncoding(t *testing.T) {
+	if got := binary.Size(Vmalloc{}); got != VmallocSize {
+		t.Fatalf("binary.Size(Vmalloc) = %d, want sizeof(struct kho_vmalloc) %d", got, VmallocSize)
+	}
+	v := Vmalloc{First: 0x123456789000, TotalPages: 7, Flags: VmallocFlagHugeVmap, Order: 9}
+	b := make([]byte, VmallocSize)
+	v.Put(b)
+	le := binary.LittleEndian
+	if le.Uint64(b) != v.First || le.Uint32(b[8:]) != v.TotalPages || le.Uint16(b[12:]) != v.Flags || le.Uint16(b[14:]) != v.Order {
+		t.Fatalf("Put: fields not at the kernel's offsets: % x", b)
+	}
+	if got, err := ParseVmalloc(b); err != nil || got != v {
+		t.Fatalf("ParseVmalloc(Put(v)) = %+v, %v; want %+v", got, err, v)
+	}
+}

@@ -81,15 +81,11 @@ type Ser struct {
 	Folios   kho.Vmalloc
 }
 
-// Put writes s into b[:SerSize].
+// Put writes s into b[:SerSize]. Its fields in order, unpadded, are the C
+// layout (pkg/abi checks it against the kernel's BTF).
 func (s Ser) Put(b []byte) {
-	le := binary.LittleEndian
-	le.PutUint64(b[0:], s.Pos)
-	le.PutUint64(b[8:], s.Size)
-	le.PutUint32(b[16:], s.Seals)
-	le.PutUint32(b[20:], s.Flags)
-	le.PutUint64(b[24:], s.NrFolios)
-	s.Folios.Put(b[32:])
+	// b[:SerSize] holds every field: Encode cannot fail.
+	_, _ = binary.Encode(b[:SerSize], binary.LittleEndian, s)
 }
 
 // ParseSer decodes the struct at the start of b without judging it.
@@ -97,12 +93,9 @@ func ParseSer(b []byte) (Ser, error) {
 	if len(b) < SerSize {
 		return Ser{}, fmt.Errorf("memfd_luo_ser: %d bytes, want %d: %w", len(b), SerSize, unix.EINVAL)
 	}
-	le := binary.LittleEndian
-	v, err := kho.ParseVmalloc(b[32:])
-	if err != nil {
-		return Ser{}, err
-	}
-	return Ser{Pos: le.Uint64(b), Size: le.Uint64(b[8:]), Seals: le.Uint32(b[16:]), Flags: le.Uint32(b[20:]), NrFolios: le.Uint64(b[24:]), Folios: v}, nil
+	var s Ser
+	_, err := binary.Decode(b[:SerSize], binary.LittleEndian, &s)
+	return s, err
 }
 
 // FolioSer is struct memfd_luo_folio_ser.

@@ -493,3 +493,27 @@ func TestExampleSpec(t *testing.T) {
 		t.Error("ExampleSpec(nonesuch) found a spec")
 	}
 }
+
+// Put and ParseSer encode the struct field by field with encoding/binary:
+// the Go struct must be exactly the C struct's size, and a round trip
+// must keep every field where the kernel has it.
+func TestSerEncoding(t *testing.T) {
+	if got := binary.Size(Ser{}); got != SerSize {
+		t.Fatalf("binary.Size(Ser) = %d, want sizeof(struct memfd_luo_ser) %d", got, SerSize)
+	}
+	s := Ser{Pos: 0x1122, Size: 0x3344, Seals: SealWrite, Flags: 0, NrFolios: 3,
+		Folios: kho.Vmalloc{First: 0x10005000, TotalPages: 1, Flags: kho.VmallocFlagAlloc, Order: 0}}
+	b := make([]byte, SerSize)
+	s.Put(b)
+	le := binary.LittleEndian
+	if le.Uint64(b[8:]) != s.Size || le.Uint32(b[16:]) != s.Seals || le.Uint64(b[24:]) != s.NrFolios || le.Uint64(b[32:]) != s.Folios.First || le.Uint16(b[44:]) != s.Folios.Flags {
+		t.Fatalf("Put: fields not at the kernel's offsets: % x", b)
+	}
+	got, err := ParseSer(b)
+	if err != nil || got != s {
+		t.Fatalf("ParseSer(Put(s)) = %+v, %v; want %+v", got, err, s)
+	}
+	if _, err := ParseSer(b[:SerSize-1]); err == nil {
+		t.Fatal("ParseSer of a short buffer: no error")
+	}
+}
