@@ -224,17 +224,12 @@ func (o *overlay) Bytes(pa, n uint64) ([]byte, error) {
 
 // loadSnapshot reads stage 1's radix snapshot from the initramfs.
 func loadSnapshot() (*kho.PageStore, error) {
-	f, err := os.Open("/" + radixPath)
+	d, err := kho.ReadDumpFile("/" + radixPath)
 	if errors.Is(err, os.ErrNotExist) {
 		return kho.NewPageStore(), nil
 	}
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	d, err := kho.ParseDump(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", radixPath, err)
 	}
 	return d.Pages, nil
 }

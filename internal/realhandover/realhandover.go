@@ -52,14 +52,9 @@ func LoadEnv(t testing.TB) *kho.Dump {
 // LoadFile parses the dump at path.
 func LoadFile(t testing.TB, path string) *kho.Dump {
 	t.Helper()
-	f, err := os.Open(path)
+	d, err := kho.ReadDumpFile(path)
 	if err != nil {
-		t.Fatalf("no captured 7.2 handover: %v", err)
-	}
-	defer f.Close()
-	d, err := kho.ParseDump(f)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
+		t.Fatalf("captured handover: %v", err)
 	}
 	if d.Setup == nil {
 		t.Fatalf("%s: no KHOSETUP line", path)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 
@@ -59,6 +60,20 @@ func FormatSetupLine(s Setup) string {
 type Dump struct {
 	Setup *Setup // nil if the dump has no KHOSETUP line
 	Pages *PageStore
+}
+
+// ReadDumpFile parses the console log at path with ParseDump; its errors
+// name the file.
+func ReadDumpFile(path string) (*Dump, error) {
+	log, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	d, err := ParseDump(bytes.NewReader(log))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return d, nil
 }
 
 // ParseDump reads a console log and collects its KHOSETUP and KHODUMP

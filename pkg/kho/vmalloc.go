@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
@@ -48,24 +49,14 @@ type Vmalloc struct {
 	Order      uint16 // every run is 2^Order pages (get_vm_area_page_order)
 }
 
-// Put writes v into b[:VmallocSize], little endian as on x86-64. The
-// fields in order, unpadded, are the C layout (pkg/abi checks it against
-// the kernel's BTF), so encoding/binary writes the struct as it is.
-func (v Vmalloc) Put(b []byte) {
-	// b[:VmallocSize] holds every field: Encode cannot fail.
-	_, _ = binary.Encode(b[:VmallocSize], binary.LittleEndian, v)
-}
+// Put writes v into b[:VmallocSize], little endian as on x86-64 (the
+// fields in order, unpadded, are the C layout; pkg/abi checks it against
+// the kernel's BTF).
+func (v Vmalloc) Put(b []byte) { kernel.PutStruct(b, v) }
 
 // ParseVmalloc decodes the descriptor at the start of b without judging
 // it; RestoreVmalloc does that.
-func ParseVmalloc(b []byte) (Vmalloc, error) {
-	if len(b) < VmallocSize {
-		return Vmalloc{}, fmt.Errorf("kho_vmalloc: %d bytes, want %d: %w", len(b), VmallocSize, unix.EINVAL)
-	}
-	var v Vmalloc
-	_, err := binary.Decode(b[:VmallocSize], binary.LittleEndian, &v)
-	return v, err
-}
+func ParseVmalloc(b []byte) (Vmalloc, error) { return kernel.ReadStruct[Vmalloc]("kho_vmalloc", b) }
 
 // IsZero reports an empty descriptor, what a memfd without folios keeps
 // (its memfd_luo_ser comes zeroed from kho_alloc_preserve and nothing

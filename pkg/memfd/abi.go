@@ -18,11 +18,9 @@ package memfd
 
 import (
 	"encoding/binary"
-	"fmt"
 	"math"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 )
 
@@ -83,20 +81,10 @@ type Ser struct {
 
 // Put writes s into b[:SerSize]. Its fields in order, unpadded, are the C
 // layout (pkg/abi checks it against the kernel's BTF).
-func (s Ser) Put(b []byte) {
-	// b[:SerSize] holds every field: Encode cannot fail.
-	_, _ = binary.Encode(b[:SerSize], binary.LittleEndian, s)
-}
+func (s Ser) Put(b []byte) { kernel.PutStruct(b, s) }
 
 // ParseSer decodes the struct at the start of b without judging it.
-func ParseSer(b []byte) (Ser, error) {
-	if len(b) < SerSize {
-		return Ser{}, fmt.Errorf("memfd_luo_ser: %d bytes, want %d: %w", len(b), SerSize, unix.EINVAL)
-	}
-	var s Ser
-	_, err := binary.Decode(b[:SerSize], binary.LittleEndian, &s)
-	return s, err
-}
+func ParseSer(b []byte) (Ser, error) { return kernel.ReadStruct[Ser]("memfd_luo_ser", b) }
 
 // FolioSer is struct memfd_luo_folio_ser.
 type FolioSer struct {

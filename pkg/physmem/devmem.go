@@ -9,13 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-var (
-	// ErrNoDevMem means there is no /dev/mem to open.
-	ErrNoDevMem = errors.New("physmem: /dev/mem is missing")
-	// ErrDevMemDenied means the kernel refused to open or map /dev/mem.
-	ErrDevMemDenied = errors.New("physmem: /dev/mem access denied")
-)
-
 // DevMemSpec says which physical range to map and where to look.
 type DevMemSpec struct {
 	Range    Range

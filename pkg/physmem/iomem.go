@@ -9,15 +9,6 @@ import (
 	"strings"
 )
 
-var (
-	// ErrIOMemHidden means /proc/iomem was read without CAP_SYS_ADMIN: the
-	// kernel then prints every address as zero.
-	ErrIOMemHidden = errors.New("physmem: /proc/iomem shows only zero addresses: run as root (needs CAP_SYS_ADMIN)")
-	// ErrNotReserved means the range is not reserved memory the running
-	// kernel leaves alone.
-	ErrNotReserved = errors.New("physmem: range is not reserved memory")
-)
-
 // IOMemEntry is one line of /proc/iomem.
 type IOMemEntry struct {
 	Range

@@ -1,16 +1,12 @@
 package physmem
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"os"
 
 	"golang.org/x/sys/unix"
 )
-
-// ErrOutOfRegion means an access or reservation falls outside the region.
-var ErrOutOfRegion = errors.New("physmem: outside the region")
 
 // Region is a window of physical memory [base, base+size) mapped into the
 // process. Its methods may be called concurrently, except Close, which must

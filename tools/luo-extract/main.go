@@ -48,14 +48,9 @@ func run() error {
 	if *memPath == "" || *consolePath == "" || *out == "" {
 		return errors.New("usage: luo-extract -mem RAM -console LOG -o OUT [-diff REPORT]")
 	}
-	f, err := os.Open(*consolePath)
+	guest, err := kho.ReadDumpFile(*consolePath)
 	if err != nil {
 		return err
-	}
-	guest, err := kho.ParseDump(f)
-	f.Close()
-	if err != nil {
-		return fmt.Errorf("%s: %w", *consolePath, err)
 	}
 	if guest.Setup == nil {
 		return fmt.Errorf("%s: no KHOSETUP line", *consolePath)
