@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/kho-sim/kho-sim/pkg/fdt"
 	"github.com/kho-sim/kho-sim/pkg/kho"
@@ -126,53 +125,20 @@ func rootWithLUO(mem *devMem, page, want []byte) (uint64, bool) {
 }
 
 // memoryMapFromFDTPrefix finds preserved-memory-map among the root
-// properties of an FDT of which only a prefix is given.
+// properties of an FDT of which only a prefix is given. When the strings
+// block lies past the prefix, the root's only 8-byte property (compatible
+// "kho-v4" has 7 bytes) is the map.
 func memoryMapFromFDTPrefix(b []byte) (uint64, error) {
-	be := binary.BigEndian
-	if len(b) < 40 || be.Uint32(b) != 0xd00dfeed {
-		return 0, errors.New("not an FDT")
-	}
-	offStruct, offStrings := int(be.Uint32(b[8:])), int(be.Uint32(b[12:]))
-	off := offStruct
-	u32 := func() (uint32, bool) {
-		if off < 0 || off+4 > len(b) {
-			return 0, false
-		}
-		v := be.Uint32(b[off:])
-		off += 4
-		return v, true
-	}
-	if tok, ok := u32(); !ok || tok != 1 { // FDT_BEGIN_NODE
-		return 0, errors.New("no root node")
-	}
-	off += 4 // the root's empty name, padded
-	for {
-		tok, ok := u32()
-		switch {
-		case !ok:
-			return 0, fmt.Errorf("truncated before %s", kho.PropMemoryMap)
-		case tok == 4: // FDT_NOP
-			continue
-		case tok != 3: // not FDT_PROP: the root's properties are over
-			return 0, fmt.Errorf("root has no %s (%d bytes: %x)", kho.PropMemoryMap, len(b), b)
-		}
-		n, ok1 := u32()
-		nameOff, ok2 := u32()
-		if !ok1 || !ok2 || n > 1<<16 || off+int(n) > len(b) {
-			return 0, errors.New("truncated property")
-		}
-		value := b[off : off+int(n)]
-		off += (int(n) + 3) &^ 3
-		// The strings block may lie past the truncation; then the root's
-		// only 8-byte property (compatible "kho-v4" has 7) is the map.
-		name, known := "", false
-		if at := offStrings + int(nameOff); at >= 0 && at < len(b) {
-			name, _, known = strings.Cut(string(b[at:]), "\x00")
-		}
-		if n == 8 && (name == kho.PropMemoryMap || !known) {
-			return binary.LittleEndian.Uint64(value), nil
+	props, err := fdt.PrefixRootProps(b)
+	for _, p := range props {
+		if len(p.Value) == 8 && (p.Name == kho.PropMemoryMap || !p.NameKnown) {
+			return binary.LittleEndian.Uint64(p.Value), nil
 		}
 	}
+	if err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("root has no %s (%d bytes: %x)", kho.PropMemoryMap, len(b), b)
 }
 
 // snapshotRadix walks the outgoing radix tree through /dev/mem and returns
