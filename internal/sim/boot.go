@@ -43,7 +43,6 @@ type boot struct {
 	out   *kho.Outgoing
 	core  *luo.Core
 	chk   *check.Checker
-	luoPA uint64
 
 	// what the previous boot handed over
 	inMeta   *Meta
@@ -175,7 +174,6 @@ func (b *boot) kernelInit() bool {
 	}
 	luoPA, err := b.core.SetupOutgoing()
 	if err == nil {
-		b.luoPA = luoPA
 		err = b.publishLUO(luoPA)
 	}
 	return b.result(err == nil, "outgoing "+luo.Noun(b.abi())+" set up", err)
@@ -284,8 +282,8 @@ func (b *boot) kexec() *Outcome {
 }
 
 // writeHandover is the reboot's serialization: LUO serializes its state,
-// the FLB table is read back as the next kernel will find it, and kho-sim's
-// metadata and KHO's root are written. It returns the root's address and
+// kho-sim's metadata and KHO's root are written, and the FLB table is read
+// back through them as the next kernel will find it. It returns the root's address and
 // the metadata's tsc-reboot bytes.
 func (b *boot) writeHandover() (root uint64, stamp []byte, err error) {
 	t0 := time.Now()
@@ -293,15 +291,15 @@ func (b *boot) writeHandover() (root uint64, stamp []byte, err error) {
 	if err := b.core.Serialize(); err != nil {
 		return 0, nil, err
 	}
-	err = b.checkOutgoingTable()
+	if root, stamp, err = b.writeImage(); err != nil {
+		return 0, nil, err
+	}
+	err = b.checkOutgoingTable(root)
 	if b.lostByFlaw(err) {
 		b.t.Diag("known 7.0 flaw %s: %v", b.sc.Flaw, err)
 		err = nil
 	}
-	if err != nil {
-		return 0, nil, err
-	}
-	return b.writeImage()
+	return root, stamp, err
 }
 
 // coldReboot hands nothing over; on a machine the next kernel is still

@@ -2,7 +2,6 @@ package sim
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -116,15 +115,28 @@ func (b *boot) luoDesc() string {
 	return "LUO FDT and FLB table match what the previous boot preserved"
 }
 
-// checkOutgoingTable reads back the FLB table the model wrote at reboot,
-// found through the outgoing LUO state as the next kernel will find it, and
-// hands it to the checker.
-func (b *boot) checkOutgoingTable() error {
-	find := b.outFLBPage
-	if b.abi() != kernel.V70 {
-		find = b.outFLBPageGen
+// checkOutgoingTable reads back the FLB table the model wrote, through the
+// handover whose root was just written, with pkg/luo's decoder, as the
+// next kernel will find it, and hands it to the checker.
+func (b *boot) checkOutgoingTable(root uint64) error {
+	in, err := kho.ReadIncoming(b.cfg.Region, root)
+	if err != nil {
+		return fmt.Errorf("outgoing handover: %w", err)
 	}
-	return b.checkTable(find)
+	h := luo.Decode(in, luo.DecodeOptions{Generation: b.abi()})
+	if h.FLB == nil {
+		return fmt.Errorf("outgoing FLB table: %w", joinFindings(h.Findings))
+	}
+	var findings []kernel.Finding
+	for _, f := range h.Findings {
+		if f.Where == luo.WhereFLB {
+			findings = append(findings, f)
+		}
+	}
+	if len(findings) > 0 {
+		return joinFindings(findings)
+	}
+	return b.checkTable(h.FLB.Entries)
 }
 
 // liveFLBs lists the FLBs whose state this boot hands over, by name, as
@@ -137,38 +149,4 @@ func (b *boot) liveFLBs() []check.Entry {
 		}
 	}
 	return want
-}
-
-// outFLBPageGen follows the outgoing luo-v2 FDT or 7.2 blob to the FLB page.
-func (b *boot) outFLBPageGen() ([]byte, error) {
-	r := b.cfg.Region
-	serPA := b.luoPA
-	if b.abi() == kernel.LUOv2 {
-		t, err := b.outLUOFDT()
-		if err != nil {
-			return nil, err
-		}
-		if serPA, err = t.Root.U64(luo.FDTABIHeader); err != nil {
-			return nil, fmt.Errorf("outgoing LUO FDT: %w", err)
-		}
-	}
-	raw, err := r.Bytes(serPA, serSize(b.abi()))
-	if err != nil {
-		return nil, fmt.Errorf("outgoing luo_ser: %w", err)
-	}
-	ser, err := luo.ParseSer(b.abi(), raw)
-	if err != nil {
-		return nil, err
-	}
-	if ser.FLBsPA == 0 {
-		return nil, errors.New("outgoing luo_ser has no FLB page")
-	}
-	return r.Bytes(ser.FLBsPA, luo.FLBPageSize)
-}
-
-func serSize(g kernel.Generation) uint64 {
-	if g == kernel.V72 {
-		return luo.SerSize
-	}
-	return luo.SerV2Size
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/kho-sim/kho-sim/internal/scenario"
 	"github.com/kho-sim/kho-sim/internal/timing"
 	"github.com/kho-sim/kho-sim/pkg/kernel"
-	"github.com/kho-sim/kho-sim/pkg/kho"
+	"github.com/kho-sim/kho-sim/pkg/luo"
 	"github.com/kho-sim/kho-sim/pkg/ktap"
 	"github.com/kho-sim/kho-sim/pkg/meta"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
@@ -208,7 +208,11 @@ func TestBrokenPromiseIsReported(t *testing.T) {
 	r, _ := physmem.New(testBase, mem)
 	var out bytes.Buffer
 	o := Run(Config{Region: r, Scenario: sc, In: Handover{Boot: 1}, Boots: 2, Out: &out})
-	page, err := (&boot{cfg: Config{Region: r}, luoPA: luoFDT(t, r, o.Next.RootPA)}).outFLBPage()
+	h, err := luo.Read(r, o.Next.RootPA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := r.Bytes(h.FLB.PA, luo.FLBPageSize)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,19 +223,6 @@ func TestBrokenPromiseIsReported(t *testing.T) {
 	if o2.OK || !strings.Contains(out.String(), "count 99") {
 		t.Fatalf("tampered count not reported:\n%s", out.String())
 	}
-}
-
-func luoFDT(t *testing.T, r *physmem.Region, root uint64) uint64 {
-	t.Helper()
-	in, err := kho.ReadIncoming(r, root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pa, err := in.Subtree("LUO")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pa
 }
 
 // BenchmarkHop measures one full boot (incoming checks, retrieve, finish,

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/kho-sim/kho-sim/internal/check"
-	"github.com/kho-sim/kho-sim/pkg/fdt"
 	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/luo"
@@ -45,27 +44,9 @@ func joinFindings(fs []kernel.Finding) error {
 	return errors.Join(errs...)
 }
 
-// readFLBTable decodes an FLB page the model wrote with pkg/luo's reader
-// and accepts nothing it finds wrong.
-func readFLBTable(g kernel.Generation, page []byte) ([]luo.FLBEntry, error) {
-	t, findings := luo.ReadFLBTable(g, 0, page)
-	if len(findings) > 0 {
-		return nil, joinFindings(findings)
-	}
-	return t.Entries, nil
-}
-
-// checkTable reads the FLB table from the page that find locates, hands it
-// to the checker and compares it with the FLBs that are live.
-func (b *boot) checkTable(find func() ([]byte, error)) error {
-	page, err := find()
-	if err != nil {
-		return err
-	}
-	entries, err := readFLBTable(b.abi(), page)
-	if err != nil {
-		return err
-	}
+// checkTable hands the FLB table read back to the checker and compares it
+// with the FLBs that are live.
+func (b *boot) checkTable(entries []luo.FLBEntry) error {
 	var got []check.Entry
 	for _, e := range entries {
 		got = append(got, check.Entry{Name: e.Name, Data: e.Data, Count: e.Count})
@@ -77,22 +58,6 @@ func (b *boot) checkTable(find func() ([]byte, error)) error {
 	}
 	if err := joinFindings(meta.CompareFLBs(b.abi(), entries, want)); err != nil {
 		return fmt.Errorf("FLB table read back: %w", err)
-	}
-	return nil
-}
-
-// checkNode checks a LUO subnode's compatible and its u64 header property.
-func checkNode(r *fdt.Node, name, compat, prop string) error {
-	n := r.Child(name)
-	if n == nil {
-		return kernel.V70.Find("", kernel.PanicsAtBoot, "LUO FDT has no %s node", name)
-	}
-	if !n.IsCompatible(compat) {
-		c, _ := n.String("compatible")
-		return kernel.V70.Find("", kernel.PanicsAtBoot, "%s compatible %q, want %q", name, c, compat)
-	}
-	if _, err := n.U64(prop); err != nil {
-		return kernel.V70.Find("", kernel.PanicsAtBoot, "%s: %v", name, err)
 	}
 	return nil
 }
