@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/kho-sim/kho-sim/internal/cmdline"
+	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
@@ -64,6 +66,23 @@ func parseCount(what, v string, lo, hi int) (int, error) {
 		return 0, usageError{fmt.Sprintf("%s %q: want a whole number from %d to %d", what, v, lo, hi)}
 	}
 	return n, nil
+}
+
+// parseRanges reads a comma-separated list of SIZE@ADDR ranges; "" is
+// none.
+func parseRanges(what, v string) (kho.NextRAM, error) {
+	if v == "" {
+		return nil, nil
+	}
+	var out kho.NextRAM
+	for _, f := range strings.Split(v, ",") {
+		r, err := physmem.ParseRegion(strings.TrimSpace(f))
+		if err != nil {
+			return nil, usageError{fmt.Sprintf("%s: %v", what, err)}
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 // imageFlags are --image, --base and --size: a file standing in for

@@ -10,7 +10,7 @@ import (
 )
 
 func runSim(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("sim", "sim --image FILE [--base ADDR] [--size SIZE] [--scenario NAME|FILE] [--hops N] [--fix-finish-before-retrieve] [--abi GEN[,GEN...]] [--read-abi GEN] [--fdt ADDR --boot N] [--keep-handover] | sim --list", stderr)
+	fs := newFlags("sim", "sim --image FILE [--base ADDR] [--size SIZE] [--scenario NAME|FILE] [--hops N] [--fix-finish-before-retrieve] [--abi GEN[,GEN...]] [--read-abi GEN] [--fdt ADDR --boot N] [--keep-handover] [--ram SIZE@ADDR,...] | sim --list", stderr)
 	im := addImageFlags(fs, "file standing in for physical memory (created if missing)", "16M", "region size (page aligned)")
 	name := fs.String("scenario", "default", "built-in scenario name or scenario file")
 	hops := fs.Int("hops", 2, "kexec hops to simulate (boots = hops + 1)")
@@ -21,6 +21,7 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 	damage := fs.String("corrupt", "", "damage the handover that boot N writes, KIND[@N] (N defaults to 1); --corrupt list shows the kinds")
 	abiFlag := fs.String("abi", "7.0", "handover generation each boot writes and reads: 7.0, luo-v2 or 7.2; a comma-separated list gives boot n entry (n-1) mod len")
 	keep := fs.Bool("keep-handover", false, "the last boot also hands over, as if it kexec'd into a boot that never runs: the image ends with a complete handover (its kho_sim.fdt= is printed) for inspect --image or other tools")
+	ramFlag := fs.String("ram", "", "the simulated kernels' RAM besides the region, SIZE@ADDR[,SIZE@ADDR...] (a guest's usable e820 ranges): a handover pointer out of the region then lands in RAM, whose content decides, or beyond it, where the kernel faults; unset, both are \"memory the handover does not hold\"")
 	readABIFlag := fs.String("read-abi", "", "generation every incoming side expects instead of its own (a hop between kernel generations)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -55,6 +56,10 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 			return usageError{fmt.Sprintf("--read-abi: %v", err)}
 		}
 	}
+	ram, err := parseRanges("--ram", *ramFlag)
+	if err != nil {
+		return err
+	}
 	rg, err := regionFlags(*im.base, *im.size)
 	if err != nil {
 		return err
@@ -81,7 +86,7 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		cfg := sim.Config{Region: region, Scenario: sc, In: in, Boots: boots, Fix: *fix, Out: stdout,
-			ABI: abis[(in.Boot-1)%len(abis)], ReadABI: readABI, KeepHandover: *keep}
+			ABI: abis[(in.Boot-1)%len(abis)], ReadABI: readABI, KeepHandover: *keep, RAM: ram}
 		if dmg.kind != "" && dmg.boot == in.Boot {
 			cfg.Damage = dmg.apply
 		}

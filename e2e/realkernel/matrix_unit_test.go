@@ -79,6 +79,8 @@ func TestPredict(t *testing.T) {
 		{"misused later", ktap("    not ok 3 LUO blob", "    # FLB header pgcnt 0, want 1; the 7.2 kernel reads past the FLB page"),
 			verdict{class: accepts, number: "1", detail: "FLB header pgcnt 0, want 1; the 7.2 kernel reads past the FLB page"}},
 		{"no finding", ktap("    ok 1 KHO root FDT", "ok 2 boot-2 hop 1"), verdict{class: accepts, number: "1", detail: "no finding"}},
+		{"outside", ktap("    not ok 1 KHO root FDT", "    # radix bitmap 0x1204b000: outside the region (the 7.2 kernel follows it unchecked in kho_mem_retrieve into memory the handover does not hold, and what lies there decides)"),
+			verdict{class: undetermined, detail: "radix bitmap 0x1204b000: outside the region (the 7.2 kernel follows it unchecked in kho_mem_retrieve into memory the handover does not hold, and what lies there decides)"}},
 	} {
 		got := predict(tt.ktap)
 		if !got.applies || got.verdict != tt.want || !strings.HasPrefix(got.damaged, "root-magic: ") {
@@ -87,5 +89,42 @@ func TestPredict(t *testing.T) {
 	}
 	if p := predict("    not ok 11 image damaged as asked\n    # corrupt luo-magic: kind does not apply to this image"); p.applies {
 		t.Errorf("a kind that does not apply: %+v", p)
+	}
+}
+
+// usableRAM turns the 7.2 kernel's e820 lines into kho-sim sim's --ram
+// form; the stock kernel's lines before the 7.x banner do not count.
+func TestUsableRAM(t *testing.T) {
+	lines := []string{
+		"[    0.000000] BIOS-e820: [mem 0x0000000000000000-0x00000000000fffff] usable",
+		"[    0.000000] Linux version 7.2.13 (root@host)",
+		"[    0.000000] BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable",
+		"[    0.000000] BIOS-e820: [mem 0x000000000009fc00-0x000000000009ffff] reserved",
+		"[    0.000000] BIOS-e820: [mem 0x0000000000100000-0x000000001ffdffff] usable",
+	}
+	if got := usableRAM(lines); got != matrixRAM {
+		t.Errorf("usableRAM = %q, want %q", got, matrixRAM)
+	}
+	if got := usableRAM(lines[:1]); got != "" {
+		t.Errorf("without a 7.x banner: %q, want \"\"", got)
+	}
+}
+
+// The table counts agreement among definite predictions only, marks an
+// undetermined one "-" and lists what the kernel did in it.
+func TestMatrixTableCounts(t *testing.T) {
+	cases := []*matrixCase{
+		{kind: "root-magic", pred: prediction{applies: true, verdict: verdict{class: noHandover}}, observed: verdict{class: noHandover}},
+		{kind: "bitflip:1", pred: prediction{applies: true, verdict: verdict{class: accepts, number: "1"}}, observed: verdict{class: panics}},
+		{kind: "bitflip:27", pred: prediction{applies: true, verdict: verdict{class: undetermined}}, observed: verdict{class: accepts, number: "1"}},
+	}
+	table, agreed, definite := matrixTable(cases, "7.2.13", 0)
+	if agreed != 1 || definite != 2 {
+		t.Errorf("agreed %d of %d, want 1 of 2", agreed, definite)
+	}
+	for _, want := range []string{"agreement: 1 of 2 with a definite prediction; 1 decided outside the handover (observed: bitflip:27 accepts)", "decided outside"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q:\n%s", want, table)
+		}
 	}
 }

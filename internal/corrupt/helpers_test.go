@@ -9,6 +9,7 @@ import (
 
 	"github.com/kho-sim/kho-sim/internal/scenario"
 	"github.com/kho-sim/kho-sim/internal/sim"
+	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/ktap"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
@@ -74,9 +75,14 @@ func (h *handover) nextBoot(t testing.TB, mem []byte) (ok bool, ktap string, err
 			err = fmt.Errorf("next boot panicked: %v\n%s", p, debug.Stack())
 		}
 	}()
-	o := sim.Run(sim.Config{Region: region(t, mem), Scenario: h.sc, ABI: h.abi, In: h.next, Boots: 2, Out: &out})
+	o := sim.Run(sim.Config{Region: region(t, mem), Scenario: h.sc, ABI: h.abi, In: h.next, Boots: 2, Out: &out, RAM: testRAM()})
 	return o.OK, out.String(), nil
 }
+
+// testRAM is the next kernel's RAM in these tests: the region and the
+// 4 GiB below it, and as much above, so that a pointer out of the region
+// may land in RAM or, with a high bit flipped, beyond it.
+func testRAM() kho.NextRAM { return kho.NextRAM{{Start: 0, Size: 2 * testBase}} }
 
 // validKTAP checks the whole run, first boot and next, is valid KTAP and
 // returns the problems found ("" for none).

@@ -67,6 +67,17 @@ func TestPredictionsFoundOnTheRealKernel(t *testing.T) {
 		{"flbs_pa beyond RAM", Flip{Target: find(RoleLUO), Offset: 0x1f, Bit: 0}, "at the first FLB retrieve"},
 		// A radix table pointer 2 KiB off its page.
 		{"radix pointer unaligned", Flip{Target: Target{RoleRadix, treePA, physmem.PageSize}, Offset: first + 1, Bit: 3}, kho.RadixPointerAction},
+		// A radix table pointer 16 MiB up, past the region into RAM: the
+		// kernel reads what lies there (bitflip:27 found zeros and took the
+		// handover, bitflip:19 found the interrupt vectors and reset).
+		{"radix pointer into RAM outside the region", Flip{Target: Target{RoleRadix, treePA, physmem.PageSize}, Offset: first + 3, Bit: 0}, kho.RadixOutsideAction},
+		// 8 GiB up: beyond RAM (bitflip:3 reset before the console).
+		{"radix pointer beyond RAM", Flip{Target: Target{RoleRadix, treePA, physmem.PageSize}, Offset: first + 4, Bit: 1}, "beyond the next kernel's RAM (" + kho.RadixPointerAction},
+		// flbs_pa 2 MiB up onto a page of the region the handover does not
+		// preserve (bitflip:49): taken in two runs, a panic in one.
+		{"flbs_pa onto an unpreserved page", Flip{Target: find(RoleLUO), Offset: 0x1a, Bit: 5}, "the handover does not hold"},
+		// sessions_pa 32 MiB up, past the region into RAM.
+		{"sessions_pa into RAM outside the region", Flip{Target: find(RoleLUO), Offset: 0x13, Bit: 1}, "the handover does not hold"},
 	} {
 		mem := h.clone()
 		if _, err := FlipBit(region(t, mem), tt.flip); err != nil {

@@ -116,7 +116,11 @@ func (b *boot) begin() {
 func (b *boot) incoming() bool {
 	t0 := time.Now()
 	defer func() { b.phases.Add("handover read", time.Since(t0)) }()
-	in, err := kho.ReadIncoming(b.cfg.Region, b.cfg.In.RootPA)
+	var mem kho.Memory = b.cfg.Region
+	if b.cfg.RAM != nil {
+		mem = kho.WithNextRAM(mem, b.cfg.RAM)
+	}
+	in, err := kho.ReadIncoming(mem, b.cfg.In.RootPA)
 	err = luo.ExplainRootDamage(err, b.readABI())
 	if !b.result(err == nil, "KHO root FDT and preserved-memory map are valid", err) {
 		return false

@@ -8,6 +8,7 @@ import (
 	"github.com/kho-sim/kho-sim/internal/check"
 	"github.com/kho-sim/kho-sim/internal/scenario"
 	"github.com/kho-sim/kho-sim/internal/timing"
+	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
@@ -60,6 +61,12 @@ type Config struct {
 	// into a boot that never runs, so the image ends holding a complete
 	// handover for other tools to read.
 	KeepHandover bool
+	// RAM, when set, is the RAM of this boot's kernel (the ranges its
+	// phys_to_virt reaches) besides the region: a pointer of the incoming
+	// handover out of the region then lands in RAM, where what lies there
+	// decides, or beyond it, where the kernel faults. Unset, kho-sim cannot
+	// tell the two apart and says that memory outside the handover decides.
+	RAM kho.NextRAM
 }
 
 // Outcome is how a boot ended.

@@ -164,6 +164,10 @@ const (
 	// LosesLUOState: luo_early_startup finds no "LUO" child
 	// (kho_retrieve_subtree: ENOENT) and boots as if none was handed over.
 	LosesLUOState
+	// DecidedOutside: the kernel reads the structure at boot from memory
+	// the handover does not hold (RAM it does not preserve, or outside
+	// it), so what lies there then decides; kho-sim cannot know it.
+	DecidedOutside
 )
 
 // predicate is the action's wording after the kernel's name.
@@ -201,6 +205,8 @@ func (a Action) predicate() string {
 		return "reads its count at the first FLB retrieve (at boot with CONFIG_LIVEUPDATE_TEST): outside RAM the oops kills init and it panics"
 	case LosesLUOState:
 		return "finds no LUO child (kho_retrieve_subtree: ENOENT) and boots with no LUO state"
+	case DecidedOutside:
+		return "reads it at boot from memory the handover does not hold, and what lies there then decides (beyond RAM the oops kills init and it panics)"
 	case TakesOversizedBlob:
 		return "takes the blob anyway (luo_early_startup checks only blob-size >= 32) and reads its first 32 bytes"
 	}

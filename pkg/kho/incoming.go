@@ -414,6 +414,17 @@ func (in *Incoming) Map(pa, size uint64) ([]byte, error) {
 // Bytes is Map: an Incoming is a PhysReader of preserved memory only.
 func (in *Incoming) Bytes(pa, n uint64) ([]byte, error) { return in.Map(pa, n) }
 
+// Outside says where a read of [pa, pa+n) that the memory map does not
+// preserve lands in the next kernel: in RAM when it lies in the handover's
+// range (the next kernel has the region as RAM, free to reuse what is not
+// preserved), else as Outside of the memory says.
+func (in *Incoming) Outside(pa, n uint64) OutsideRead {
+	if contains(in.mem, pa, n) {
+		return OutsideInRAM
+	}
+	return Outside(in.mem, pa, n)
+}
+
 // BlockAt reports the order of the preserved block that starts at pa, as
 // kho_restore_folio takes it from the memory map, and false when no block
 // starts there.

@@ -127,3 +127,56 @@ func (s *PageStore) Bytes(pa, n uint64) ([]byte, error) {
 	}
 	return out, nil
 }
+
+// NextRAM is the next kernel's RAM: the physical ranges its direct map
+// (phys_to_virt) reaches. A Memory holds only the handover; a pointer the
+// kernel follows outside it lands either in RAM, where whatever lies there
+// decides what the kernel does, or beyond, where it faults.
+type NextRAM []physmem.Range
+
+// Holds reports whether [pa, pa+n) lies wholly in RAM.
+func (ram NextRAM) Holds(pa, n uint64) bool {
+	for _, r := range ram {
+		if r.Contains(physmem.Range{Start: pa, Size: n}) {
+			return true
+		}
+	}
+	return false
+}
+
+// ramMemory is a Memory that knows the next kernel's RAM.
+type ramMemory struct {
+	Memory
+	ram NextRAM
+}
+
+// WithNextRAM returns mem, knowing that ram is the next kernel's RAM (the
+// handover's own range counts as RAM too).
+func WithNextRAM(mem Memory, ram NextRAM) Memory {
+	return ramMemory{mem, append(slices.Clone(ram), mem.Range())}
+}
+
+// OutsideRead is what a kernel meets reading memory outside the handover.
+type OutsideRead int
+
+const (
+	// OutsideUnknown: the next kernel's RAM is not known.
+	OutsideUnknown OutsideRead = iota
+	// OutsideInRAM: RAM the handover does not hold; its content decides.
+	OutsideInRAM
+	// OutsideBeyondRAM: no RAM; the kernel's read faults.
+	OutsideBeyondRAM
+)
+
+// Outside says where a read of [pa, pa+n) outside mem lands, when mem
+// knows the next kernel's RAM (WithNextRAM).
+func Outside(mem Memory, pa, n uint64) OutsideRead {
+	m, ok := mem.(ramMemory)
+	switch {
+	case !ok:
+		return OutsideUnknown
+	case m.ram.Holds(pa, n):
+		return OutsideInRAM
+	}
+	return OutsideBeyondRAM
+}

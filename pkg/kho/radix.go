@@ -132,13 +132,20 @@ type radixWalker struct {
 
 // RadixPointerAction is what the 7.2 kernel does with a radix-tree pointer
 // it cannot use: kho_mem_retrieve follows every table entry with
-// phys_to_virt unchecked, in early boot. Observed: a pointer that is not
-// page aligned or lies beyond RAM faults before the console is up and the
-// machine resets; one to RAM outside the region reads whatever is there.
+// phys_to_virt unchecked, in early boot. Observed: a pointer beyond RAM,
+// or one 2 KiB off its page inside the handover, faults before the console
+// is up and the machine resets.
 const RadixPointerAction = "the 7.2 kernel follows it unchecked in kho_mem_retrieve and faults before its console comes up"
 
+// RadixOutsideAction is what it does with a pointer to memory outside the
+// handover that may be RAM: it reads whatever lies there as a table or
+// bitmap. Observed: zeros there and it takes the handover (bitflip:27,
+// :40); pointers there and it follows them, beyond RAM into a fault
+// (bitflip:19, the real-mode interrupt vectors at 0x300).
+const RadixOutsideAction = "the 7.2 kernel follows it unchecked in kho_mem_retrieve into memory the handover does not hold, and what lies there decides: zeros it skips, anything else it follows, beyond RAM into a fault before its console"
+
 func (w *radixWalker) page(pa uint64, what string) ([]byte, error) {
-	if pa%physmem.PageSize != 0 {
+	if pa%physmem.PageSize != 0 && contains(w.r, pa, physmem.PageSize) {
 		return nil, fmt.Errorf("radix %s %#x is not page aligned (%s)", what, pa, RadixPointerAction)
 	}
 	if w.seen[pa] {
@@ -149,14 +156,28 @@ func (w *radixWalker) page(pa uint64, what string) ([]byte, error) {
 	}
 	w.seen[pa] = true
 	w.nodes = append(w.nodes, pa)
-	mem, err := w.r.Bytes(pa, physmem.PageSize)
-	if err == nil && len(mem) != physmem.PageSize {
-		err = fmt.Errorf("read %d bytes: %w", len(mem), ErrUnavailable)
+	var mem []byte
+	err := fmt.Errorf("outside the region %#x-%#x: %w", w.r.Range().Start, w.r.Range().End()-1, ErrUnavailable)
+	if contains(w.r, pa, physmem.PageSize) {
+		mem, err = w.r.Bytes(pa, physmem.PageSize)
+		if err == nil && len(mem) != physmem.PageSize {
+			err = fmt.Errorf("read %d bytes: %w", len(mem), ErrUnavailable)
+		}
+		if err != nil {
+			// Inside the handover's range but not held (a dump without
+			// the page): the content is unknown.
+			return nil, fmt.Errorf("radix %s %#x: %w (%s)", what, pa, err, RadixOutsideAction)
+		}
+		return mem, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("radix %s %#x: %w (%s)", what, pa, err, RadixPointerAction)
+	if Outside(w.r, pa, physmem.PageSize) == OutsideBeyondRAM {
+		return nil, fmt.Errorf("radix %s %#x: %w, beyond the next kernel's RAM (%s)", what, pa, err, RadixPointerAction)
 	}
-	return mem, nil
+	unaligned := ""
+	if pa%physmem.PageSize != 0 {
+		unaligned = ", not page aligned"
+	}
+	return nil, fmt.Errorf("radix %s %#x: %w%s (%s)", what, pa, err, unaligned, RadixOutsideAction)
 }
 
 // node walks a table at level (RadixLevels..1) whose keys start with start.

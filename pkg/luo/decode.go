@@ -409,13 +409,24 @@ func (d *decoder) claim(what string, pa, size uint64) string {
 	return ""
 }
 
+// bootRead is what the 7.2 kernel does with a structure it reads at boot
+// that the handover does not hold: beyond the next kernel's RAM its read
+// oopses (beyond); in RAM, or where kho-sim does not know the RAM, what
+// lies there then decides.
+func (d *decoder) bootRead(pa, size uint64, beyond kernel.Action) kernel.Action {
+	if d.in.Outside(pa, size) == kho.OutsideBeyondRAM {
+		return beyond
+	}
+	return kernel.DecidedOutside
+}
+
 // flbAt maps and decodes the FLB page, the same in every generation.
 func (d *decoder) flbAt(pa uint64) {
 	page, err := d.in.Map(pa, FLBPageSize)
 	if err != nil {
 		act := kernel.UsesBadAddress
-		if d.h.Generation == kernel.V72 && errors.Is(err, physmem.ErrOutOfRegion) {
-			act = kernel.OopsesFLBAtRetrieve
+		if d.h.Generation == kernel.V72 {
+			act = d.bootRead(pa, FLBPageSize, kernel.OopsesFLBAtRetrieve)
 		}
 		d.find(WhereFLB, act, "FLB page %#x: %v", pa, err)
 		return
@@ -630,8 +641,8 @@ func (d *decoder) chain(what string, head uint64, entrySize int, refused kernel.
 		blk, err := d.in.Map(pa, BlockSize)
 		if err != nil {
 			act := kernel.UsesBadAddress
-			if what == "session" && errors.Is(err, physmem.ErrOutOfRegion) {
-				act = kernel.OopsesSessionsAtBoot
+			if what == "session" {
+				act = d.bootRead(pa, BlockSize, kernel.OopsesSessionsAtBoot)
 			}
 			d.find(WhereSessions, act, "%s block %#x: %v", what, pa, err)
 			return nil, errStop
