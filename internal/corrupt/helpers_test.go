@@ -9,8 +9,8 @@ import (
 
 	"github.com/kho-sim/kho-sim/internal/scenario"
 	"github.com/kho-sim/kho-sim/internal/sim"
-	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/kernel"
+	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/ktap"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )

@@ -12,8 +12,8 @@ import (
 	"github.com/kho-sim/kho-sim/internal/scenario"
 	"github.com/kho-sim/kho-sim/internal/timing"
 	"github.com/kho-sim/kho-sim/pkg/kernel"
-	"github.com/kho-sim/kho-sim/pkg/luo"
 	"github.com/kho-sim/kho-sim/pkg/ktap"
+	"github.com/kho-sim/kho-sim/pkg/luo"
 	"github.com/kho-sim/kho-sim/pkg/meta"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
