@@ -44,7 +44,8 @@ const (
 )
 
 // e820RE is a usable range the 7.2 kernel's console lists.
-var e820RE = regexp.MustCompile(`BIOS-e820: \[mem (0x[0-9a-f]+)-(0x[0-9a-f]+)\] usable`)
+// 7.x prints "System RAM" where 6.1 printed "usable".
+var e820RE = regexp.MustCompile(`BIOS-e820: \[mem (0x[0-9a-f]+)-(0x[0-9a-f]+)\] +(?:usable|System RAM)$`)
 
 // outcome is what a kernel does with a handover at boot: the one
 // vocabulary of kho-sim's prediction and of the real kernel's console.
@@ -432,7 +433,8 @@ func (h *harness) bootCase(c *matrixCase, stock, cpio, outDir string) {
 }
 
 // usableRAM is the 7.x kernel's usable e820 ranges in --ram form, "" when
-// its console shows none (it reset before printing them).
+// it printed no banner (it reset before its console), "none" when it
+// printed the banner but no range (setup_arch prints them right after).
 func usableRAM(lines []string) string {
 	start := slices.IndexFunc(lines, func(l string) bool { return strings.Contains(l, khoBanner) })
 	if start < 0 {
@@ -446,6 +448,9 @@ func usableRAM(lines []string) string {
 			fmt.Sscanf(m[2], "0x%x", &end)
 			ranges = append(ranges, fmt.Sprintf("%#x@%#x", end+1-start, start))
 		}
+	}
+	if len(ranges) == 0 {
+		return "none"
 	}
 	return strings.Join(ranges, ",")
 }

@@ -98,15 +98,20 @@ func TestUsableRAM(t *testing.T) {
 	lines := []string{
 		"[    0.000000] BIOS-e820: [mem 0x0000000000000000-0x00000000000fffff] usable",
 		"[    0.000000] Linux version 7.2.13 (root@host)",
-		"[    0.000000] BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable",
-		"[    0.000000] BIOS-e820: [mem 0x000000000009fc00-0x000000000009ffff] reserved",
-		"[    0.000000] BIOS-e820: [mem 0x0000000000100000-0x000000001ffdffff] usable",
+		"[    0.000000] BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff]  System RAM",
+		"[    0.000000] BIOS-e820: [mem 0x000000000009fc00-0x000000000009ffff]  device reserved",
+		"[    0.000000] BIOS-e820: [gap 0x00000000000a0000-0x00000000000effff]",
+		"[    0.000000] BIOS-e820: [mem 0x0000000000100000-0x000000001ffdffff]  System RAM",
+		"[    0.000000] BIOS-e820: [mem 0x000000001ffe0000-0x000000001fffffff]  device reserved",
 	}
 	if got := usableRAM(lines); got != matrixRAM {
 		t.Errorf("usableRAM = %q, want %q", got, matrixRAM)
 	}
 	if got := usableRAM(lines[:1]); got != "" {
 		t.Errorf("without a 7.x banner: %q, want \"\"", got)
+	}
+	if got := usableRAM(lines[:2]); got != "none" {
+		t.Errorf("a banner and no range: %q, want \"none\"", got)
 	}
 }
 
