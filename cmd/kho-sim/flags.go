@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/kho-sim/kho-sim/internal/cmdline"
-	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
@@ -70,11 +69,11 @@ func parseCount(what, v string, lo, hi int) (int, error) {
 
 // parseRanges reads a comma-separated list of SIZE@ADDR ranges; "" is
 // none.
-func parseRanges(what, v string) (kho.NextRAM, error) {
+func parseRanges(what, v string) ([]physmem.Range, error) {
 	if v == "" {
 		return nil, nil
 	}
-	var out kho.NextRAM
+	var out []physmem.Range
 	for _, f := range strings.Split(v, ",") {
 		r, err := physmem.ParseRegion(strings.TrimSpace(f))
 		if err != nil {

@@ -95,3 +95,35 @@ func TestChooseABI(t *testing.T) {
 		t.Fatalf("resolve: ABI %q, %v; want 7.2 for boot 2", c.ABI, err)
 	}
 }
+
+// sim --ram: a radix pointer out of the region lands in RAM (its content
+// decides) or beyond it (the kernel faults); without --ram kho-sim cannot
+// tell, and says what lies there decides. Bad ranges are usage errors.
+func TestSimRAM(t *testing.T) {
+	const beyond = "beyond the next kernel's RAM"
+	const outside = "the handover does not hold"
+	for _, tt := range []struct {
+		name string
+		ram  []string
+		want string
+	}{
+		{"no RAM map", nil, outside},
+		{"RAM up to 512 MiB", []string{"--ram", "0x9fc00@0x0,0x1fee0000@0x100000"}, beyond},
+		{"RAM up to 4 GiB", []string{"--ram", "4G@0"}, outside},
+	} {
+		img := filepath.Join(t.TempDir(), "mem")
+		// bitflip:3 moves a radix table pointer to 0x50045000.
+		args := append([]string{"sim", "--image", img, "--abi", "7.2", "--hops", "1", "--corrupt", "bitflip:3"}, tt.ram...)
+		code, out, errs := run(args...)
+		if code != 1 || !strings.Contains(out, "radix level 2 table 0x50045000") || !strings.Contains(out, tt.want) {
+			t.Errorf("%s: exit %d, want 1 and %q:\n%s%s", tt.name, code, tt.want, out, errs)
+		}
+	}
+	img := filepath.Join(t.TempDir(), "mem")
+	for _, bad := range []string{"512M", "0x1000@0x1000,", "zero@0"} {
+		code, _, errs := run("sim", "--image", img, "--ram", bad)
+		if code != 2 || !strings.Contains(errs, "--ram") {
+			t.Errorf("--ram %q: exit %d, stderr %q", bad, code, errs)
+		}
+	}
+}

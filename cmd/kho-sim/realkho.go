@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/kho-sim/kho-sim/internal/sim"
@@ -46,18 +45,7 @@ func (r *realKHOFlags) scratchAreas(cmdline string) ([]physmem.Range, error) {
 	if v == "" {
 		v, from = cmdlineParams(cmdline)[paramScratch], paramScratch
 	}
-	if v == "" {
-		return nil, nil
-	}
-	var out []physmem.Range
-	for _, s := range strings.Split(v, ",") {
-		rg, err := physmem.ParseRegion(strings.TrimSpace(s))
-		if err != nil {
-			return nil, usageError{fmt.Sprintf("%s: %v", from, err)}
-		}
-		out = append(out, rg)
-	}
-	return out, nil
+	return parseRanges(from, v)
 }
 
 // realKHOCmdline is the KHO kernel's command line: KHO and LUO on, no

@@ -6,6 +6,7 @@ import (
 
 	"github.com/kho-sim/kho-sim/internal/sim"
 	"github.com/kho-sim/kho-sim/pkg/kernel"
+	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
@@ -86,7 +87,7 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		cfg := sim.Config{Region: region, Scenario: sc, In: in, Boots: boots, Fix: *fix, Out: stdout,
-			ABI: abis[(in.Boot-1)%len(abis)], ReadABI: readABI, KeepHandover: *keep, RAM: ram}
+			ABI: abis[(in.Boot-1)%len(abis)], ReadABI: readABI, KeepHandover: *keep, RAM: kho.NextRAM(ram)}
 		if dmg.kind != "" && dmg.boot == in.Boot {
 			cfg.Damage = dmg.apply
 		}
