@@ -265,13 +265,11 @@ func (e preflightEnv) checkReserved(rg *physmem.Range) preflightCheck {
 		c.skip, c.consequence = "not checked: no usable region (see above)", true
 		return c
 	}
-	f, err := os.Open(e.path("/proc/iomem"))
-	if err != nil {
+	entries, err := physmem.ReadIOMem(e.path("/proc/iomem"))
+	if errors.Is(err, fs.ErrNotExist) {
 		c.skip = fmt.Sprintf("cannot read the memory map: %v: mount /proc", err)
 		return c
 	}
-	defer f.Close()
-	entries, err := physmem.ParseIOMem(f)
 	if err == nil {
 		err = physmem.CheckReserved(entries, *rg)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/kho-sim/kho-sim/internal/timing"
 	"github.com/kho-sim/kho-sim/pkg/kernel"
 	"github.com/kho-sim/kho-sim/pkg/kexec"
+	"github.com/kho-sim/kho-sim/pkg/kho"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
@@ -140,6 +141,13 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	cfg.Config.DryRun = f.dryRun
 	if cfg.damage.kind != "" && cfg.damage.boot == cfg.In.Boot {
 		cfg.Config.Damage = cfg.damage.apply
+	}
+	// This kernel reads the incoming handover: its RAM tells a pointer out
+	// of the region into RAM from one beyond it.
+	if entries, err := physmem.ReadIOMem("/proc/iomem"); err == nil {
+		if ram, err := physmem.SystemRAM(entries); err == nil {
+			cfg.Config.RAM = kho.NextRAM(ram)
+		}
 	}
 	cfg.Config.TSCHz = timing.CalibrateTSC(2 * time.Millisecond)
 	out := sim.Run(cfg.Config)

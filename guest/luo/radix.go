@@ -58,12 +58,11 @@ func findOutgoingRoot() (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("no %s, and no outgoing LUO blob to find the root by: %w", outgoingFDT, err)
 	}
-	f, err := os.Open("/proc/iomem")
+	entries, err := physmem.ReadIOMem("/proc/iomem")
 	if err != nil {
 		return 0, err
 	}
-	entries, err := physmem.ParseIOMem(f)
-	f.Close()
+	ram, err := physmem.SystemRAM(entries)
 	if err != nil {
 		return 0, err
 	}
@@ -75,10 +74,7 @@ func findOutgoingRoot() (uint64, error) {
 	var found []uint64
 	var mapPA uint64
 	chunk := make([]byte, maxDevMemRead)
-	for _, e := range entries {
-		if e.Depth != 0 || e.Name != "System RAM" {
-			continue
-		}
+	for _, e := range ram {
 		for pa := e.Start; pa < e.End(); pa += uint64(len(chunk)) {
 			n, _ := mem.f.ReadAt(chunk[:min(uint64(len(chunk)), e.End()-pa)], int64(pa))
 			for off := 0; off+physmem.PageSize <= n; off += physmem.PageSize {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 )
@@ -79,6 +80,36 @@ func iomemHidden(entries []IOMemEntry) bool {
 		}
 	}
 	return len(entries) > 0
+}
+
+// ReadIOMem parses the memory map at path (normally /proc/iomem).
+func ReadIOMem(path string) ([]IOMemEntry, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	entries, err := ParseIOMem(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return entries, nil
+}
+
+// SystemRAM lists the top-level "System RAM" ranges: the RAM the running
+// kernel maps. It is an error when the addresses are hidden (read without
+// CAP_SYS_ADMIN).
+func SystemRAM(entries []IOMemEntry) ([]Range, error) {
+	if iomemHidden(entries) {
+		return nil, ErrIOMemHidden
+	}
+	var ram []Range
+	for _, e := range entries {
+		if e.Depth == 0 && e.Name == "System RAM" {
+			ram = append(ram, e.Range)
+		}
+	}
+	return ram, nil
 }
 
 // CheckReserved checks that want lies wholly inside one top-level "Reserved"

@@ -176,3 +176,28 @@ func FuzzParseIOMem(f *testing.F) {
 		_ = CheckReserved(entries, Range{0x10000000, 16 << 20})
 	})
 }
+
+// SystemRAM lists the top-level System RAM of QEMU's 1 GiB guest, around
+// the memmap= region; ReadIOMem names the file in its errors.
+func TestSystemRAM(t *testing.T) {
+	ram, err := SystemRAM(qemuIOMem(t))
+	want := []Range{{0x1000, 0x9fc00 - 0x1000}, {0x100000, 0x10000000 - 0x100000}, {0x11000000, 0x3ffe0000 - 0x11000000}}
+	if err != nil || len(ram) != len(want) {
+		t.Fatalf("SystemRAM = %v, %v; want %v", ram, err, want)
+	}
+	for i := range want {
+		if ram[i] != want[i] {
+			t.Errorf("range %d = %v, want %v", i, ram[i], want[i])
+		}
+	}
+	if _, err := SystemRAM([]IOMemEntry{{Range{0, 1}, "System RAM", 0}}); !errors.Is(err, ErrIOMemHidden) {
+		t.Errorf("SystemRAM(zeros) = %v, want ErrIOMemHidden", err)
+	}
+	bad := filepath.Join(t.TempDir(), "iomem")
+	if err := os.WriteFile(bad, []byte("not a memory map\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadIOMem(bad); err == nil || !strings.Contains(err.Error(), bad) {
+		t.Errorf("ReadIOMem(bad) = %v, want an error naming the file", err)
+	}
+}
