@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"os"
@@ -64,9 +65,12 @@ func runConsumer(f runFlags, cfg runConfig, stdout io.Writer) error {
 			fmt.Fprintf(stdout, "%sconsole log level: %v\n", realconsumer.Prefix, e)
 		}
 	}
-	dev, err := liveupdate.Open()
+	dev, err := liveupdate.OpenPath(cmp.Or(f.liveupdate, liveupdate.Device))
 	if err != nil {
-		return err
+		// A kernel without KHO and LUO ignores SETUP_KEXEC_KHO and boots
+		// without the handover: this boot must say so and fail, not pass.
+		fmt.Fprintf(stdout, "%sFAILED: %v: this kernel did not take kho-sim's handover (a kernel without KHO and LUO ignores SETUP_KEXEC_KHO and boots as if none was given)\n", realconsumer.Prefix, err)
+		return endConsumer(f, cfg, false)
 	}
 	r := realconsumer.Run(devSessions{dev}, files, stdout)
 	dev.Close()
@@ -83,11 +87,17 @@ func runConsumer(f runFlags, cfg runConfig, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "%sFAILED: %s=%q: %v\n", realconsumer.Prefix, paramThen, cfg.then, err)
 		r.Problems = append(r.Problems, err.Error())
 	}
+	return endConsumer(f, cfg, r.OK())
+}
+
+// endConsumer ends the consumer boot as a last boot ends: powered off
+// where kho-sim owns the machine, else with its status.
+func endConsumer(f runFlags, cfg runConfig, ok bool) error {
 	if !f.stay && !cfg.stay && ownsMachine() {
 		drainConsole()
 		return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 	}
-	if !r.OK() {
+	if !ok {
 		return errFailed
 	}
 	return nil

@@ -60,6 +60,9 @@ type runFlags struct {
 	hops                                      int
 	fix, stay, dryRun, allowKexec             bool
 	realKHO                                   realKHOFlags
+	// liveupdate is LUO's device for a consumer boot ("": the real one);
+	// tests point it elsewhere.
+	liveupdate string
 }
 
 func runRun(args []string, stdout, stderr io.Writer) error {

@@ -1,6 +1,10 @@
 package main
 
 import (
+	"bytes"
+	"errors"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/kho-sim/kho-sim/pkg/kexec"
@@ -48,5 +52,23 @@ func TestThen(t *testing.T) {
 	}
 	if err := handOver([]string{"/nonexistent/kho-sim-successor", "boot"}); err == nil {
 		t.Fatal("handOver of a missing program succeeded")
+	}
+}
+
+// A kernel without KHO and LUO boots without the handover: the consumer
+// boot after it finds no /dev/liveupdate and must fail, saying so.
+func TestConsumerWithoutLiveupdate(t *testing.T) {
+	line := "kho_sim.consumer=1 kho_sim.boot=2 kho_sim.hops=1 kho_sim.scenario=real-consumer kho_sim.abi=7.2 kho_sim.region=16M@0x10000000"
+	f := runFlags{hops: -1, stay: true, liveupdate: filepath.Join(t.TempDir(), "liveupdate")}
+	cfg, err := f.resolve(cmdlineParams(line), line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := runConsumer(f, cfg, &out); !errors.Is(err, errFailed) {
+		t.Fatalf("runConsumer = %v, want errFailed", err)
+	}
+	if !strings.Contains(out.String(), "FAILED: open "+f.liveupdate+": no such file or directory: this kernel did not take kho-sim's handover") {
+		t.Errorf("output does not say the handover was not taken:\n%s", out.String())
 	}
 }

@@ -67,6 +67,10 @@ func TestKexecLoad(t *testing.T) {
 	// scenario's sessions, files and FLBs) and loads the KHO kernel.
 	khoSimCPIO := filepath.Join(h.tmp, "kho-sim.cpio")
 	h.run("initramfs/build.sh", "bash", filepath.Join(repo, "initramfs/build.sh"), khoSimCPIO, next)
+	// The same with the stock kernel next, which has no KHO: kho-sim's
+	// boot in it must say the handover was not taken, and fail.
+	khoSimStockCPIO := filepath.Join(h.tmp, "kho-sim-stock.cpio")
+	h.run("initramfs/build.sh (stock next kernel)", "bash", filepath.Join(repo, "initramfs/build.sh"), khoSimStockCPIO, stock)
 	outDir := filepath.Join(repo, "out")
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -87,6 +91,10 @@ func TestKexecLoad(t *testing.T) {
 		// The real kernel accepts kho-sim's full handover. kho-sim's next
 		// boot in it cannot map the region yet (its pages are RAM there).
 		{"kho-sim-run", khoSimCPIO, "", []string{"kho-sim: real KHO kernel loaded", khoFound, luoRetrieved}, []string{khoDisabled}},
+		// kho-sim's full handover to a kernel without KHO: it boots as if
+		// none was given, and kho-sim's boot there fails, saying so.
+		{"kho-sim-run-next-without-kho", khoSimStockCPIO, "", []string{"kho-sim: real KHO kernel loaded", "did not take kho-sim's handover"},
+			[]string{khoFound, luoRetrieved, "every byte as kho-sim wrote it"}},
 		// Scratch on the handover region: one line, before kho-sim writes
 		// anything, and no kexec.
 		{"kho-sim-scratch-on-region", khoSimCPIO, "", []string{"kho-sim run: --real-kho: kexec: scratch area 0 [0xc000000-0x13ffffff] overlaps the handover"},
@@ -99,7 +107,7 @@ func TestKexecLoad(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := &harness{t: t, required: h.required, repo: repo, tmp: h.tmp, logDir: h.tmp}
 			appendArgs := kexecAppend
-			if tt.initramfs == khoSimCPIO {
+			if tt.initramfs == khoSimCPIO || tt.initramfs == khoSimStockCPIO {
 				appendArgs += " kho_sim.hops=1 kho_sim.abi=7.2 kho_sim.real_kho=1"
 			}
 			if tt.name == "kho-sim-scratch-on-region" {
@@ -124,6 +132,9 @@ func TestKexecLoad(t *testing.T) {
 				if strings.Contains(all, a) {
 					t.Errorf("the serial log has %q", a)
 				}
+			}
+			if tt.initramfs == khoSimStockCPIO {
+				return
 			}
 			if tt.initramfs == khoSimCPIO {
 				if !t.Failed() {

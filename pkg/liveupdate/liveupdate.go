@@ -37,12 +37,12 @@ const (
 const Device = "/dev/liveupdate"
 
 // Open opens Device for the session ioctls.
-func Open() (*os.File, error) {
-	f, err := os.OpenFile(Device, os.O_RDWR, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", Device, err)
-	}
-	return f, nil
+func Open() (*os.File, error) { return OpenPath(Device) }
+
+// OpenPath opens LUO's device at path.
+func OpenPath(path string) (*os.File, error) {
+	// The *fs.PathError names the device.
+	return os.OpenFile(path, os.O_RDWR, 0)
 }
 
 // ioctl issues req on fd with arg as the argument structure, which the
