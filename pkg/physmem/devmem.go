@@ -44,14 +44,9 @@ func OpenDevMem(spec DevMemSpec) (*Region, error) {
 	if err := checkRegionRange(rg); err != nil {
 		return nil, err
 	}
-	f, err := os.Open(spec.IOMem)
+	entries, err := ReadIOMem(spec.IOMem)
 	if err != nil {
 		return nil, fmt.Errorf("physmem: read the memory map: %w", err)
-	}
-	entries, err := ParseIOMem(f)
-	f.Close()
-	if err != nil {
-		return nil, fmt.Errorf("physmem: %s: %w", spec.IOMem, err)
 	}
 	if err := CheckReserved(entries, rg); err != nil {
 		return nil, err
