@@ -67,10 +67,13 @@ func TestKexecLoad(t *testing.T) {
 	// scenario's sessions, files and FLBs) and loads the KHO kernel.
 	khoSimCPIO := filepath.Join(h.tmp, "kho-sim.cpio")
 	h.run("initramfs/build.sh", "bash", filepath.Join(repo, "initramfs/build.sh"), khoSimCPIO, next)
-	// The same with the stock kernel next, which has no KHO: kho-sim's
-	// boot in it must say the handover was not taken, and fail.
+	// The same with the stock kernel as /kernels/stock, picked by
+	// kho_sim.kernels=: it has no KHO, and kho-sim's boot in it must say
+	// the handover was not taken, and fail.
 	khoSimStockCPIO := filepath.Join(h.tmp, "kho-sim-stock.cpio")
-	h.run("initramfs/build.sh (stock next kernel)", "bash", filepath.Join(repo, "initramfs/build.sh"), khoSimStockCPIO, stock)
+	if err := addToInitramfs(khoSimCPIO, khoSimStockCPIO, map[string]string{"kernels/stock": stock}); err != nil {
+		t.Fatal(err)
+	}
 	outDir := filepath.Join(repo, "out")
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -109,6 +112,9 @@ func TestKexecLoad(t *testing.T) {
 			appendArgs := kexecAppend
 			if tt.initramfs == khoSimCPIO || tt.initramfs == khoSimStockCPIO {
 				appendArgs += " kho_sim.hops=1 kho_sim.abi=7.2 kho_sim.real_kho=1"
+			}
+			if tt.initramfs == khoSimStockCPIO {
+				appendArgs += " kho_sim.kernels=/kernels/stock"
 			}
 			if tt.name == "kho-sim-scratch-on-region" {
 				appendArgs += " kho_sim.scratch=128M@0xc000000"
