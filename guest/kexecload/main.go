@@ -183,11 +183,9 @@ func (g *guest) stage1(rg physmem.Range, damage corrupt.Kind) error {
 
 // stage2 reports where this kernel runs and what became of the region.
 func (g *guest) stage2(params map[string]string) error {
-	if f, err := os.Open("/proc/iomem"); err == nil {
-		entries, err := physmem.ParseIOMem(f)
-		f.Close()
+	if entries, err := physmem.ReadIOMem("/proc/iomem"); err == nil {
 		for _, e := range entries {
-			if err == nil && e.Name == "Kernel code" {
+			if e.Name == "Kernel code" {
 				g.Logf("kernel code at %v", e.Range)
 			}
 		}

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kho-sim/kho-sim/internal/readfile"
 	"github.com/kho-sim/kho-sim/pkg/ktap"
 )
 
@@ -170,14 +171,9 @@ func Check(kunitPy, log string) (Counts, error) {
 	if err != nil {
 		return got, err
 	}
-	f, err := os.Open(log)
+	rep, err := readfile.Parse(log, ktap.Parse)
 	if err != nil {
-		return got, err
-	}
-	defer f.Close()
-	rep, err := ktap.Parse(f)
-	if err != nil {
-		return got, fmt.Errorf("kunit: %s: %w", log, err)
+		return got, fmt.Errorf("kunit: %w", err)
 	}
 	if err := Compare(got, Expect(rep)); err != nil {
 		return got, fmt.Errorf("kunit: %s: %w\n%s", log, err, out)

@@ -99,14 +99,9 @@ func planFromMachine(opts KHOLoadOptions) (*khoPlan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kexec: firmware memory map: %w", err)
 	}
-	f, err := os.Open(iomemPath)
+	iomem, err := physmem.ReadIOMem(iomemPath)
 	if err != nil {
 		return nil, fmt.Errorf("kexec: %w", err)
-	}
-	iomem, err := physmem.ParseIOMem(f)
-	f.Close()
-	if err != nil {
-		return nil, fmt.Errorf("kexec: %s: %w", iomemPath, err)
 	}
 	bp, err := os.ReadFile(bootParamsPath)
 	if err != nil {

@@ -9,10 +9,10 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 
+	"github.com/kho-sim/kho-sim/internal/readfile"
 	"github.com/kho-sim/kho-sim/pkg/physmem"
 )
 
@@ -64,17 +64,7 @@ type Dump struct {
 
 // ReadDumpFile parses the console log at path with ParseDump; its errors
 // name the file.
-func ReadDumpFile(path string) (*Dump, error) {
-	log, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	d, err := ParseDump(bytes.NewReader(log))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return d, nil
-}
+func ReadDumpFile(path string) (*Dump, error) { return readfile.Parse(path, ParseDump) }
 
 // ParseDump reads a console log and collects its KHOSETUP and KHODUMP
 // lines, which may follow other text on their line (a console prefix).

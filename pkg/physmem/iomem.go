@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
+
+	"github.com/kho-sim/kho-sim/internal/readfile"
 )
 
 // IOMemEntry is one line of /proc/iomem.
@@ -83,18 +84,7 @@ func iomemHidden(entries []IOMemEntry) bool {
 }
 
 // ReadIOMem parses the memory map at path (normally /proc/iomem).
-func ReadIOMem(path string) ([]IOMemEntry, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	entries, err := ParseIOMem(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return entries, nil
-}
+func ReadIOMem(path string) ([]IOMemEntry, error) { return readfile.Parse(path, ParseIOMem) }
 
 // SystemRAM lists the top-level "System RAM" ranges: the RAM the running
 // kernel maps. It is an error when the addresses are hidden (read without

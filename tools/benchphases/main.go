@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kho-sim/kho-sim/internal/readfile"
 )
 
 func main() {
@@ -82,18 +84,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func readLog(path string) ([]Boot, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	boots, err := ParseLog(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return boots, nil
-}
+func readLog(path string) ([]Boot, error) { return readfile.Parse(path, ParseLog) }
 
 func parseWalls(list string) ([]time.Duration, error) {
 	var out []time.Duration
