@@ -145,7 +145,8 @@ const RadixPointerAction = "the 7.2 kernel follows it unchecked in kho_mem_retri
 const RadixOutsideAction = "the 7.2 kernel follows it unchecked in kho_mem_retrieve into memory the handover does not hold, and what lies there decides: zeros it skips, anything else it follows, beyond RAM into a fault before its console"
 
 func (w *radixWalker) page(pa uint64, what string) ([]byte, error) {
-	if pa%physmem.PageSize != 0 && contains(w.r, pa, physmem.PageSize) {
+	inside := contains(w.r, pa, physmem.PageSize)
+	if pa%physmem.PageSize != 0 && inside {
 		return nil, fmt.Errorf("radix %s %#x is not page aligned (%s)", what, pa, RadixPointerAction)
 	}
 	if w.seen[pa] {
@@ -156,10 +157,8 @@ func (w *radixWalker) page(pa uint64, what string) ([]byte, error) {
 	}
 	w.seen[pa] = true
 	w.nodes = append(w.nodes, pa)
-	var mem []byte
-	err := fmt.Errorf("outside the region %#x-%#x: %w", w.r.Range().Start, w.r.Range().End()-1, ErrUnavailable)
-	if contains(w.r, pa, physmem.PageSize) {
-		mem, err = w.r.Bytes(pa, physmem.PageSize)
+	if inside {
+		mem, err := w.r.Bytes(pa, physmem.PageSize)
 		if err == nil && len(mem) != physmem.PageSize {
 			err = fmt.Errorf("read %d bytes: %w", len(mem), ErrUnavailable)
 		}
@@ -170,6 +169,7 @@ func (w *radixWalker) page(pa uint64, what string) ([]byte, error) {
 		}
 		return mem, nil
 	}
+	err := fmt.Errorf("outside the region %#x-%#x: %w", w.r.Range().Start, w.r.Range().End()-1, ErrUnavailable)
 	if Outside(w.r, pa, physmem.PageSize) == OutsideBeyondRAM {
 		return nil, fmt.Errorf("radix %s %#x: %w, beyond the next kernel's RAM (%s)", what, pa, err, RadixPointerAction)
 	}
