@@ -121,12 +121,3 @@ func regionFlags(base, size string) (physmem.Range, error) {
 func cmdlineParams(line string) map[string]string {
 	return cmdline.Values(line)
 }
-
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
-}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"os"
@@ -186,7 +187,7 @@ type runConfig struct {
 // resolve merges flags and command line parameters; flags win.
 func (f runFlags) resolve(p map[string]string, cmdline string) (runConfig, error) {
 	var c runConfig
-	name := firstNonEmpty(f.scenario, p[paramScenario], "default")
+	name := cmp.Or(f.scenario, p[paramScenario], "default")
 	sc, err := loadScenario(name)
 	if err != nil {
 		return c, err
@@ -229,7 +230,7 @@ func (f runFlags) resolve(p map[string]string, cmdline string) (runConfig, error
 	if c.ABI, err = chooseABI(f.abi, p[paramABI], c.In.Boot); err != nil {
 		return c, err
 	}
-	if r := firstNonEmpty(f.region, p[paramRegion]); r != "" {
+	if r := cmp.Or(f.region, p[paramRegion]); r != "" {
 		c.rg, err = physmem.ParseRegion(r)
 		if err != nil {
 			return c, usageError{fmt.Sprintf("region %q: %v", r, err)}
