@@ -100,6 +100,9 @@ func (p *packer) pack(f *os.File) (RepackStats, error) {
 		err = cpio.WriteTrailer(p.w)
 	}
 	if err == nil {
+		err = p.out.flushData()
+	}
+	if err == nil {
 		err = p.out.buf.Flush()
 	}
 	if err != nil {
@@ -228,7 +231,11 @@ func (p *packer) addFile(full string, info cpio.Info, st *unix.Stat_t) error {
 	info.FileSize = uint64(st.Size)
 	// The size is the one lstat saw: a file that grows meanwhile is cut
 	// there, one that shrinks fails sendfile's count.
-	if err := p.write(cpio.Record{Info: info, ReaderAt: fileData{f: f, size: st.Size, out: p.out}}); err != nil {
+	err = p.write(cpio.Record{Info: info, ReaderAt: fileData{f: f, size: st.Size, out: p.out}})
+	if err == nil {
+		err = p.out.flushData() // before f closes
+	}
+	if err != nil {
 		return fmt.Errorf("%s: %w", full, err)
 	}
 	return nil
@@ -263,7 +270,11 @@ func (d fileData) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// sink is the newc writer's output: the memfd behind a buffer.
+// sink is the newc writer's output: the memfd behind a buffer. The newc
+// writer hands over a file's data 32 KiB at a time; the sink joins those
+// pieces and moves each file's data with one sendfile loop when the file
+// ends (flushData), not one system call per piece: under emulation the
+// calls, not the bytes, were half of the repack.
 type sink struct {
 	memfd   *os.File
 	buf     *bufio.Writer
@@ -271,6 +282,14 @@ type sink struct {
 	off     int64
 	n       int
 	pending bool
+	data    span // file data written but not yet sent
+}
+
+// span is a run of bytes of one source file.
+type span struct {
+	src *os.File
+	off int64
+	n   int64
 }
 
 func (s *sink) expect(src *os.File, off int64, n int) error {
@@ -283,30 +302,52 @@ func (s *sink) expect(src *os.File, off int64, n int) error {
 
 func (s *sink) Write(b []byte) (int, error) {
 	if !s.pending {
+		if err := s.flushData(); err != nil {
+			return 0, err
+		}
 		return s.buf.Write(b)
 	}
 	s.pending = false
 	if len(b) != s.n {
 		return 0, fmt.Errorf("repack: %d bytes of file data written, %d read", len(b), s.n)
 	}
+	if d := &s.data; d.src == s.src && d.off+d.n == s.off {
+		d.n += int64(s.n)
+		return s.n, nil
+	}
+	if err := s.flushData(); err != nil {
+		return 0, err
+	}
+	// What the buffer holds (the record's header and name) comes first.
 	if err := s.buf.Flush(); err != nil {
 		return 0, err
 	}
-	off := s.off
-	for done := 0; done < s.n; {
-		m, err := unix.Sendfile(int(s.memfd.Fd()), int(s.src.Fd()), &off, s.n-done)
+	s.data = span{src: s.src, off: s.off, n: int64(s.n)}
+	return s.n, nil
+}
+
+// flushData sends the file data written so far from the file's page cache
+// into the memfd.
+func (s *sink) flushData() error {
+	d := s.data
+	if d.src == nil {
+		return nil
+	}
+	s.data = span{}
+	off, end := d.off, d.off+d.n
+	for off < end {
+		m, err := unix.Sendfile(int(s.memfd.Fd()), int(d.src.Fd()), &off, int(min(end-off, 1<<30)))
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return done, fmt.Errorf("sendfile: %w", err)
+			return fmt.Errorf("sendfile: %w", err)
 		}
 		if m == 0 {
-			return done, fmt.Errorf("sendfile: the file ends at %d, before the %d bytes lstat saw", off, s.off+int64(s.n))
+			return fmt.Errorf("sendfile: the file ends at %d, before the %d bytes lstat saw", off, end)
 		}
-		done += m
 	}
-	return s.n, nil
+	return nil
 }
 
 // write gives r the next inode number and writes it.
