@@ -139,9 +139,11 @@ func (b *boot) incoming() bool {
 		return false
 	}
 	b.inMeta = meta
-	if hz := meta.TSCHz; hz != 0 {
-		if d, ok := timing.TSCDuration(meta.TSCReboot, timing.TSC(), hz); ok {
+	if hz := meta.TSCHz; hz != 0 && b.cfg.TSCHz != 0 {
+		if d, ok := timing.TSCDuration(meta.TSCReboot, timing.TSC(), hz, b.cfg.TSCHz); ok {
 			b.phases.Add("blackout", d)
+		} else {
+			b.t.Diag("blackout not measured: the TSC ran at %d Hz before the kexec and %d Hz after, or went backwards", hz, b.cfg.TSCHz)
 		}
 	}
 	b.totals = [3]int{meta.Passed, meta.Failed, meta.Skipped}

@@ -82,3 +82,43 @@ func TestKexec_DamageFails(t *testing.T) {
 		t.Fatalf("ok=%v last=%v loads=%d, want a failed damage result and no load:\n%s", o.OK, o.Last, loads, out.String())
 	}
 }
+
+// TestBlackoutNeedsAgreeingCalibrations: a boot reports the blackout since
+// the reboot stamp only when its TSC calibration agrees with the one the
+// handing-over boot recorded; a disagreement is said, not turned into a
+// wrong duration.
+func TestBlackoutNeedsAgreeingCalibrations(t *testing.T) {
+	if !timing.HasTSC {
+		t.Skip("no TSC on this architecture")
+	}
+	tests := []struct {
+		name          string
+		hzThen, hzNow uint64
+		want          string
+	}{
+		{"same rate", 2e9, 2e9, "# phase blackout "},
+		{"rates disagree", 22222222, 2e9, "# blackout not measured: the TSC ran at 22222222 Hz before the kexec and 2000000000 Hz after"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mem := make([]byte, 16<<20)
+			var out bytes.Buffer
+			sc := lookup(t, "default")
+			in := Handover{Boot: 1}
+			for i, hz := range []uint64{tt.hzThen, tt.hzNow} {
+				r, err := physmem.New(testBase, mem)
+				if err != nil {
+					t.Fatal(err)
+				}
+				o := Run(Config{Scenario: sc, Region: r, In: in, Boots: 2, Out: &out, TSCHz: hz})
+				if i == 0 {
+					o.StampReboot()
+				}
+				in = o.Next
+			}
+			if log := out.String(); !strings.Contains(log, tt.want) {
+				t.Errorf("KTAP lacks %q:\n%s", tt.want, log)
+			}
+		})
+	}
+}

@@ -19,17 +19,36 @@ func TestTSCAdvancesAndCalibrates(t *testing.T) {
 	if hz < 1e8 || hz > 1e11 {
 		t.Fatalf("implausible TSC frequency %d Hz", hz)
 	}
-	d, ok := TSCDuration(a, b, hz)
+	d, ok := TSCDuration(a, b, hz, hz)
 	if !ok || d < 5*time.Millisecond || d > 5*time.Second {
 		t.Fatalf("duration %v ok=%v", d, ok)
 	}
 }
 
-func TestTSCDurationRejects(t *testing.T) {
-	for _, c := range []struct{ from, to, hz uint64 }{{10, 5, 1e9}, {1, 2, 0}, {0, 5, 1e9}} {
-		if _, ok := TSCDuration(c.from, c.to, c.hz); ok {
-			t.Errorf("%+v accepted", c)
-		}
+func TestTSCDuration(t *testing.T) {
+	tests := []struct {
+		name          string
+		from, to      uint64
+		hzThen, hzNow uint64
+		want          time.Duration
+		ok            bool
+	}{
+		{"same rate", 1e9, 3e9, 1e9, 1e9, 2 * time.Second, true},
+		{"rates within 1%: the reading boot's counts", 1e9, 3e9, 1.009e9, 1e9, 2 * time.Second, true},
+		{"counter went backwards (cold reset)", 10, 5, 1e9, 1e9, 0, false},
+		{"no rate before", 1, 2, 0, 1e9, 0, false},
+		{"no rate after", 1, 2, 1e9, 0, 0, false},
+		{"no stamp", 0, 5, 1e9, 1e9, 0, false},
+		{"one calibration 90 times off", 1e9, 3e9, 11111111, 1e9, 0, false},
+		{"rates 1.1% apart", 1e9, 3e9, 1.011e9, 1e9, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, ok := TSCDuration(tt.from, tt.to, tt.hzThen, tt.hzNow)
+			if d != tt.want || ok != tt.ok {
+				t.Errorf("TSCDuration(%d, %d, %d, %d) = %v, %v; want %v, %v", tt.from, tt.to, tt.hzThen, tt.hzNow, d, ok, tt.want, tt.ok)
+			}
+		})
 	}
 }
 
